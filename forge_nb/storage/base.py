@@ -1,0 +1,230 @@
+"""The storage contract: every database operation forge-nb performs, in one place.
+
+Both `SqliteStorage` and `PostgresStorage` implement `Storage`; nothing above
+this package knows which one it talks to. Times are float epoch seconds and are
+always passed in by the caller (``now``), so one clock drives a whole operation
+and tests can move it. Job ids are strings everywhere.
+
+Each method is one transaction: it either applies fully or not at all, and bad
+input raises before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from forge_nb.storage.records import (
+    ClaimedJob,
+    EnqueueResult,
+    Finish,
+    JobEvent,
+    JobFilter,
+    JobPage,
+    JobRecord,
+    Lease,
+    MetricRow,
+    NewJob,
+    ProcessRecord,
+    QueueConfig,
+    RateLimit,
+    ReapedJob,
+    Schedule,
+    Status,
+)
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Backend-agnostic storage (pinned name)."""
+
+    #: The URL this storage was opened with, password masked (safe to log or show).
+    safe_url: str
+    #: ``"sqlite"`` or ``"postgres"``: for messages and benchmarks only, never for branching.
+    backend: str
+
+    # -- lifecycle -------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and apply pending migrations (safe when many processes open at once)."""
+
+    async def close(self) -> None:
+        """Release every connection and thread; idempotent."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied (empty when up to date)."""
+
+    async def schema_version(self) -> int:
+        """The newest migration applied to this database."""
+
+    # -- jobs: write path ------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
+        """Insert jobs in one transaction, one result per input in order.
+
+        A job whose ``unique_key`` is held by a live job (pending/running/failed)
+        is not inserted: its result is that job's id with outcome ``duplicate``.
+        Queues named by the jobs are created with default config if missing.
+        """
+
+    async def claim(
+        self,
+        queue: str,
+        host_id: str,
+        limit: int,
+        now: float,
+        exclude_kinds: Sequence[str] = (),
+    ) -> list[ClaimedJob]:
+        """Atomically move up to ``limit`` runnable jobs of ``queue`` to ``running``.
+
+        Runnable: status pending or failed, ``scheduled_at <= now``, kind not in
+        ``exclude_kinds``, queue not paused. Order: priority desc, scheduled_at,
+        id. Sets claimed_by=host_id, started_at=now, attempts+1. A job is never
+        handed to two claimers.
+        """
+
+    async def finish(self, host_id: str, finishes: Sequence[Finish], now: float) -> list[str]:
+        """Apply run outcomes in one transaction; return the ids actually finalized.
+
+        A finish applies only while the job is still ``running`` under ``host_id``
+        with ``attempts == finish.attempt``: a run the reaper already took back
+        is ignored (so a job ends ``done`` exactly once). Writes a history event
+        for every finish except ``done``.
+        """
+
+    async def update_progress(self, updates: Sequence[tuple[str, float, str]]) -> None:
+        """Store (job_id, fraction, message) for running jobs; others are ignored."""
+
+    # -- jobs: admin -------------------------------------------------------------
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        """One job, or None when the id is unknown or malformed."""
+
+    async def list_jobs(
+        self, filter: JobFilter, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Newest first (id descending), keyset-paged by ``cursor``."""
+
+    async def job_events(self, job_id: str) -> list[JobEvent]:
+        """Stored history of one job, oldest first."""
+
+    async def counts(self) -> dict[str, dict[Status, int]]:
+        """``{queue: {status: n}}`` for every known queue, every status present."""
+
+    async def retry(self, job_id: str, now: float) -> Status | None:
+        """Dead/failed job → pending now with attempts reset; return its previous status.
+
+        None when unknown. Any other status is returned unchanged and nothing happens.
+        """
+
+    async def retry_many(self, filter: JobFilter, now: float) -> int:
+        """`retry` every dead/failed job matching ``filter``; return how many."""
+
+    async def delete(self, job_id: str) -> Status | None:
+        """Delete a job that is not running; return its status (None if unknown).
+
+        A running job is left alone and ``"running"`` is returned.
+        """
+
+    async def delete_many(self, filter: JobFilter) -> int:
+        """Delete every non-running job matching ``filter``; return how many."""
+
+    async def request_cancel(self, job_id: str, now: float) -> Status | None:
+        """Cancel a job; return its status afterwards (None if unknown).
+
+        Pending/failed → ``dead`` with error ``cancelled`` at once. Running → the
+        cancel flag is set (``running`` returned) for its owner to act on.
+        Terminal jobs are returned unchanged.
+        """
+
+    async def cancel_requests(self, host_id: str) -> list[str]:
+        """Ids of ``host_id``'s running jobs whose cancel flag is set."""
+
+    # -- queues ------------------------------------------------------------------
+    async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
+        """Create the queue if missing, then apply ``knobs``; return its config."""
+
+    async def update_queue(self, name: str, **knobs: Any) -> QueueConfig:
+        """Apply ``knobs`` to an existing queue; `UnknownQueue` if it does not exist."""
+
+    async def queues(self) -> list[QueueConfig]:
+        """Every queue's config, by name."""
+
+    # -- processes, heartbeats, reaper ---------------------------------------------
+    async def register_processes(self, processes: Sequence[ProcessRecord]) -> None:
+        """Insert or replace worker-slot rows."""
+
+    async def unregister_processes(self, process_ids: Sequence[str]) -> None:
+        """Remove worker-slot rows (a pool shrank or a process stopped)."""
+
+    async def heartbeat(
+        self, host_id: str, now: float, current_jobs: Mapping[str, str | None]
+    ) -> None:
+        """Touch every slot row of ``host_id``; set each slot's current job."""
+
+    async def processes(self) -> list[ProcessRecord]:
+        """Every registered worker slot."""
+
+    async def reap(
+        self, now: float, stale_before: float, host_ids: Sequence[str] = ()
+    ) -> list[ReapedJob]:
+        """Take back the running jobs of dead processes as a failed attempt, ``worker lost``.
+
+        A process is dead when none of its slots heartbeated since
+        ``stale_before`` (or it has no slot rows), or when it is listed in
+        ``host_ids``. Its jobs go ``failed`` (retry now) or ``dead`` when
+        attempts are used up; its slot rows are deleted.
+        """
+
+    # -- cron ----------------------------------------------------------------------
+    async def upsert_schedule(self, schedule: Schedule) -> Schedule:
+        """Create or update a schedule by name (keeps last_fire_at of an existing one)."""
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> bool:
+        """Toggle a schedule; False if the name is unknown."""
+
+    async def record_fire(self, name: str, fired_at: float, next_fire_at: float | None) -> None:
+        """Remember a schedule's last fire and the next one due."""
+
+    # -- leases ----------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take or renew ``name`` for ``holder`` until now+ttl; False if someone else holds it."""
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give a lease up early (only if ``holder`` holds it)."""
+
+    async def leases(self) -> list[Lease]:
+        """Every lease row."""
+
+    # -- rate limits -------------------------------------------------------------------
+    async def ensure_rate_limit(
+        self, scope: str, capacity: float, refill_per_second: float, now: float
+    ) -> RateLimit:
+        """Create a bucket (full) or update its capacity and refill rate."""
+
+    async def take_tokens(self, scope: str, n: float, now: float) -> float:
+        """Take ``n`` tokens if available; return 0.0 if taken, else seconds to wait.
+
+        `UnknownRateLimit` if the scope does not exist.
+        """
+
+    async def drain_rate_limit(self, scope: str, hold_until: float, now: float) -> None:
+        """Empty the bucket and keep it empty until ``hold_until``."""
+
+    async def rate_limits(self) -> list[RateLimit]:
+        """Every bucket."""
+
+    # -- metrics and retention ------------------------------------------------------------
+    async def write_metrics(self, rows: Sequence[MetricRow]) -> None:
+        """Insert or replace per-(minute, queue, host) totals."""
+
+    async def read_metrics(
+        self, since: float, until: float, queue: str | None = None
+    ) -> list[MetricRow]:
+        """Rows whose minute lies in [since, until], optionally for one queue."""
+
+    async def purge(self, queue: str, status: Status, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` terminal jobs of ``queue`` finished before the cutoff."""
+
+    async def purge_metrics(self, before_minute: int) -> int:
+        """Delete metric rows older than ``before_minute``; return how many."""

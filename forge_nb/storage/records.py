@@ -1,0 +1,287 @@
+"""Plain data passed across the storage contract.
+
+Every time is a float of seconds since the epoch (UTC) inside the storage layer;
+the public records (`JobRecord`, `ProcessRecord`) turn them into aware datetimes
+so notebook users and the dashboard get something readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Status = Literal["pending", "running", "failed", "done", "dead"]
+
+#: Every job status, in lifecycle order (pinned).
+STATUSES: tuple[Status, ...] = ("pending", "running", "failed", "done", "dead")
+#: Statuses that hold a unique key and that the reaper, cancel and retry care about.
+LIVE_STATUSES: tuple[Status, ...] = ("pending", "running", "failed")
+TERMINAL_STATUSES: tuple[Status, ...] = ("done", "dead")
+
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    """Epoch seconds to an aware UTC datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job to insert. The storage validates it before writing anything."""
+
+    kind: str
+    queue: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    #: Seconds from now before the job may run; must be >= 0.
+    delay: float = 0.0
+    #: Absolute run time (epoch seconds); wins over ``delay`` when set.
+    scheduled_at: float | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    unique_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What happened to one `NewJob`: a new row, or the live job holding its unique key."""
+
+    id: str
+    outcome: Literal["created", "duplicate"]
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job a worker now owns; ``attempt`` is the run number this claim started (from 1)."""
+
+    id: str
+    kind: str
+    queue: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    priority: int
+    created_at: float
+    scheduled_at: float
+
+
+FinishStatus = Literal["done", "failed", "dead", "pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """How one claimed run ended.
+
+    ``status`` is where the job goes; ``event`` names the history entry
+    (``done``, ``failed``, ``dead``, ``throttled``, ``cancelled``, ``released``).
+    ``refund_attempt`` gives the run's attempt back (throttled, graceful release,
+    cancellation). ``scheduled_at`` is the next run time for ``failed``/``pending``.
+    """
+
+    job_id: str
+    attempt: int
+    status: FinishStatus
+    event: str
+    result_json: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    scheduled_at: float | None = None
+    refund_attempt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReapedJob:
+    """A running job taken back from a dead process: now ``failed`` or ``dead``."""
+
+    id: str
+    kind: str
+    queue: str
+    status: Status
+    host_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Filters of the inspection queries; every field is optional and ANDed."""
+
+    status: Status | None = None
+    queue: str | None = None
+    kind: str | None = None
+    #: Substring searched in the payload JSON text (case-insensitive for ASCII).
+    search: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One stored entry of a job's history."""
+
+    job_id: str
+    at: float
+    event: str
+    attempt: int
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job row as users see it (pinned field names, SPEC §4)."""
+
+    id: str
+    kind: str
+    queue: str
+    status: Status
+    priority: int
+    attempts: int
+    max_attempts: int
+    payload: dict[str, Any]
+    result: Any
+    last_error: str | None
+    last_traceback: str | None
+    progress: float | None
+    progress_message: str | None
+    unique_key: str | None
+    created_at: datetime
+    scheduled_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    claimed_by: str | None
+    cancel_requested_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (datetimes as ISO 8601 strings)."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of `list_jobs`; pass ``next_cursor`` back to get the next page."""
+
+    jobs: list[JobRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """A queue's live-editable settings, stored in the database (defaults as SPEC §4)."""
+
+    name: str
+    workers: int = 10
+    paused: bool = False
+    backoff_enabled: bool = True
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    backoff_jitter: bool = True
+    retain_done_seconds: float = 86_400.0
+    retain_dead_seconds: float = 604_800.0
+
+
+#: Knobs `update_queue` accepts, with the type each must have.
+QUEUE_KNOBS: dict[str, type] = {
+    "workers": int,
+    "paused": bool,
+    "backoff_enabled": bool,
+    "backoff_base_seconds": float,
+    "backoff_max_seconds": float,
+    "backoff_jitter": bool,
+    "retain_done_seconds": float,
+    "retain_dead_seconds": float,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    """One worker slot of one process (id ``"{queue}-{slot}-{host_id}"``)."""
+
+    id: str
+    host_id: str
+    hostname: str
+    pid: int
+    queue: str
+    current_job: str | None
+    last_heartbeat: datetime
+    started_at: datetime
+    version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        out = dataclasses.asdict(self)
+        out["last_heartbeat"] = self.last_heartbeat.isoformat()
+        out["started_at"] = self.started_at.isoformat()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A cron schedule row."""
+
+    name: str
+    cron: str
+    kind: str
+    payload: dict[str, Any]
+    queue: str
+    enabled: bool = True
+    tz: str = "UTC"
+    last_fire_at: float | None = None
+    next_fire_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds a named lease, until when."""
+
+    name: str
+    holder: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket shared by every process."""
+
+    scope: str
+    capacity: float
+    refill_per_second: float
+    tokens: float
+    updated_at: float
+    held_until: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    """One process's totals for one queue and one minute.
+
+    Each process rewrites its own row for the current minute; readers add rows up.
+    Histograms map a latency bucket index (see ``runtime.metrics``) to a count.
+    """
+
+    minute: int
+    queue: str
+    host_id: str
+    enqueued: int = 0
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    throttled: int = 0
+    dead: int = 0
+    processing_hist: dict[int, int] = field(default_factory=dict)
+    e2e_hist: dict[int, int] = field(default_factory=dict)
+
+
+METRIC_COUNTERS: tuple[str, ...] = (
+    "enqueued",
+    "started",
+    "completed",
+    "failed",
+    "retried",
+    "throttled",
+    "dead",
+)

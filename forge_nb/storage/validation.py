@@ -1,0 +1,115 @@
+"""Checks shared by both backends, run before anything is written."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from forge_nb.errors import PayloadError
+from forge_nb.storage.records import QUEUE_KNOBS, NewJob
+
+#: Largest payload accepted, as encoded JSON text (bytes of UTF-8).
+MAX_PAYLOAD_BYTES = 1_000_000
+MAX_NAME_LENGTH = 200
+
+
+def dump_json(value: Any, *, what: str) -> str:
+    """Strict JSON: no NaN/Infinity, no arbitrary objects; a clear error otherwise."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def encode_payload(payload: Mapping[str, Any]) -> str:
+    """Validate and encode a payload, enforcing `MAX_PAYLOAD_BYTES`."""
+    if not isinstance(payload, Mapping):
+        raise PayloadError(f"payload must be a JSON object (dict), got {type(payload).__name__}")
+    text = dump_json(dict(payload), what="payload")
+    size = len(text.encode("utf-8"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes")
+    return text
+
+
+def check_name(value: object, what: str) -> str:
+    """Queue, kind and schedule names: non-empty strings of sane length."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    return value
+
+
+def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int, str | None]:
+    """Validate one job; return (kind, queue, payload_json, priority, scheduled_at, max_attempts, unique_key)."""
+    check_name(job.kind, "kind")
+    check_name(job.queue, "queue")
+    if isinstance(job.priority, bool) or not isinstance(job.priority, int):
+        raise ValueError(f"priority must be an int, got {job.priority!r}")
+    if not isinstance(job.delay, int | float) or not math.isfinite(job.delay) or job.delay < 0:
+        raise ValueError(f"delay must be a finite number of seconds >= 0, got {job.delay!r}")
+    if isinstance(job.max_attempts, bool) or not isinstance(job.max_attempts, int) or job.max_attempts < 1:
+        raise ValueError(f"max_attempts must be an int >= 1, got {job.max_attempts!r}")
+    if job.unique_key is not None:
+        check_name(job.unique_key, "unique_key")
+    if job.scheduled_at is not None:
+        if not math.isfinite(job.scheduled_at):
+            raise ValueError(f"scheduled_at must be finite, got {job.scheduled_at!r}")
+        scheduled_at = float(job.scheduled_at)
+    else:
+        scheduled_at = now + float(job.delay)
+    return (
+        job.kind,
+        job.queue,
+        encode_payload(job.payload),
+        job.priority,
+        scheduled_at,
+        job.max_attempts,
+        job.unique_key,
+    )
+
+
+def prepare_jobs(jobs: Sequence[NewJob], now: float) -> list[tuple[Any, ...]]:
+    """Validate a whole batch first, so one bad job means nothing is written."""
+    rows = []
+    for index, job in enumerate(jobs):
+        try:
+            rows.append(prepare_job(job, now))
+        except ValueError as exc:
+            if len(jobs) == 1:
+                raise
+            raise type(exc)(f"job {index} of {len(jobs)}: {exc}") from None
+    return rows
+
+
+def check_queue_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate queue config edits; returns them coerced to their column types."""
+    clean: dict[str, Any] = {}
+    for key, value in knobs.items():
+        expected = QUEUE_KNOBS.get(key)
+        if expected is None:
+            raise ValueError(f"unknown queue setting {key!r}; known: {', '.join(QUEUE_KNOBS)}")
+        if expected is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{key} must be true or false, got {value!r}")
+        elif expected is int:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
+                raise ValueError(f"{key} must be an int between 0 and 10000, got {value!r}")
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+            value = float(value)
+        clean[key] = value
+    if clean.get("backoff_base_seconds") == 0.0:
+        raise ValueError("backoff_base_seconds must be > 0")
+    return clean
+
+
+def escape_like(text: str) -> str:
+    """Escape LIKE wildcards so a search is a plain substring match (ESCAPE '\\')."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
