@@ -25,3 +25,34 @@ def latest_version(backend: str) -> int:
     """The newest migration this code knows for ``backend``."""
     migrations = load_migrations(backend)
     return migrations[-1][0] if migrations else 0
+
+
+QUERY_HEADER = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
+
+
+def load_queries(backend: str) -> dict[str, str]:
+    """Named queries from ``sql/<backend>/queries.sql`` (``-- name --`` headers, procrastinate-style)."""
+    text = (resources.files("forge_nb.storage") / "sql" / backend / "queries.sql").read_text(
+        encoding="utf-8"
+    )
+    parts = QUERY_HEADER.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration into statements on ``;`` at line ends (our files keep one per line end)."""
+    statements, current = [], []
+    for line in script.splitlines():
+        if line.lstrip().startswith("--") and not current:
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statement = "\n".join(current).strip()
+            if statement.strip(";").strip():
+                statements.append(statement)
+            current = []
+    tail = "\n".join(current).strip()
+    if tail:
+        statements.append(tail)
+    return statements

@@ -51,7 +51,11 @@ def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int
         raise ValueError(f"priority must be an int, got {job.priority!r}")
     if not isinstance(job.delay, int | float) or not math.isfinite(job.delay) or job.delay < 0:
         raise ValueError(f"delay must be a finite number of seconds >= 0, got {job.delay!r}")
-    if isinstance(job.max_attempts, bool) or not isinstance(job.max_attempts, int) or job.max_attempts < 1:
+    if (
+        isinstance(job.max_attempts, bool)
+        or not isinstance(job.max_attempts, int)
+        or job.max_attempts < 1
+    ):
         raise ValueError(f"max_attempts must be an int >= 1, got {job.max_attempts!r}")
     if job.unique_key is not None:
         check_name(job.unique_key, "unique_key")

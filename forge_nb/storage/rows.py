@@ -1,0 +1,181 @@
+"""Row → record mappers shared by both backends (queries select columns in these orders)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+
+from forge_nb.storage.records import (
+    ClaimedJob,
+    JobEvent,
+    JobRecord,
+    Lease,
+    MetricRow,
+    ProcessRecord,
+    QueueConfig,
+    RateLimit,
+    Schedule,
+    Status,
+    to_datetime,
+)
+
+Row = Sequence[Any]
+
+
+def claimed_job(row: Row) -> ClaimedJob:
+    """(id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at)."""
+    return ClaimedJob(
+        id=str(row[0]),
+        kind=row[1],
+        queue=row[2],
+        payload=json.loads(row[3]),
+        attempt=row[4],
+        max_attempts=row[5],
+        priority=row[6],
+        created_at=row[7],
+        scheduled_at=row[8],
+    )
+
+
+def claim_order(job: ClaimedJob) -> tuple[int, float, int]:
+    """Sort key matching the claim's ORDER BY (RETURNING gives no order guarantee)."""
+    return (-job.priority, job.scheduled_at, int(job.id))
+
+
+def job_record(row: Row) -> JobRecord:
+    """Columns in the order of the ``get_job`` query."""
+    created_at = to_datetime(row[14])
+    scheduled_at = to_datetime(row[15])
+    assert created_at is not None and scheduled_at is not None
+    return JobRecord(
+        id=str(row[0]),
+        kind=row[1],
+        queue=row[2],
+        status=cast(Status, row[3]),
+        priority=row[4],
+        attempts=row[5],
+        max_attempts=row[6],
+        payload=json.loads(row[7]),
+        result=None if row[8] is None else json.loads(row[8]),
+        last_error=row[9],
+        last_traceback=row[10],
+        progress=row[11],
+        progress_message=row[12],
+        unique_key=row[13],
+        created_at=created_at,
+        scheduled_at=scheduled_at,
+        started_at=to_datetime(row[16]),
+        finished_at=to_datetime(row[17]),
+        claimed_by=row[18],
+        cancel_requested_at=to_datetime(row[19]),
+    )
+
+
+def job_event(row: Row) -> JobEvent:
+    """(job_id, at, event, attempt, message)."""
+    return JobEvent(str(row[0]), row[1], row[2], row[3], row[4])
+
+
+def queue_config(row: Row) -> QueueConfig:
+    """Columns in `QueueConfig` field order."""
+    return QueueConfig(
+        name=row[0],
+        workers=row[1],
+        paused=bool(row[2]),
+        backoff_enabled=bool(row[3]),
+        backoff_base_seconds=row[4],
+        backoff_max_seconds=row[5],
+        backoff_jitter=bool(row[6]),
+        retain_done_seconds=row[7],
+        retain_dead_seconds=row[8],
+    )
+
+
+def process_record(row: Row) -> ProcessRecord:
+    """(id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version)."""
+    last_heartbeat = to_datetime(row[6])
+    started_at = to_datetime(row[7])
+    assert last_heartbeat is not None and started_at is not None
+    return ProcessRecord(
+        id=row[0],
+        host_id=row[1],
+        hostname=row[2],
+        pid=row[3],
+        queue=row[4],
+        current_job=row[5],
+        last_heartbeat=last_heartbeat,
+        started_at=started_at,
+        version=row[8],
+    )
+
+
+def schedule(row: Row) -> Schedule:
+    """(name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at)."""
+    return Schedule(
+        name=row[0],
+        cron=row[1],
+        kind=row[2],
+        payload=json.loads(row[3]),
+        queue=row[4],
+        enabled=bool(row[5]),
+        tz=row[6],
+        last_fire_at=row[7],
+        next_fire_at=row[8],
+    )
+
+
+def lease(row: Row) -> Lease:
+    """(name, holder, expires_at)."""
+    return Lease(row[0], row[1], row[2])
+
+
+def rate_limit(row: Row) -> RateLimit:
+    """(scope, capacity, refill_per_second, tokens, updated_at, held_until)."""
+    return RateLimit(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def encode_histogram(hist: dict[int, int]) -> str:
+    """Sparse histogram as JSON text."""
+    return json.dumps({str(k): v for k, v in hist.items()}, separators=(",", ":"))
+
+
+def decode_histogram(text: str) -> dict[int, int]:
+    """Inverse of `encode_histogram`."""
+    return {int(k): int(v) for k, v in json.loads(text).items()}
+
+
+def metric_row(row: Row) -> MetricRow:
+    """Columns in `MetricRow` field order, histograms as JSON text."""
+    return MetricRow(
+        *row[:10],
+        processing_hist=decode_histogram(row[10]),
+        e2e_hist=decode_histogram(row[11]),
+    )
+
+
+def metric_params(row: MetricRow) -> tuple[Any, ...]:
+    """Parameters for the ``write_metrics`` statement."""
+    return (
+        row.minute,
+        row.queue,
+        row.host_id,
+        row.enqueued,
+        row.started,
+        row.completed,
+        row.failed,
+        row.retried,
+        row.throttled,
+        row.dead,
+        encode_histogram(row.processing_hist),
+        encode_histogram(row.e2e_hist),
+    )
+
+
+def parse_job_id(job_id: object) -> int | None:
+    """A job id as the integer key, or None when it cannot be one (unknown id)."""
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        return job_id if 0 < job_id < 2**63 else None
+    if isinstance(job_id, str) and job_id.isascii() and job_id.isdigit() and len(job_id) < 19:
+        return int(job_id)
+    return None

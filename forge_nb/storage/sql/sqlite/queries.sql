@@ -1,0 +1,216 @@
+-- Named queries of the SQLite backend. Parameters are positional (?).
+
+-- ensure_queue_row --
+INSERT OR IGNORE INTO forge_nb_queues (name) VALUES (?)
+
+-- insert_job --
+INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+
+-- insert_unique_job --
+INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+DO NOTHING
+
+-- live_job_by_unique_key --
+SELECT id, status FROM forge_nb_jobs
+WHERE unique_key = ? AND status IN ('pending', 'running', 'failed')
+
+-- claim --
+-- Move the best runnable jobs of one queue to running in one statement.
+UPDATE forge_nb_jobs
+SET status = 'running', attempts = attempts + 1, claimed_by = ?, started_at = ?,
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+WHERE id IN (
+    SELECT id FROM forge_nb_jobs
+    WHERE queue = ? AND status IN ('pending', 'failed') AND scheduled_at <= ?
+      AND kind NOT IN (SELECT value FROM json_each(?))
+      AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = forge_nb_jobs.queue AND q.paused)
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT ?
+)
+RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at
+
+-- finish_done --
+UPDATE forge_nb_jobs SET status = 'done', result = ?, finished_at = ?
+WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
+
+-- finish_other --
+UPDATE forge_nb_jobs
+SET status = ?, last_error = coalesce(?, last_error), last_traceback = ?,
+    scheduled_at = coalesce(?, scheduled_at), finished_at = ?,
+    attempts = attempts - ?
+WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
+
+-- insert_event --
+INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message) VALUES (?, ?, ?, ?, ?)
+
+-- update_progress --
+UPDATE forge_nb_jobs SET progress = ?, progress_message = ? WHERE id = ? AND status = 'running'
+
+-- get_job --
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at
+FROM forge_nb_jobs WHERE id = ?
+
+-- job_events --
+SELECT job_id, at, event, attempt, message FROM forge_nb_job_events WHERE job_id = ? ORDER BY id
+
+-- counts --
+SELECT queue, status, count(*) FROM forge_nb_jobs GROUP BY queue, status
+
+-- queue_names --
+SELECT name FROM forge_nb_queues
+
+-- retry --
+UPDATE forge_nb_jobs
+SET status = 'pending', attempts = 0, scheduled_at = ?, finished_at = NULL,
+    cancel_requested_at = NULL, claimed_by = NULL
+WHERE id = ? AND status IN ('dead', 'failed')
+
+-- job_status --
+SELECT status FROM forge_nb_jobs WHERE id = ?
+
+-- delete_job --
+DELETE FROM forge_nb_jobs WHERE id = ? AND status <> 'running'
+
+-- delete_events --
+DELETE FROM forge_nb_job_events WHERE job_id = ?
+
+-- cancel_waiting --
+UPDATE forge_nb_jobs SET status = 'dead', last_error = 'cancelled', last_traceback = NULL,
+       finished_at = ?, cancel_requested_at = ?
+WHERE id = ? AND status IN ('pending', 'failed')
+RETURNING attempts
+
+-- cancel_running --
+UPDATE forge_nb_jobs SET cancel_requested_at = coalesce(cancel_requested_at, ?)
+WHERE id = ? AND status = 'running'
+
+-- cancel_requests --
+SELECT id FROM forge_nb_jobs
+WHERE status = 'running' AND claimed_by = ? AND cancel_requested_at IS NOT NULL
+
+-- queue_config --
+SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
+       backoff_jitter, retain_done_seconds, retain_dead_seconds
+FROM forge_nb_queues WHERE name = ?
+
+-- queue_configs --
+SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
+       backoff_jitter, retain_done_seconds, retain_dead_seconds
+FROM forge_nb_queues ORDER BY name
+
+-- register_process --
+INSERT OR REPLACE INTO forge_nb_processes
+    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- unregister_process --
+DELETE FROM forge_nb_processes WHERE id = ?
+
+-- heartbeat_host --
+UPDATE forge_nb_processes SET last_heartbeat = ? WHERE host_id = ?
+
+-- set_current_job --
+UPDATE forge_nb_processes SET current_job = ? WHERE id = ?
+
+-- processes --
+SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version
+FROM forge_nb_processes ORDER BY id
+
+-- stale_running_jobs --
+-- Running jobs whose owner has no slot that heartbeated since the cutoff.
+SELECT id, kind, queue, attempts, max_attempts, claimed_by FROM forge_nb_jobs
+WHERE status = 'running'
+  AND (claimed_by IS NULL
+       OR claimed_by NOT IN (SELECT host_id FROM forge_nb_processes WHERE last_heartbeat >= ?)
+       OR claimed_by IN (SELECT value FROM json_each(?)))
+
+-- reap_job --
+UPDATE forge_nb_jobs
+SET status = ?, last_error = 'worker lost', last_traceback = NULL, finished_at = ?,
+    scheduled_at = ?
+WHERE id = ? AND status = 'running' AND attempts = ?
+
+-- delete_stale_processes --
+DELETE FROM forge_nb_processes
+WHERE last_heartbeat < ? OR host_id IN (SELECT value FROM json_each(?))
+
+-- upsert_schedule --
+INSERT INTO forge_nb_schedules (name, cron, kind, payload, queue, enabled, tz, next_fire_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET
+    cron = excluded.cron, kind = excluded.kind, payload = excluded.payload,
+    queue = excluded.queue, enabled = excluded.enabled, tz = excluded.tz,
+    next_fire_at = excluded.next_fire_at
+RETURNING name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at
+
+-- schedules --
+SELECT name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at
+FROM forge_nb_schedules ORDER BY name
+
+-- set_schedule_enabled --
+UPDATE forge_nb_schedules SET enabled = ? WHERE name = ?
+
+-- record_fire --
+UPDATE forge_nb_schedules SET last_fire_at = ?, next_fire_at = ? WHERE name = ?
+
+-- acquire_lease --
+INSERT INTO forge_nb_leases (name, holder, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE forge_nb_leases.holder = excluded.holder OR forge_nb_leases.expires_at < ?
+RETURNING holder
+
+-- release_lease --
+DELETE FROM forge_nb_leases WHERE name = ? AND holder = ?
+
+-- leases --
+SELECT name, holder, expires_at FROM forge_nb_leases ORDER BY name
+
+-- ensure_rate_limit --
+INSERT INTO forge_nb_rate_limits (scope, capacity, refill_per_second, tokens, updated_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (scope) DO UPDATE SET
+    capacity = excluded.capacity, refill_per_second = excluded.refill_per_second,
+    tokens = min(forge_nb_rate_limits.tokens, excluded.capacity)
+RETURNING scope, capacity, refill_per_second, tokens, updated_at, held_until
+
+-- rate_limit --
+SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
+FROM forge_nb_rate_limits WHERE scope = ?
+
+-- set_tokens --
+UPDATE forge_nb_rate_limits SET tokens = ?, updated_at = ? WHERE scope = ?
+
+-- drain_rate_limit --
+UPDATE forge_nb_rate_limits SET tokens = 0, updated_at = ?, held_until = ? WHERE scope = ?
+
+-- rate_limits --
+SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
+FROM forge_nb_rate_limits ORDER BY scope
+
+-- write_metrics --
+INSERT OR REPLACE INTO forge_nb_metrics
+    (minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
+     processing_hist, e2e_hist)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- read_metrics --
+SELECT minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
+       processing_hist, e2e_hist
+FROM forge_nb_metrics WHERE minute BETWEEN ? AND ? AND (? IS NULL OR queue = ?)
+ORDER BY minute, queue, host_id
+
+-- purge_jobs --
+DELETE FROM forge_nb_jobs WHERE id IN (
+    SELECT id FROM forge_nb_jobs
+    WHERE queue = ? AND status = ? AND finished_at < ? AND status IN ('done', 'dead')
+    LIMIT ?
+)
+RETURNING id
+
+-- purge_metrics --
+DELETE FROM forge_nb_metrics WHERE minute < ?

@@ -1,0 +1,712 @@
+"""SQLite backend: one file, WAL, one writer connection per process.
+
+Each aiosqlite await is a hop to the connection's thread (~130 µs), so every
+operation here is one plain function run in that thread: ``BEGIN IMMEDIATE``,
+the statements, ``COMMIT`` — one hop per operation, however many rows.
+Reads go through a second connection so dashboard queries never wait behind
+the claim path (WAL lets them run alongside the writer).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+
+from forge_nb.config import DatabaseUrl
+from forge_nb.errors import (
+    NotAForgeDatabase,
+    SchemaTooNew,
+    StorageError,
+    UnknownQueue,
+    UnknownRateLimit,
+)
+from forge_nb.storage import rows
+from forge_nb.storage.records import (
+    LIVE_STATUSES,
+    STATUSES,
+    ClaimedJob,
+    EnqueueResult,
+    Finish,
+    JobEvent,
+    JobFilter,
+    JobPage,
+    JobRecord,
+    Lease,
+    MetricRow,
+    NewJob,
+    ProcessRecord,
+    QueueConfig,
+    RateLimit,
+    ReapedJob,
+    Schedule,
+    Status,
+)
+from forge_nb.storage.schema import (
+    VERSION_TABLE,
+    latest_version,
+    load_migrations,
+    load_queries,
+    split_statements,
+)
+from forge_nb.storage.validation import (
+    check_name,
+    check_queue_knobs,
+    dump_json,
+    escape_like,
+    prepare_jobs,
+)
+
+Q = load_queries("sqlite")
+T = TypeVar("T")
+BUSY_TIMEOUT_S = 30.0
+MAX_PAGE = 1000
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(conn, *args)`` inside BEGIN IMMEDIATE … COMMIT (runs in the db thread)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+class SqliteStorage:
+    """`Storage` on one SQLite file (the embedded default)."""
+
+    backend = "sqlite"
+
+    def __init__(self, url: DatabaseUrl, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        assert url.path is not None
+        self.path = url.path
+        self.safe_url = url.safe
+        self._busy_timeout_s = busy_timeout_s
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+
+    # -- plumbing -------------------------------------------------------------------
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(
+            self.path, isolation_level=None, timeout=self._busy_timeout_s
+        )
+        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        return conn
+
+    async def _call(self, conn: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(sqlite3_conn, *args)`` in the connection's thread: one hop."""
+        if conn is None:
+            raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
+        raw = conn._conn  # the sqlite3 connection aiosqlite's thread owns
+        try:
+            return cast(T, await conn._execute(fn, raw, *args))
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"SQLite error on {self.safe_url}: {exc}") from exc
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """One write transaction, one hop."""
+        return await self._call(self._writer, _transaction, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read on the reader connection (consistent per statement)."""
+        return await self._call(self._reader, fn, *args)
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._read(lambda c: c.execute(sql, params).fetchall())
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create the file if needed, check it is ours, switch to WAL, migrate."""
+        if self._writer is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = await self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            self._writer = None
+            raise StorageError(f"cannot open SQLite database {self.safe_url}: {exc}") from exc
+        try:
+            await self._call(self._writer, _check_ownership)
+            await self._call(self._writer, _set_pragmas)
+            await self.migrate()
+            self._reader = await self._connect()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close both connections (their threads end)."""
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                try:
+                    await conn.close()
+                except (sqlite3.Error, ValueError):
+                    pass
+        self._reader = self._writer = None
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations under the write lock (concurrent openers serialise)."""
+        return await self._write(_migrate)
+
+    async def schema_version(self) -> int:
+        """Newest applied migration."""
+        return await self._call(self._writer, _current_version)
+
+    # -- jobs: write path ----------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
+        """Insert a batch in one transaction (see `Storage.enqueue`)."""
+        prepared = prepare_jobs(jobs, now)
+        if not prepared:
+            return []
+        return await self._write(_enqueue, prepared, now)
+
+    async def claim(
+        self,
+        queue: str,
+        host_id: str,
+        limit: int,
+        now: float,
+        exclude_kinds: Sequence[str] = (),
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` jobs in one statement."""
+        if limit <= 0:
+            return []
+        params = (host_id, now, queue, now, json.dumps(list(exclude_kinds)), limit)
+        found = await self._write(lambda c: c.execute(Q["claim"], params).fetchall())
+        return sorted(map(rows.claimed_job, found), key=rows.claim_order)
+
+    async def finish(self, host_id: str, finishes: Sequence[Finish], now: float) -> list[str]:
+        """Apply outcomes; only runs still owned by this host and attempt count."""
+        if not finishes:
+            return []
+        return await self._write(_finish, host_id, finishes, now)
+
+    async def update_progress(self, updates: Sequence[tuple[str, float, str]]) -> None:
+        """Store progress of running jobs."""
+        params = [(f, m, rows.parse_job_id(i)) for i, f, m in updates]
+        if params:
+            await self._write(lambda c: c.executemany(Q["update_progress"], params))
+
+    # -- jobs: admin ---------------------------------------------------------------------
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        """One job or None."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return None
+        found = await self._fetchall(Q["get_job"], (key,))
+        return rows.job_record(found[0]) if found else None
+
+    async def list_jobs(
+        self, filter: JobFilter, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Newest first, keyset-paged."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
+        where, params = _filter_sql(filter)
+        if cursor is not None:
+            key = rows.parse_job_id(cursor)
+            if key is None:
+                raise ValueError(f"invalid cursor {cursor!r}")
+            where.append("id < ?")
+            params.append(key)
+        sql = Q["get_job"].replace("WHERE id = ?", "")
+        sql += (" WHERE " + " AND ".join(where)) if where else ""
+        sql += " ORDER BY id DESC LIMIT ?"
+        found = await self._fetchall(sql, [*params, limit])
+        jobs = [rows.job_record(r) for r in found]
+        return JobPage(jobs, jobs[-1].id if len(jobs) == limit else None)
+
+    async def job_events(self, job_id: str) -> list[JobEvent]:
+        """Stored history, oldest first."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return []
+        return [rows.job_event(r) for r in await self._fetchall(Q["job_events"], (key,))]
+
+    async def counts(self) -> dict[str, dict[Status, int]]:
+        """Per queue × status, zeros included."""
+
+        def run(c: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            return c.execute(Q["queue_names"]).fetchall(), c.execute(Q["counts"]).fetchall()
+
+        names, found = await self._read(run)
+        return _counts(names, found)
+
+    async def retry(self, job_id: str, now: float) -> Status | None:
+        """Dead/failed → pending with attempts reset."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return None
+        try:
+            return await self._write(_retry_one, key, now)
+        except sqlite3.IntegrityError:
+            raise ValueError(
+                f"cannot retry job {job_id}: another live job holds its unique key"
+            ) from None
+
+    async def retry_many(self, filter: JobFilter, now: float) -> int:
+        """Retry every dead/failed job matching the filter (unique-key clashes skipped)."""
+        statuses = _retryable_statuses(filter)
+        where, params = _filter_sql(JobFilter(None, filter.queue, filter.kind, filter.search))
+        where.append(f"status IN ({','.join('?' * len(statuses))})")
+        params.extend(statuses)
+        return await self._write(_retry_where, " AND ".join(where), params, now)
+
+    async def delete(self, job_id: str) -> Status | None:
+        """Delete a non-running job."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return None
+        return await self._write(_delete_one, key)
+
+    async def delete_many(self, filter: JobFilter) -> int:
+        """Delete every non-running job matching the filter."""
+        where, params = _filter_sql(filter)
+        where.append("status <> 'running'")
+        return await self._write(_delete_where, " AND ".join(where), params)
+
+    async def request_cancel(self, job_id: str, now: float) -> Status | None:
+        """Cancel now (waiting jobs) or flag for the owner (running jobs)."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return None
+        return await self._write(_cancel, key, now)
+
+    async def cancel_requests(self, host_id: str) -> list[str]:
+        """Flagged running jobs of one host."""
+        return [str(r[0]) for r in await self._fetchall(Q["cancel_requests"], (host_id,))]
+
+    # -- queues --------------------------------------------------------------------------
+    async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
+        """Create if missing, then apply knobs."""
+        check_name(name, "queue")
+        clean = check_queue_knobs(knobs)
+        return await self._write(_upsert_queue, name, clean, True)
+
+    async def update_queue(self, name: str, **knobs: Any) -> QueueConfig:
+        """Apply knobs to an existing queue."""
+        clean = check_queue_knobs(knobs)
+        return await self._write(_upsert_queue, name, clean, False)
+
+    async def queues(self) -> list[QueueConfig]:
+        """Every queue's config."""
+        return [rows.queue_config(r) for r in await self._fetchall(Q["queue_configs"])]
+
+    # -- processes -----------------------------------------------------------------------
+    async def register_processes(self, processes: Sequence[ProcessRecord]) -> None:
+        """Insert or replace slot rows."""
+        params = [
+            (
+                p.id,
+                p.host_id,
+                p.hostname,
+                p.pid,
+                p.queue,
+                p.current_job,
+                p.last_heartbeat.timestamp(),
+                p.started_at.timestamp(),
+                p.version,
+            )
+            for p in processes
+        ]
+        await self._write(lambda c: c.executemany(Q["register_process"], params))
+
+    async def unregister_processes(self, process_ids: Sequence[str]) -> None:
+        """Delete slot rows."""
+        params = [(p,) for p in process_ids]
+        await self._write(lambda c: c.executemany(Q["unregister_process"], params))
+
+    async def heartbeat(
+        self, host_id: str, now: float, current_jobs: Mapping[str, str | None]
+    ) -> None:
+        """Touch a host's slots and record what each runs."""
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(Q["heartbeat_host"], (now, host_id))
+            c.executemany(Q["set_current_job"], [(j, s) for s, j in current_jobs.items()])
+
+        await self._write(run)
+
+    async def processes(self) -> list[ProcessRecord]:
+        """Every slot row."""
+        return [rows.process_record(r) for r in await self._fetchall(Q["processes"])]
+
+    async def reap(
+        self, now: float, stale_before: float, host_ids: Sequence[str] = ()
+    ) -> list[ReapedJob]:
+        """Fail the running jobs of dead processes with ``worker lost``."""
+        return await self._write(_reap, now, stale_before, json.dumps(list(host_ids)))
+
+    # -- cron ----------------------------------------------------------------------------
+    async def upsert_schedule(self, schedule: Schedule) -> Schedule:
+        """Create or update by name."""
+        check_name(schedule.name, "schedule name")
+        params = (
+            schedule.name,
+            schedule.cron,
+            schedule.kind,
+            dump_json(schedule.payload, what="schedule payload"),
+            schedule.queue,
+            schedule.enabled,
+            schedule.tz,
+            schedule.next_fire_at,
+        )
+        found = await self._write(lambda c: c.execute(Q["upsert_schedule"], params).fetchall())
+        return rows.schedule(found[0])
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule."""
+        return [rows.schedule(r) for r in await self._fetchall(Q["schedules"])]
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> bool:
+        """Toggle; False if unknown."""
+        params = (bool(enabled), name)
+        changed = await self._write(lambda c: c.execute(Q["set_schedule_enabled"], params).rowcount)
+        return bool(changed)
+
+    async def record_fire(self, name: str, fired_at: float, next_fire_at: float | None) -> None:
+        """Store last and next fire."""
+        params = (fired_at, next_fire_at, name)
+        await self._write(lambda c: c.execute(Q["record_fire"], params))
+
+    # -- leases --------------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take or renew; one statement."""
+        params = (name, holder, now + ttl, now)
+        found = await self._write(lambda c: c.execute(Q["acquire_lease"], params).fetchall())
+        return bool(found)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if held."""
+        await self._write(lambda c: c.execute(Q["release_lease"], (name, holder)))
+
+    async def leases(self) -> list[Lease]:
+        """Every lease."""
+        return [rows.lease(r) for r in await self._fetchall(Q["leases"])]
+
+    # -- rate limits ---------------------------------------------------------------------
+    async def ensure_rate_limit(
+        self, scope: str, capacity: float, refill_per_second: float, now: float
+    ) -> RateLimit:
+        """Create (full) or update a bucket."""
+        check_name(scope, "rate limit scope")
+        _check_bucket(capacity, refill_per_second)
+        params = (scope, float(capacity), float(refill_per_second), float(capacity), now)
+        found = await self._write(lambda c: c.execute(Q["ensure_rate_limit"], params).fetchall())
+        return rows.rate_limit(found[0])
+
+    async def take_tokens(self, scope: str, n: float, now: float) -> float:
+        """Take ``n`` tokens or say how long to wait."""
+        return await self._write(_take_tokens, scope, n, now)
+
+    async def drain_rate_limit(self, scope: str, hold_until: float, now: float) -> None:
+        """Empty and hold."""
+        params = (hold_until, hold_until, scope)
+        changed = await self._write(lambda c: c.execute(Q["drain_rate_limit"], params).rowcount)
+        if not changed:
+            raise UnknownRateLimit(f"unknown rate limit scope {scope!r}")
+
+    async def rate_limits(self) -> list[RateLimit]:
+        """Every bucket."""
+        return [rows.rate_limit(r) for r in await self._fetchall(Q["rate_limits"])]
+
+    # -- metrics and retention ---------------------------------------------------------------
+    async def write_metrics(self, metric_rows: Sequence[MetricRow]) -> None:
+        """Replace per-(minute, queue, host) rows."""
+        params = [rows.metric_params(r) for r in metric_rows]
+        if params:
+            await self._write(lambda c: c.executemany(Q["write_metrics"], params))
+
+    async def read_metrics(
+        self, since: float, until: float, queue: str | None = None
+    ) -> list[MetricRow]:
+        """Rows in a minute range."""
+        params = (int(since // 60), int(until // 60), queue, queue)
+        return [rows.metric_row(r) for r in await self._fetchall(Q["read_metrics"], params)]
+
+    async def purge(self, queue: str, status: Status, finished_before: float, limit: int) -> int:
+        """Delete a bounded batch of old terminal jobs and their events."""
+        if status not in ("done", "dead"):
+            raise ValueError(f"only done or dead jobs can be purged, not {status!r}")
+        return await self._write(_purge, queue, status, finished_before, limit)
+
+    async def purge_metrics(self, before_minute: int) -> int:
+        """Delete old metric rows."""
+        return await self._write(lambda c: c.execute(Q["purge_metrics"], (before_minute,)).rowcount)
+
+
+# -- functions run in the database thread -------------------------------------------------
+
+
+def _check_ownership(c: sqlite3.Connection) -> None:
+    """Refuse files that hold someone else's tables (before changing anything)."""
+    tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables.discard("sqlite_sequence")
+    if tables and VERSION_TABLE not in tables:
+        raise NotAForgeDatabase(
+            f"this SQLite file holds tables forge-nb did not create ({', '.join(sorted(tables)[:5])}); "
+            "point forge-nb at a new file"
+        )
+
+
+def _set_pragmas(c: sqlite3.Connection) -> None:
+    c.execute("PRAGMA journal_mode = WAL")
+    c.execute("PRAGMA synchronous = NORMAL")
+
+
+def _current_version(c: sqlite3.Connection) -> int:
+    exists = c.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+    ).fetchone()
+    if not exists:
+        return 0
+    return int(c.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()[0])
+
+
+def _migrate(c: sqlite3.Connection) -> list[int]:
+    _check_ownership(c)
+    current = _current_version(c)
+    known = latest_version("sqlite")
+    if current > known:
+        raise SchemaTooNew(
+            f"the database is at schema version {current} but this forge-nb knows up to "
+            f"{known}; upgrade forge-nb"
+        )
+    c.execute(
+        f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    applied = []
+    for version, script in load_migrations("sqlite"):
+        if version <= current:
+            continue
+        for statement in split_statements(script):
+            c.execute(statement)
+        c.execute(
+            f"INSERT INTO {VERSION_TABLE} (version, applied_at) VALUES (?, (julianday('now') - 2440587.5) * 86400.0)",
+            (version,),
+        )
+        applied.append(version)
+    return applied
+
+
+def _enqueue(
+    c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: float
+) -> list[EnqueueResult]:
+    for queue in {row[1] for row in prepared}:
+        c.execute(Q["ensure_queue_row"], (queue,))
+    if all(row[6] is None for row in prepared):
+        # Fast path: one executemany; AUTOINCREMENT ids are consecutive under the write lock.
+        c.executemany(Q["insert_job"], [(*row, now) for row in prepared])
+        last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(prepared) + 1
+        return [EnqueueResult(str(first + i), "created", "pending") for i in range(len(prepared))]
+    results = []
+    for row in prepared:
+        cursor = c.execute(Q["insert_unique_job"], (*row, now))
+        if cursor.rowcount == 1:
+            results.append(EnqueueResult(str(cursor.lastrowid), "created", "pending"))
+        else:
+            holder = c.execute(Q["live_job_by_unique_key"], (row[6],)).fetchone()
+            results.append(EnqueueResult(str(holder[0]), "duplicate", holder[1]))
+    return results
+
+
+def _finish(
+    c: sqlite3.Connection, host_id: str, finishes: Sequence[Finish], now: float
+) -> list[str]:
+    done, events = [], []
+    for f in finishes:
+        key = int(f.job_id)
+        if f.status == "done":
+            cursor = c.execute(Q["finish_done"], (f.result_json, now, key, host_id, f.attempt))
+        else:
+            cursor = c.execute(
+                Q["finish_other"],
+                (
+                    f.status,
+                    f.error,
+                    f.traceback,
+                    f.scheduled_at,
+                    now,
+                    1 if f.refund_attempt else 0,
+                    key,
+                    host_id,
+                    f.attempt,
+                ),
+            )
+        if cursor.rowcount:
+            done.append(f.job_id)
+            if f.event != "done":
+                events.append((key, now, f.event, f.attempt, f.error))
+    if events:
+        c.executemany(Q["insert_event"], events)
+    return done
+
+
+def _filter_sql(filter: JobFilter) -> tuple[list[str], list[Any]]:
+    """WHERE terms for a filter: every value is a bound parameter."""
+    where: list[str] = []
+    params: list[Any] = []
+    if filter.status is not None:
+        if filter.status not in STATUSES:
+            raise ValueError(f"unknown status {filter.status!r}; use one of {', '.join(STATUSES)}")
+        where.append("status = ?")
+        params.append(filter.status)
+    if filter.queue is not None:
+        where.append("queue = ?")
+        params.append(filter.queue)
+    if filter.kind is not None:
+        where.append("kind = ?")
+        params.append(filter.kind)
+    if filter.search:
+        where.append("payload LIKE ? ESCAPE '\\'")
+        params.append(escape_like(filter.search))
+    return where, params
+
+
+def _retryable_statuses(filter: JobFilter) -> tuple[str, ...]:
+    if filter.status is None:
+        return ("dead", "failed")
+    if filter.status not in ("dead", "failed"):
+        raise ValueError(f"only dead or failed jobs can be retried, not {filter.status!r}")
+    return (filter.status,)
+
+
+def _counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:
+    out: dict[str, dict[Status, int]] = {}
+    for (name,) in names:
+        out[name] = dict.fromkeys(STATUSES, 0)
+    for queue, status, n in found:
+        out.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = n
+    return dict(sorted(out.items()))
+
+
+def _retry_one(c: sqlite3.Connection, key: int, now: float) -> Status | None:
+    found = c.execute(Q["job_status"], (key,)).fetchone()
+    if found is None:
+        return None
+    if c.execute(Q["retry"], (now, key)).rowcount:
+        c.execute(Q["insert_event"], (key, now, "retried", 0, None))
+    return cast(Status, found[0])
+
+
+def _retry_where(c: sqlite3.Connection, where: str, params: list[Any], now: float) -> int:
+    ids = [r[0] for r in c.execute(f"SELECT id FROM forge_nb_jobs WHERE {where}", params)]
+    retried = 0
+    for key in ids:
+        try:
+            retried += c.execute(Q["retry"], (now, key)).rowcount
+        except sqlite3.IntegrityError:
+            continue  # a live job holds its unique key: leave this one dead
+        c.execute(Q["insert_event"], (key, now, "retried", 0, None))
+    return retried
+
+
+def _delete_one(c: sqlite3.Connection, key: int) -> Status | None:
+    found = c.execute(Q["job_status"], (key,)).fetchone()
+    if found is None:
+        return None
+    if c.execute(Q["delete_job"], (key,)).rowcount:
+        c.execute(Q["delete_events"], (key,))
+    return cast(Status, found[0])
+
+
+def _delete_where(c: sqlite3.Connection, where: str, params: list[Any]) -> int:
+    ids = [(r[0],) for r in c.execute(f"SELECT id FROM forge_nb_jobs WHERE {where}", params)]
+    c.executemany(Q["delete_job"], ids)
+    c.executemany(Q["delete_events"], ids)
+    return len(ids)
+
+
+def _cancel(c: sqlite3.Connection, key: int, now: float) -> Status | None:
+    found = c.execute(Q["job_status"], (key,)).fetchone()
+    if found is None:
+        return None
+    cancelled = c.execute(Q["cancel_waiting"], (now, now, key)).fetchone()
+    if cancelled is not None:
+        c.execute(Q["insert_event"], (key, now, "cancelled", cancelled[0], "cancelled"))
+        return "dead"
+    if c.execute(Q["cancel_running"], (now, key)).rowcount:
+        return "running"
+    return cast(Status, found[0])
+
+
+def _upsert_queue(
+    c: sqlite3.Connection, name: str, knobs: dict[str, Any], create: bool
+) -> QueueConfig:
+    if create:
+        c.execute(Q["ensure_queue_row"], (name,))
+    if knobs:
+        sets = ", ".join(f"{k} = ?" for k in knobs)  # keys checked against QUEUE_KNOBS
+        c.execute(f"UPDATE forge_nb_queues SET {sets} WHERE name = ?", [*knobs.values(), name])
+    found = c.execute(Q["queue_config"], (name,)).fetchone()
+    if found is None:
+        raise UnknownQueue(f"unknown queue {name!r}")
+    config = rows.queue_config(found)
+    if config.backoff_max_seconds < config.backoff_base_seconds:
+        raise ValueError(
+            f"backoff_max_seconds ({config.backoff_max_seconds}) must be >= "
+            f"backoff_base_seconds ({config.backoff_base_seconds})"
+        )
+    return config
+
+
+def _reap(
+    c: sqlite3.Connection, now: float, stale_before: float, hosts_json: str
+) -> list[ReapedJob]:
+    reaped = []
+    for key, kind, queue, attempts, max_attempts, host in c.execute(
+        Q["stale_running_jobs"], (stale_before, hosts_json)
+    ).fetchall():
+        status: Status = "dead" if attempts >= max_attempts else "failed"
+        if c.execute(Q["reap_job"], (status, now, now, key, attempts)).rowcount:
+            c.execute(Q["insert_event"], (key, now, "worker_lost", attempts, "worker lost"))
+            reaped.append(ReapedJob(str(key), kind, queue, status, host or ""))
+    c.execute(Q["delete_stale_processes"], (stale_before, hosts_json))
+    return reaped
+
+
+def _check_bucket(capacity: float, refill_per_second: float) -> None:
+    for name, value in (("capacity", capacity), ("refill_per_second", refill_per_second)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        if value == float("inf"):
+            raise ValueError(f"{name} must be finite")
+
+
+def _take_tokens(c: sqlite3.Connection, scope: str, n: float, now: float) -> float:
+    found = c.execute(Q["rate_limit"], (scope,)).fetchone()
+    if found is None:
+        raise UnknownRateLimit(
+            f"unknown rate limit scope {scope!r}; create it with ensure_rate_limit"
+        )
+    bucket = rows.rate_limit(found)
+    if not 0 < n <= bucket.capacity:
+        raise ValueError(f"cannot take {n} tokens from {scope!r} (capacity {bucket.capacity})")
+    if bucket.held_until > now:
+        return bucket.held_until - now
+    tokens = min(
+        bucket.capacity,
+        bucket.tokens + max(0.0, now - bucket.updated_at) * bucket.refill_per_second,
+    )
+    if tokens >= n:
+        c.execute(Q["set_tokens"], (tokens - n, now, scope))
+        return 0.0
+    return (n - tokens) / bucket.refill_per_second
+
+
+def _purge(c: sqlite3.Connection, queue: str, status: str, before: float, limit: int) -> int:
+    ids = [(r[0],) for r in c.execute(Q["purge_jobs"], (queue, status, before, limit)).fetchall()]
+    c.executemany(Q["delete_events"], ids)
+    return len(ids)
+
+
+__all__ = ["LIVE_STATUSES", "SqliteStorage"]
