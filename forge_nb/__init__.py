@@ -1,0 +1,63 @@
+"""forge-nb: a Sidekiq-style job queue on the asyncio loop (Jupyter included).
+
+Only the runtime and storage are imported here, so ``import forge_nb`` stays
+fast; the notebook widgets and the dashboard load their UI libraries on use.
+"""
+
+from __future__ import annotations
+
+from forge_nb.errors import (
+    DatabaseUnavailable,
+    ForgeError,
+    InvalidDatabaseUrl,
+    NotAForgeDatabase,
+    PayloadError,
+    SchemaTooNew,
+    StorageError,
+    UnknownQueue,
+    UnknownRateLimit,
+)
+from forge_nb.runtime.app import App
+from forge_nb.runtime.context import CancelToken, JobCtx, RateLimiter
+from forge_nb.runtime.handlers import HandlerRegistry, JobFunction, JobHandler
+from forge_nb.runtime.outcomes import Dead, JobDead, Throttled
+from forge_nb.runtime.refs import EnqueueRequest, JobRef
+from forge_nb.runtime.routing import DefaultRouter, KindPrefixRouter
+from forge_nb.runtime.runtime import VERSION as __version__
+from forge_nb.runtime.runtime import QueueHandle
+from forge_nb.storage import open_storage
+from forge_nb.storage.base import Storage
+from forge_nb.storage.records import JobRecord, ProcessRecord, QueueConfig
+
+__all__ = [
+    "App",
+    "CancelToken",
+    "DatabaseUnavailable",
+    "Dead",
+    "DefaultRouter",
+    "EnqueueRequest",
+    "ForgeError",
+    "HandlerRegistry",
+    "InvalidDatabaseUrl",
+    "JobCtx",
+    "JobDead",
+    "JobFunction",
+    "JobHandler",
+    "JobRecord",
+    "JobRef",
+    "KindPrefixRouter",
+    "NotAForgeDatabase",
+    "PayloadError",
+    "ProcessRecord",
+    "QueueConfig",
+    "QueueHandle",
+    "RateLimiter",
+    "SchemaTooNew",
+    "Storage",
+    "StorageError",
+    "Throttled",
+    "UnknownQueue",
+    "UnknownRateLimit",
+    "__version__",
+    "open_storage",
+]

@@ -1,0 +1,1 @@
+"""The runtime: App, workers, outcomes — on whatever asyncio loop is running."""

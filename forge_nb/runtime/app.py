@@ -1,0 +1,423 @@
+"""`App`: the one object users hold — jobs, enqueueing, workers and admin."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
+from forge_nb.errors import UnknownQueue
+from forge_nb.runtime.handlers import Handler, HandlerRegistry, JobFunction, handler_for_function
+from forge_nb.runtime.ids import new_ulid
+from forge_nb.runtime.metrics import MetricsRecorder
+from forge_nb.runtime.refs import EnqueueRequest, JobRef
+from forge_nb.runtime.routing import DefaultRouter, Router
+from forge_nb.runtime.runtime import QueueHandle
+from forge_nb.storage import create_storage
+from forge_nb.storage.base import Storage
+from forge_nb.storage.records import (
+    DEFAULT_MAX_ATTEMPTS,
+    JobEvent,
+    JobFilter,
+    JobRecord,
+    NewJob,
+    ProcessRecord,
+    QueueConfig,
+    Status,
+)
+
+
+class App:
+    """A forge-nb application (pinned): handlers, a database, and optionally workers.
+
+    ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
+    ``<data dir>/forge_nb.db``. Nothing connects until the first awaited call.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        queues: Sequence[str] | None = None,
+        router: Router | None = None,
+        heartbeat_interval: float = 10.0,
+        stale_after: float | None = None,
+        lease_ttl: float = 15.0,
+        poll_interval: float = 1.0,
+        tick_interval: float = 1.0,
+        max_concurrency: int | None = None,
+        thread_pool_size: int = 32,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.safe_url = parse_url(self.url).safe  # malformed URLs fail here, clearly
+        if queues is None and os.environ.get(ENV_QUEUES):
+            queues = [q.strip() for q in os.environ[ENV_QUEUES].split(",") if q.strip()]
+        self.queue_names: frozenset[str] | None = None if queues is None else frozenset(queues)
+        self.router: Router = router or DefaultRouter()
+        for name, value in (
+            ("heartbeat_interval", heartbeat_interval),
+            ("poll_interval", poll_interval),
+            ("tick_interval", tick_interval),
+            ("lease_ttl", lease_ttl),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.stale_after = float(stale_after or 3 * heartbeat_interval)
+        self.lease_ttl = float(lease_ttl)
+        self.poll_interval = float(poll_interval)
+        self.tick_interval = min(float(tick_interval), self.heartbeat_interval)
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1 or None, got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
+        self.thread_pool_size = thread_pool_size
+        self.host_id = new_ulid()
+        self.handlers = HandlerRegistry()
+        self.metrics_recorder = MetricsRecorder(self.host_id)
+        self._storage: Storage | None = None
+        self._open_lock: asyncio.Lock | None = None
+        self._handle: QueueHandle | None = None
+        self._progress: dict[str, tuple[float, str]] = {}
+        self._waiters: weakref.WeakValueDictionary[str, asyncio.Event] = (
+            weakref.WeakValueDictionary()
+        )
+        self._register_builtins()
+
+    def __repr__(self) -> str:
+        return f"<forge_nb.App {self.safe_url}>"
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def storage(self) -> Storage:
+        """The open storage (opened and migrated on first use)."""
+        if self._storage is None:
+            if self._open_lock is None:
+                self._open_lock = asyncio.Lock()
+            async with self._open_lock:
+                if self._storage is None:
+                    storage = create_storage(self.url)
+                    await storage.open()
+                    self._storage = storage
+        return self._storage
+
+    async def start(self) -> QueueHandle:
+        """Start workers on the running loop and return at once (idempotent)."""
+        if self._handle is not None and self._handle.running:
+            return self._handle
+        handle = QueueHandle(self, await self.storage())
+        self._handle = handle
+        await handle.start()
+        return handle
+
+    @property
+    def handle(self) -> QueueHandle | None:
+        """The running `QueueHandle`, if `start` was called."""
+        return self._handle
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop workers (graceful for ``timeout`` s) and release connections and threads."""
+        if self._handle is not None:
+            await self._handle.shutdown(timeout)
+            self._handle = None
+        if self._storage is not None:
+            await self._storage.close()
+            self._storage = None
+
+    async def __aenter__(self) -> App:
+        await self.storage()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def works_queue(self, queue: str) -> bool:
+        """Whether this process's workers take jobs from ``queue``."""
+        return self.queue_names is None or queue in self.queue_names
+
+    # -- handlers --------------------------------------------------------------------------
+    def job(
+        self,
+        fn: Callable[..., Any] | str | None = None,
+        /,
+        *,
+        kind: str | None = None,
+        queue: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> Any:
+        """Register a function as a job kind (``@app.job`` or ``@app.job(queue=…)``).
+
+        Async functions run on the loop; plain functions run in a thread so the
+        loop (and the notebook) never stalls. Registering a kind again replaces it.
+
+        ``await app.job("42")`` (a job id instead of a function) returns that job's
+        `JobRecord`, or None: both spellings are pinned by the spec.
+        """
+        if isinstance(fn, str | int) and not isinstance(fn, bool):
+            return self._get_job(str(fn))
+
+        def register(func: Callable[..., Any]) -> JobFunction:
+            handler = handler_for_function(
+                func,
+                kind=kind,
+                queue=queue,
+                max_attempts=max_attempts,
+                concurrency=concurrency,
+                timeout=timeout,
+                priority=priority,
+            )
+            self.handlers.add(handler)
+            return JobFunction(self, func, handler, {})
+
+        return register(fn) if callable(fn) else register
+
+    def _register_builtins(self) -> None:
+        async def echo(**payload: Any) -> dict[str, Any]:
+            """Return the payload: for smoke tests and demos."""
+            return payload
+
+        self.handlers.add(
+            Handler(kind="forge_nb.echo", call=lambda ctx, p: echo(**p), is_async=True)
+        )
+
+    # -- enqueue ---------------------------------------------------------------------------
+    async def enqueue(self, request: EnqueueRequest) -> JobRef:
+        """Enqueue one job; returns its `JobRef` (the live holder's for a unique-key duplicate)."""
+        return (await self.enqueue_many([request]))[0]
+
+    async def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[JobRef]:
+        """Enqueue many jobs in one transaction: all stored, or none on bad input."""
+        now = time.time()
+        new_jobs = [self._new_job(r, now) for r in requests]
+        if not new_jobs:
+            return []
+        storage = await self.storage()
+        results = await storage.enqueue(new_jobs, now)
+        for job, result in zip(new_jobs, results, strict=True):
+            if result.outcome == "created":
+                self.metrics_recorder.count(job.queue, "enqueued", now)
+        if self._handle is not None and self._handle.running:
+            for queue in {job.queue for job in new_jobs}:
+                self._handle.notify(queue)
+        return [
+            JobRef(self, r.id, job.kind, r.outcome)
+            for job, r in zip(new_jobs, results, strict=True)
+        ]
+
+    def _new_job(self, request: EnqueueRequest, now: float) -> NewJob:
+        if not isinstance(request, EnqueueRequest):
+            raise TypeError(f"expected an EnqueueRequest, got {type(request).__name__}")
+        handler = self.handlers.get(request.kind)
+        payload = request.payload if request.payload is not None else {}
+        if handler is not None and handler.check_payload is not None:
+            handler.check_payload(payload)
+        queue = request.queue or (handler.queue if handler else None)
+        queue = queue or self.router.route(request.kind)
+        delay = request.delay
+        if isinstance(delay, timedelta):
+            delay = delay.total_seconds()
+        scheduled_at = request.scheduled_at
+        if isinstance(scheduled_at, datetime):
+            if scheduled_at.tzinfo is None:
+                raise ValueError("scheduled_at must be timezone-aware (e.g. datetime.now(UTC))")
+            scheduled_at = scheduled_at.timestamp()
+        max_attempts = request.max_attempts
+        if max_attempts is None:
+            max_attempts = handler.max_attempts if handler else DEFAULT_MAX_ATTEMPTS
+        priority = request.priority
+        if priority is None:
+            priority = handler.priority if handler else 0
+        return NewJob(
+            kind=request.kind,
+            queue=queue,
+            payload=payload,
+            priority=priority,
+            delay=0.0 if delay is None else delay,
+            scheduled_at=scheduled_at,
+            max_attempts=max_attempts,
+            unique_key=request.unique_key,
+        )
+
+    # -- in-process plumbing used by refs, ctx and the runtime ------------------------------
+    def _completion_waiter(self, job_id: str) -> asyncio.Event:
+        event = self._waiters.get(job_id)
+        if event is None:
+            event = asyncio.Event()
+            self._waiters[job_id] = event
+        return event
+
+    def _job_finished(self, job_id: str) -> None:
+        event = self._waiters.get(job_id)
+        if event is not None:
+            event.set()
+
+    def _record_progress(self, job_id: str, fraction: float, message: str) -> None:
+        self._progress[job_id] = (fraction, message)
+
+    def _take_progress(self) -> list[tuple[str, float, str]]:
+        taken, self._progress = self._progress, {}
+        return [(job_id, f, m) for job_id, (f, m) in taken.items()]
+
+    # -- inspection --------------------------------------------------------------------------
+    async def _get_job(self, job_id: str) -> JobRecord | None:
+        """One job by id, or None."""
+        return await (await self.storage()).get_job(str(job_id))
+
+    async def jobs(
+        self,
+        status: Status | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> list[JobRecord]:
+        """Jobs newest first; pass the last id as ``cursor`` for the next page."""
+        page = await (await self.storage()).list_jobs(
+            JobFilter(status, queue, kind, search), limit, cursor
+        )
+        return page.jobs
+
+    async def job_history(self, job_id: str) -> list[JobEvent]:
+        """A job's timeline: enqueued, each stored event, started and finished."""
+        storage = await self.storage()
+        job = await storage.get_job(str(job_id))
+        if job is None:
+            return []
+        events = [JobEvent(job.id, job.created_at.timestamp(), "enqueued", 0)]
+        events += await storage.job_events(job.id)
+        if job.started_at is not None:
+            events.append(JobEvent(job.id, job.started_at.timestamp(), "started", job.attempts))
+        if job.status == "done" and job.finished_at is not None:
+            # Failures, throttles and dead ends are stored events; success is only on the row.
+            events.append(JobEvent(job.id, job.finished_at.timestamp(), "done", job.attempts))
+        return sorted(events, key=lambda e: e.at)
+
+    async def counts(self) -> dict[str, dict[Status, int]]:
+        """``{queue: {status: n}}`` with every status present."""
+        return await (await self.storage()).counts()
+
+    async def queues(self) -> list[QueueConfig]:
+        """Every queue's config."""
+        return await (await self.storage()).queues()
+
+    async def processes(self) -> list[ProcessRecord]:
+        """One record per worker slot of every live process."""
+        return await (await self.storage()).processes()
+
+    # -- admin ----------------------------------------------------------------------------
+    async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
+        """Create the queue if missing and apply settings (idempotent)."""
+        config = await (await self.storage()).ensure_queue(name, **knobs)
+        if self._handle is not None and self._handle.running:
+            self._handle.notify(name)
+        return config
+
+    async def set_queue_config(self, name: str, **knobs: Any) -> QueueConfig:
+        """Change a queue's settings; workers follow on their next tick."""
+        return await (await self.storage()).update_queue(name, **knobs)
+
+    async def pause_queue(self, name: str) -> QueueConfig:
+        """Stop claiming from ``name`` (running jobs finish)."""
+        return await self.set_queue_config(name, paused=True)
+
+    async def resume_queue(self, name: str) -> QueueConfig:
+        """Claim from ``name`` again."""
+        return await self.set_queue_config(name, paused=False)
+
+    async def retry(self, job_id: str) -> JobRecord:
+        """Dead or failed job → pending now, attempts reset. ValueError for other states."""
+        storage = await self.storage()
+        before = await storage.retry(str(job_id), time.time())
+        if before is None:
+            raise LookupError(f"unknown job id {job_id!r}")
+        if before not in ("dead", "failed"):
+            raise ValueError(f"job {job_id} is {before}; only dead or failed jobs can be retried")
+        job = await storage.get_job(str(job_id))
+        assert job is not None
+        self._notify(job.queue)
+        return job
+
+    async def retry_all(
+        self,
+        status: Status = "dead",
+        queue: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+    ) -> int:
+        """Retry every dead (or failed) job matching the filter; returns how many."""
+        if queue is not None:
+            await self._check_queue(queue)
+        n = await (await self.storage()).retry_many(
+            JobFilter(status, queue, kind, search), time.time()
+        )
+        for name in [queue] if queue else list(self._handle.pools if self._handle else []):
+            self._notify(name)
+        return n
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete a job that is not running; False if unknown, ValueError if running."""
+        status = await (await self.storage()).delete(str(job_id))
+        if status == "running":
+            raise ValueError(f"job {job_id} is running; cancel it first")
+        return status is not None
+
+    async def delete_all(
+        self,
+        status: Status | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+    ) -> int:
+        """Delete every non-running job matching the filter."""
+        return await (await self.storage()).delete_many(JobFilter(status, queue, kind, search))
+
+    async def cancel(self, job_id: str) -> Status | None:
+        """Cancel a job: pending/failed end ``dead`` now; a running one is stopped wherever
+        it runs (here at once, elsewhere within a heartbeat). Returns the status after."""
+        status = await (await self.storage()).request_cancel(str(job_id), time.time())
+        if status == "running" and self._handle is not None:
+            self._handle.cancel_local(str(job_id))
+        if status == "dead":
+            self._job_finished(str(job_id))
+        return status
+
+    async def _check_queue(self, name: str) -> None:
+        if name not in {q.name for q in await self.queues()}:
+            raise UnknownQueue(f"unknown queue {name!r}")
+
+    def _notify(self, queue: str) -> None:
+        if self._handle is not None and self._handle.running:
+            self._handle.notify(queue)
+
+    # -- notebook helpers ---------------------------------------------------------------------
+    async def jobs_frame(
+        self,
+        status: Status | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+        limit: int = 1000,
+    ) -> Any:
+        """Jobs as a pandas DataFrame (one row per job, newest first)."""
+        import pandas as pd
+
+        rows: list[JobRecord] = []
+        cursor = None
+        while len(rows) < limit:
+            page = await (await self.storage()).list_jobs(
+                JobFilter(status, queue, kind, search), min(1000, limit - len(rows)), cursor
+            )
+            rows += page.jobs
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        columns = list(JobRecord.__dataclass_fields__)
+        frame = pd.DataFrame([[getattr(r, c) for c in columns] for r in rows], columns=columns)
+        return frame.set_index("id")

@@ -1,0 +1,121 @@
+"""What a handler receives: `JobCtx`, its cancel token and the rate limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from forge_nb.runtime.app import App
+    from forge_nb.runtime.refs import JobRef
+    from forge_nb.storage.base import Storage
+
+RATE_LIMIT_MAX_SLEEP_S = 1.0
+
+
+class CancelToken:
+    """Set when the job is cancelled; safe to check from the loop and from threads."""
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+
+    def is_cancelled(self) -> bool:
+        """True once cancellation was requested."""
+        return self._flag.is_set()
+
+    def set(self) -> None:
+        """Request cancellation."""
+        self._flag.set()
+
+    def __bool__(self) -> bool:
+        return self.is_cancelled()
+
+
+class RateLimiter:
+    """Cluster-wide token buckets (``ctx.rate_limit`` / ``app.rate_limit``)."""
+
+    def __init__(self, storage: Storage, cancel: CancelToken | None = None) -> None:
+        self._storage = storage
+        self._cancel = cancel
+
+    async def acquire(self, scope: str, n: float = 1, wait: bool = True) -> bool:
+        """Take ``n`` tokens, waiting (cancellably) until they are there; False if not ``wait``."""
+        while True:
+            delay = await self._storage.take_tokens(scope, n, time.time())
+            if delay <= 0:
+                return True
+            if not wait:
+                return False
+            if self._cancel is not None and self._cancel.is_cancelled():
+                raise asyncio.CancelledError(f"cancelled while waiting for rate limit {scope!r}")
+            await asyncio.sleep(min(delay, RATE_LIMIT_MAX_SLEEP_S))
+
+    async def drain(self, scope: str, retry_after: float) -> None:
+        """Empty ``scope`` and hold it empty for ``retry_after`` seconds (an upstream 429)."""
+        if not math.isfinite(retry_after) or retry_after < 0:
+            raise ValueError(f"retry_after must be a finite number >= 0, got {retry_after!r}")
+        now = time.time()
+        await self._storage.drain_rate_limit(scope, now + retry_after, now)
+
+
+@dataclass
+class JobCtx:
+    """The context of one run (pinned attributes).
+
+    Coroutine methods are for async handlers; sync handlers (run in a thread)
+    use the ``*_sync`` twins, which hop onto the event loop and wait.
+    """
+
+    job_id: str
+    kind: str
+    queue: str
+    attempt: int
+    process_id: str
+    host_id: str
+    cancel: CancelToken
+    rate_limit: RateLimiter
+    app: App = field(repr=False)
+    loop: asyncio.AbstractEventLoop = field(repr=False)
+
+    async def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress in [0, 1]; stored in batches, shown by widgets and the dashboard."""
+        self.progress_sync(fraction, message)
+
+    def progress_sync(self, fraction: float, message: str = "") -> None:
+        """`progress` for sync handlers (just records it; no waiting)."""
+        if not isinstance(fraction, int | float) or not math.isfinite(fraction):
+            raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
+        self.app._record_progress(self.job_id, min(1.0, max(0.0, float(fraction))), str(message))
+
+    async def enqueue(self, target: Any, *args: Any, **kwargs: Any) -> JobRef:
+        """Enqueue a follow-up: an `EnqueueRequest`, a job function, or a kind with kwargs."""
+        from forge_nb.runtime.refs import EnqueueRequest
+
+        if isinstance(target, EnqueueRequest):
+            return await self.app.enqueue(target)
+        if isinstance(target, str):
+            return await self.app.enqueue(EnqueueRequest(kind=target, payload=dict(kwargs)))
+        return await target.enqueue(*args, **kwargs)
+
+    async def enqueue_many(self, requests: Any) -> list[JobRef]:
+        """Enqueue many follow-ups in one transaction."""
+        return await self.app.enqueue_many(list(requests))
+
+    def enqueue_sync(self, target: Any, *args: Any, **kwargs: Any) -> JobRef:
+        """`enqueue` from a sync handler's thread."""
+        coro = self.enqueue(target, *args, **kwargs)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def enqueue_many_sync(self, requests: Any) -> list[JobRef]:
+        """`enqueue_many` from a sync handler's thread."""
+        coro = self.enqueue_many(requests)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def acquire_sync(self, scope: str, n: float = 1, wait: bool = True) -> bool:
+        """``rate_limit.acquire`` from a sync handler's thread."""
+        coro = self.rate_limit.acquire(scope, n, wait)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()

@@ -1,0 +1,259 @@
+"""Handlers: what runs for a kind, and the job functions ``@app.job`` returns."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from forge_nb.storage.records import DEFAULT_MAX_ATTEMPTS
+from forge_nb.storage.validation import check_name
+
+if TYPE_CHECKING:
+    from forge_nb.runtime.app import App
+    from forge_nb.runtime.context import JobCtx
+    from forge_nb.runtime.refs import JobRef
+
+
+@runtime_checkable
+class JobHandler(Protocol):
+    """A class-based handler: a ``kind`` and ``async run(ctx, payload) -> result``."""
+
+    kind: str
+
+    async def run(self, ctx: JobCtx, payload: dict[str, Any]) -> Any:
+        """Do the work."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """A registered kind: how to call it and its limits."""
+
+    kind: str
+    call: Callable[[JobCtx, dict[str, Any]], Any]
+    is_async: bool
+    queue: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    #: Most runs of this kind at once in this process (None: no limit).
+    concurrency: int | None = None
+    #: Seconds a run may take before it fails with a timeout (None: no limit).
+    timeout: float | None = None
+    priority: int = 0
+    #: Checks a payload fits the handler's signature (raises TypeError).
+    check_payload: Callable[[Mapping[str, Any]], None] | None = None
+
+
+class HandlerRegistry:
+    """Kind → `Handler` (pinned). Registering a kind again replaces it (cell re-runs)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def add(self, handler: Handler) -> Handler:
+        """Register (or replace) a handler."""
+        self._handlers[handler.kind] = handler
+        return handler
+
+    def register(
+        self,
+        obj: JobHandler,
+        *,
+        queue: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+    ) -> Handler:
+        """Register a class-based handler object (``kind`` + ``async run(ctx, payload)``)."""
+        kind = check_name(getattr(obj, "kind", None), "handler kind")
+        run = getattr(obj, "run", None)
+        if run is None or not inspect.iscoroutinefunction(run):
+            raise TypeError(f"handler {kind!r} needs an `async def run(self, ctx, payload)` method")
+        return self.add(
+            Handler(
+                kind=kind,
+                call=run,
+                is_async=True,
+                queue=queue,
+                max_attempts=max_attempts,
+                concurrency=concurrency,
+                timeout=timeout,
+            )
+        )
+
+    def get(self, kind: str) -> Handler | None:
+        """The handler for ``kind``, if any."""
+        return self._handlers.get(kind)
+
+    def kinds(self) -> list[str]:
+        """Registered kinds, sorted."""
+        return sorted(self._handlers)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._handlers
+
+    def __iter__(self) -> Iterator[Handler]:
+        return iter(list(self._handlers.values()))
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+def _takes_ctx(signature: inspect.Signature) -> bool:
+    """Handlers receive the ctx when their first parameter is ``ctx``/``context`` or a JobCtx."""
+    params = list(signature.parameters.values())
+    if not params or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        return False
+    first = params[0]
+    return first.name in ("ctx", "context") or "JobCtx" in str(first.annotation)
+
+
+class JobFunction:
+    """What ``@app.job`` returns: still callable, plus ``enqueue``/``options``/``enqueue_many``."""
+
+    def __init__(
+        self, app: App, fn: Callable[..., Any], handler: Handler, options: Mapping[str, Any]
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.kind = handler.kind
+        self._handler = handler
+        self._options = dict(options)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function directly (no queue)."""
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<job {self.kind!r} queue={self._handler.queue or '(router)'}>"
+
+    def options(
+        self,
+        *,
+        delay: float | None = None,
+        priority: int | None = None,
+        unique_key: str | None = None,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        scheduled_at: Any = None,
+    ) -> JobFunction:
+        """A copy that enqueues with these options: ``fn.options(delay=30).enqueue(...)``."""
+        given = {
+            "delay": delay,
+            "priority": priority,
+            "unique_key": unique_key,
+            "queue": queue,
+            "max_attempts": max_attempts,
+            "scheduled_at": scheduled_at,
+        }
+        merged = {**self._options, **{k: v for k, v in given.items() if v is not None}}
+        return JobFunction(self.app, self.fn, self._handler, merged)
+
+    def payload(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Bind arguments to the function's parameter names (TypeError when they do not fit)."""
+        return bind_payload(self.fn, self.kind, args, kwargs)
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        """The `EnqueueRequest` that ``enqueue(*args, **kwargs)`` would send."""
+        from forge_nb.runtime.refs import EnqueueRequest
+
+        return EnqueueRequest(kind=self.kind, payload=self.payload(*args, **kwargs), **self._options)
+
+    async def enqueue(self, *args: Any, **kwargs: Any) -> JobRef:
+        """Enqueue one run with these arguments; returns its `JobRef`."""
+        return await self.app.enqueue(self.request(*args, **kwargs))
+
+    async def enqueue_many(self, calls: Any) -> list[JobRef]:
+        """Enqueue many runs in one transaction: each item a tuple of args, a dict of kwargs,
+        or an ``(args, kwargs)`` pair."""
+        requests = []
+        for call in calls:
+            if isinstance(call, Mapping):
+                requests.append(self.request(**call))
+            elif (
+                isinstance(call, tuple)
+                and len(call) == 2
+                and isinstance(call[0], tuple)
+                and isinstance(call[1], Mapping)
+            ):
+                requests.append(self.request(*call[0], **call[1]))
+            elif isinstance(call, tuple | list):
+                requests.append(self.request(*call))
+            else:
+                requests.append(self.request(call))
+        return await self.app.enqueue_many(requests)
+
+
+def bind_payload(
+    fn: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Named payload from call arguments, via the signature (ctx excluded)."""
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    if _takes_ctx(signature):
+        params = params[1:]
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        raise TypeError(f"job {kind!r}: *args parameters cannot be stored by name; use named ones")
+    try:
+        bound = signature.replace(parameters=params).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"job {kind!r}: {exc}") from None
+    payload: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            payload.update(value)
+        else:
+            payload[name] = value
+    return payload
+
+
+def handler_for_function(
+    fn: Callable[..., Any],
+    *,
+    kind: str | None,
+    queue: str | None,
+    max_attempts: int,
+    concurrency: int | None,
+    timeout: float | None,
+    priority: int,
+) -> Handler:
+    """Wrap a plain (async or sync) function as a `Handler`."""
+    if not callable(fn):
+        raise TypeError(f"@app.job needs a function, got {fn!r}")
+    name = check_name(kind or getattr(fn, "__qualname__", None), "kind")
+    if queue is not None:
+        check_name(queue, "queue")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise ValueError(f"concurrency must be an int >= 1 or None, got {concurrency!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+    signature = inspect.signature(fn)
+    takes_ctx = _takes_ctx(signature)
+    is_async = inspect.iscoroutinefunction(fn)
+
+    def call(ctx: JobCtx, payload: dict[str, Any]) -> Any:
+        return fn(ctx, **payload) if takes_ctx else fn(**payload)
+
+    def check_payload(payload: Mapping[str, Any]) -> None:
+        bind_payload(fn, name, (), payload)
+
+    return Handler(
+        kind=name,
+        call=call,
+        is_async=is_async,
+        queue=queue,
+        max_attempts=max_attempts,
+        concurrency=concurrency,
+        timeout=timeout,
+        priority=priority,
+        check_payload=check_payload,
+    )
+

@@ -1,0 +1,69 @@
+"""How a run can end besides returning: the exceptions handlers raise, and backoff."""
+
+from __future__ import annotations
+
+import random
+import traceback
+from typing import Any
+
+from forge_nb.errors import ForgeError
+from forge_nb.storage.records import QueueConfig
+
+
+class Throttled(Exception):  # noqa: N818 - pinned public name
+    """Raise in a handler to run the job again later without spending an attempt."""
+
+    def __init__(self, retry_after: float = 1.0, message: str = "") -> None:
+        super().__init__(message or f"throttled; retry after {retry_after} s")
+        if retry_after < 0:
+            raise ValueError(f"retry_after must be >= 0, got {retry_after!r}")
+        self.retry_after = float(retry_after)
+
+
+class Dead(Exception):  # noqa: N818 - pinned public name
+    """Raise in a handler to end the job ``dead`` at once, skipping retries."""
+
+
+class JobDead(ForgeError):
+    """`JobRef.wait` raises this when the job ended ``dead``; ``.job`` is its record."""
+
+    def __init__(self, job: Any) -> None:
+        super().__init__(f"job {job.id} ({job.kind}) is dead: {job.last_error}")
+        self.job = job
+
+
+def error_chain(exc: BaseException) -> str:
+    """``"top: middle: root"`` through ``__cause__``/``__context__`` (each message once)."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.append(str(current) or type(current).__name__)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return ": ".join(parts)
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The full traceback, chained exceptions included."""
+    return "".join(traceback.format_exception(exc))
+
+
+def backoff_delay(config: QueueConfig, attempt: int, rng: random.Random | None = None) -> float:
+    """Delay before retry ``attempt`` (from 1): min(max, base·2^(n−1)), full jitter if on."""
+    if not config.backoff_enabled:
+        return 0.0
+    exponent = min(max(attempt, 1) - 1, 62)
+    delay = min(config.backoff_max_seconds, config.backoff_base_seconds * 2.0**exponent)
+    if config.backoff_jitter:
+        delay = (rng or random).uniform(0.0, delay)
+    return delay
+
+
+def throttle_delay(config: QueueConfig, attempt: int, retry_after: float) -> float:
+    """Throttled waits max(retry_after, backoff) when backoff is on, else retry_after."""
+    if not config.backoff_enabled:
+        return retry_after
+    return max(retry_after, backoff_delay(config, attempt))

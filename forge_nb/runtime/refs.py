@@ -1,0 +1,97 @@
+"""What callers hold: the request to enqueue, and a reference to the job it made."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from forge_nb.runtime.outcomes import JobDead
+from forge_nb.storage.records import TERMINAL_STATUSES, JobRecord, Status
+
+if TYPE_CHECKING:
+    from forge_nb.runtime.app import App
+
+WAIT_POLL_MIN_S = 0.02
+WAIT_POLL_MAX_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueRequest:
+    """One job to enqueue (pinned). ``queue=None`` lets the app's router choose."""
+
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    #: Seconds (or a timedelta) before the job may run.
+    delay: float | timedelta | None = None
+    #: When the job may run (aware datetime or epoch seconds); wins over ``delay``.
+    scheduled_at: datetime | float | None = None
+    unique_key: str | None = None
+    max_attempts: int | None = None
+
+
+class JobRef:
+    """A handle on one job (pinned): its ``id``, ``status()``, ``wait()`` and ``cancel()``.
+
+    ``outcome`` says whether enqueue created the job or found a live duplicate.
+    """
+
+    __slots__ = ("app", "id", "kind", "outcome")
+
+    def __init__(self, app: App, job_id: str, kind: str = "", outcome: str = "created") -> None:
+        self.app = app
+        self.id = job_id
+        self.kind = kind
+        self.outcome = outcome
+
+    def __repr__(self) -> str:
+        return f"JobRef(id={self.id!r}, kind={self.kind!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobRef) and other.id == self.id and other.app is self.app
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    async def record(self) -> JobRecord:
+        """The job's current row."""
+        job = await self.app.job(self.id)
+        if job is None:
+            raise LookupError(f"job {self.id} no longer exists (deleted or purged by retention)")
+        return job
+
+    async def status(self) -> Status:
+        """``pending``, ``running``, ``failed``, ``done`` or ``dead``."""
+        return (await self.record()).status
+
+    async def cancel(self) -> Status | None:
+        """Cancel the job wherever it runs; returns its status after the request."""
+        return await self.app.cancel(self.id)
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """Wait until the job ends: its result when ``done``; raises `JobDead` when ``dead``.
+
+        Completion in this process wakes the waiter at once; jobs run by other
+        processes are polled (20 ms growing to 500 ms).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = WAIT_POLL_MIN_S
+        while True:
+            waiter = self.app._completion_waiter(self.id)
+            job = await self.record()
+            if job.status in TERMINAL_STATUSES:
+                if job.status == "dead":
+                    raise JobDead(job)
+                return job.result
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"job {self.id} is still {job.status} after {timeout} s")
+            step = poll if remaining is None else min(poll, remaining)
+            try:
+                await asyncio.wait_for(waiter.wait(), step)
+            except TimeoutError:
+                poll = min(poll * 2, WAIT_POLL_MAX_S)

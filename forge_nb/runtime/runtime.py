@@ -1,0 +1,310 @@
+"""The running side of an `App`: pools, heartbeat, reaper, config tick, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from forge_nb.errors import StorageError
+from forge_nb.runtime.metrics import MetricsRecorder
+from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob, reaped_summary
+from forge_nb.storage.records import Finish, ProcessRecord, QueueConfig
+
+if TYPE_CHECKING:
+    from forge_nb.runtime.app import App
+    from forge_nb.storage.base import Storage
+
+log = logging.getLogger("forge_nb.runtime")
+
+VERSION = "0.1.0"
+
+
+class QueueHandle:
+    """What `App.start` returns (pinned): the workers of this process.
+
+    Call ``await handle.shutdown(timeout)`` to stop gracefully: claiming stops,
+    running jobs get ``timeout`` seconds, then are cancelled and returned to
+    ``pending`` without spending an attempt.
+    """
+
+    def __init__(self, app: App, storage: Storage) -> None:
+        self.app = app
+        self.storage = storage
+        self.host_id = app.host_id
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self.poll_interval = app.poll_interval
+        self.pools: dict[str, QueuePool] = {}
+        self.runner = Runner(self)
+        self.finalizer = Finalizer(self)
+        self.metrics: MetricsRecorder = app.metrics_recorder
+        self.executor = ThreadPoolExecutor(
+            max_workers=app.thread_pool_size, thread_name_prefix="forge-nb-job"
+        )
+        self._kind_running: Counter[str] = Counter()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self._stopping = False
+
+    # -- info ------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True until `shutdown` completes."""
+        return not self._stopped.is_set()
+
+    @property
+    def queues(self) -> list[str]:
+        """Queues this process works."""
+        return sorted(self.pools)
+
+    def running_jobs(self) -> list[RunningJob]:
+        """Jobs running in this process now."""
+        return [rj for pool in self.pools.values() for rj in pool.running.values()]
+
+    def running_of_kind(self, kind: str) -> int:
+        """How many runs of ``kind`` are in flight here."""
+        return self._kind_running[kind]
+
+    def global_room(self) -> int:
+        """Free room under the process-wide cap (large when there is none)."""
+        cap = self.app.max_concurrency
+        if cap is None:
+            return 1_000_000
+        return cap - sum(len(p.running) for p in self.pools.values())
+
+    def process_record(self, process_id: str, queue: str) -> ProcessRecord:
+        """A fresh registry row for one slot."""
+        now = datetime.now(UTC)
+        return ProcessRecord(
+            id=process_id,
+            host_id=self.host_id,
+            hostname=self.hostname,
+            pid=self.pid,
+            queue=queue,
+            current_job=None,
+            last_heartbeat=now,
+            started_at=datetime.fromtimestamp(self.started_at, UTC),
+            version=VERSION,
+        )
+
+    # -- start ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Reclaim our host's leftovers, start pools and the background loops."""
+        await self._reclaim_dead_neighbours()
+        for config in await self.storage.queues():
+            if self.app.works_queue(config.name):
+                await self._add_pool(config)
+        self._spawn(self._every(self.app.tick_interval, self._tick), "tick")
+        self._spawn(self._every(self.app.heartbeat_interval, self._heartbeat), "heartbeat")
+        log.info(
+            "worker %s started on %s (queues: %s)",
+            self.host_id,
+            self.storage.safe_url,
+            ", ".join(self.queues) or "none yet",
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=f"forge-nb {name}")
+        self._tasks.append(task)
+
+    async def _add_pool(self, config: QueueConfig) -> QueuePool:
+        pool = self.pools.get(config.name)
+        if pool is None:
+            pool = self.pools[config.name] = QueuePool(self, config)
+            await pool.start()
+        return pool
+
+    async def _reclaim_dead_neighbours(self) -> None:
+        """Processes of this host whose pid is gone died without a goodbye: reap them now."""
+        dead = {
+            p.host_id
+            for p in await self.storage.processes()
+            if p.hostname == self.hostname and p.pid != self.pid and not _pid_alive(p.pid)
+        }
+        if dead:
+            await self._reap(sorted(dead))
+
+    # -- notifications from the app and the pools --------------------------------------
+    def notify(self, queue: str) -> None:
+        """A job was enqueued here: wake that queue's pool (creating it if new to us)."""
+        pool = self.pools.get(queue)
+        if pool is not None:
+            pool.wake()
+        elif self.app.works_queue(queue) and not self._stopping:
+            self._spawn(self._adopt_queue(queue), f"adopt {queue}")
+
+    async def _adopt_queue(self, queue: str) -> None:
+        if queue not in self.pools:
+            await self._add_pool(QueueConfig(queue))
+
+    def job_started(self, rj: RunningJob) -> None:
+        """Bookkeeping when a pool starts a job."""
+        self._kind_running[rj.job.kind] += 1
+        self.metrics.count(rj.job.queue, "started", rj.started)
+
+    def job_ended(self, rj: RunningJob) -> None:
+        """Bookkeeping when a job's task ends; other pools may now have room."""
+        self._kind_running[rj.job.kind] -= 1
+        if self.app.max_concurrency is not None or rj.handler and rj.handler.concurrency:
+            for pool in self.pools.values():
+                pool.wake()
+
+    def outcomes_recorded(
+        self, batch: list[tuple[Finish, RunningJob | None]], finished: set[str]
+    ) -> None:
+        """After a finalize commit: metrics and in-process waiters."""
+        now = time.time()
+        for finish, rj in batch:
+            if finish.job_id not in finished or rj is None:
+                continue
+            queue = rj.job.queue
+            counter = {
+                "done": "completed",
+                "failed": "failed",
+                "dead": "dead",
+                "throttled": "throttled",
+                "cancelled": "dead",
+            }.get(finish.event)
+            if counter:
+                self.metrics.count(queue, counter, now)
+            if finish.event == "failed":
+                self.metrics.count(queue, "retried", now)
+            if finish.status in ("done", "dead"):
+                self.metrics.observe(queue, now, now - rj.started, now - rj.job.created_at)
+                self.app._job_finished(finish.job_id)
+
+    def cancel_local(self, job_id: str) -> bool:
+        """Fire a running job's cancel token (and cancel its task) if it runs here."""
+        for pool in self.pools.values():
+            rj = pool.running.get(job_id)
+            if rj is not None:
+                rj.token.set()
+                if rj.task is not None and not rj.in_thread:
+                    rj.task.cancel()
+                return True
+        return False
+
+    # -- background loops ----------------------------------------------------------------
+    async def _every(self, interval: float, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        while not self._stopping:
+            try:
+                await fn()
+            except StorageError as exc:
+                log.warning("%s failed, will retry: %s", fn.__name__.strip("_"), exc)
+            except Exception:
+                log.exception("%s crashed, will retry", fn.__name__.strip("_"))
+            await asyncio.sleep(interval)
+
+    async def _tick(self) -> None:
+        """Follow live config, store progress and metrics."""
+        for config in await self.storage.queues():
+            pool = self.pools.get(config.name)
+            if pool is not None:
+                if pool.config != config:
+                    await pool.apply_config(config)
+            elif self.app.works_queue(config.name) and not self._stopping:
+                await self._add_pool(config)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write progress and metrics gathered in memory."""
+        progress = self.app._take_progress()
+        if progress:
+            await self.storage.update_progress(progress)
+        rows = self.metrics.dirty_rows(time.time())
+        if rows:
+            try:
+                await self.storage.write_metrics(rows)
+            except StorageError:
+                self.metrics.restore(rows)
+                raise
+
+    async def _heartbeat(self) -> None:
+        """Prove we live, act on cross-process cancels, reap the dead."""
+        current: dict[str, str | None] = {}
+        for pool in self.pools.values():
+            current.update(pool.current_jobs())
+        await self.storage.heartbeat(self.host_id, time.time(), current)
+        for job_id in await self.storage.cancel_requests(self.host_id):
+            self.cancel_local(job_id)
+        await self._reap()
+
+    async def _reap(self, host_ids: list[str] | None = None) -> None:
+        now = time.time()
+        reaped = await self.storage.reap(now, now - self.app.stale_after, host_ids or [])
+        if reaped:
+            log.warning(reaped_summary(reaped))
+            for job in reaped:
+                if job.queue in self.pools:
+                    self.pools[job.queue].wake()
+
+    # -- shutdown ------------------------------------------------------------------------
+    async def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let running jobs finish for ``timeout`` s, then give them back."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        await asyncio.gather(*(p.stop_claiming() for p in self.pools.values()))
+        running = self.running_jobs()
+        if running:
+            log.info("waiting up to %s s for %d running job(s)", timeout, len(running))
+            tasks = [rj.task for rj in running if rj.task is not None]
+            await asyncio.wait(tasks, timeout=timeout if timeout > 0 else None)
+            await self._release_unfinished()
+        await self.finalizer.drain()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.flush()
+            await asyncio.gather(*(p.unregister() for p in self.pools.values()))
+        except StorageError as exc:
+            log.warning("could not unregister cleanly: %s", exc)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+        log.info("worker %s stopped", self.host_id)
+
+    async def _release_unfinished(self) -> None:
+        """Cancel what is still running and put it back to pending (no attempt spent)."""
+        leftovers = self.running_jobs()
+        for rj in leftovers:
+            rj.releasing = True
+            if rj.in_thread:
+                # A thread cannot be interrupted: release the row now; its late finish is ignored.
+                self.finalizer.submit(
+                    Finish(
+                        rj.job.id,
+                        rj.job.attempt,
+                        "pending",
+                        "released",
+                        scheduled_at=time.time(),
+                        refund_attempt=True,
+                    )
+                )
+            elif rj.task is not None:
+                rj.task.cancel()
+        tasks = [rj.task for rj in leftovers if rj.task is not None and not rj.in_thread]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        if leftovers:
+            log.info("returned %d unfinished job(s) to pending", len(leftovers))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,366 @@
+"""One queue's worker pool, the job runner and the batched finalizer.
+
+A pool has ``workers`` slots. Its claim loop claims as many jobs as there are
+free slots in one statement, starts each as a task, and sleeps until a slot
+frees, a local enqueue wakes it, or the poll interval passes. Outcomes go to
+the `Finalizer`, which writes every outcome that piled up while the previous
+write ran in one transaction (group commit), so the database sees one claim and
+one finish statement per batch rather than per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from forge_nb.errors import PayloadError, StorageError
+from forge_nb.runtime.context import CancelToken, JobCtx, RateLimiter
+from forge_nb.runtime.outcomes import (
+    Dead,
+    Throttled,
+    backoff_delay,
+    error_chain,
+    format_traceback,
+    throttle_delay,
+)
+from forge_nb.storage.records import ClaimedJob, Finish, QueueConfig, ReapedJob
+from forge_nb.storage.validation import dump_json
+
+if TYPE_CHECKING:
+    from forge_nb.runtime.handlers import Handler
+    from forge_nb.runtime.runtime import QueueHandle
+
+log = logging.getLogger("forge_nb.worker")
+
+#: Most jobs one claim statement takes.
+CLAIM_BATCH_MAX = 100
+#: Pause after a database error before the claim loop tries again.
+ERROR_RETRY_S = 1.0
+
+
+@dataclass(eq=False)
+class RunningJob:
+    """A claimed job running in this process."""
+
+    job: ClaimedJob
+    slot: int
+    process_id: str
+    token: CancelToken
+    started: float
+    task: asyncio.Task[None] | None = None
+    handler: Handler | None = None
+    in_thread: bool = False
+    #: Set by shutdown: a cancel now means "give the job back", not "user cancelled".
+    releasing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class QueuePool:
+    """Runs one queue's jobs in this process."""
+
+    def __init__(self, handle: QueueHandle, config: QueueConfig) -> None:
+        self.handle = handle
+        self.name = config.name
+        self.config = config
+        self.running: dict[str, RunningJob] = {}
+        self._free: list[int] = []
+        self._registered: set[int] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- slots ------------------------------------------------------------------
+    def slot_id(self, slot: int) -> str:
+        """Process-registry id of a slot (pinned shape)."""
+        return f"{self.name}-{slot}-{self.handle.host_id}"
+
+    @property
+    def target(self) -> int:
+        """How many jobs this pool may run now."""
+        return 0 if self.config.paused or self._stopping else self.config.workers
+
+    def current_jobs(self) -> dict[str, str | None]:
+        """Slot id → running job id, for the heartbeat."""
+        busy = {rj.slot: rj.job.id for rj in self.running.values()}
+        return {self.slot_id(s): busy.get(s) for s in self._registered}
+
+    async def _sync_slots(self) -> None:
+        """Register rows for new slots; drop rows of idle slots above the worker count."""
+        wanted = set(range(self.config.workers))
+        busy = {rj.slot for rj in self.running.values()}
+        added = sorted(wanted - self._registered)
+        removed = sorted(self._registered - wanted - busy)
+        if added:
+            await self.handle.storage.register_processes(
+                [self.handle.process_record(self.slot_id(s), self.name) for s in added]
+            )
+            for s in added:
+                self._registered.add(s)
+                heapq.heappush(self._free, s)
+        if removed:
+            await self.handle.storage.unregister_processes([self.slot_id(s) for s in removed])
+            self._registered.difference_update(removed)
+
+    def _take_slot(self) -> int:
+        while self._free:
+            slot = heapq.heappop(self._free)
+            if slot < self.config.workers and slot in self._registered:
+                return slot
+        # Registration lags a resize by one tick: use the next unused index meanwhile.
+        busy = {rj.slot for rj in self.running.values()}
+        return next(i for i in range(len(busy) + 1) if i not in busy)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Register slots and start claiming."""
+        await self._sync_slots()
+        self._task = asyncio.create_task(self._claim_loop(), name=f"forge-nb claim {self.name}")
+
+    async def apply_config(self, config: QueueConfig) -> None:
+        """Take a new config (worker count, pause, backoff) without restarting."""
+        self.config = config
+        await self._sync_slots()
+        self.wake()
+
+    def wake(self) -> None:
+        """Claim now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop_claiming(self) -> None:
+        """Stop the claim loop (running jobs go on)."""
+        self._stopping = True
+        self.wake()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def unregister(self) -> None:
+        """Remove every slot row of this pool."""
+        if self._registered:
+            await self.handle.storage.unregister_processes(
+                [self.slot_id(s) for s in self._registered]
+            )
+            self._registered.clear()
+
+    # -- claiming --------------------------------------------------------------------
+    def _claim_size(self) -> tuple[int, list[str]]:
+        """How many jobs to claim now, and which kinds are at their limit."""
+        size = min(self.target - len(self.running), CLAIM_BATCH_MAX, self.handle.global_room())
+        excluded = []
+        for handler in self.handle.app.handlers:
+            if handler.concurrency is None or handler.queue not in (None, self.name):
+                continue
+            room = handler.concurrency - self.handle.running_of_kind(handler.kind)
+            if room <= 0:
+                excluded.append(handler.kind)
+            else:
+                size = min(size, room)
+        return size, excluded
+
+    async def _claim_loop(self) -> None:
+        poll = self.handle.poll_interval
+        while not self._stopping:
+            self._wake.clear()
+            size, excluded = self._claim_size()
+            jobs: list[ClaimedJob] = []
+            if size > 0:
+                try:
+                    jobs = await self.handle.storage.claim(
+                        self.name, self.handle.host_id, size, time.time(), excluded
+                    )
+                except StorageError as exc:
+                    log.warning("queue %s: claim failed, retrying: %s", self.name, exc)
+                    await _wait(self._wake, ERROR_RETRY_S)
+                    continue
+                for job in jobs:
+                    self._start(job)
+            if size > 0 and len(jobs) == size:
+                await asyncio.sleep(0)  # a full batch: there may be more right away
+            else:
+                await _wait(self._wake, poll)
+
+    def _start(self, job: ClaimedJob) -> None:
+        slot = self._take_slot()
+        rj = RunningJob(
+            job=job,
+            slot=slot,
+            process_id=self.slot_id(slot),
+            token=CancelToken(),
+            started=time.time(),
+        )
+        self.running[job.id] = rj
+        self.handle.job_started(rj)
+        rj.task = asyncio.create_task(self._run(rj), name=f"forge-nb job {job.kind}[{job.id}]")
+
+    async def _run(self, rj: RunningJob) -> None:
+        try:
+            finish = await self.handle.runner.execute(self, rj)
+            self.handle.finalizer.submit(finish, rj)
+        finally:
+            self.running.pop(rj.job.id, None)
+            self.handle.job_ended(rj)
+            if rj.slot < self.config.workers and rj.slot in self._registered:
+                heapq.heappush(self._free, rj.slot)
+            self.wake()
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Wait for ``event`` at most ``timeout`` seconds."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        pass
+
+
+class Runner:
+    """Runs one claimed job and turns how it ended into a `Finish`."""
+
+    def __init__(self, handle: QueueHandle) -> None:
+        self.handle = handle
+
+    async def execute(self, pool: QueuePool, rj: RunningJob) -> Finish:
+        """Call the handler; never raises except for foreign cancellation."""
+        job = rj.job
+        handler = self.handle.app.handlers.get(job.kind)
+        if handler is None:
+            return _finish(job, "dead", "dead", error=f"no handler for kind {job.kind}")
+        rj.handler = handler
+        ctx = JobCtx(
+            job_id=job.id,
+            kind=job.kind,
+            queue=job.queue,
+            attempt=job.attempt,
+            process_id=rj.process_id,
+            host_id=self.handle.host_id,
+            cancel=rj.token,
+            rate_limit=RateLimiter(self.handle.storage, rj.token),
+            app=self.handle.app,
+            loop=asyncio.get_running_loop(),
+        )
+        try:
+            result = await self._call(handler, ctx, rj)
+            if rj.token.is_cancelled():
+                return _cancelled(job)
+            return _finish(job, "done", "done", result_json=dump_json(result, what="the result"))
+        except Throttled as exc:
+            delay = throttle_delay(pool.config, job.attempt, exc.retry_after)
+            return _finish(
+                job, "pending", "throttled", error=str(exc), delay=delay, refund=True
+            )
+        except Dead as exc:
+            return _finish(job, "dead", "dead", exc=exc)
+        except asyncio.CancelledError:
+            if rj.token.is_cancelled():
+                return _cancelled(job)
+            if rj.releasing:
+                return _finish(job, "pending", "released", refund=True)
+            raise
+        except PayloadError as exc:
+            return self._failed(pool, job, exc, message=f"result is not JSON: {exc}")
+        except BaseException as exc:  # the worker outlives any handler error
+            if rj.token.is_cancelled():
+                return _cancelled(job)
+            return self._failed(pool, job, exc)
+
+    async def _call(self, handler: Handler, ctx: JobCtx, rj: RunningJob) -> Any:
+        payload = dict(rj.job.payload)
+        if handler.is_async:
+            work = handler.call(ctx, payload)
+        else:
+            rj.in_thread = True
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(self.handle.executor, handler.call, ctx, payload)
+        if handler.timeout is None:
+            return await work
+        try:
+            async with asyncio.timeout(handler.timeout):
+                return await work
+        except TimeoutError as exc:
+            raise TimeoutError(f"timed out after {handler.timeout} s") from exc
+
+    @staticmethod
+    def _failed(
+        pool: QueuePool, job: ClaimedJob, exc: BaseException, message: str | None = None
+    ) -> Finish:
+        if job.attempt >= job.max_attempts:
+            return _finish(job, "dead", "dead", exc=exc, message=message)
+        delay = backoff_delay(pool.config, job.attempt)
+        return _finish(job, "failed", "failed", exc=exc, message=message, delay=delay)
+
+
+def _finish(
+    job: ClaimedJob,
+    status: Any,
+    event: str,
+    *,
+    result_json: str | None = None,
+    error: str | None = None,
+    exc: BaseException | None = None,
+    message: str | None = None,
+    delay: float | None = None,
+    refund: bool = False,
+) -> Finish:
+    if exc is not None:
+        error = message or error_chain(exc)
+    return Finish(
+        job_id=job.id,
+        attempt=job.attempt,
+        status=status,
+        event=event,
+        result_json=result_json,
+        error=error,
+        traceback=None if exc is None else format_traceback(exc),
+        scheduled_at=None if delay is None else time.time() + delay,
+        refund_attempt=refund,
+    )
+
+
+def _cancelled(job: ClaimedJob) -> Finish:
+    return _finish(job, "dead", "cancelled", error="cancelled", refund=True)
+
+
+class Finalizer:
+    """Buffers outcomes and writes them in batches (one transaction per batch)."""
+
+    def __init__(self, handle: QueueHandle) -> None:
+        self.handle = handle
+        self._buffer: list[tuple[Finish, RunningJob | None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, finish: Finish, rj: RunningJob | None = None) -> None:
+        """Queue an outcome; a flush starts at once if none is running."""
+        self._buffer.append((finish, rj))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_loop(), name="forge-nb finalizer")
+
+    async def _flush_loop(self) -> None:
+        failures = 0
+        while self._buffer:
+            batch, self._buffer = self._buffer, []
+            try:
+                finished = await self.handle.storage.finish(
+                    self.handle.host_id, [f for f, _ in batch], time.time()
+                )
+            except StorageError as exc:
+                failures += 1
+                log.warning("could not record %d outcomes, retrying: %s", len(batch), exc)
+                self._buffer = batch + self._buffer
+                await asyncio.sleep(min(ERROR_RETRY_S * failures, 10.0))
+                continue
+            failures = 0
+            self.handle.outcomes_recorded(batch, set(finished))
+
+    async def drain(self) -> None:
+        """Wait until every submitted outcome is written."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+
+def reaped_summary(reaped: list[ReapedJob]) -> str:
+    """One log line's worth of reaped jobs."""
+    ids = ", ".join(j.id for j in reaped[:10])
+    more = f" (+{len(reaped) - 10} more)" if len(reaped) > 10 else ""
+    return f"{len(reaped)} job(s) of dead workers returned: {ids}{more}"

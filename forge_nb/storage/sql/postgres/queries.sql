@@ -1,0 +1,286 @@
+-- Named queries of the Postgres backend. Parameters are positional ($n).
+-- Batches travel as arrays and are expanded with unnest(): one statement per batch.
+
+-- ensure_queue_rows --
+INSERT INTO forge_nb_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
+
+-- insert_jobs --
+-- Bulk insert; ORDER BY ord makes identities follow input order.
+INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, created_at)
+SELECT kind, queue, payload, priority, scheduled_at, max_attempts, $7
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[])
+     WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts, ord)
+ORDER BY ord
+RETURNING id
+
+-- insert_unique_job --
+INSERT INTO forge_nb_jobs
+    (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+DO NOTHING
+RETURNING id
+
+-- live_job_by_unique_key --
+SELECT id, status FROM forge_nb_jobs
+WHERE unique_key = $1 AND status IN ('pending', 'running', 'failed')
+
+-- claim --
+-- Lock the best runnable jobs (skipping rows other claimers hold), then take them.
+WITH picked AS (
+    SELECT id FROM forge_nb_jobs
+    WHERE queue = $1 AND status IN ('pending', 'failed') AND scheduled_at <= $2
+      AND kind <> ALL ($3::text[])
+      AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = $1 AND q.paused)
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE forge_nb_jobs j
+SET status = 'running', attempts = j.attempts + 1, claimed_by = $5, started_at = $2,
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
+          j.created_at, j.scheduled_at
+
+-- finish --
+-- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
+-- write the history events of the non-done ones, return the finalized ids.
+WITH f AS (
+    SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::float8[], $10::int[])
+        AS f (id, attempt, status, event, result, error, traceback, scheduled_at, refund)
+),
+finished AS (
+    UPDATE forge_nb_jobs j SET
+        status = f.status,
+        result = CASE WHEN f.status = 'done' THEN f.result ELSE j.result END,
+        last_error = CASE WHEN f.status = 'done' THEN j.last_error
+                          ELSE coalesce(f.error, j.last_error) END,
+        last_traceback = CASE WHEN f.status = 'done' THEN j.last_traceback ELSE f.traceback END,
+        scheduled_at = CASE WHEN f.status = 'done' THEN j.scheduled_at
+                            ELSE coalesce(f.scheduled_at, j.scheduled_at) END,
+        attempts = CASE WHEN f.status = 'done' THEN j.attempts ELSE j.attempts - f.refund END,
+        finished_at = $11
+    FROM f
+    WHERE j.id = f.id AND j.status = 'running' AND j.claimed_by = $1 AND j.attempts = f.attempt
+    RETURNING j.id, f.event, f.attempt, f.error
+),
+events AS (
+    INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
+    SELECT id, $11, event, attempt, error FROM finished WHERE event <> 'done'
+)
+SELECT id FROM finished
+
+-- update_progress --
+UPDATE forge_nb_jobs j SET progress = u.progress, progress_message = u.message
+FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS u (id, progress, message)
+WHERE j.id = u.id AND j.status = 'running'
+
+-- insert_event --
+INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message) VALUES ($1, $2, $3, $4, $5)
+
+-- job_events --
+SELECT job_id, at, event, attempt, message FROM forge_nb_job_events WHERE job_id = $1 ORDER BY id
+
+-- counts --
+SELECT name, NULL::text, 0::bigint FROM forge_nb_queues
+UNION ALL
+SELECT queue, status, count(*) FROM forge_nb_jobs GROUP BY queue, status
+
+-- lock_job_status --
+SELECT status FROM forge_nb_jobs WHERE id = $1 FOR UPDATE
+
+-- job_status --
+SELECT status FROM forge_nb_jobs WHERE id = $1
+
+-- retry --
+UPDATE forge_nb_jobs
+SET status = 'pending', attempts = 0, scheduled_at = $2, finished_at = NULL,
+    cancel_requested_at = NULL, claimed_by = NULL
+WHERE id = $1 AND status IN ('dead', 'failed')
+
+-- delete_job --
+WITH gone AS (
+    DELETE FROM forge_nb_jobs WHERE id = $1 AND status <> 'running' RETURNING id, status
+),
+events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone))
+SELECT status FROM gone
+
+-- cancel_waiting --
+UPDATE forge_nb_jobs SET status = 'dead', last_error = 'cancelled', last_traceback = NULL,
+       finished_at = $2, cancel_requested_at = $2
+WHERE id = $1 AND status IN ('pending', 'failed')
+RETURNING attempts
+
+-- cancel_running --
+UPDATE forge_nb_jobs SET cancel_requested_at = coalesce(cancel_requested_at, $2)
+WHERE id = $1 AND status = 'running'
+
+-- cancel_requests --
+SELECT id FROM forge_nb_jobs
+WHERE status = 'running' AND claimed_by = $1 AND cancel_requested_at IS NOT NULL
+ORDER BY id
+
+-- ensure_queue_row --
+INSERT INTO forge_nb_queues (name) VALUES ($1) ON CONFLICT DO NOTHING
+
+-- queue_config --
+SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
+       backoff_jitter, retain_done_seconds, retain_dead_seconds
+FROM forge_nb_queues WHERE name = $1
+
+-- queue_configs --
+SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
+       backoff_jitter, retain_done_seconds, retain_dead_seconds
+FROM forge_nb_queues ORDER BY name
+
+-- register_process --
+INSERT INTO forge_nb_processes
+    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (id) DO UPDATE SET
+    host_id = EXCLUDED.host_id, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+    queue = EXCLUDED.queue, current_job = EXCLUDED.current_job,
+    last_heartbeat = EXCLUDED.last_heartbeat, started_at = EXCLUDED.started_at,
+    version = EXCLUDED.version
+
+-- unregister_processes --
+DELETE FROM forge_nb_processes WHERE id = ANY ($1::text[])
+
+-- heartbeat_host --
+UPDATE forge_nb_processes SET last_heartbeat = $1 WHERE host_id = $2
+
+-- set_current_jobs --
+UPDATE forge_nb_processes p SET current_job = u.job
+FROM unnest($1::text[], $2::text[]) AS u (id, job)
+WHERE p.id = u.id
+
+-- processes --
+SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version
+FROM forge_nb_processes ORDER BY id
+
+-- reap --
+-- Running jobs whose owner has no slot that heartbeated since $2 (or is listed in $3)
+-- go back to the retry path. SKIP LOCKED: a concurrent reaper takes each job at most once.
+WITH stale AS (
+    SELECT id, claimed_by FROM forge_nb_jobs j
+    WHERE status = 'running'
+      AND (claimed_by IS NULL
+           OR claimed_by = ANY ($3::text[])
+           OR NOT EXISTS (SELECT 1 FROM forge_nb_processes p
+                          WHERE p.host_id = j.claimed_by AND p.last_heartbeat >= $2))
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+),
+reaped AS (
+    UPDATE forge_nb_jobs j
+    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'failed' END,
+        last_error = 'worker lost', last_traceback = NULL, finished_at = $1, scheduled_at = $1
+    FROM stale
+    WHERE j.id = stale.id AND j.status = 'running'
+    RETURNING j.id, j.kind, j.queue, j.status, stale.claimed_by, j.attempts
+),
+events AS (
+    INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
+    SELECT id, $1, 'worker_lost', attempts, 'worker lost' FROM reaped
+)
+SELECT id, kind, queue, status, claimed_by FROM reaped ORDER BY id
+
+-- delete_stale_processes --
+DELETE FROM forge_nb_processes WHERE last_heartbeat < $1 OR host_id = ANY ($2::text[])
+
+-- upsert_schedule --
+INSERT INTO forge_nb_schedules (name, cron, kind, payload, queue, enabled, tz, next_fire_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (name) DO UPDATE SET
+    cron = EXCLUDED.cron, kind = EXCLUDED.kind, payload = EXCLUDED.payload,
+    queue = EXCLUDED.queue, enabled = EXCLUDED.enabled, tz = EXCLUDED.tz,
+    next_fire_at = EXCLUDED.next_fire_at
+RETURNING name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at
+
+-- schedules --
+SELECT name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at
+FROM forge_nb_schedules ORDER BY name
+
+-- set_schedule_enabled --
+UPDATE forge_nb_schedules SET enabled = $2 WHERE name = $1 RETURNING name
+
+-- record_fire --
+UPDATE forge_nb_schedules SET last_fire_at = $2, next_fire_at = $3 WHERE name = $1
+
+-- acquire_lease --
+INSERT INTO forge_nb_leases (name, holder, expires_at) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+WHERE forge_nb_leases.holder = EXCLUDED.holder OR forge_nb_leases.expires_at < $4
+RETURNING holder
+
+-- release_lease --
+DELETE FROM forge_nb_leases WHERE name = $1 AND holder = $2
+
+-- leases --
+SELECT name, holder, expires_at FROM forge_nb_leases ORDER BY name
+
+-- ensure_rate_limit --
+INSERT INTO forge_nb_rate_limits (scope, capacity, refill_per_second, tokens, updated_at)
+VALUES ($1, $2, $3, $2, $4)
+ON CONFLICT (scope) DO UPDATE SET
+    capacity = EXCLUDED.capacity, refill_per_second = EXCLUDED.refill_per_second,
+    tokens = least(forge_nb_rate_limits.tokens, EXCLUDED.capacity)
+RETURNING scope, capacity, refill_per_second, tokens, updated_at, held_until
+
+-- take_tokens --
+-- Refill and take in one statement: concurrent takers re-check the newest row version.
+UPDATE forge_nb_rate_limits
+SET tokens = least(capacity, tokens + greatest(0.0, $3 - updated_at) * refill_per_second) - $2,
+    updated_at = $3
+WHERE scope = $1 AND held_until <= $3 AND $2 > 0 AND $2 <= capacity
+  AND least(capacity, tokens + greatest(0.0, $3 - updated_at) * refill_per_second) >= $2
+RETURNING scope
+
+-- rate_limit --
+SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
+FROM forge_nb_rate_limits WHERE scope = $1
+
+-- drain_rate_limit --
+UPDATE forge_nb_rate_limits SET tokens = 0, updated_at = $2, held_until = $2 WHERE scope = $1
+RETURNING scope
+
+-- rate_limits --
+SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
+FROM forge_nb_rate_limits ORDER BY scope
+
+-- write_metrics --
+INSERT INTO forge_nb_metrics
+    (minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
+     processing_hist, e2e_hist)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (minute, queue, host_id) DO UPDATE SET
+    enqueued = EXCLUDED.enqueued, started = EXCLUDED.started, completed = EXCLUDED.completed,
+    failed = EXCLUDED.failed, retried = EXCLUDED.retried, throttled = EXCLUDED.throttled,
+    dead = EXCLUDED.dead, processing_hist = EXCLUDED.processing_hist,
+    e2e_hist = EXCLUDED.e2e_hist
+
+-- read_metrics --
+SELECT minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
+       processing_hist, e2e_hist
+FROM forge_nb_metrics
+WHERE minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR queue = $3)
+ORDER BY minute, queue, host_id
+
+-- purge_jobs --
+-- The outer status/finished_at test is re-checked on rows changed concurrently (a retry).
+WITH gone AS (
+    DELETE FROM forge_nb_jobs
+    WHERE id IN (SELECT id FROM forge_nb_jobs
+                 WHERE queue = $1 AND status = $2 AND finished_at < $3
+                 LIMIT $4)
+      AND status = $2 AND finished_at < $3
+    RETURNING id
+),
+events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone))
+SELECT count(*) FROM gone
+
+-- purge_metrics --
+DELETE FROM forge_nb_metrics WHERE minute < $1
