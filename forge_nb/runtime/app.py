@@ -91,6 +91,39 @@ class App:
     def __repr__(self) -> str:
         return f"<forge_nb.App {self.safe_url}>"
 
+    def configure(
+        self,
+        *,
+        url: str | None = None,
+        queues: Sequence[str] | None = None,
+        heartbeat_interval: float | None = None,
+        stale_after: float | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        """Override settings before the app connects (used by ``forge-nb worker`` flags)."""
+        if self._storage is not None or self._handle is not None:
+            raise RuntimeError("configure() must be called before the app connects or starts")
+        if url is not None:
+            self.url = resolve_url(url)
+            self.safe_url = parse_url(self.url).safe
+        if queues is not None:
+            self.queue_names = frozenset(queues)
+        if heartbeat_interval is not None:
+            if not heartbeat_interval > 0:
+                raise ValueError(f"heartbeat_interval must be > 0, got {heartbeat_interval!r}")
+            self.heartbeat_interval = float(heartbeat_interval)
+            self.tick_interval = min(self.tick_interval, self.heartbeat_interval)
+            if stale_after is None:
+                self.stale_after = 3 * self.heartbeat_interval
+        if stale_after is not None:
+            if not stale_after > 0:
+                raise ValueError(f"stale_after must be > 0, got {stale_after!r}")
+            self.stale_after = float(stale_after)
+        if poll_interval is not None:
+            if not poll_interval > 0:
+                raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
+            self.poll_interval = float(poll_interval)
+
     # -- lifecycle -------------------------------------------------------------------
     async def storage(self) -> Storage:
         """The open storage (opened and migrated on first use)."""
