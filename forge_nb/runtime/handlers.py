@@ -67,8 +67,10 @@ class HandlerRegistry:
         timeout: float | None = None,
     ) -> Handler:
         """Register a class-based handler object (``kind`` + ``async run(ctx, payload)``)."""
-        kind = check_name(getattr(obj, "kind", None), "handler kind")
         run = getattr(obj, "run", None)
+        if not isinstance(getattr(obj, "kind", None), str):
+            raise TypeError(f"{obj!r} is not a handler: it needs a `kind` string attribute")
+        kind = check_name(obj.kind, "handler kind")
         if run is None or not inspect.iscoroutinefunction(run):
             raise TypeError(f"handler {kind!r} needs an `async def run(self, ctx, payload)` method")
         return self.add(

@@ -1,0 +1,55 @@
+"""Jobs for the multi-process tests, run by `forge-nb worker --app workerapp:app`.
+
+Side effects go to files under $FORGE_NB_TEST_DIR so tests can count them per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import forge_nb as fnb
+
+app = fnb.App()
+OUT = Path(os.environ.get("FORGE_NB_TEST_DIR", "."))
+
+
+def _mark(name: str, job_id: str) -> None:
+    with open(OUT / f"{name}.{os.getpid()}", "a") as f:
+        f.write(job_id + "\n")
+
+
+@app.job(queue="default")
+async def record(ctx: fnb.JobCtx, n: int) -> int:
+    """Note that this job ran, in this process."""
+    _mark("ran", ctx.job_id)
+    return os.getpid()
+
+
+@app.job(queue="default")
+async def nap(ctx: fnb.JobCtx, seconds: float) -> int:
+    """Sleep (cancellable), note start and end."""
+    _mark("started", ctx.job_id)
+    await asyncio.sleep(seconds)
+    _mark("finished", ctx.job_id)
+    return os.getpid()
+
+
+@app.job(queue="default")
+def sync_nap(ctx: fnb.JobCtx, seconds: float) -> int:
+    """A sync job that checks its cancel token while it sleeps."""
+    _mark("started", ctx.job_id)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancel.is_cancelled():
+        time.sleep(0.02)
+    _mark("finished", ctx.job_id)
+    return os.getpid()
+
+
+@app.job(queue="default", max_attempts=2)
+async def poison(ctx: fnb.JobCtx) -> None:
+    """Kill the worker process running it, every time."""
+    _mark("started", ctx.job_id)
+    os._exit(9)
