@@ -15,7 +15,7 @@ from forge_nb.errors import UnknownQueue
 from forge_nb.runtime.handlers import Handler, HandlerRegistry, JobFunction, handler_for_function
 from forge_nb.runtime.ids import new_ulid
 from forge_nb.runtime.metrics import MetricsRecorder
-from forge_nb.runtime.refs import EnqueueRequest, JobRef
+from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList
 from forge_nb.runtime.routing import DefaultRouter, Router
 from forge_nb.runtime.runtime import QueueHandle
 from forge_nb.storage import create_storage
@@ -24,6 +24,7 @@ from forge_nb.storage.records import (
     DEFAULT_MAX_ATTEMPTS,
     JobEvent,
     JobFilter,
+    JobPage,
     JobRecord,
     NewJob,
     ProcessRecord,
@@ -238,10 +239,10 @@ class App:
         if self._handle is not None and self._handle.running:
             for queue in {job.queue for job in new_jobs}:
                 self._handle.notify(queue)
-        return [
+        return JobRefList(
             JobRef(self, r.id, job.kind, r.outcome)
             for job, r in zip(new_jobs, results, strict=True)
-        ]
+        )
 
     def _new_job(self, request: EnqueueRequest, now: float) -> NewJob:
         if not isinstance(request, EnqueueRequest):
@@ -316,6 +317,20 @@ class App:
             JobFilter(status, queue, kind, search), limit, cursor
         )
         return page.jobs
+
+    async def jobs_page(
+        self,
+        status: Status | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One keyset page (jobs newest first + ``next_cursor``), for tables that page."""
+        return await (await self.storage()).list_jobs(
+            JobFilter(status, queue, kind, search), limit, cursor
+        )
 
     async def job_history(self, job_id: str) -> list[JobEvent]:
         """A job's timeline: enqueued, each stored event, started and finished."""
@@ -454,3 +469,25 @@ class App:
         columns = list(JobRecord.__dataclass_fields__)
         frame = pd.DataFrame([[getattr(r, c) for c in columns] for r in rows], columns=columns)
         return frame.set_index("id")
+
+    # -- views (UI libraries load only here, on use) ----------------------------------------
+    def widget(self) -> Any:
+        """Live notebook controls for this app (anywidget)."""
+        from forge_nb.notebook.widget import QueueWidget
+
+        return QueueWidget(self)
+
+    def dashboard(self) -> Any:
+        """The Mission Control dashboard, inline in the notebook (works offline)."""
+        from forge_nb.notebook.serving import inline_dashboard
+
+        return inline_dashboard(self)
+
+    def serve_dashboard(self, port: int = 5006, address: str = "127.0.0.1", **options: Any) -> str:
+        """Serve the dashboard from this kernel's loop without blocking; returns its URL.
+
+        Idempotent: re-running replaces the server on that port.
+        """
+        from forge_nb.notebook.serving import serve_dashboard
+
+        return serve_dashboard(self, port=port, address=address, **options)

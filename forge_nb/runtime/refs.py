@@ -95,3 +95,18 @@ class JobRef:
                 await asyncio.wait_for(waiter.wait(), step)
             except TimeoutError:
                 poll = min(poll * 2, WAIT_POLL_MAX_S)
+
+    def _ipython_display_(self) -> None:
+        """A cell ending in a JobRef shows a live job widget."""
+        from forge_nb.notebook.refs_view import display_ref
+
+        display_ref(self)
+
+
+class JobRefList(list[JobRef]):
+    """What ``enqueue_many`` returns: a plain list that renders as one compact live summary."""
+
+    def _ipython_display_(self) -> None:
+        from forge_nb.notebook.refs_view import display_refs
+
+        display_refs(self)
