@@ -1,0 +1,227 @@
+"""Opening databases: migrations, foreign or newer databases left untouched, URL errors.
+
+Databases are prepared or inspected behind forge-nb's back with ``sqlite3`` / ``asyncpg``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import forge_nb.storage
+from forge_nb.config import parse_url
+from forge_nb.errors import (
+    DatabaseUnavailable,
+    InvalidDatabaseUrl,
+    NotAForgeDatabase,
+    SchemaTooNew,
+    StorageError,
+)
+from forge_nb.storage import Storage, open_storage
+
+REPO = Path(__file__).resolve().parents[2]
+MIGRATIONS = Path(forge_nb.storage.__file__).parent / "migrations"
+VERSION_TABLE = "forge_nb_schema"
+TOO_NEW = 9999
+
+
+def migration_versions(backend: str) -> list[int]:
+    """Version numbers of the migration files shipped for ``backend``."""
+    return sorted(
+        int(p.name[:4]) for p in (MIGRATIONS / backend).glob("[0-9][0-9][0-9][0-9]_*.sql")
+    )
+
+
+def backend_of(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgres"
+
+
+def sqlite_path(url: str) -> Path:
+    path = parse_url(url).path
+    assert path is not None
+    return path
+
+
+async def pg_fetch(url: str, sql: str) -> list[Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def query(url: str, sql: str) -> list[Any]:
+    """Run a statement behind forge-nb's back; rows as tuples."""
+    if backend_of(url) == "sqlite":
+        with closing(sqlite3.connect(sqlite_path(url))) as conn:
+            rows = conn.execute(sql).fetchall()
+            conn.commit()
+            return rows
+    return await pg_fetch(url, sql)
+
+
+async def recorded_versions(url: str) -> list[int]:
+    return [r[0] for r in await query(url, f"SELECT version FROM {VERSION_TABLE} ORDER BY version")]
+
+
+async def snapshot(url: str) -> Any:
+    """Everything a failed open could have changed."""
+    if backend_of(url) == "sqlite":
+        path = sqlite_path(url)
+        return {p.name: p.read_bytes() for p in sorted(path.parent.iterdir())}
+    tables = await pg_fetch(
+        url,
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+    )
+    return tables, await recorded_versions(url)
+
+
+# -- migrations ------------------------------------------------------------------------------------
+
+
+async def test_an_up_to_date_database_applies_nothing(storage: Storage) -> None:
+    assert await storage.migrate() == []
+    assert await storage.schema_version() == migration_versions(storage.backend)[-1]
+
+
+async def test_a_fresh_database_gets_every_migration_once(empty_db_url: str) -> None:
+    storage = await open_storage(empty_db_url)
+    try:
+        expected = migration_versions(storage.backend)
+        assert await storage.schema_version() == expected[-1]
+        assert await storage.migrate() == []
+    finally:
+        await storage.close()
+    assert await recorded_versions(empty_db_url) == expected
+    reopened = await open_storage(empty_db_url)
+    try:
+        assert await reopened.migrate() == []
+    finally:
+        await reopened.close()
+    assert await recorded_versions(empty_db_url) == expected
+
+
+async def test_a_database_from_a_newer_forge_nb_is_refused_untouched(db_url: str) -> None:
+    storage = await open_storage(db_url)  # SQLite: creates the file
+    await storage.close()
+    await query(db_url, f"INSERT INTO {VERSION_TABLE} (version) VALUES ({TOO_NEW})")
+    before = await snapshot(db_url)
+    with pytest.raises(SchemaTooNew, match=str(TOO_NEW)):
+        await open_storage(db_url)
+    assert await snapshot(db_url) == before
+
+
+async def test_a_sqlite_file_of_another_application_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE foo (x INTEGER)")
+        conn.execute("INSERT INTO foo VALUES (1)")
+        conn.commit()
+    before = path.read_bytes()
+    with pytest.raises(NotAForgeDatabase):
+        await open_storage(f"sqlite:///{path}")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["other.db"], "no -wal/-shm files left behind"
+
+
+async def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    data = random.Random(7).randbytes(8192)
+    path.write_bytes(data)
+    with pytest.raises(StorageError) as info:
+        await open_storage(f"sqlite:///{path}")
+    assert "notes.db" in str(info.value), "the error names the file"
+    assert path.read_bytes() == data
+
+
+MIGRATION_OPENER = """
+import asyncio, sys
+from forge_nb.storage import open_storage
+
+async def main(url):
+    print("ready", flush=True)
+    sys.stdin.readline()
+    storage = await open_storage(url)
+    try:
+        print(await storage.schema_version(), flush=True)
+    finally:
+        await storage.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_processes_opening_a_fresh_database_at_once_migrate_it_once(
+    empty_db_url: str,
+) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATION_OPENER, empty_db_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for proc in procs:  # every process imported forge-nb: release them together
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready", proc.stderr
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        outputs = [await asyncio.to_thread(proc.communicate, timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    expected = migration_versions(backend_of(empty_db_url))
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == str(expected[-1])
+    assert await recorded_versions(empty_db_url) == expected
+
+
+# -- URLs and reachability -------------------------------------------------------------------------
+
+MALFORMED_URLS = ["nonsense", "mysql://x", "sqlite://", "sqlite:///:memory:", "postgresql://", ""]
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+def test_parse_url_rejects_malformed_urls(url: str) -> None:
+    with pytest.raises(InvalidDatabaseUrl):
+        parse_url(url)
+    assert issubclass(InvalidDatabaseUrl, ValueError)
+
+
+@pytest.mark.parametrize("url", [u for u in MALFORMED_URLS if u])
+async def test_open_storage_rejects_malformed_urls(url: str) -> None:
+    with pytest.raises(InvalidDatabaseUrl):
+        await open_storage(url)
+
+
+async def test_an_unreachable_postgres_names_the_host_but_not_the_password() -> None:
+    url = "postgresql://u:secretpw@127.0.0.1:1/db"
+    with pytest.raises(DatabaseUnavailable) as info:
+        await asyncio.wait_for(open_storage(url), timeout=60)
+    assert "127.0.0.1" in str(info.value)
+    error: BaseException | None = info.value
+    while error is not None:  # the whole chain a traceback would print
+        assert "secretpw" not in str(error), f"password leaked in {type(error).__name__}"
+        error = error.__cause__ or error.__context__
