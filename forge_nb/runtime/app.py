@@ -7,14 +7,18 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
+from forge_nb.runtime import cron as cron_module
+from forge_nb.runtime.context import RateLimiter
 from forge_nb.runtime.handlers import Handler, HandlerRegistry, JobFunction, handler_for_function
 from forge_nb.runtime.ids import new_ulid
-from forge_nb.runtime.metrics import MetricsRecorder
+from forge_nb.runtime.metrics import MetricsRecorder, merge_histograms, percentile
+from forge_nb.runtime.probe import DbProbe, instrument
 from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList
 from forge_nb.runtime.routing import DefaultRouter, Router
 from forge_nb.runtime.runtime import QueueHandle
@@ -22,13 +26,17 @@ from forge_nb.storage import create_storage
 from forge_nb.storage.base import Storage
 from forge_nb.storage.records import (
     DEFAULT_MAX_ATTEMPTS,
+    METRIC_COUNTERS,
     JobEvent,
     JobFilter,
     JobPage,
     JobRecord,
+    Lease,
     NewJob,
     ProcessRecord,
     QueueConfig,
+    RateLimit,
+    Schedule,
     Status,
 )
 
@@ -80,6 +88,7 @@ class App:
         self.host_id = new_ulid()
         self.handlers = HandlerRegistry()
         self.metrics_recorder = MetricsRecorder(self.host_id)
+        self.db_probe = DbProbe()
         self._storage: Storage | None = None
         self._open_lock: asyncio.Lock | None = None
         self._handle: QueueHandle | None = None
@@ -135,7 +144,7 @@ class App:
                 if self._storage is None:
                     storage = create_storage(self.url)
                     await storage.open()
-                    self._storage = storage
+                    self._storage = instrument(storage, self.db_probe)
         return self._storage
 
     async def start(self) -> QueueHandle:
@@ -167,6 +176,12 @@ class App:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def data_path(self) -> Path | None:
+        """Where the data lives on this machine (the SQLite file's folder), if local."""
+        path = parse_url(self.url).path
+        return None if path is None else path.resolve().parent
 
     def works_queue(self, queue: str) -> bool:
         """Whether this process's workers take jobs from ``queue``."""
@@ -444,6 +459,184 @@ class App:
         if self._handle is not None and self._handle.running:
             self._handle.notify(queue)
 
+    # -- cron --------------------------------------------------------------------------------
+    async def ensure_schedule(
+        self,
+        name: str,
+        cron: str,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        queue: str | None = None,
+        enabled: bool = True,
+        tz: str = "UTC",
+    ) -> Schedule:
+        """Create or update a cron schedule (idempotent). 5 fields, or 6 with seconds first."""
+        expression = cron_module.check_cron(cron)
+        cron_module.check_tz(tz)
+        payload = dict(payload or {})
+        handler = self.handlers.get(kind)
+        if handler is not None and handler.check_payload is not None:
+            handler.check_payload(payload)
+        queue = queue or (handler.queue if handler else None) or self.router.route(kind)
+        schedule = Schedule(
+            name=name,
+            cron=expression,
+            kind=kind,
+            payload=payload,
+            queue=queue,
+            enabled=bool(enabled),
+            tz=tz,
+            next_fire_at=cron_module.next_fire(expression, tz, time.time()),
+        )
+        return await (await self.storage()).upsert_schedule(schedule)
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule with its last and next fire (epoch seconds)."""
+        return await (await self.storage()).schedules()
+
+    async def schedule(self, name: str) -> Schedule:
+        """One schedule by name; LookupError if unknown."""
+        for found in await self.schedules():
+            if found.name == name:
+                return found
+        raise LookupError(f"unknown schedule {name!r}")
+
+    async def set_schedule_enabled(self, name: str, enabled: bool) -> Schedule:
+        """Turn a schedule on or off."""
+        if not await (await self.storage()).set_schedule_enabled(name, bool(enabled)):
+            raise LookupError(f"unknown schedule {name!r}")
+        return await self.schedule(name)
+
+    async def run_schedule_now(self, name: str) -> JobRef:
+        """Enqueue a schedule's job now, outside its timetable (the next fire is unchanged)."""
+        found = await self.schedule(name)
+        return await self.enqueue(
+            EnqueueRequest(kind=found.kind, payload=found.payload, queue=found.queue)
+        )
+
+    async def leases(self) -> list[Lease]:
+        """Who leads (lease ``forge_nb.leader``) and until when."""
+        return await (await self.storage()).leases()
+
+    # -- rate limits ---------------------------------------------------------------------------
+    async def ensure_rate_limit(
+        self, scope: str, capacity: float, refill_per_second: float
+    ) -> RateLimit:
+        """Create or resize a cluster-wide token bucket (idempotent)."""
+        return await (await self.storage()).ensure_rate_limit(
+            scope, capacity, refill_per_second, time.time()
+        )
+
+    async def rate_limits(self) -> list[RateLimit]:
+        """Every bucket."""
+        return await (await self.storage()).rate_limits()
+
+    async def rate_limiter(self) -> RateLimiter:
+        """The same limiter handlers get as ``ctx.rate_limit``, for use outside jobs."""
+        return RateLimiter(await self.storage())
+
+    # -- retention -------------------------------------------------------------------------------
+    async def sweep_retention(self, batch: int = 1000) -> int:
+        """Delete done/dead jobs past their queue's window, and metrics older than 7 days.
+
+        Runs in bounded batches (short write transactions); the leader calls it
+        every minute. Returns how many jobs were removed.
+        """
+        storage = await self.storage()
+        now = time.time()
+        removed = 0
+        for config in await storage.queues():
+            for status, window in (
+                ("done", config.retain_done_seconds),
+                ("dead", config.retain_dead_seconds),
+            ):
+                while True:
+                    n = await storage.purge(config.name, status, now - window, batch)  # type: ignore[arg-type]
+                    removed += n
+                    if n < batch:
+                        break
+                    await asyncio.sleep(0)  # let claims in between batches
+        await storage.purge_metrics(int((now - METRICS_RETENTION_S) // 60))
+        return removed
+
+    # -- metrics -----------------------------------------------------------------------------------
+    async def metrics(
+        self,
+        queue: str | None = None,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per-minute, per-queue counts and latency percentiles (seconds), oldest first."""
+        start, end = _time_range(since, until)
+        rows = await (await self.storage()).read_metrics(start, end, queue)
+        cells: dict[tuple[int, str], list[Any]] = {}
+        for row in rows:
+            cells.setdefault((row.minute, row.queue), []).append(row)
+        out = []
+        for (minute, name), group in sorted(cells.items()):
+            point: dict[str, Any] = {
+                "minute": datetime.fromtimestamp(minute * 60, UTC),
+                "queue": name,
+            }
+            for counter in METRIC_COUNTERS:
+                point[counter] = sum(getattr(r, counter) for r in group)
+            point.update(
+                _percentiles(
+                    merge_histograms(r.processing_hist for r in group),
+                    merge_histograms(r.e2e_hist for r in group),
+                )
+            )
+            out.append(point)
+        return out
+
+    async def latency(
+        self,
+        queue: str | None = None,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+    ) -> dict[str, float | None]:
+        """Processing and end-to-end p50/p95/p99 (seconds) over a whole range."""
+        start, end = _time_range(since, until)
+        rows = await (await self.storage()).read_metrics(start, end, queue)
+        return _percentiles(
+            merge_histograms(r.processing_hist for r in rows),
+            merge_histograms(r.e2e_hist for r in rows),
+        )
+
+    async def metrics_frame(
+        self,
+        queue: str | None = None,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+    ) -> Any:
+        """`metrics` as a pandas DataFrame: one row per minute bucket and queue."""
+        import pandas as pd
+
+        columns = ["minute", "queue", *METRIC_COUNTERS, *PERCENTILE_KEYS]
+        return pd.DataFrame(await self.metrics(queue, since, until), columns=columns)
+
+    async def resources(
+        self, since: datetime | float | None = None, until: datetime | float | None = None
+    ) -> list[dict[str, Any]]:
+        """Per-process, per-minute CPU %, RSS, disk bytes read/written, free disk."""
+        return await self._samples("resources", since, until)
+
+    async def db_health(
+        self, since: datetime | float | None = None, until: datetime | float | None = None
+    ) -> list[dict[str, Any]]:
+        """Per-process, per-minute database latency percentiles (ms), ops and pool use."""
+        return await self._samples("db", since, until)
+
+    async def _samples(
+        self, kind: str, since: datetime | float | None, until: datetime | float | None
+    ) -> list[dict[str, Any]]:
+        start, end = _time_range(since, until)
+        found = await (await self.storage()).read_samples(kind, start, end)
+        return [
+            {"minute": datetime.fromtimestamp(m * 60, UTC), "host_id": h, **data}
+            for m, h, data in found
+        ]
+
     # -- notebook helpers ---------------------------------------------------------------------
     async def jobs_frame(
         self,
@@ -491,3 +684,45 @@ class App:
         from forge_nb.notebook.serving import serve_dashboard
 
         return serve_dashboard(self, port=port, address=address, **options)
+
+
+METRICS_RETENTION_S = 7 * 86_400
+DEFAULT_RANGE_S = 3_600
+PERCENTILE_KEYS = (
+    "processing_p50",
+    "processing_p95",
+    "processing_p99",
+    "e2e_p50",
+    "e2e_p95",
+    "e2e_p99",
+)
+
+
+def _epoch(value: datetime | float | None, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("times must be timezone-aware (e.g. datetime.now(UTC))")
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a datetime or epoch seconds, got {value!r}")
+    return float(value)
+
+
+def _time_range(
+    since: datetime | float | None, until: datetime | float | None
+) -> tuple[float, float]:
+    end = _epoch(until, time.time())
+    start = _epoch(since, end - DEFAULT_RANGE_S)
+    if start > end:
+        raise ValueError("since must not be after until")
+    return start, end
+
+
+def _percentiles(processing: dict[int, int], e2e: dict[int, int]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for prefix, hist in (("processing", processing), ("e2e", e2e)):
+        for q in (50, 95, 99):
+            out[f"{prefix}_p{q}"] = percentile(hist, q / 100)
+    return out

@@ -165,7 +165,9 @@ class JobFunction:
         """The `EnqueueRequest` that ``enqueue(*args, **kwargs)`` would send."""
         from forge_nb.runtime.refs import EnqueueRequest
 
-        return EnqueueRequest(kind=self.kind, payload=self.payload(*args, **kwargs), **self._options)
+        return EnqueueRequest(
+            kind=self.kind, payload=self.payload(*args, **kwargs), **self._options
+        )
 
     async def enqueue(self, *args: Any, **kwargs: Any) -> JobRef:
         """Enqueue one run with these arguments; returns its `JobRef`."""
@@ -258,4 +260,3 @@ def handler_for_function(
         priority=priority,
         check_payload=check_payload,
     )
-

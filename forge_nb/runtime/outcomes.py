@@ -10,7 +10,7 @@ from forge_nb.errors import ForgeError
 from forge_nb.storage.records import QueueConfig
 
 
-class Throttled(Exception):  # noqa: N818 - pinned public name
+class Throttled(Exception):
     """Raise in a handler to run the job again later without spending an attempt."""
 
     def __init__(self, retry_after: float = 1.0, message: str = "") -> None:
@@ -20,7 +20,7 @@ class Throttled(Exception):  # noqa: N818 - pinned public name
         self.retry_after = float(retry_after)
 
 
-class Dead(Exception):  # noqa: N818 - pinned public name
+class Dead(Exception):
     """Raise in a handler to end the job ``dead`` at once, skipping retries."""
 
 

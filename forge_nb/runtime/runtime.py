@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import StorageError
+from forge_nb.runtime.leader import Leader
 from forge_nb.runtime.metrics import MetricsRecorder
+from forge_nb.runtime.probe import ResourceSampler
 from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob, reaped_summary
 from forge_nb.storage.records import Finish, ProcessRecord, QueueConfig
 
@@ -50,6 +52,8 @@ class QueueHandle:
         self.executor = ThreadPoolExecutor(
             max_workers=app.thread_pool_size, thread_name_prefix="forge-nb-job"
         )
+        self.leader = Leader(self)
+        self.resources = ResourceSampler(app.data_path)
         self._kind_running: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -105,6 +109,7 @@ class QueueHandle:
                 await self._add_pool(config)
         self._spawn(self._every(self.app.tick_interval, self._tick), "tick")
         self._spawn(self._every(self.app.heartbeat_interval, self._heartbeat), "heartbeat")
+        self._spawn(self._lead(), "leader")
         log.info(
             "worker %s started on %s (queues: %s)",
             self.host_id,
@@ -154,7 +159,7 @@ class QueueHandle:
     def job_ended(self, rj: RunningJob) -> None:
         """Bookkeeping when a job's task ends; other pools may now have room."""
         self._kind_running[rj.job.kind] -= 1
-        if self.app.max_concurrency is not None or rj.handler and rj.handler.concurrency:
+        if self.app.max_concurrency is not None or (rj.handler and rj.handler.concurrency):
             for pool in self.pools.values():
                 pool.wake()
 
@@ -204,6 +209,18 @@ class QueueHandle:
                 log.exception("%s crashed, will retry", fn.__name__.strip("_"))
             await asyncio.sleep(interval)
 
+    async def _lead(self) -> None:
+        while not self._stopping:
+            try:
+                delay = await self.leader.step()
+            except StorageError as exc:
+                log.warning("leader step failed, will retry: %s", exc)
+                delay = 1.0
+            except Exception:
+                log.exception("leader step crashed, will retry")
+                delay = 1.0
+            await asyncio.sleep(delay)
+
     async def _tick(self) -> None:
         """Follow live config, store progress and metrics."""
         for config in await self.storage.queues():
@@ -220,7 +237,14 @@ class QueueHandle:
         progress = self.app._take_progress()
         if progress:
             await self.storage.update_progress(progress)
-        rows = self.metrics.dirty_rows(time.time())
+        now = time.time()
+        minute = int(now // 60)
+        resources = {"hostname": self.hostname, **self.resources.take(now)}
+        db = self.app.db_probe.take(self.storage.pool_capacity(), now)
+        await self.storage.write_samples(
+            [(minute, self.host_id, "resources", resources), (minute, self.host_id, "db", db)]
+        )
+        rows = self.metrics.dirty_rows(now)
         if rows:
             try:
                 await self.storage.write_metrics(rows)
@@ -262,6 +286,10 @@ class QueueHandle:
             await asyncio.wait(tasks, timeout=timeout if timeout > 0 else None)
             await self._release_unfinished()
         await self.finalizer.drain()
+        try:
+            await self.leader.resign()
+        except StorageError as exc:
+            log.warning("could not release the leader lease: %s", exc)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -247,9 +247,7 @@ class Runner:
             return _finish(job, "done", "done", result_json=dump_json(result, what="the result"))
         except Throttled as exc:
             delay = throttle_delay(pool.config, job.attempt, exc.retry_after)
-            return _finish(
-                job, "pending", "throttled", error=str(exc), delay=delay, refund=True
-            )
+            return _finish(job, "pending", "throttled", error=str(exc), delay=delay, refund=True)
         except Dead as exc:
             return _finish(job, "dead", "dead", exc=exc)
         except asyncio.CancelledError:

@@ -186,6 +186,22 @@ class Storage(Protocol):
     async def record_fire(self, name: str, fired_at: float, next_fire_at: float | None) -> None:
         """Remember a schedule's last fire and the next one due."""
 
+    async def fire_schedule(
+        self,
+        name: str,
+        expected_next: float,
+        fire_at: float,
+        next_fire_at: float,
+        job: NewJob,
+        now: float,
+    ) -> bool:
+        """Fire one tick atomically: advance the schedule and enqueue ``job``, or do nothing.
+
+        Applies only while the schedule is enabled and its ``next_fire_at`` still
+        equals ``expected_next`` (compare-and-set), so two would-be leaders can
+        never both fire a tick. The job's unique key guards a second time.
+        """
+
     # -- leases ----------------------------------------------------------------------
     async def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take or renew ``name`` for ``holder`` until now+ttl; False if someone else holds it."""
@@ -227,4 +243,16 @@ class Storage(Protocol):
         """Delete up to ``limit`` terminal jobs of ``queue`` finished before the cutoff."""
 
     async def purge_metrics(self, before_minute: int) -> int:
-        """Delete metric rows older than ``before_minute``; return how many."""
+        """Delete metric and sample rows older than ``before_minute``; return how many."""
+
+    # -- samples: resources and database health ------------------------------------------
+    async def write_samples(self, samples: Sequence[tuple[int, str, str, dict[str, Any]]]) -> None:
+        """Insert or replace (minute, host_id, kind, data) samples."""
+
+    async def read_samples(
+        self, kind: str, since: float, until: float
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        """(minute, host_id, data) of one kind in a time range, oldest first."""
+
+    def pool_capacity(self) -> int:
+        """How many database operations can run at once (connections usable in parallel)."""

@@ -377,6 +377,27 @@ class SqliteStorage:
         params = (fired_at, next_fire_at, name)
         await self._write(lambda c: c.execute(Q["record_fire"], params))
 
+    async def fire_schedule(
+        self,
+        name: str,
+        expected_next: float,
+        fire_at: float,
+        next_fire_at: float,
+        job: NewJob,
+        now: float,
+    ) -> bool:
+        """Advance the schedule (compare-and-set) and enqueue its job in one transaction."""
+        prepared = prepare_jobs([job], now)
+
+        def run(c: sqlite3.Connection) -> bool:
+            params = (fire_at, next_fire_at, name, expected_next)
+            if not c.execute(Q["fire_schedule"], params).rowcount:
+                return False
+            _enqueue(c, prepared, now)
+            return True
+
+        return await self._write(run)
+
     # -- leases --------------------------------------------------------------------------
     async def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take or renew; one statement."""

@@ -214,3 +214,18 @@ RETURNING id
 
 -- purge_metrics --
 DELETE FROM forge_nb_metrics WHERE minute < ?
+
+-- fire_schedule --
+-- Compare-and-set on next_fire_at: only one process can advance a given tick.
+UPDATE forge_nb_schedules SET last_fire_at = ?, next_fire_at = ?
+WHERE name = ? AND next_fire_at = ? AND enabled
+
+-- write_sample --
+INSERT OR REPLACE INTO forge_nb_samples (minute, host_id, kind, data) VALUES (?, ?, ?, ?)
+
+-- read_samples --
+SELECT minute, host_id, data FROM forge_nb_samples
+WHERE kind = ? AND minute BETWEEN ? AND ? ORDER BY minute, host_id
+
+-- purge_samples --
+DELETE FROM forge_nb_samples WHERE minute < ?

@@ -1,0 +1,8 @@
+-- v2: per-process samples of resources and database health, one JSON document per minute.
+CREATE TABLE forge_nb_samples (
+    minute  INTEGER NOT NULL,   -- epoch seconds // 60
+    host_id TEXT    NOT NULL,
+    kind    TEXT    NOT NULL,   -- 'resources' or 'db'
+    data    TEXT    NOT NULL,   -- JSON object, same keys on every backend
+    PRIMARY KEY (kind, minute, host_id)
+);
