@@ -77,7 +77,8 @@ async def run_migrate(args: argparse.Namespace) -> int:
     storage = await open_storage(args.db)
     try:
         version = await storage.schema_version()
-        print(f"{storage.safe_url}: schema version {version} (this forge-nb knows {latest_version(storage.backend)})")
+        known = latest_version(storage.backend)
+        print(f"{storage.safe_url}: schema version {version} (this forge-nb knows {known})")
     finally:
         await storage.close()
     return 0
@@ -108,7 +109,11 @@ async def run_jobs(args: argparse.Namespace) -> int:
     """List jobs, newest first."""
     async with App(args.db) as app:
         jobs = await app.jobs(
-            status=args.status, queue=args.queue, kind=args.kind, search=args.search, limit=args.limit
+            status=args.status,
+            queue=args.queue,
+            kind=args.kind,
+            search=args.search,
+            limit=args.limit,
         )
     if args.json:
         print(json.dumps([j.to_dict() for j in jobs], indent=2))
@@ -116,7 +121,9 @@ async def run_jobs(args: argparse.Namespace) -> int:
     print(f"{'ID':>8}  {'STATUS':8} {'QUEUE':12} {'KIND':24} {'ATT':>3}  ERROR")
     for j in jobs:
         error = (j.last_error or "").splitlines()[0][:60] if j.last_error else ""
-        print(f"{j.id:>8}  {j.status:8} {j.queue[:12]:12} {j.kind[:24]:24} {j.attempts:>3}  {error}")
+        print(
+            f"{j.id:>8}  {j.status:8} {j.queue[:12]:12} {j.kind[:24]:24} {j.attempts:>3}  {error}"
+        )
     return 0
 
 
@@ -151,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--db", help="database URL (default: $FORGE_NB_DATABASE_URL or ./.forge_nb/forge_nb.db)")
+        p.add_argument(
+            "--db", help="database URL (default: $FORGE_NB_DATABASE_URL or ./.forge_nb/forge_nb.db)"
+        )
         return p
 
     worker = with_db(sub.add_parser("worker", help="run workers until SIGTERM/SIGINT"))

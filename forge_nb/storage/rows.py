@@ -148,7 +148,16 @@ def decode_histogram(text: str) -> dict[int, int]:
 def metric_row(row: Row) -> MetricRow:
     """Columns in `MetricRow` field order, histograms as JSON text."""
     return MetricRow(
-        *row[:10],
+        minute=row[0],
+        queue=row[1],
+        host_id=row[2],
+        enqueued=row[3],
+        started=row[4],
+        completed=row[5],
+        failed=row[6],
+        retried=row[7],
+        throttled=row[8],
+        dead=row[9],
         processing_hist=decode_histogram(row[10]),
         e2e_hist=decode_histogram(row[11]),
     )

@@ -31,7 +31,7 @@ QUERY_HEADER = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
 
 
 def load_queries(backend: str) -> dict[str, str]:
-    """Named queries from ``sql/<backend>/queries.sql`` (``-- name --`` headers, procrastinate-style)."""
+    """Named queries from ``sql/<backend>/queries.sql`` (procrastinate-style ``-- name --``)."""
     text = (resources.files("forge_nb.storage") / "sql" / backend / "queries.sql").read_text(
         encoding="utf-8"
     )
@@ -42,7 +42,8 @@ def load_queries(backend: str) -> dict[str, str]:
 
 def split_statements(script: str) -> list[str]:
     """Split a migration into statements on ``;`` at line ends (our files keep one per line end)."""
-    statements, current = [], []
+    statements: list[str] = []
+    current: list[str] = []
     for line in script.splitlines():
         if line.lstrip().startswith("--") and not current:
             continue

@@ -25,6 +25,7 @@ from forge_nb.errors import (
     UnknownRateLimit,
 )
 from forge_nb.storage import rows
+from forge_nb.storage.rows import metric_params
 from forge_nb.storage.records import (
     LIVE_STATUSES,
     STATUSES,
@@ -440,9 +441,9 @@ class SqliteStorage:
         return [rows.rate_limit(r) for r in await self._fetchall(Q["rate_limits"])]
 
     # -- metrics and retention ---------------------------------------------------------------
-    async def write_metrics(self, metric_rows: Sequence[MetricRow]) -> None:
+    async def write_metrics(self, rows: Sequence[MetricRow]) -> None:
         """Replace per-(minute, queue, host) rows."""
-        params = [rows.metric_params(r) for r in metric_rows]
+        params = [metric_params(r) for r in rows]
         if params:
             await self._write(lambda c: c.executemany(Q["write_metrics"], params))
 
@@ -460,8 +461,31 @@ class SqliteStorage:
         return await self._write(_purge, queue, status, finished_before, limit)
 
     async def purge_metrics(self, before_minute: int) -> int:
-        """Delete old metric rows."""
-        return await self._write(lambda c: c.execute(Q["purge_metrics"], (before_minute,)).rowcount)
+        """Delete old metric and sample rows."""
+
+        def run(c: sqlite3.Connection) -> int:
+            n = int(c.execute(Q["purge_metrics"], (before_minute,)).rowcount)
+            return n + int(c.execute(Q["purge_samples"], (before_minute,)).rowcount)
+
+        return await self._write(run)
+
+    # -- samples -------------------------------------------------------------------------
+    async def write_samples(self, samples: Sequence[tuple[int, str, str, dict[str, Any]]]) -> None:
+        """Insert or replace per-minute samples."""
+        params = [(m, h, k, dump_json(d, what="sample")) for m, h, k, d in samples]
+        if params:
+            await self._write(lambda c: c.executemany(Q["write_sample"], params))
+
+    async def read_samples(
+        self, kind: str, since: float, until: float
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        """Samples of one kind in a range."""
+        found = await self._fetchall(Q["read_samples"], (kind, int(since // 60), int(until // 60)))
+        return [(m, h, json.loads(d)) for m, h, d in found]
+
+    def pool_capacity(self) -> int:
+        """One writer and one reader connection."""
+        return 2
 
 
 # -- functions run in the database thread -------------------------------------------------
@@ -473,8 +497,8 @@ def _check_ownership(c: sqlite3.Connection) -> None:
     tables.discard("sqlite_sequence")
     if tables and VERSION_TABLE not in tables:
         raise NotAForgeDatabase(
-            f"this SQLite file holds tables forge-nb did not create ({', '.join(sorted(tables)[:5])}); "
-            "point forge-nb at a new file"
+            "this SQLite file holds tables forge-nb did not create "
+            f"({', '.join(sorted(tables)[:5])}); point forge-nb at a new file"
         )
 
 
@@ -511,7 +535,8 @@ def _migrate(c: sqlite3.Connection) -> list[int]:
         for statement in split_statements(script):
             c.execute(statement)
         c.execute(
-            f"INSERT INTO {VERSION_TABLE} (version, applied_at) VALUES (?, (julianday('now') - 2440587.5) * 86400.0)",
+            f"INSERT INTO {VERSION_TABLE} (version, applied_at) "
+            "VALUES (?, (julianday('now') - 2440587.5) * 86400.0)",
             (version,),
         )
         applied.append(version)

@@ -44,7 +44,10 @@ def check_name(value: object, what: str) -> str:
 
 
 def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int, str | None]:
-    """Validate one job; return (kind, queue, payload_json, priority, scheduled_at, max_attempts, unique_key)."""
+    """Validate one job.
+
+    Returns (kind, queue, payload_json, priority, scheduled_at, max_attempts, unique_key).
+    """
     check_name(job.kind, "kind")
     check_name(job.queue, "queue")
     if isinstance(job.priority, bool) or not isinstance(job.priority, int):
