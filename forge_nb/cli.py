@@ -58,6 +58,7 @@ async def run_worker(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         stale_after=args.stale_after,
         poll_interval=args.poll_interval,
+        lease_ttl=args.lease_ttl,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--stale-after", type=float, default=None)
     worker.add_argument("--shutdown-timeout", type=float, default=30.0)
     worker.add_argument("--poll-interval", type=float, default=None)
+    worker.add_argument("--lease-ttl", type=float, default=None, help="leader lease (s)")
     worker.set_defaults(run=run_worker)
 
     migrate = with_db(sub.add_parser("migrate", help="apply database migrations"))

@@ -53,3 +53,25 @@ async def poison(ctx: fnb.JobCtx) -> None:
     """Kill the worker process running it, every time."""
     _mark("started", ctx.job_id)
     os._exit(9)
+
+
+@app.job(queue="default")
+async def tick(ctx: fnb.JobCtx) -> int:
+    """Fired by a cron schedule: note which process ran it."""
+    _mark("tick", ctx.job_id)
+    return os.getpid()
+
+
+@app.job(queue="default")
+async def take_token(ctx: fnb.JobCtx) -> None:
+    """Take one token of the shared bucket and note when."""
+    await ctx.rate_limit.acquire("shared")
+    with open(OUT / f"token.{os.getpid()}", "a") as f:
+        f.write(f"{time.time()}\n")
+
+
+@app.job(queue="default", max_attempts=1)
+async def maybe_fail(ctx: fnb.JobCtx, fail: bool) -> None:
+    """Succeed or end dead, for metrics totals."""
+    if fail:
+        raise RuntimeError("asked to fail")

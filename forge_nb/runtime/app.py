@@ -109,6 +109,7 @@ class App:
         heartbeat_interval: float | None = None,
         stale_after: float | None = None,
         poll_interval: float | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         """Override settings before the app connects (used by ``forge-nb worker`` flags)."""
         if self._storage is not None or self._handle is not None:
@@ -133,6 +134,10 @@ class App:
             if not poll_interval > 0:
                 raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
             self.poll_interval = float(poll_interval)
+        if lease_ttl is not None:
+            if not lease_ttl > 0:
+                raise ValueError(f"lease_ttl must be > 0, got {lease_ttl!r}")
+            self.lease_ttl = float(lease_ttl)
 
     # -- lifecycle -------------------------------------------------------------------
     async def storage(self) -> Storage:
@@ -247,10 +252,7 @@ class App:
         if not new_jobs:
             return []
         storage = await self.storage()
-        results = await storage.enqueue(new_jobs, now)
-        for job, result in zip(new_jobs, results, strict=True):
-            if result.outcome == "created":
-                self.metrics_recorder.count(job.queue, "enqueued", now)
+        results = await storage.enqueue(new_jobs, now)  # also counts them in metrics
         if self._handle is not None and self._handle.running:
             for queue in {job.queue for job in new_jobs}:
                 self._handle.notify(queue)

@@ -63,6 +63,8 @@ class Storage(Protocol):
         A job whose ``unique_key`` is held by a live job (pending/running/failed)
         is not inserted: its result is that job's id with outcome ``duplicate``.
         Queues named by the jobs are created with default config if missing.
+        Created jobs are added to the ``enqueued`` metric of the minute (row host ``*``)
+        in the same transaction.
         """
 
     async def claim(

@@ -553,8 +553,9 @@ def _enqueue(
         c.executemany(Q["insert_job"], [(*row, now) for row in prepared])
         last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
         first = last - len(prepared) + 1
+        _count_enqueued(c, [row[1] for row in prepared], now)
         return [EnqueueResult(str(first + i), "created", "pending") for i in range(len(prepared))]
-    results = []
+    results: list[EnqueueResult] = []
     for row in prepared:
         cursor = c.execute(Q["insert_unique_job"], (*row, now))
         if cursor.rowcount == 1:
@@ -562,7 +563,17 @@ def _enqueue(
         else:
             holder = c.execute(Q["live_job_by_unique_key"], (row[6],)).fetchone()
             results.append(EnqueueResult(str(holder[0]), "duplicate", holder[1]))
+    created = [row[1] for row, r in zip(prepared, results, strict=True) if r.outcome == "created"]
+    _count_enqueued(c, created, now)
     return results
+
+
+def _count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None:
+    minute = int(now // 60)
+    counts: dict[str, int] = {}
+    for queue in queues:
+        counts[queue] = counts.get(queue, 0) + 1
+    c.executemany(Q["count_enqueued"], [(minute, q, n) for q, n in counts.items()])
 
 
 def _finish(

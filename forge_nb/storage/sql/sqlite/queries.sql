@@ -13,6 +13,11 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
 DO NOTHING
 
+-- count_enqueued --
+-- Enqueue counts go to a shared '*' row per minute and queue, in the enqueue's own transaction.
+INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued) VALUES (?, ?, '*', ?)
+ON CONFLICT (minute, queue, host_id) DO UPDATE SET enqueued = enqueued + excluded.enqueued
+
 -- live_job_by_unique_key --
 SELECT id, status FROM forge_nb_jobs
 WHERE unique_key = ? AND status IN ('pending', 'running', 'failed')
