@@ -178,8 +178,12 @@ async def test_handlers_receive_ctx_and_report_progress(app: fnb.App) -> None:
     @app.job(queue="work")
     async def step(ctx: fnb.JobCtx) -> None:
         seen.update(
-            job_id=ctx.job_id, kind=ctx.kind, queue=ctx.queue, attempt=ctx.attempt,
-            process_id=ctx.process_id, host_id=ctx.host_id,
+            job_id=ctx.job_id,
+            kind=ctx.kind,
+            queue=ctx.queue,
+            attempt=ctx.attempt,
+            process_id=ctx.process_id,
+            host_id=ctx.host_id,
         )
         await ctx.progress(0.5, "halfway")
         await release.wait()

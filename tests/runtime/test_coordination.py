@@ -222,7 +222,9 @@ async def test_resource_and_db_health_samples(db_url: str) -> None:
         health = await eventually(app.db_health)
     sample = resources[-1]
     assert sample["host_id"] == app.host_id and sample["rss_bytes"] > 10_000_000
-    assert {"cpu_percent", "read_bytes", "write_bytes", "disk_free_bytes", "hostname"} <= set(sample)
+    assert {"cpu_percent", "read_bytes", "write_bytes", "disk_free_bytes", "hostname"} <= set(
+        sample
+    )
     db = health[-1]
     assert db["ops"] > 0 and db["write_p50_ms"] is not None and db["pool_size"] >= 1
     assert {"read_p99_ms", "pool_in_use", "pool_waiting"} <= set(db)

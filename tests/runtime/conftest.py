@@ -1,0 +1,49 @@
+"""Fixtures for tests that run real `forge-nb worker` processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HEARTBEAT = "0.2"
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def spawn_worker(tmp_path: Path) -> Iterator[Spawn]:
+    """Start `forge-nb worker --app workerapp:app` processes; kill leftovers after the test."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(url: str, *args: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "FORGE_NB_TEST_DIR": str(tmp_path),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+        }
+        log = open(tmp_path / f"worker-{len(procs)}.log", "wb")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "forge_nb.cli", "worker", "--db", url]
+        cmd += ["--app", "workerapp:app", "--heartbeat-interval", HEARTBEAT, *args]
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def marks(tmp_path: Path, name: str) -> dict[int, list[str]]:
+    """Job ids each worker pid wrote to ``name.<pid>`` files."""
+    out = {}
+    for path in tmp_path.glob(f"{name}.*"):
+        out[int(path.suffix[1:])] = path.read_text().split()
+    return out
