@@ -1,0 +1,16 @@
+"""HTTP JSON API of forge-nb (SPEC §6), served under ``/api/`` next to the dashboard.
+
+Mount it on a Panel/Bokeh server with
+``pn.serve(..., extra_patterns=api_routes(app, read_only=…, basic_auth=…))``,
+on ``panel serve`` with ``--plugins forge_nb.api.plugin``, or standalone with
+`api_application`. The handlers are plain Tornado and run on the server's
+loop, which is the loop the `App` lives on.
+"""
+
+from __future__ import annotations
+
+from forge_nb.api.access import ApiAccess
+from forge_nb.api.openapi import openapi_document
+from forge_nb.api.routes import ROUTES, api_application, api_routes
+
+__all__ = ["ROUTES", "ApiAccess", "api_application", "api_routes", "openapi_document"]

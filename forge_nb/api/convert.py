@@ -1,0 +1,191 @@
+"""JSON in and out: records to plain dicts, query strings and bodies to checked values."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from forge_nb.storage.records import (
+    STATUSES,
+    JobEvent,
+    JobRecord,
+    ProcessRecord,
+    QueueConfig,
+    Schedule,
+    Status,
+)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+_RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+class BadInput(ValueError):
+    """A request value the API refuses; ``status`` is 400 (malformed) or 422 (invalid)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- out ------------------------------------------------------------------------------------------
+
+
+def iso(value: float | datetime | None) -> str | None:
+    """Epoch seconds or an aware datetime as ISO 8601 UTC text."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return datetime.fromtimestamp(value, UTC).isoformat()
+
+
+def dumps(value: Any) -> str:
+    """Strict JSON text (NaN/Infinity would make invalid JSON, so they are refused)."""
+    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+def job_json(job: JobRecord) -> dict[str, Any]:
+    """A job as the API shows it (SPEC §4 field names, times in ISO 8601)."""
+    return job.to_dict()
+
+
+def event_json(event: JobEvent) -> dict[str, Any]:
+    """One entry of a job's history."""
+    return {
+        "at": iso(event.at),
+        "event": event.event,
+        "attempt": event.attempt,
+        "message": event.message,
+    }
+
+
+def queue_json(config: QueueConfig, counts: Mapping[Status, int] | None) -> dict[str, Any]:
+    """A queue's live config plus how many jobs it holds per status."""
+    out = dataclasses.asdict(config)
+    out["counts"] = {status: (counts or {}).get(status, 0) for status in STATUSES}
+    return out
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    """A cron schedule, fire times in ISO 8601."""
+    out = dataclasses.asdict(schedule)
+    out["last_fire_at"] = iso(schedule.last_fire_at)
+    out["next_fire_at"] = iso(schedule.next_fire_at)
+    return out
+
+
+def process_json(process: ProcessRecord) -> dict[str, Any]:
+    """One worker slot."""
+    return process.to_dict()
+
+
+def metric_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A metrics bucket or latency summary: datetimes to ISO, non-finite numbers to null."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            value = iso(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[key] = value
+    return out
+
+
+# -- in -------------------------------------------------------------------------------------------
+
+
+def parse_time(text: str, what: str, now: float | None = None) -> float:
+    """Epoch seconds, ISO 8601 (naive means UTC), or a span ago such as ``30m``, ``6h``, ``7d``."""
+    text = text.strip()
+    now = time.time() if now is None else now
+    match = _RELATIVE.match(text)
+    if match:
+        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            raise BadInput(f"{what} must be finite, got {text!r}")
+        return value
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(
+            f"{what} must be epoch seconds, ISO 8601 or a span like 30m/6h/7d, got {text!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def parse_status(
+    text: str | None, allowed: tuple[Status, ...] = STATUSES, bad: int = 400
+) -> Status | None:
+    """A job status from a query (bad: 400) or a body (bad: 422); None when empty."""
+    if text is None or text == "":
+        return None
+    for status in allowed:
+        if text == status:
+            return status
+    raise BadInput(f"status must be one of {', '.join(allowed)}, got {text!r}", bad)
+
+
+def parse_limit(text: str | None) -> int:
+    """Page size: 1..`MAX_LIMIT`, `DEFAULT_LIMIT` when absent."""
+    if text is None or text == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(text)
+    except ValueError:
+        raise BadInput(f"limit must be an integer, got {text!r}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadInput(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    return limit
+
+
+def parse_body(raw: bytes, *, allow_empty: bool = False) -> Any:
+    """The request body as JSON (400 when it is not JSON)."""
+    if not raw.strip():
+        if allow_empty:
+            return None
+        raise BadInput("request body must be JSON, got an empty body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInput(f"request body is not valid JSON: {exc}") from None
+
+
+def body_object(body: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+    """Check a body is an object whose keys are all known (typos fail loudly, 422)."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadInput(f"{what} must be a JSON object, got {type(body).__name__}", 422)
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise BadInput(
+            f"unknown field(s) {', '.join(map(repr, unknown))} in {what}; "
+            f"known: {', '.join(allowed)}",
+            422,
+        )
+    return body
+
+
+def optional_str(body: Mapping[str, Any], key: str) -> str | None:
+    """A string field that may be absent, null or empty (= no filter)."""
+    value = body.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadInput(f"{key} must be a string, got {value!r}", 422)
+    return value

@@ -1,0 +1,197 @@
+"""Job routes: list, inspect, enqueue, retry, cancel, delete, bulk retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forge_nb.api.base import ApiError, ApiHandler
+from forge_nb.api.convert import (
+    BadInput,
+    body_object,
+    event_json,
+    job_json,
+    optional_str,
+    parse_limit,
+    parse_status,
+    parse_time,
+)
+from forge_nb.errors import UnknownQueue
+from forge_nb.runtime.refs import EnqueueRequest, JobRef
+from forge_nb.storage.records import TERMINAL_STATUSES, JobRecord
+
+#: Fields of an enqueue body (those of `EnqueueRequest`).
+ENQUEUE_FIELDS = (
+    "kind",
+    "payload",
+    "queue",
+    "priority",
+    "delay",
+    "scheduled_at",
+    "unique_key",
+    "max_attempts",
+)
+#: Jobs accepted by one bulk enqueue (one transaction).
+MAX_ENQUEUE_BATCH = 10_000
+FILTER_FIELDS = ("status", "queue", "kind", "search")
+
+
+def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
+    """An `EnqueueRequest` from one JSON object; the App validates values further."""
+    fields = body_object(body, ENQUEUE_FIELDS, where)
+    kind = fields.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise BadInput(f"{where}: 'kind' is required and must be a non-empty string", 422)
+    payload = fields.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        raise BadInput(f"{where}: payload must be a JSON object of named arguments", 422)
+    scheduled_at = fields.get("scheduled_at")
+    if isinstance(scheduled_at, str):
+        try:
+            scheduled_at = parse_time(scheduled_at, "scheduled_at")
+        except BadInput as exc:
+            raise BadInput(f"{where}: {exc}", 422) from None
+    return EnqueueRequest(
+        kind=kind,
+        payload=payload or {},
+        queue=fields.get("queue"),
+        priority=fields.get("priority"),
+        delay=fields.get("delay"),
+        scheduled_at=scheduled_at,
+        unique_key=fields.get("unique_key"),
+        max_attempts=fields.get("max_attempts"),
+    )
+
+
+class JobsHandler(ApiHandler):
+    """``GET /api/jobs`` (newest first, keyset paged) and ``POST /api/jobs`` (enqueue)."""
+
+    async def get(self) -> None:
+        status, limit = parse_status(self.query("status")), parse_limit(self.query("limit"))
+        try:
+            page = await self.forge.jobs_page(
+                status=status,
+                queue=self.query("queue"),
+                kind=self.query("kind"),
+                search=self.query("search"),
+                limit=limit,
+                cursor=self.query("cursor"),
+            )
+        except ValueError as exc:  # a cursor we never handed out: a malformed query
+            raise BadInput(str(exc)) from None
+        self.send({"jobs": [job_json(j) for j in page.jobs], "next_cursor": page.next_cursor})
+
+    async def post(self) -> None:
+        body = self.json_body()
+        if isinstance(body, list):
+            await self._enqueue_many(body)
+            return
+        request = enqueue_request(body)
+        try:
+            ref = await self.forge.enqueue(request)
+        except TypeError as exc:  # arguments that do not fit the job function's signature
+            raise BadInput(str(exc), 422) from None
+        await send_enqueued(self, ref)
+
+    async def _enqueue_many(self, body: list[Any]) -> None:
+        """A JSON array enqueues every job in one transaction: all stored, or none."""
+        if not body:
+            raise BadInput("an empty list enqueues nothing", 422)
+        if len(body) > MAX_ENQUEUE_BATCH:
+            raise BadInput(f"at most {MAX_ENQUEUE_BATCH} jobs per request, got {len(body)}", 422)
+        requests = [enqueue_request(item, f"job {i}") for i, item in enumerate(body)]
+        try:
+            refs = await self.forge.enqueue_many(requests)
+        except TypeError as exc:
+            raise BadInput(str(exc), 422) from None
+        created = sum(ref.outcome == "created" for ref in refs)
+        self.send(
+            {
+                "jobs": [{"id": r.id, "kind": r.kind, "outcome": r.outcome} for r in refs],
+                "created": created,
+                "duplicates": len(refs) - created,
+            },
+            201 if created else 200,
+        )
+
+
+class JobHandler(ApiHandler):
+    """``GET /api/jobs/{id}`` (with its event history) and ``DELETE /api/jobs/{id}``."""
+
+    async def get(self, job_id: str) -> None:
+        job = await existing_job(self, job_id)
+        events = await self.forge.job_history(job.id)
+        self.send({**job_json(job), "events": [event_json(e) for e in events]})
+
+    async def delete(self, job_id: str) -> None:
+        try:
+            deleted = await self.forge.delete(job_id)
+        except ValueError as exc:  # running: cancel it first
+            raise ApiError(409, str(exc)) from None
+        if not deleted:
+            raise ApiError(404, f"unknown job id {job_id!r}")
+        self.send({"id": job_id, "deleted": True})
+
+
+class JobRetryHandler(ApiHandler):
+    """``POST /api/jobs/{id}/retry``: a dead or failed job runs again now, attempts reset."""
+
+    async def post(self, job_id: str) -> None:
+        try:
+            job = await self.forge.retry(job_id)
+        except LookupError:
+            raise ApiError(404, f"unknown job id {job_id!r}") from None
+        except ValueError as exc:  # not dead/failed
+            raise ApiError(409, str(exc)) from None
+        self.send(job_json(job))
+
+
+class JobCancelHandler(ApiHandler):
+    """``POST /api/jobs/{id}/cancel``: 200 once cancelled, 202 while a running job stops.
+
+    A job running in another process stops within one heartbeat; 202 says so.
+    """
+
+    async def post(self, job_id: str) -> None:
+        before = await existing_job(self, job_id)
+        if before.status in TERMINAL_STATUSES:
+            raise ApiError(409, f"job {job_id} is already {before.status}; nothing to cancel")
+        if await self.forge.cancel(job_id) is None:
+            raise ApiError(404, f"unknown job id {job_id!r}")
+        job = await existing_job(self, job_id)  # a job running here may already be dead
+        self.send(job_json(job), 202 if job.status == "running" else 200)
+
+
+class JobsRetryHandler(ApiHandler):
+    """``POST /api/jobs/retry``: retry every dead (or failed) job matching a filter."""
+
+    async def post(self) -> None:
+        body = body_object(self.json_body(allow_empty=True), FILTER_FIELDS, "retry filter")
+        status = parse_status(optional_str(body, "status"), ("dead", "failed"), 422) or "dead"
+        queue = optional_str(body, "queue")
+        try:
+            retried = await self.forge.retry_all(
+                status=status,
+                queue=queue,
+                kind=optional_str(body, "kind"),
+                search=optional_str(body, "search"),
+            )
+        except UnknownQueue as exc:  # a filter value, not the resource: invalid input
+            raise BadInput(str(exc), 422) from None
+        self.send({"retried": retried, "status": status})
+
+
+async def send_enqueued(handler: ApiHandler, ref: JobRef) -> None:
+    """Answer an enqueue with the job and its outcome: 201 when created, 200 for a duplicate."""
+    job = await existing_job(handler, ref.id)
+    handler.set_header("Location", f"{handler.api_root()}/jobs/{ref.id}")
+    handler.send(
+        {**job_json(job), "outcome": ref.outcome}, 201 if ref.outcome == "created" else 200
+    )
+
+
+async def existing_job(handler: ApiHandler, job_id: str) -> JobRecord:
+    """The job, or 404."""
+    job: JobRecord | None = await handler.forge.job(job_id)
+    if job is None:
+        raise ApiError(404, f"unknown job id {job_id!r}")
+    return job

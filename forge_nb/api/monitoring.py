@@ -1,0 +1,43 @@
+"""Read-only routes about the running system: worker processes and per-minute metrics."""
+
+from __future__ import annotations
+
+import time
+
+from forge_nb.api.base import ApiHandler
+from forge_nb.api.convert import BadInput, iso, metric_json, parse_time, process_json
+
+#: Range `GET /api/metrics` covers when ``since`` is not given.
+DEFAULT_RANGE_S = 3600
+
+
+class ProcessesHandler(ApiHandler):
+    """``GET /api/processes``: one record per worker slot of every live process."""
+
+    async def get(self) -> None:
+        processes = await self.forge.processes()
+        self.send({"processes": [process_json(p) for p in processes]})
+
+
+class MetricsHandler(ApiHandler):
+    """``GET /api/metrics?queue=&since=&until=``: minute buckets plus latency over the range."""
+
+    async def get(self) -> None:
+        now = time.time()
+        until_text, since_text = self.query("until"), self.query("since")
+        until = parse_time(until_text, "until", now) if until_text else now
+        since = parse_time(since_text, "since", now) if since_text else until - DEFAULT_RANGE_S
+        if since > until:
+            raise BadInput("since must not be after until")
+        queue = self.query("queue")
+        rows = await self.forge.metrics(queue=queue, since=since, until=until)
+        latency = await self.forge.latency(queue=queue, since=since, until=until)
+        self.send(
+            {
+                "queue": queue,
+                "since": iso(since),
+                "until": iso(until),
+                "metrics": [metric_json(r) for r in rows],
+                "latency": metric_json(latency),
+            }
+        )

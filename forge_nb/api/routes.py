@@ -1,0 +1,104 @@
+"""The route table, and `api_routes` which mounts it on any Tornado (Bokeh/Panel) server."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from forge_nb.api.access import ApiAccess, Credentials
+from forge_nb.api.base import ApiHandler, AppSource, NotFoundHandler
+from forge_nb.api.jobs import (
+    JobCancelHandler,
+    JobHandler,
+    JobRetryHandler,
+    JobsHandler,
+    JobsRetryHandler,
+)
+from forge_nb.api.monitoring import MetricsHandler, ProcessesHandler
+from forge_nb.api.openapi import openapi_document
+from forge_nb.api.queues import CountsHandler, QueueHandler, QueuesHandler
+from forge_nb.api.schedules import ScheduleHandler, ScheduleRunHandler, SchedulesHandler
+from forge_nb.runtime.runtime import VERSION
+
+
+class IndexHandler(ApiHandler):
+    """``GET /api``: what this is, and where the OpenAPI document lives."""
+
+    async def get(self) -> None:
+        root = self.api_root()
+        self.send(
+            {
+                "name": "forge-nb",
+                "version": VERSION,
+                "openapi": f"{root}/openapi.json",
+                "read_only": self.access.read_only,
+            }
+        )
+
+
+class OpenApiHandler(ApiHandler):
+    """``GET /api/openapi.json``."""
+
+    async def get(self) -> None:
+        self.send(openapi_document(self.api_root(), self.access.read_only))
+
+
+#: (path under the API root, handler). Order matters: ``/jobs/retry`` before ``/jobs/{id}``.
+ROUTES: list[tuple[str, type[ApiHandler]]] = [
+    ("", IndexHandler),
+    ("/openapi.json", OpenApiHandler),
+    ("/jobs", JobsHandler),
+    ("/jobs/retry", JobsRetryHandler),
+    ("/jobs/{job_id}", JobHandler),
+    ("/jobs/{job_id}/retry", JobRetryHandler),
+    ("/jobs/{job_id}/cancel", JobCancelHandler),
+    ("/counts", CountsHandler),
+    ("/queues", QueuesHandler),
+    ("/queues/{name}", QueueHandler),
+    ("/schedules", SchedulesHandler),
+    ("/schedules/{name}", ScheduleHandler),
+    ("/schedules/{name}/run", ScheduleRunHandler),
+    ("/processes", ProcessesHandler),
+    ("/metrics", MetricsHandler),
+]
+
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+def tornado_pattern(root: str, template: str) -> str:
+    """``/jobs/{job_id}`` → ``/api/jobs/(?P<job_id>[^/]+)/?$`` (a trailing slash is fine)."""
+    pattern = _PARAM.sub(
+        r"(?P<\1>[^/]+)", re.escape(root + template).replace(r"\{", "{").replace(r"\}", "}")
+    )
+    return pattern + "/?$"
+
+
+def api_routes(
+    app: AppSource,
+    *,
+    read_only: bool = False,
+    basic_auth: Credentials | None = None,
+    panel_auth: bool = False,
+    root: str = "/api",
+) -> list[tuple[str, type[ApiHandler], dict[str, Any]]]:
+    """Tornado routes serving the API for ``app``, for ``extra_patterns`` of `pn.serve`.
+
+    ``app`` is an `App` or a callable returning one (built lazily on the
+    server's loop). ``basic_auth`` is a password, a ``{user: password}``
+    mapping or a JSON file of one (Panel's convention); ``panel_auth=True``
+    follows the basic auth the Panel server itself runs with.
+    """
+    access = ApiAccess.build(read_only=read_only, basic_auth=basic_auth, panel_auth=panel_auth)
+    options = {"app": app, "access": access}
+    routes: list[tuple[str, type[ApiHandler], dict[str, Any]]] = [
+        (tornado_pattern(root, template), handler, options) for template, handler in ROUTES
+    ]
+    routes.append((re.escape(root) + "/.*", NotFoundHandler, options))
+    return routes
+
+
+def api_application(app: AppSource, **options: Any) -> Any:
+    """A standalone Tornado application serving only the API (tests, embedding)."""
+    import tornado.web
+
+    return tornado.web.Application(api_routes(app, **options))
