@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("forge_nb.runtime")
 
 VERSION = "0.1.0"
+#: The loop watchdog's probe period, and the lag it reports.
+LAG_PROBE_S = 0.1
+LAG_WARN_S = 0.5
 
 
 class QueueHandle:
@@ -53,8 +56,10 @@ class QueueHandle:
             max_workers=app.thread_pool_size, thread_name_prefix="forge-nb-job"
         )
         self.leader = Leader(self)
+        self.health = DatabaseHealth(storage.safe_url)
         self.resources = ResourceSampler(app.data_path)
         self._kind_running: Counter[str] = Counter()
+        self._kinds_since_probe: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -110,6 +115,7 @@ class QueueHandle:
         self._spawn(self._every(self.app.tick_interval, self._tick), "tick")
         self._spawn(self._every(self.app.heartbeat_interval, self._heartbeat), "heartbeat")
         self._spawn(self._lead(), "leader")
+        self._spawn(self._watch_loop_lag(), "loop watchdog")
         log.info(
             "worker %s started on %s (queues: %s)",
             self.host_id,
@@ -154,6 +160,7 @@ class QueueHandle:
     def job_started(self, rj: RunningJob) -> None:
         """Bookkeeping when a pool starts a job."""
         self._kind_running[rj.job.kind] += 1
+        self._kinds_since_probe.add(rj.job.kind)
         self.metrics.count(rj.job.queue, "started", rj.started)
 
     def job_ended(self, rj: RunningJob) -> None:
@@ -203,8 +210,9 @@ class QueueHandle:
         while not self._stopping:
             try:
                 await fn()
+                self.health.ok()
             except StorageError as exc:
-                log.warning("%s failed, will retry: %s", fn.__name__.strip("_"), exc)
+                self.health.failed(fn.__name__.strip("_"), exc)
             except Exception:
                 log.exception("%s crashed, will retry", fn.__name__.strip("_"))
             await asyncio.sleep(interval)
@@ -214,12 +222,30 @@ class QueueHandle:
             try:
                 delay = await self.leader.step()
             except StorageError as exc:
-                log.warning("leader step failed, will retry: %s", exc)
+                self.health.failed("leader step", exc)
                 delay = 1.0
             except Exception:
                 log.exception("leader step crashed, will retry")
                 delay = 1.0
             await asyncio.sleep(delay)
+
+    async def _watch_loop_lag(self) -> None:
+        """Name the async job kinds running when the loop was blocked (sync code in async def)."""
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            before = loop.time()
+            self._kinds_since_probe = {rj.job.kind for rj in self.running_jobs()}
+            await asyncio.sleep(LAG_PROBE_S)
+            lag = loop.time() - before - LAG_PROBE_S
+            if lag >= LAG_WARN_S:
+                sync_kinds = {h.kind for h in self.app.handlers if not h.is_async}
+                kinds = sorted(self._kinds_since_probe - sync_kinds)
+                log.warning(
+                    "event loop blocked for %.1f s while running %s: use a plain def (run in a "
+                    "thread) or await instead of blocking calls",
+                    lag,
+                    ", ".join(kinds) or "no job (blocking code outside forge-nb jobs)",
+                )
 
     async def _tick(self) -> None:
         """Follow live config, store progress and metrics."""
@@ -326,6 +352,30 @@ class QueueHandle:
             await asyncio.wait(tasks, timeout=5.0)
         if leftovers:
             log.info("returned %d unfinished job(s) to pending", len(leftovers))
+
+
+class DatabaseHealth:
+    """Logs one line when the database becomes unreachable and one when it is back."""
+
+    def __init__(self, safe_url: str) -> None:
+        self.safe_url = safe_url
+        self.down_since: float | None = None
+
+    def failed(self, what: str, exc: Exception) -> None:
+        """An operation failed; say so once per outage."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("database %s unavailable (%s: %s); retrying", self.safe_url, what, exc)
+
+    def ok(self) -> None:
+        """An operation succeeded; close an outage if there was one."""
+        if self.down_since is not None:
+            log.warning(
+                "database %s reachable again after %.1f s",
+                self.safe_url,
+                time.monotonic() - self.down_since,
+            )
+            self.down_since = None
 
 
 def _pid_alive(pid: int) -> bool:

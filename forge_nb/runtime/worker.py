@@ -172,9 +172,10 @@ class QueuePool:
                         self.name, self.handle.host_id, size, time.time(), excluded
                     )
                 except StorageError as exc:
-                    log.warning("queue %s: claim failed, retrying: %s", self.name, exc)
+                    self.handle.health.failed(f"claim from {self.name}", exc)
                     await _wait(self._wake, ERROR_RETRY_S)
                     continue
+                self.handle.health.ok()
                 for job in jobs:
                     self._start(job)
             if size > 0 and len(jobs) == size:
@@ -344,11 +345,12 @@ class Finalizer:
                 )
             except StorageError as exc:
                 failures += 1
-                log.warning("could not record %d outcomes, retrying: %s", len(batch), exc)
+                self.handle.health.failed(f"recording {len(batch)} outcomes", exc)
                 self._buffer = batch + self._buffer
                 await asyncio.sleep(min(ERROR_RETRY_S * failures, 10.0))
                 continue
             failures = 0
+            self.handle.health.ok()
             self.handle.outcomes_recorded(batch, set(finished))
 
     async def drain(self) -> None:

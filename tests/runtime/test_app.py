@@ -552,3 +552,17 @@ async def test_admin_retry_delete_counts_and_frames(app: fnb.App) -> None:
     with pytest.raises(LookupError):
         await app.retry("424242")
     assert sum((await app.counts())["default"].values()) == 3
+
+
+async def test_a_blocked_loop_is_reported_with_the_job_kind(
+    app: fnb.App, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.job(kind="oops.sync_in_async")
+    async def oops(ctx: fnb.JobCtx) -> None:
+        time.sleep(0.8)  # blocking call in an async handler
+
+    await app.start()
+    with caplog.at_level("WARNING", logger="forge_nb.runtime"):
+        await (await oops.enqueue()).wait(10)
+        await asyncio.sleep(0.3)
+    assert any("blocked" in r.message and "oops.sync_in_async" in r.message for r in caplog.records)
