@@ -1,0 +1,110 @@
+// Unit tests of the widgets' pure logic: `node --test js/` (no DOM, no dependencies).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  formatCount,
+  formatDuration,
+  formatRate,
+  isTerminal,
+  normalizeCounts,
+  percent,
+  sparkPath,
+  summarize,
+  summaryText,
+  totals,
+} from "./controls.js";
+
+test("formatCount keeps small numbers and shortens big ones", () => {
+  assert.equal(formatCount(0), "0");
+  assert.equal(formatCount(999), "999");
+  assert.equal(formatCount(1000), "1k");
+  assert.equal(formatCount(1234), "1.2k");
+  assert.equal(formatCount(12_345), "12k");
+  assert.equal(formatCount(999_499), "999k");
+  assert.equal(formatCount(999_500), "1M");
+  assert.equal(formatCount(3_400_000), "3.4M");
+  assert.equal(formatCount(2_000_000_000), "2G");
+  assert.equal(formatCount(-1500), "-1.5k");
+  assert.equal(formatCount(null), "–");
+  assert.equal(formatCount(undefined), "–");
+  assert.equal(formatCount("abc"), "–");
+});
+
+test("formatRate shows one decimal only below ten", () => {
+  assert.equal(formatRate(0), "0");
+  assert.equal(formatRate(0.25), "0.3");
+  assert.equal(formatRate(2), "2");
+  assert.equal(formatRate(12.6), "13");
+  assert.equal(formatRate(2500), "2.5k");
+  assert.equal(formatRate(NaN), "–");
+});
+
+test("formatDuration picks a readable unit", () => {
+  assert.equal(formatDuration(0.25), "250 ms");
+  assert.equal(formatDuration(12.34), "12.3 s");
+  assert.equal(formatDuration(5), "5 s");
+  assert.equal(formatDuration(245), "4 min 05 s");
+  assert.equal(formatDuration(7380), "2 h 03 min");
+  assert.equal(formatDuration(-3), "0 ms");
+  assert.equal(formatDuration(null), "–");
+});
+
+test("percent clamps and rounds; unknown stays null", () => {
+  assert.equal(percent(0), 0);
+  assert.equal(percent(0.456), 46);
+  assert.equal(percent(1.5), 100);
+  assert.equal(percent(-1), 0);
+  assert.equal(percent(null), null);
+  assert.equal(percent(undefined), null);
+});
+
+test("sparkPath spans the width and puts the maximum at the top", () => {
+  assert.equal(sparkPath([], 100, 20), "");
+  assert.equal(sparkPath([0, 5, 10], 100, 20), "M0,19L50,10L100,1");
+  // A flat zero line sits at the bottom (the scale is at least 1).
+  assert.equal(sparkPath([0, 0], 10, 20), "M0,19L10,19");
+  // One point draws a flat line across.
+  assert.equal(sparkPath([3], 10, 20), "M0,1L10,1");
+  // Bad and negative values count as zero.
+  assert.equal(sparkPath([null, -4, 2], 10, 12), "M0,11L5,11L10,1");
+});
+
+test("normalizeCounts fills every status", () => {
+  assert.deepEqual(normalizeCounts({ done: 3, bogus: 1, dead: -2 }), {
+    pending: 0, running: 0, failed: 0, done: 3, dead: 0,
+  });
+  assert.deepEqual(normalizeCounts(undefined), { pending: 0, running: 0, failed: 0, done: 0, dead: 0 });
+});
+
+test("totals add statuses across queues", () => {
+  const queues = [
+    { name: "a", counts: { pending: 2, done: 5 } },
+    { name: "b", counts: { pending: 1, running: 3, dead: 1 } },
+    { name: "c" },
+  ];
+  assert.deepEqual(totals(queues), { pending: 3, running: 3, failed: 0, done: 5, dead: 1 });
+});
+
+test("summarize splits the bar between done and dead", () => {
+  const s = summarize({ done: 6, dead: 2, running: 1, pending: 1 });
+  assert.equal(s.total, 10);
+  assert.equal(s.finished, 8);
+  assert.equal(s.fraction, 0.8);
+  assert.equal(s.doneShare, 0.6);
+  assert.equal(s.deadShare, 0.2);
+  assert.equal(summarize({}).fraction, 1);
+});
+
+test("summaryText leaves out zero counts", () => {
+  assert.equal(summaryText({ done: 3, dead: 1, running: 2, pending: 1200 }), "3 done · 1 dead · 2 running · 1.2k pending");
+  assert.equal(summaryText({ failed: 2 }), "2 retrying");
+  assert.equal(summaryText({}), "no jobs");
+});
+
+test("isTerminal", () => {
+  assert.equal(isTerminal("done"), true);
+  assert.equal(isTerminal("dead"), true);
+  assert.equal(isTerminal("failed"), false);
+  assert.equal(isTerminal("running"), false);
+});
