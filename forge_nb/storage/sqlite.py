@@ -1,14 +1,18 @@
 """SQLite backend: one file, WAL, one writer connection per process.
 
-Each aiosqlite await is a hop to the connection's thread (~130 µs), so every
-operation here is one plain function run in that thread: ``BEGIN IMMEDIATE``,
-the statements, ``COMMIT`` — one hop per operation, however many rows.
-Reads go through a second connection so dashboard queries never wait behind
+A write transaction is one plain function over the sqlite3 connection:
+``BEGIN IMMEDIATE``, the statements, ``COMMIT``. When the write lock is free
+it runs right on the event loop (tens of microseconds, no thread hop); when
+another process holds the lock, ``BEGIN IMMEDIATE`` fails at once and the same
+function runs on aiosqlite's thread instead, waiting there up to the busy
+timeout — so the loop never waits on another process. Reads go through a
+second (aiosqlite) connection, so dashboard queries never stall the loop or
 the claim path (WAL lets them run alongside the writer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +29,6 @@ from forge_nb.errors import (
     UnknownRateLimit,
 )
 from forge_nb.storage import rows
-from forge_nb.storage.rows import metric_params
 from forge_nb.storage.records import (
     LIVE_STATUSES,
     STATUSES,
@@ -46,6 +49,7 @@ from forge_nb.storage.records import (
     Schedule,
     Status,
 )
+from forge_nb.storage.rows import metric_params
 from forge_nb.storage.schema import (
     VERSION_TABLE,
     latest_version,
@@ -67,9 +71,36 @@ BUSY_TIMEOUT_S = 30.0
 MAX_PAGE = 1000
 
 
+class _Busy(Exception):
+    """Another process holds the write lock (raised only by the non-waiting attempt)."""
+
+
 def _transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(conn, *args)`` inside BEGIN IMMEDIATE … COMMIT (runs in the db thread)."""
+    """Run ``fn(conn, *args)`` inside BEGIN IMMEDIATE … COMMIT, waiting for the lock."""
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    try:
+        return _run_transaction(conn, fn, *args)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
+def _try_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Like `_transaction` but raise `_Busy` at once if the write lock is taken."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise _Busy from exc
+        raise
+    return _finish_transaction(conn, fn, *args)
+
+
+def _run_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
     conn.execute("BEGIN IMMEDIATE")
+    return _finish_transaction(conn, fn, *args)
+
+
+def _finish_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
     try:
         result = fn(conn, *args)
     except BaseException:
@@ -84,20 +115,22 @@ class SqliteStorage:
 
     backend = "sqlite"
 
-    def __init__(self, url: DatabaseUrl, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, url: DatabaseUrl) -> None:
         assert url.path is not None
         self.path = url.path
         self.safe_url = url.safe
-        self._busy_timeout_s = busy_timeout_s
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
 
     # -- plumbing -------------------------------------------------------------------
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self, busy_timeout_s: float) -> aiosqlite.Connection:
+        # check_same_thread=False: the writer also runs on the loop thread, never concurrently
+        # with its aiosqlite thread (every write holds `_write_lock`).
         conn = await aiosqlite.connect(
-            self.path, isolation_level=None, timeout=self._busy_timeout_s
+            self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
         )
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         return conn
 
     async def _call(self, conn: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any) -> T:
@@ -113,8 +146,20 @@ class SqliteStorage:
             raise StorageError(f"SQLite error on {self.safe_url}: {exc}") from exc
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        """One write transaction, one hop."""
-        return await self._call(self._writer, _transaction, fn, *args)
+        """One write transaction: inline when the lock is free, else on the writer's thread."""
+        writer = self._writer
+        if writer is None:
+            raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
+        async with self._write_lock:
+            try:
+                return _try_transaction(writer._conn, fn, *args)
+            except _Busy:
+                pass
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                raise StorageError(f"SQLite error on {self.safe_url}: {exc}") from exc
+            return await self._call(writer, _transaction, fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """A read on the reader connection (consistent per statement)."""
@@ -130,15 +175,16 @@ class SqliteStorage:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = await self._connect()
+            self._writer = await self._connect(BUSY_TIMEOUT_S)
         except (OSError, sqlite3.Error) as exc:
             self._writer = None
             raise StorageError(f"cannot open SQLite database {self.safe_url}: {exc}") from exc
         try:
             await self._call(self._writer, _check_ownership)
             await self._call(self._writer, _set_pragmas)
+            await self._writer.execute("PRAGMA busy_timeout = 0")  # see `_write`
             await self.migrate()
-            self._reader = await self._connect()
+            self._reader = await self._connect(BUSY_TIMEOUT_S)
         except BaseException:
             await self.close()
             raise
