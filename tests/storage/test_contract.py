@@ -6,6 +6,7 @@ Every test gets a fresh database through the ``storage`` fixture (parametrized `
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Mapping
@@ -137,6 +138,7 @@ async def assert_nothing_stored(storage: Storage) -> None:
     assert await storage.counts() == {}
     assert await ids_of(storage) == []
     assert await storage.queues() == []
+    assert await storage.read_metrics(0, NOW + 10**6) == [], "no enqueued metric either"
 
 
 # -- lifecycle -------------------------------------------------------------------------------------
@@ -1192,6 +1194,101 @@ async def test_bad_schedule_is_refused(storage: Storage, bad: dict[str, Any]) ->
     assert await storage.schedules() == []
 
 
+async def nightly_schedule(storage: Storage, next_fire_at: float = NOW + 60, **kw: Any) -> Schedule:
+    schedule = Schedule(
+        name="nightly",
+        cron="* * * * *",
+        kind="report",
+        payload={"to": "ops"},
+        queue="q",
+        next_fire_at=next_fire_at,
+        **kw,
+    )
+    return await storage.upsert_schedule(schedule)
+
+
+def cron_job(fire_at: float, name: str = "nightly") -> NewJob:
+    return new_job(kind="report", payload={"to": "ops"}, unique_key=f"cron:{name}:{fire_at}")
+
+
+async def test_fire_schedule_advances_the_schedule_and_enqueues_the_job(storage: Storage) -> None:
+    await nightly_schedule(storage, next_fire_at=NOW + 60)
+    fired = await storage.fire_schedule(
+        "nightly", NOW + 60, NOW + 60, NOW + 120, cron_job(NOW + 60), now=NOW + 61
+    )
+    assert fired is True
+    [schedule] = await storage.schedules()
+    assert (schedule.last_fire_at, schedule.next_fire_at) == (at(NOW + 60), at(NOW + 120))
+    [job] = (await storage.list_jobs(JobFilter())).jobs
+    assert (job.kind, job.queue, job.payload, job.status) == (
+        "report",
+        "q",
+        {"to": "ops"},
+        "pending",
+    )
+    assert job.unique_key == f"cron:nightly:{NOW + 60}"
+    assert ts(job.created_at) == at(NOW + 61)
+
+
+async def test_a_tick_fires_only_once(storage: Storage) -> None:
+    await nightly_schedule(storage, next_fire_at=NOW + 60)
+    args = ("nightly", NOW + 60, NOW + 60, NOW + 120, cron_job(NOW + 60))
+    assert await storage.fire_schedule(*args, now=NOW + 61) is True
+    assert await storage.fire_schedule(*args, now=NOW + 62) is False, "next_fire_at moved on"
+    assert len(await ids_of(storage)) == 1
+    [schedule] = await storage.schedules()
+    assert schedule.next_fire_at == at(NOW + 120)
+
+
+async def test_two_leaders_racing_for_a_tick_fire_it_once(db_url: str, storage: Storage) -> None:
+    from forge_nb.storage import open_storage
+
+    await nightly_schedule(storage, next_fire_at=NOW + 60)
+    other = await open_storage(db_url)
+    try:
+        fired = await asyncio.gather(
+            *(
+                s.fire_schedule(
+                    "nightly", NOW + 60, NOW + 60, NOW + 120, cron_job(NOW + 60), now=NOW + 61
+                )
+                for s in (storage, other, storage, other)
+            )
+        )
+    finally:
+        await other.close()
+    assert sorted(fired) == [False, False, False, True]
+    assert len(await ids_of(storage)) == 1
+
+
+async def test_a_disabled_or_unknown_schedule_does_not_fire(storage: Storage) -> None:
+    await nightly_schedule(storage, next_fire_at=NOW + 60, enabled=False)
+    args = (NOW + 60, NOW + 60, NOW + 120, cron_job(NOW + 60))
+    assert await storage.fire_schedule("nightly", *args, now=NOW + 61) is False
+    assert await storage.fire_schedule("unknown", *args, now=NOW + 61) is False
+    assert await ids_of(storage) == []
+    [schedule] = await storage.schedules()
+    assert (schedule.last_fire_at, schedule.next_fire_at) == (None, at(NOW + 60))
+
+
+async def test_a_bad_cron_job_fires_nothing(storage: Storage) -> None:
+    await nightly_schedule(storage, next_fire_at=NOW + 60)
+    bad = new_job(payload={"x": object()})
+    with pytest.raises(ValueError):
+        await storage.fire_schedule("nightly", NOW + 60, NOW + 60, NOW + 120, bad, now=NOW + 61)
+    [schedule] = await storage.schedules()
+    assert (schedule.last_fire_at, schedule.next_fire_at) == (None, at(NOW + 60))
+    assert await ids_of(storage) == []
+
+
+async def test_a_fire_whose_job_is_still_live_is_not_doubled(storage: Storage) -> None:
+    await nightly_schedule(storage, next_fire_at=NOW + 60)
+    [held] = await storage.enqueue([cron_job(NOW + 60)], NOW)
+    await storage.fire_schedule(
+        "nightly", NOW + 60, NOW + 60, NOW + 120, cron_job(NOW + 60), now=NOW + 61
+    )
+    assert await ids_of(storage) == [held.id]
+
+
 # -- leases ----------------------------------------------------------------------------------------
 
 
@@ -1357,6 +1454,73 @@ async def test_purge_metrics_removes_only_older_minutes(storage: Storage) -> Non
     assert await storage.purge_metrics(MINUTE + 1) == 2
     assert await read(storage, 0, (MINUTE + 100) * 60) == rows[2:]
     assert await storage.purge_metrics(MINUTE + 1) == 0
+
+
+async def test_enqueue_counts_created_jobs_in_the_enqueued_metric(storage: Storage) -> None:
+    await storage.enqueue([new_job(unique_key="k"), new_job(unique_key="k"), new_job()], NOW)
+    await storage.enqueue([new_job(), new_job(queue="other")], NOW + 1)
+    await storage.enqueue([new_job()], NOW + 60)
+
+    def enqueued(rows: list[MetricRow]) -> dict[tuple[int, str], int]:
+        totals: dict[tuple[int, str], int] = {}
+        for row in rows:
+            totals[row.minute, row.queue] = totals.get((row.minute, row.queue), 0) + row.enqueued
+        return totals
+
+    minute = int(NOW // 60)
+    assert enqueued(await storage.read_metrics(NOW, NOW + 60)) == {
+        (minute, "q"): 3,  # the duplicate is not counted
+        (minute, "other"): 1,
+        (int((NOW + 60) // 60), "q"): 1,
+    }
+    assert {row.host_id for row in await storage.read_metrics(NOW, NOW + 60)} == {"*"}
+
+
+async def test_samples_round_trip_by_kind_and_range(storage: Storage) -> None:
+    resources = {"cpu_percent": 12.5, "rss_bytes": 123_456_789, "disk": {"free": 1.5e9}}
+    db = {"read_p50_ms": 0.4, "ops": 1200, "pool": [2, 1, 0]}
+    await storage.write_samples(
+        [
+            (MINUTE, "A", "resources", resources),
+            (MINUTE, "B", "resources", {"cpu_percent": 1.0}),
+            (MINUTE, "A", "db", db),
+            (MINUTE + 1, "A", "resources", {"cpu_percent": 99.0}),
+            (MINUTE + 30, "A", "resources", {"cpu_percent": 50.0}),
+        ]
+    )
+    found = await storage.read_samples("resources", MINUTE * 60, (MINUTE + 1) * 60)
+    assert [m for m, _, _ in found] == sorted(m for m, _, _ in found), "oldest first"
+    assert sorted(found, key=lambda s: (s[0], s[1])) == [
+        (MINUTE, "A", resources),
+        (MINUTE, "B", {"cpu_percent": 1.0}),
+        (MINUTE + 1, "A", {"cpu_percent": 99.0}),
+    ]
+    assert await storage.read_samples("db", MINUTE * 60, (MINUTE + 60) * 60) == [(MINUTE, "A", db)]
+    assert await storage.read_samples("nothing", 0, (MINUTE + 60) * 60) == []
+
+
+async def test_write_samples_replaces_a_minute_host_and_kind(storage: Storage) -> None:
+    await storage.write_samples([(MINUTE, "A", "resources", {"cpu_percent": 1.0})])
+    await storage.write_samples([(MINUTE, "A", "resources", {"cpu_percent": 2.0})])
+    assert await storage.read_samples("resources", MINUTE * 60, MINUTE * 60) == [
+        (MINUTE, "A", {"cpu_percent": 2.0})
+    ]
+    await storage.write_samples([])
+
+
+async def test_purge_metrics_also_removes_old_samples(storage: Storage) -> None:
+    await storage.write_metrics([MetricRow(MINUTE, "q", "A"), MetricRow(MINUTE + 5, "q", "A")])
+    await storage.write_samples(
+        [(MINUTE, "A", "resources", {}), (MINUTE, "A", "db", {}), (MINUTE + 5, "A", "db", {})]
+    )
+    assert await storage.purge_metrics(MINUTE + 1) == 3
+    assert await storage.read_samples("db", 0, (MINUTE + 10) * 60) == [(MINUTE + 5, "A", {})]
+    assert await storage.read_samples("resources", 0, (MINUTE + 10) * 60) == []
+
+
+async def test_pool_capacity_is_a_positive_int(storage: Storage) -> None:
+    capacity = storage.pool_capacity()
+    assert isinstance(capacity, int) and capacity >= 1
 
 
 # -- retention -------------------------------------------------------------------------------------
