@@ -6,3 +6,6 @@ CREATE TABLE forge_nb_samples (
     data    TEXT    NOT NULL,   -- JSON object, same keys on every backend
     PRIMARY KEY (kind, minute, host_id)
 );
+
+-- Jobs of one queue newest first (the Jobs page filtered by queue alone).
+CREATE INDEX forge_nb_jobs_queue ON forge_nb_jobs (queue, id);
