@@ -263,6 +263,9 @@ BAD_JOBS = [
     pytest.param({"queue": ""}, "queue", id="empty-queue"),
     pytest.param({"max_attempts": 0}, "max_attempts", id="zero-max-attempts"),
     pytest.param({"priority": "high"}, "priority", id="str-priority"),
+    pytest.param({"priority": 2**63}, "priority", id="priority-beyond-64-bit"),
+    pytest.param({"max_attempts": 2**63}, "max_attempts", id="max-attempts-beyond-64-bit"),
+    pytest.param({"payload": {"s": "\ud800"}}, "payload", id="lone-surrogate-in-payload"),
     pytest.param({"payload": {"blob": "x" * MAX_PAYLOAD_BYTES}}, "payload", id="oversized-payload"),
     pytest.param(
         {"payload": {"blob": "é" * (MAX_PAYLOAD_BYTES // 2 + 1)}},
