@@ -11,11 +11,12 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from forge_nb.storage import Storage
+from forge_nb.storage import Storage, open_storage
 from forge_nb.storage.records import JobFilter, NewJob
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,3 +122,59 @@ async def test_concurrent_claimers_in_separate_processes_never_share_a_job(
             break
         cursor = page.next_cursor
     assert seen == JOBS
+
+
+# -- races between separate connections (one storage each, same database) --------------------------
+
+
+@pytest.fixture
+async def storages(db_url: str) -> AsyncIterator[list[Storage]]:
+    """Four storages on the same database: separate connections racing each other."""
+    opened: list[Storage] = []
+    try:
+        for _ in range(4):
+            opened.append(await open_storage(db_url))
+        yield opened
+    finally:
+        for storage in opened:
+            await storage.close()
+
+
+async def test_racing_enqueues_of_one_unique_key_create_one_job(storages: list[Storage]) -> None:
+    keys = [f"key-{i}" for i in range(50)]
+
+    async def enqueue_all(storage: Storage, order: list[str]) -> dict[str, str]:
+        found = {}
+        for key in order:
+            [result] = await storage.enqueue([NewJob("work", "q", unique_key=key)], NOW)
+            found[key] = result.id
+        return found
+
+    orders = [keys, keys[::-1], keys[1::2] + keys[::2], keys[::2] + keys[1::2]]
+    seen = await asyncio.gather(*(enqueue_all(s, o) for s, o in zip(storages, orders, strict=True)))
+    for key in keys:
+        assert len({found[key] for found in seen}) == 1, f"{key} got two jobs"
+    assert (await storages[0].counts())["q"]["pending"] == len(keys)
+
+
+async def test_racing_lease_takeovers_elect_one_holder(storages: list[Storage]) -> None:
+    assert await storages[0].acquire_lease("cron", "old", ttl=1, now=NOW)
+    holders = [f"holder-{i}" for i in range(8)]
+    won = await asyncio.gather(
+        *(
+            storage.acquire_lease("cron", holder, ttl=15, now=NOW + 5)
+            for storage, holder in zip(storages * 2, holders, strict=True)
+        )
+    )
+    assert won.count(True) == 1, won
+    [lease] = await storages[0].leases()
+    assert lease.holder == holders[won.index(True)]
+
+
+async def test_racing_takers_never_overdraw_a_bucket(storages: list[Storage]) -> None:
+    await storages[0].ensure_rate_limit("api", capacity=5, refill_per_second=0.001, now=NOW)
+    waits = await asyncio.gather(
+        *(storage.take_tokens("api", 1, NOW) for storage in storages * 4)  # 16 takers
+    )
+    assert sum(1 for w in waits if w == 0.0) == 5
+    assert all(w > 0 for w in waits if w != 0.0)
