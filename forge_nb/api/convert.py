@@ -25,6 +25,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 _RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+#: ``…T10:00:00 02:00``: a ``+`` offset sent unencoded in a query string arrives as a space.
+_SPACED_OFFSET = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 
 
 class BadInput(ValueError):
@@ -118,7 +120,7 @@ def parse_time(text: str, what: str, now: float | None = None) -> float:
             raise BadInput(f"{what} must be finite, got {text!r}")
         return value
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", text))
     except ValueError:
         raise BadInput(
             f"{what} must be epoch seconds, ISO 8601 or a span like 30m/6h/7d, got {text!r}"

@@ -1,0 +1,150 @@
+"""Queue, cron, process and metrics routes over real HTTP."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import forge_nb as fnb
+from tests.api.conftest import Client, eventually
+
+STATUSES = ["pending", "running", "failed", "done", "dead"]
+
+
+async def test_counts_and_queue_configs(app: fnb.App, api: Client) -> None:
+    await app.ensure_queue("mail", workers=3)
+    await api.post("/api/jobs", [{"kind": "send", "queue": "mail"}] * 2)
+
+    counts = await api.get("/api/counts")
+    assert counts.status == 200
+    assert counts.body["mail"] == {"pending": 2, "running": 0, "failed": 0, "done": 0, "dead": 0}
+
+    queues = (await api.get("/api/queues"))["queues"]
+    mail = next(q for q in queues if q["name"] == "mail")
+    assert mail["workers"] == 3 and mail["paused"] is False
+    assert mail["counts"]["pending"] == 2 and list(mail["counts"]) == STATUSES
+    assert (await api.get("/api/queues/mail")).body == mail
+
+
+async def test_patching_a_queue_changes_its_live_config(app: fnb.App, api: Client) -> None:
+    await app.ensure_queue("mail")
+    changed = await api.patch(
+        "/api/queues/mail",
+        {"workers": 7, "paused": True, "backoff_base_seconds": 2.5, "retain_done_seconds": 60},
+    )
+    assert changed.status == 200
+    assert (changed["workers"], changed["paused"], changed["backoff_base_seconds"]) == (
+        7,
+        True,
+        2.5,
+    )
+    stored = next(q for q in await app.queues() if q.name == "mail")
+    assert (stored.workers, stored.paused, stored.retain_done_seconds) == (7, True, 60.0)
+
+    resumed = await api.patch("/api/queues/mail", {"paused": False})
+    assert resumed["paused"] is False and resumed["workers"] == 7
+
+    for body in ({}, {"workers": -1}, {"workers": "many"}, {"paused": "yes"}, {"speed": 1}, []):
+        bad = await api.patch("/api/queues/mail", body)
+        assert bad.status == 422, body
+    assert (await api.call("PATCH", "/api/queues/mail", raw=b"workers=3")).status == 400
+    assert (await api.patch("/api/queues/nope", {"workers": 1})).status == 404
+    assert (await api.get("/api/queues/nope")).status == 404
+    stored = next(q for q in await app.queues() if q.name == "mail")
+    assert stored.workers == 7  # refused edits changed nothing
+
+
+async def test_schedules_list_toggle_edit_and_run(app: fnb.App, api: Client) -> None:
+    await app.ensure_schedule(
+        "nightly", "0 3 * * *", "forge_nb.echo", payload={"report": "daily"}, queue="reports"
+    )
+    listed = (await api.get("/api/schedules"))["schedules"]
+    assert [s["name"] for s in listed] == ["nightly"]
+    nightly = listed[0]
+    assert (nightly["cron"], nightly["kind"], nightly["enabled"]) == (
+        "0 3 * * *",
+        "forge_nb.echo",
+        True,
+    )
+    next_fire = datetime.fromisoformat(nightly["next_fire_at"])
+    assert next_fire.hour == 3 and next_fire > datetime.now(UTC)
+
+    off = await api.patch("/api/schedules/nightly", {"enabled": False})
+    assert off.status == 200 and off["enabled"] is False
+    assert [s.enabled for s in await app.schedules()] == [False]
+
+    edited = await api.patch("/api/schedules/nightly", {"cron": "*/5 * * * *", "enabled": True})
+    assert edited.status == 200 and edited["cron"] == "*/5 * * * *" and edited["enabled"] is True
+    assert edited["payload"] == {"report": "daily"} and edited["queue"] == "reports"
+    assert datetime.fromisoformat(edited["next_fire_at"]) - datetime.now(UTC) <= timedelta(
+        minutes=5
+    )
+
+    for body in ({"cron": "every day"}, {"enabled": "no"}, {"payload": [1]}, {"colour": 1}, {}):
+        bad = await api.patch("/api/schedules/nightly", body)
+        assert bad.status == 422, body
+    assert (await api.get("/api/schedules/nightly"))["cron"] == "*/5 * * * *"
+    assert (await api.patch("/api/schedules/nope", {"enabled": True})).status == 404
+    assert (await api.get("/api/schedules/nope")).status == 404
+
+    ran = await api.post("/api/schedules/nightly/run")
+    assert ran.status == 201 and ran["outcome"] == "created"
+    assert (ran["kind"], ran["queue"], ran["payload"]) == (
+        "forge_nb.echo",
+        "reports",
+        {"report": "daily"},
+    )
+    assert (await api.get(f"/api/jobs/{ran['id']}")).status == 200
+    assert (await api.post("/api/schedules/nope/run")).status == 404
+
+
+async def test_processes_and_metrics_follow_the_workers(app: fnb.App, api: Client) -> None:
+    @app.job(kind="work")
+    async def work(ctx: fnb.JobCtx, n: int) -> int:
+        return n
+
+    assert (await api.get("/api/processes")).body == {"processes": []}
+    await app.ensure_queue("default", workers=2)
+    await app.start()
+    processes = (await eventually(lambda: _processes(api)))["processes"]
+    assert {p["queue"] for p in processes} == {"default"} and len(processes) == 2
+    assert all(p["host_id"] == app.host_id and p["id"].startswith("default-") for p in processes)
+    datetime.fromisoformat(processes[0]["last_heartbeat"])
+
+    made = await api.post("/api/jobs", [{"kind": "work", "payload": {"n": i}} for i in range(3)])
+    assert made["created"] == 3
+    metrics = await eventually(lambda: _completed(api, 3))
+    bucket = metrics["metrics"][-1]
+    assert bucket["queue"] == "default" and bucket["enqueued"] >= 1
+    datetime.fromisoformat(bucket["minute"])
+    assert metrics["latency"]["processing_p50"] is not None
+    assert set(metrics["latency"]) == {
+        f"{p}_p{q}" for p in ("processing", "e2e") for q in (50, 95, 99)
+    }
+
+    since = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    queries = (
+        "since=15m",
+        f"since={quote(since)}",
+        f"since={since}",  # unencoded "+00:00" arrives as " 00:00": still understood
+        f"since={time.time() - 600}&until={time.time() + 60}",
+        "queue=default",
+    )
+    for query in queries:
+        assert sum(b["completed"] for b in (await api.get(f"/api/metrics?{query}"))["metrics"]) == 3
+    assert (await api.get("/api/metrics?queue=other"))["metrics"] == []
+    assert (await api.get("/api/metrics?since=2000-01-01&until=2000-01-02"))["metrics"] == []
+    for query in ("since=yesterday", "until=nan", "since=1h&until=2h"):
+        bad = await api.get(f"/api/metrics?{query}")
+        assert bad.status == 400, query
+
+
+async def _processes(api: Client) -> dict | None:
+    body = (await api.get("/api/processes")).body
+    return body if len(body["processes"]) == 2 else None
+
+
+async def _completed(api: Client, n: int) -> dict | None:
+    body = (await api.get("/api/metrics")).body
+    return body if sum(b["completed"] for b in body["metrics"]) >= n else None
