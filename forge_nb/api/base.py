@@ -23,6 +23,8 @@ from forge_nb.runtime.app import App
 
 log = logging.getLogger("forge_nb.api")
 
+#: Where the routes live (pinned by SPEC §6); a server prefix may come before it.
+API_ROOT = "/api"
 #: An `App`, or a zero-argument callable returning one (created lazily on the server's loop).
 AppSource = App | Callable[[], App]
 
@@ -128,10 +130,9 @@ class ApiHandler(tornado.web.RequestHandler):
         self.finish(dumps(value))
 
     def api_root(self) -> str:
-        """The path the API is mounted at (``/api``, or ``/prefix/api`` behind a prefix)."""
-        path = self.request.path
-        index = path.find("/api")
-        return path[: index + 4] if index >= 0 else "/api"
+        """Where the API is mounted: ``/api``, or ``/prefix/api`` behind a server prefix."""
+        index = (self.request.path + "/").find(API_ROOT + "/")
+        return self.request.path[:index] + API_ROOT if index > 0 else API_ROOT
 
     # -- errors --------------------------------------------------------------------------------
     def log_exception(

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from forge_nb.api.access import ApiAccess, Credentials
-from forge_nb.api.base import ApiHandler, AppSource, NotFoundHandler
+from forge_nb.api.base import API_ROOT, ApiHandler, AppSource, NotFoundHandler
 from forge_nb.api.jobs import (
     JobCancelHandler,
     JobHandler,
@@ -79,7 +79,6 @@ def api_routes(
     read_only: bool = False,
     basic_auth: Credentials | None = None,
     panel_auth: bool = False,
-    root: str = "/api",
 ) -> list[tuple[str, type[ApiHandler], dict[str, Any]]]:
     """Tornado routes serving the API for ``app``, for ``extra_patterns`` of `pn.serve`.
 
@@ -91,9 +90,9 @@ def api_routes(
     access = ApiAccess.build(read_only=read_only, basic_auth=basic_auth, panel_auth=panel_auth)
     options = {"app": app, "access": access}
     routes: list[tuple[str, type[ApiHandler], dict[str, Any]]] = [
-        (tornado_pattern(root, template), handler, options) for template, handler in ROUTES
+        (tornado_pattern(API_ROOT, template), handler, options) for template, handler in ROUTES
     ]
-    routes.append((re.escape(root) + "/.*", NotFoundHandler, options))
+    routes.append((re.escape(API_ROOT) + "/.*", NotFoundHandler, options))
     return routes
 
 

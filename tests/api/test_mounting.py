@@ -89,6 +89,18 @@ async def test_api_lives_beside_the_dashboard_on_one_server(app: fnb.App) -> Non
         assert (await api.get("/api/nope")).status == 404
 
 
+async def test_api_behind_a_server_prefix_links_to_itself(app: fnb.App) -> None:
+    async with panel_server(app, extra_patterns=api_routes(app), prefix="/ops") as (api, base):
+        assert (await fetch_raw(base + "/api/counts")).code == 404  # only under the prefix
+        index = await api.get("/ops/api")
+        assert index.status == 200 and index["openapi"] == "/ops/api/openapi.json"
+        doc = await api.get(index["openapi"])
+        assert doc["servers"] == [{"url": "/ops"}]
+        made = await api.post("/ops/api/jobs", {"kind": "forge_nb.echo"})
+        assert made.headers["Location"] == f"/ops/api/jobs/{made['id']}"
+        assert (await api.get(made.headers["Location"]))["kind"] == "forge_nb.echo"
+
+
 async def test_api_follows_the_panel_servers_basic_auth_and_login(app: fnb.App) -> None:
     routes = api_routes(app, panel_auth=True)
     async with panel_server(
