@@ -127,9 +127,12 @@ class SqliteStorage:
     async def _connect(self, busy_timeout_s: float) -> aiosqlite.Connection:
         # check_same_thread=False: the writer also runs on the loop thread, never concurrently
         # with its aiosqlite thread (every write holds `_write_lock`).
-        conn = await aiosqlite.connect(
+        pending = aiosqlite.connect(
             self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
         )
+        # A daemon thread: an App nobody closed must not keep the process from exiting.
+        pending._thread.daemon = True
+        conn = await pending
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         return conn
 
