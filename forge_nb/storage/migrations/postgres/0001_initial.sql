@@ -1,23 +1,24 @@
 -- forge-nb schema v1 (Postgres). Same tables and columns as the SQLite schema.
 -- Times are double precision epoch seconds (UTC); payload/result are JSON text.
 -- Every table is prefixed forge_nb_ (a Postgres database is often shared).
+-- Names and keys use COLLATE "C": byte order like SQLite, and cheaper index comparisons.
 
 CREATE TABLE forge_nb_jobs (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind                text             NOT NULL,
-    queue               text             NOT NULL,
+    kind                text COLLATE "C" NOT NULL,
+    queue               text COLLATE "C" NOT NULL,
     payload             text             NOT NULL,          -- JSON object
     priority            bigint           NOT NULL DEFAULT 0, -- higher runs first
-    status              text             NOT NULL DEFAULT 'pending'
+    status              text COLLATE "C" NOT NULL DEFAULT 'pending'
                         CHECK (status IN ('pending', 'running', 'failed', 'done', 'dead')),
     attempts            integer          NOT NULL DEFAULT 0, -- runs started
     max_attempts        bigint           NOT NULL,
-    unique_key          text,
+    unique_key          text COLLATE "C",
     created_at          double precision NOT NULL,
     scheduled_at        double precision NOT NULL,          -- earliest next run
     started_at          double precision,                   -- start of the latest run
     finished_at         double precision,                   -- end of the latest run
-    claimed_by          text,                               -- host_id of the owning process
+    claimed_by          text COLLATE "C",                   -- host_id of the owning process
     cancel_requested_at double precision,
     last_error          text,
     last_traceback      text,
@@ -38,6 +39,8 @@ CREATE INDEX forge_nb_jobs_running ON forge_nb_jobs (claimed_by) WHERE status = 
 CREATE INDEX forge_nb_jobs_status ON forge_nb_jobs (status, id);
 CREATE INDEX forge_nb_jobs_queue_status ON forge_nb_jobs (queue, status, id);
 CREATE INDEX forge_nb_jobs_kind ON forge_nb_jobs (kind, id);
+-- Jobs of one queue newest first (the Jobs page filtered by queue alone).
+CREATE INDEX forge_nb_jobs_queue ON forge_nb_jobs (queue, id);
 -- Retention sweep.
 CREATE INDEX forge_nb_jobs_finished ON forge_nb_jobs (queue, status, finished_at)
     WHERE status IN ('done', 'dead');
@@ -54,7 +57,7 @@ CREATE TABLE forge_nb_job_events (
 CREATE INDEX forge_nb_job_events_job ON forge_nb_job_events (job_id, id);
 
 CREATE TABLE forge_nb_queues (
-    name                 text PRIMARY KEY,
+    name                 text COLLATE "C" PRIMARY KEY,
     workers              integer          NOT NULL DEFAULT 10,
     paused               boolean          NOT NULL DEFAULT false,
     backoff_enabled      boolean          NOT NULL DEFAULT true,
@@ -67,8 +70,8 @@ CREATE TABLE forge_nb_queues (
 
 -- One row per worker slot: id "{queue}-{slot}-{host_id}".
 CREATE TABLE forge_nb_processes (
-    id             text PRIMARY KEY,
-    host_id        text             NOT NULL,
+    id             text COLLATE "C" PRIMARY KEY,
+    host_id        text COLLATE "C" NOT NULL,
     hostname       text             NOT NULL,
     pid            bigint           NOT NULL,
     queue          text             NOT NULL,
@@ -80,7 +83,7 @@ CREATE TABLE forge_nb_processes (
 CREATE INDEX forge_nb_processes_host ON forge_nb_processes (host_id, last_heartbeat);
 
 CREATE TABLE forge_nb_schedules (
-    name         text PRIMARY KEY,
+    name         text COLLATE "C" PRIMARY KEY,
     cron         text    NOT NULL,
     kind         text    NOT NULL,
     payload      text    NOT NULL,
@@ -92,13 +95,13 @@ CREATE TABLE forge_nb_schedules (
 );
 
 CREATE TABLE forge_nb_leases (
-    name       text PRIMARY KEY,
+    name       text COLLATE "C" PRIMARY KEY,
     holder     text             NOT NULL,
     expires_at double precision NOT NULL
 );
 
 CREATE TABLE forge_nb_rate_limits (
-    scope             text PRIMARY KEY,
+    scope             text COLLATE "C" PRIMARY KEY,
     capacity          double precision NOT NULL,
     refill_per_second double precision NOT NULL,
     tokens            double precision NOT NULL,
@@ -109,8 +112,8 @@ CREATE TABLE forge_nb_rate_limits (
 -- Per-process per-minute totals; readers add rows up. Histograms are JSON {bucket: count}.
 CREATE TABLE forge_nb_metrics (
     minute          bigint NOT NULL,   -- epoch seconds // 60
-    queue           text   NOT NULL,
-    host_id         text   NOT NULL,
+    queue           text COLLATE "C" NOT NULL,
+    host_id         text COLLATE "C" NOT NULL,
     enqueued        bigint NOT NULL DEFAULT 0,
     started         bigint NOT NULL DEFAULT 0,
     completed       bigint NOT NULL DEFAULT 0,
@@ -121,4 +124,13 @@ CREATE TABLE forge_nb_metrics (
     processing_hist text   NOT NULL DEFAULT '{}',
     e2e_hist        text   NOT NULL DEFAULT '{}',
     PRIMARY KEY (minute, queue, host_id)
+);
+
+-- Per-process samples of resources and database health, one JSON document per minute.
+CREATE TABLE forge_nb_samples (
+    minute  bigint           NOT NULL,  -- epoch seconds // 60
+    host_id text COLLATE "C" NOT NULL,
+    kind    text COLLATE "C" NOT NULL,  -- 'resources' or 'db'
+    data    text             NOT NULL,  -- JSON object, same keys on every backend
+    PRIMARY KEY (kind, minute, host_id)
 );

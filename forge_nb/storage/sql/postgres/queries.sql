@@ -1,17 +1,62 @@
 -- Named queries of the Postgres backend. Parameters are positional ($n).
 -- Batches travel as arrays and are expanded with unnest(): one statement per batch.
 
--- ensure_queue_rows --
-INSERT INTO forge_nb_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
-
 -- insert_jobs --
--- Bulk insert; ORDER BY ord makes identities follow input order.
-INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, created_at)
-SELECT kind, queue, payload, priority, scheduled_at, max_attempts, $7
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[])
-     WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts, ord)
-ORDER BY ord
-RETURNING id
+-- A whole batch in one statement: create the missing queues ($9, sorted), insert the rows in
+-- input order (ORDER BY ord: identities rise with it), add them to the minute's ($10)
+-- ``enqueued`` metric (host '*'; queues in order so concurrent enqueuers cannot deadlock).
+WITH new_queues AS (
+    INSERT INTO forge_nb_queues (name) SELECT unnest($9::text[]) ON CONFLICT DO NOTHING
+),
+inserted AS (
+    INSERT INTO forge_nb_jobs
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
+    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, $8
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
+                $7::text[])
+         WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
+                               unique_key, ord)
+    ORDER BY ord
+    RETURNING id, unique_key, queue
+),
+counted AS (
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+    SELECT $10, queue, '*', count(*) FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (minute, queue, host_id)
+    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+)
+SELECT id, unique_key FROM inserted
+
+-- insert_jobs_unique --
+-- As insert_jobs, skipping rows whose unique key a live job holds (each key at most once in $7).
+WITH new_queues AS (
+    INSERT INTO forge_nb_queues (name) SELECT unnest($9::text[]) ON CONFLICT DO NOTHING
+),
+inserted AS (
+    INSERT INTO forge_nb_jobs
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
+    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, $8
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
+                $7::text[])
+         WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
+                               unique_key, ord)
+    ORDER BY ord
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+    DO NOTHING
+    RETURNING id, unique_key, queue
+),
+counted AS (
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+    SELECT $10, queue, '*', count(*) FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (minute, queue, host_id)
+    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+)
+SELECT id, unique_key FROM inserted
+
+-- live_jobs_by_unique_keys --
+SELECT unique_key, id, status FROM forge_nb_jobs
+WHERE unique_key = ANY ($1::text[]) AND status IN ('pending', 'running', 'failed')
 
 -- insert_unique_job --
 INSERT INTO forge_nb_jobs
@@ -20,6 +65,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
 DO NOTHING
 RETURNING id
+
+-- count_enqueued --
+INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued) VALUES ($1, $2, '*', 1)
+ON CONFLICT (minute, queue, host_id)
+DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
 
 -- live_job_by_unique_key --
 SELECT id, status FROM forge_nb_jobs
@@ -283,4 +333,21 @@ events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone)
 SELECT count(*) FROM gone
 
 -- purge_metrics --
-DELETE FROM forge_nb_metrics WHERE minute < $1
+-- Metrics and samples share the retention cutoff; returns how many rows went.
+WITH metrics AS (DELETE FROM forge_nb_metrics WHERE minute < $1 RETURNING 1),
+     samples AS (DELETE FROM forge_nb_samples WHERE minute < $1 RETURNING 1)
+SELECT (SELECT count(*) FROM metrics) + (SELECT count(*) FROM samples)
+
+-- fire_schedule --
+-- Compare-and-set on next_fire_at: only one process can advance a given tick.
+UPDATE forge_nb_schedules SET last_fire_at = $3, next_fire_at = $4
+WHERE name = $1 AND next_fire_at = $2 AND enabled
+RETURNING name
+
+-- write_sample --
+INSERT INTO forge_nb_samples (minute, host_id, kind, data) VALUES ($1, $2, $3, $4)
+ON CONFLICT (kind, minute, host_id) DO UPDATE SET data = EXCLUDED.data
+
+-- read_samples --
+SELECT minute, host_id, data FROM forge_nb_samples
+WHERE kind = $1 AND minute BETWEEN $2 AND $3 ORDER BY minute, host_id
