@@ -13,6 +13,9 @@ from forge_nb.storage.records import QUEUE_KNOBS, NewJob
 #: Largest payload accepted, as encoded JSON text (bytes of UTF-8).
 MAX_PAYLOAD_BYTES = 1_000_000
 MAX_NAME_LENGTH = 200
+#: Priorities are 32-bit signed ints; attempts are capped so counters never overflow.
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
+MAX_ATTEMPTS_LIMIT = 1_000_000
 
 
 def dump_json(value: Any, *, what: str) -> str:
@@ -28,7 +31,10 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
     if not isinstance(payload, Mapping):
         raise PayloadError(f"payload must be a JSON object (dict), got {type(payload).__name__}")
     text = dump_json(dict(payload), what="payload")
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise PayloadError(f"payload holds text that is not valid Unicode: {exc.reason}") from None
     if size > MAX_PAYLOAD_BYTES:
         raise PayloadError(f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes")
     return text
@@ -50,16 +56,24 @@ def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int
     """
     check_name(job.kind, "kind")
     check_name(job.queue, "queue")
-    if isinstance(job.priority, bool) or not isinstance(job.priority, int):
-        raise ValueError(f"priority must be an int, got {job.priority!r}")
+    if (
+        isinstance(job.priority, bool)
+        or not isinstance(job.priority, int)
+        or not PRIORITY_MIN <= job.priority <= PRIORITY_MAX
+    ):
+        raise ValueError(
+            f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX}, got {job.priority!r}"
+        )
     if not isinstance(job.delay, int | float) or not math.isfinite(job.delay) or job.delay < 0:
         raise ValueError(f"delay must be a finite number of seconds >= 0, got {job.delay!r}")
     if (
         isinstance(job.max_attempts, bool)
         or not isinstance(job.max_attempts, int)
-        or job.max_attempts < 1
+        or not 1 <= job.max_attempts <= MAX_ATTEMPTS_LIMIT
     ):
-        raise ValueError(f"max_attempts must be an int >= 1, got {job.max_attempts!r}")
+        raise ValueError(
+            f"max_attempts must be an int from 1 to {MAX_ATTEMPTS_LIMIT}, got {job.max_attempts!r}"
+        )
     if job.unique_key is not None:
         check_name(job.unique_key, "unique_key")
     if job.scheduled_at is not None:

@@ -39,8 +39,6 @@ CREATE INDEX forge_nb_jobs_running ON forge_nb_jobs (claimed_by) WHERE status = 
 CREATE INDEX forge_nb_jobs_status ON forge_nb_jobs (status, id);
 CREATE INDEX forge_nb_jobs_queue_status ON forge_nb_jobs (queue, status, id);
 CREATE INDEX forge_nb_jobs_kind ON forge_nb_jobs (kind, id);
--- Jobs of one queue newest first (the Jobs page filtered by queue alone).
-CREATE INDEX forge_nb_jobs_queue ON forge_nb_jobs (queue, id);
 -- Retention sweep.
 CREATE INDEX forge_nb_jobs_finished ON forge_nb_jobs (queue, status, finished_at)
     WHERE status IN ('done', 'dead');
@@ -126,11 +124,3 @@ CREATE TABLE forge_nb_metrics (
     PRIMARY KEY (minute, queue, host_id)
 );
 
--- Per-process samples of resources and database health, one JSON document per minute.
-CREATE TABLE forge_nb_samples (
-    minute  bigint           NOT NULL,  -- epoch seconds // 60
-    host_id text COLLATE "C" NOT NULL,
-    kind    text COLLATE "C" NOT NULL,  -- 'resources' or 'db'
-    data    text             NOT NULL,  -- JSON object, same keys on every backend
-    PRIMARY KEY (kind, minute, host_id)
-);
