@@ -72,6 +72,8 @@ async def test_kill_9_a_worker_every_2_s_while_20000_jobs_drain(
             await asyncio.sleep(0.25)
         drained_s = time.monotonic() - started
 
+        # The last victim may still be starting: SIGTERM it only once it is up.
+        await eventually(lambda: hosts_registered(app, 3), timeout=30)
         codes = await workers.stop_all()
         counts = (await app.counts())["default"]
         jobs = await app.jobs_frame(limit=JOBS + 1000)
