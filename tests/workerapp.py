@@ -75,3 +75,12 @@ async def maybe_fail(ctx: fnb.JobCtx, fail: bool) -> None:
     """Succeed or end dead, for metrics totals."""
     if fail:
         raise RuntimeError("asked to fail")
+
+
+@app.job(queue="default")
+async def stall_first(ctx: fnb.JobCtx) -> int:
+    """Hang on the first attempt (until the worker is killed); finish at once on a retry."""
+    _mark("started", ctx.job_id)
+    if ctx.attempt == 1:
+        await asyncio.sleep(3600)
+    return os.getpid()

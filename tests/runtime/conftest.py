@@ -12,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT = "0.2"
+STALE_AFTER = "3"
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
@@ -29,7 +30,11 @@ def spawn_worker(tmp_path: Path) -> Iterator[Spawn]:
         }
         log = open(tmp_path / f"worker-{len(procs)}.log", "wb")  # noqa: SIM115
         cmd = [sys.executable, "-m", "forge_nb.cli", "worker", "--db", url]
-        cmd += ["--app", "workerapp:app", "--heartbeat-interval", HEARTBEAT, *args]
+        cmd += ["--app", "workerapp:app", "--heartbeat-interval", HEARTBEAT]
+        if "--stale-after" not in args:
+            # Generous: a CPU-starved CI machine must not make a live worker look dead.
+            cmd += ["--stale-after", STALE_AFTER]
+        cmd += args
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
         procs.append(proc)
         return proc

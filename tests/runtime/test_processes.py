@@ -56,10 +56,10 @@ async def test_kill_9_mid_job_is_reaped_and_finished_by_another_worker(
 ) -> None:
     async with fnb.App(db_url) as app:
         await app.ensure_queue("default")
-        nap = app.job(kind="nap")(lambda ctx, seconds: None)
+        stall = app.job(kind="stall_first")(lambda ctx: None)
         doomed = spawn_worker(db_url)
         await eventually(lambda: hosts_registered(app, 1), timeout=20)
-        ref = await nap.enqueue(1.0)
+        ref = await stall.enqueue()
         await eventually(lambda: status_of(app, ref.id, "running"))
         survivor = spawn_worker(db_url)
         await eventually(lambda: hosts_registered(app, 2), timeout=20)
