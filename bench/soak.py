@@ -1,0 +1,532 @@
+"""Soak test (not CI): a steady job stream for minutes, watching for slow leaks and stalls.
+
+    python bench/soak.py                          # 600 s on a fresh SQLite file
+    python bench/soak.py --duration 120 --rate 300
+    python bench/soak.py --backend postgres       # a throwaway server (scripts/postgres.sh)
+    python bench/soak.py --db postgresql://…      # an existing database (it gets a 'soak' queue)
+
+What runs: ``--workers`` `forge-nb worker` processes (this file is also their ``--app``
+module), a producer in this process enqueueing ``--rate`` jobs/s in batches every 100 ms
+(1% fail, 1% are cancelled shortly after enqueue, pending or running), short retention
+windows so done/dead rows are swept, and — when ``forge_nb.dashboard`` exists — the
+dashboard served by ``forge-nb dashboard`` with a headless Chromium page kept open on it.
+
+Every ``--sample-every`` seconds it prints one row: jobs enqueued/done/dead/backlog, each
+worker's RSS, the database size, the dashboard's page-load and ``/api/counts`` times.
+At the end: a summary table, growth verdicts (RSS, DB size after retention) and the
+error lines found in the worker and dashboard logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import forge_nb as fnb
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+QUEUE = "soak"
+KIND = "soak.work"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+#: Log lines that count as errors at the end of the run.
+ERROR_MARKERS = ("ERROR", "Traceback", "database is locked", "unavailable", "CRITICAL")
+
+# -- the job module the workers load (``--app soak:app``) -------------------------------------
+
+app = fnb.App()
+
+
+@app.job(kind=KIND, queue=QUEUE, max_attempts=1)
+async def work(ctx: fnb.JobCtx, n: int, fail: bool = False, nap: float = 0.0) -> int:
+    """A few ms of async work; some fail, some nap long enough to be cancelled while running."""
+    await asyncio.sleep(nap or random.random() * 0.01)
+    if fail:
+        raise RuntimeError(f"soak failure #{n} (planned)")
+    return n
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def child_env() -> dict[str, str]:
+    paths = [str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def mb(n: float | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.1f}"
+
+
+def ms(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1000:.0f}"
+
+
+@dataclass
+class Sample:
+    t: float
+    enqueued: int
+    done: int
+    dead: int
+    backlog: int
+    rss: list[int]
+    db_bytes: int | None
+    page_s: float | None
+    api_s: float | None
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    url: str
+    work_dir: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    dashboard: subprocess.Popen[bytes] | None = None
+    dash_url: str | None = None
+    samples: list[Sample] = field(default_factory=list)
+    enqueued: int = 0
+    cancel_requests: int = 0
+    producer_errors: list[str] = field(default_factory=list)
+    browser_errors: list[str] = field(default_factory=list)
+    finished_total: int = 0
+
+
+# -- database size ---------------------------------------------------------------------------
+
+
+async def db_size(url: str) -> int | None:
+    """SQLite: the file plus its WAL; Postgres: pg_database_size."""
+    if url.startswith("sqlite"):
+        path = Path(url.split("sqlite:///", 1)[1])
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+    finally:
+        await conn.close()
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def start_worker(run: Run, index: int) -> subprocess.Popen[bytes]:
+    log = open(run.work_dir / f"worker-{index}.log", "wb")  # noqa: SIM115 (the child keeps it)
+    cmd = [sys.executable, "-m", "forge_nb.cli", "worker", "--db", run.url, "--app", "soak:app"]
+    cmd += ["--queues", QUEUE, "--heartbeat-interval", "1"]
+    return subprocess.Popen(cmd, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def dashboard_available() -> bool:
+    try:
+        import forge_nb.dashboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def start_dashboard(run: Run, port: int) -> subprocess.Popen[bytes]:
+    """``forge-nb dashboard`` if the CLI has it, else the same server built by this script."""
+    has_cli = (
+        subprocess.run(
+            [sys.executable, "-m", "forge_nb.cli", "dashboard", "--help"],
+            env=child_env(),
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    if has_cli:
+        cmd = [sys.executable, "-m", "forge_nb.cli", "dashboard", "--db", run.url]
+        cmd += ["--port", str(port)]
+    else:
+        cmd = [sys.executable, __file__, "--serve-dashboard", run.url, str(port)]
+    log = open(run.work_dir / "dashboard.log", "wb")  # noqa: SIM115
+    return subprocess.Popen(cmd, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+async def serve_dashboard(url: str, port: int) -> None:
+    """Fallback server: `forge_nb.dashboard.build_server` on this loop until SIGTERM."""
+    from forge_nb.dashboard import build_server
+
+    async with fnb.App(url) as dash_app:
+        server = build_server(dash_app, port=port)
+        server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.stop()
+
+
+async def wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                if (await client.get(url, timeout=5)).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up within {timeout} s")
+            await asyncio.sleep(0.3)
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+async def produce(run: Run, producer_app: fnb.App, until: float) -> None:
+    """``rate`` jobs/s in batches every 100 ms; 1% fail, 1% get cancelled ~0.3 s later."""
+    per_tick = run.args.rate / 10
+    carry = 0.0
+    n = 0
+    next_tick = time.monotonic()
+    pending_cancels: set[asyncio.Task[Any]] = set()
+    while time.monotonic() < until:
+        carry += per_tick
+        size, carry = int(carry), carry - int(carry)
+        requests, to_cancel = [], []
+        for _ in range(size):
+            n += 1
+            roll = random.random() * 100
+            if roll < run.args.fail_pct:
+                payload: dict[str, Any] = {"n": n, "fail": True}
+            elif roll < run.args.fail_pct + run.args.cancel_pct:
+                payload = {"n": n, "nap": 2.0}
+                to_cancel.append(len(requests))
+            else:
+                payload = {"n": n}
+            requests.append(fnb.EnqueueRequest(kind=KIND, payload=payload, queue=QUEUE))
+        if requests:
+            try:
+                refs = await producer_app.enqueue_many(requests)
+                run.enqueued += len(refs)
+                for i in to_cancel:
+                    task = asyncio.create_task(cancel_later(run, producer_app, refs[i].id))
+                    pending_cancels.add(task)
+                    task.add_done_callback(pending_cancels.discard)
+            except Exception as exc:
+                run.producer_errors.append(f"{type(exc).__name__}: {exc}")
+        next_tick += 0.1
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+    await asyncio.gather(*pending_cancels, return_exceptions=True)
+
+
+async def cancel_later(run: Run, producer_app: fnb.App, job_id: str) -> None:
+    await asyncio.sleep(random.uniform(0.05, 0.6))  # some still pending, some running
+    try:
+        await producer_app.cancel(job_id)
+        run.cancel_requests += 1
+    except Exception as exc:
+        run.producer_errors.append(f"cancel {type(exc).__name__}: {exc}")
+
+
+async def sample_loop(
+    run: Run, producer_app: fnb.App, page: Any, started: float, until: float
+) -> None:
+    import httpx
+    import psutil
+
+    client = httpx.AsyncClient()
+    header = (
+        f"{'t':>5} {'enq':>8} {'done':>8} {'dead':>6} {'backlog':>7} "
+        f"{'worker RSS MB':>20} {'db MB':>7} {'page ms':>7} {'api ms':>6}"
+    )
+    print(header, flush=True)
+    try:
+        while True:
+            now = time.monotonic()
+            enqueued = run.enqueued
+            counts = (await producer_app.counts()).get(QUEUE, {})
+            rss = []
+            for proc in run.workers:
+                try:
+                    rss.append(psutil.Process(proc.pid).memory_info().rss)
+                except psutil.Error:
+                    rss.append(0)
+            page_s = api_s = None
+            if run.dash_url is not None:
+                t0 = time.monotonic()
+                try:
+                    reply = await client.get(run.dash_url + "api/counts", timeout=30)
+                    api_s = time.monotonic() - t0 if reply.status_code == 200 else None
+                except httpx.HTTPError:
+                    api_s = None
+            if page is not None:
+                t0 = time.monotonic()
+                try:
+                    await page.reload(wait_until="load", timeout=60_000)
+                    await page.locator("canvas").first.wait_for(timeout=60_000)
+                    page_s = time.monotonic() - t0
+                except Exception as exc:
+                    run.browser_errors.append(f"reload: {type(exc).__name__}: {exc}")
+            sample = Sample(
+                t=now - started,
+                enqueued=enqueued,
+                done=counts.get("done", 0),
+                dead=counts.get("dead", 0),
+                backlog=counts.get("pending", 0)
+                + counts.get("running", 0)
+                + counts.get("failed", 0),
+                rss=rss,
+                db_bytes=await db_size(run.url),
+                page_s=page_s,
+                api_s=api_s,
+            )
+            run.samples.append(sample)
+            print(
+                f"{sample.t:5.0f} {sample.enqueued:8d} {sample.done:8d} {sample.dead:6d} "
+                f"{sample.backlog:7d} {'/'.join(mb(r) for r in rss):>20} {mb(sample.db_bytes):>7} "
+                f"{ms(page_s):>7} {ms(api_s):>6}",
+                flush=True,
+            )
+            if time.monotonic() >= until:
+                return
+            await asyncio.sleep(max(0.0, run.args.sample_every - (time.monotonic() - now)))
+    finally:
+        await client.aclose()
+
+
+async def open_browser(run: Run) -> tuple[Any, Any, Any]:
+    from playwright.async_api import async_playwright
+
+    pw = await async_playwright().start()
+    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    page.on("pageerror", lambda e: run.browser_errors.append(f"pageerror: {e}"))
+    page.on(
+        "console",
+        lambda m: m.type == "error" and run.browser_errors.append(f"console: {m.text}"),
+    )
+    await page.goto(run.dash_url or "", wait_until="load", timeout=120_000)
+    await page.locator("canvas").first.wait_for(timeout=120_000)
+    return pw, browser, page
+
+
+async def soak(run: Run) -> None:
+    args = run.args
+    async with fnb.App(run.url) as producer_app:
+        await producer_app.ensure_queue(
+            QUEUE,
+            workers=args.slots,
+            retain_done_seconds=args.retention,
+            retain_dead_seconds=args.retention,
+        )
+        run.workers = [start_worker(run, i) for i in range(args.workers)]
+        pw = browser = page = None
+        if not args.no_dashboard and dashboard_available():
+            port = free_port()
+            run.dash_url = f"http://127.0.0.1:{port}/"
+            run.dashboard = start_dashboard(run, port)
+            await wait_http(run.dash_url, timeout=90)
+            pw, browser, page = await open_browser(run)
+        elif not args.no_dashboard:
+            print("forge_nb.dashboard is not importable: running without the dashboard")
+        started = time.monotonic()
+        until = started + args.duration
+        print(
+            f"soak: {args.duration:.0f} s at {args.rate:.0f} jobs/s on {producer_app.safe_url}, "
+            f"{args.workers} workers x {args.slots} slots, retention {args.retention:.0f} s, "
+            f"dashboard {run.dash_url or 'off'}; logs in {run.work_dir}",
+            flush=True,
+        )
+        try:
+            await asyncio.gather(
+                produce(run, producer_app, until),
+                sample_loop(run, producer_app, page, started, until),
+            )
+        finally:
+            if browser is not None:
+                await browser.close()
+            if pw is not None:
+                await pw.stop()
+            # Let the workers catch up a little so the backlog figure means something.
+            await asyncio.sleep(2)
+            counts = (await producer_app.counts()).get(QUEUE, {})
+            run.finished_total = counts.get("done", 0) + counts.get("dead", 0)
+
+
+def stop_children(run: Run) -> dict[str, int | None]:
+    codes: dict[str, int | None] = {}
+    procs = [(f"worker-{i}", p) for i, p in enumerate(run.workers)]
+    if run.dashboard is not None:
+        procs.append(("dashboard", run.dashboard))
+    for _, proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for name, proc in procs:
+        try:
+            codes[name] = proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes[name] = None
+    return codes
+
+
+def log_errors(run: Run) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in sorted(run.work_dir.glob("*.log")):
+        lines = path.read_text(errors="replace").splitlines()
+        bad = [line for line in lines if any(m in line for m in ERROR_MARKERS)]
+        if bad:
+            found[path.name] = bad
+    return found
+
+
+def growth(values: list[float]) -> str:
+    """Change from the first third of the run (after warm-up) to the end."""
+    if len(values) < 3:
+        return "n/a (too few samples)"
+    start = values[len(values) // 3]
+    end = values[-1]
+    if not start:
+        return "n/a"
+    return f"{start / 1e6:.1f} -> {end / 1e6:.1f} MB ({(end - start) / start * 100:+.1f}%)"
+
+
+def report(run: Run, codes: dict[str, int | None], wall_s: float) -> dict[str, Any]:
+    samples = run.samples
+    pages = [s.page_s for s in samples if s.page_s is not None]
+    apis = [s.api_s for s in samples if s.api_s is not None]
+    rss_total = [float(sum(s.rss)) for s in samples]
+    dbs = [float(s.db_bytes) for s in samples if s.db_bytes is not None]
+    errors = log_errors(run)
+    out = {
+        "backend": run.url.split(":", 1)[0],
+        "duration_s": run.args.duration,
+        "target_rate": run.args.rate,
+        "enqueued": run.enqueued,
+        "achieved_enqueue_rate": round(run.enqueued / max(1e-9, run.args.duration), 1),
+        "finished": run.finished_total,
+        "backlog_at_end": samples[-1].backlog if samples else None,
+        "cancel_requests": run.cancel_requests,
+        "producer_errors": len(run.producer_errors),
+        "worker_rss_growth": growth(rss_total),
+        "db_size_growth": growth(dbs),
+        "db_size_max_mb": round(max(dbs) / 1e6, 1) if dbs else None,
+        "dashboard_page_ms_p50": round(statistics.median(pages) * 1000) if pages else None,
+        "dashboard_page_ms_max": round(max(pages) * 1000) if pages else None,
+        "api_counts_ms_p50": round(statistics.median(apis) * 1000) if apis else None,
+        "api_counts_ms_max": round(max(apis) * 1000) if apis else None,
+        "browser_errors": len(run.browser_errors),
+        "log_error_lines": {name: len(lines) for name, lines in errors.items()},
+        "exit_codes": codes,
+        "wall_s": round(wall_s, 1),
+    }
+    print("\n== soak summary ==")
+    width = max(len(k) for k in out)
+    for key, value in out.items():
+        print(f"{key:<{width}}  {value}")
+    for name, lines in errors.items():
+        print(f"\n-- {name}: {len(lines)} error line(s), first ones:")
+        for line in lines[:5]:
+            print("   " + line[:300])
+    for line in run.producer_errors[:5]:
+        print("producer error: " + line[:300])
+    for line in run.browser_errors[:5]:
+        print("browser error: " + line[:300])
+    return out
+
+
+def start_postgres(work_dir: Path) -> tuple[str, Path]:
+    pg_dir = Path(tempfile.mkdtemp(prefix="forge_nb_soak_pg_"))
+    started = subprocess.run(
+        ["bash", str(REPO / "scripts" / "postgres.sh"), "start", str(pg_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return started.stdout.strip().splitlines()[-1], pg_dir
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
+    parser.add_argument("--rate", type=float, default=500.0, help="jobs per second (default 500)")
+    parser.add_argument("--fail-pct", type=float, default=1.0)
+    parser.add_argument("--cancel-pct", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=3, help="worker processes")
+    parser.add_argument("--slots", type=int, default=20, help="concurrent jobs per worker")
+    parser.add_argument("--retention", type=float, default=60.0, help="done/dead window (s)")
+    parser.add_argument("--sample-every", type=float, default=15.0)
+    parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--no-dashboard", action="store_true")
+    parser.add_argument("--json", help="also write the summary to this file")
+    parser.add_argument(
+        "--serve-dashboard", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_dashboard:
+        asyncio.run(serve_dashboard(args.serve_dashboard[0], int(args.serve_dashboard[1])))
+        return 0
+    work_dir = Path(tempfile.mkdtemp(prefix="forge_nb_soak_"))
+    pg_dir = None
+    if args.db:
+        url = args.db
+    elif args.backend == "postgres":
+        url, pg_dir = start_postgres(work_dir)
+    else:
+        url = f"sqlite:///{work_dir}/soak.db"
+    run = Run(args, url, work_dir)
+    started = time.monotonic()
+    codes: dict[str, int | None] = {}
+    try:
+        asyncio.run(soak(run))
+    except KeyboardInterrupt:
+        print("interrupted")
+    finally:
+        codes = stop_children(run)
+        summary = report(run, codes, time.monotonic() - started)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+        if pg_dir is not None:
+            subprocess.run(
+                ["bash", str(REPO / "scripts" / "postgres.sh"), "stop", str(pg_dir)],
+                capture_output=True,
+                check=False,
+            )
+            shutil.rmtree(pg_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
