@@ -315,7 +315,7 @@ function renderQueues(model, el) {
       const values = q.spark || [];
       row.spark.path.setAttribute("d", sparkPath(values, row.spark.width, row.spark.height));
       const last = values.length ? values[values.length - 1] : null;
-      setText(row.rate, last === null ? "" : `${formatRate(last)} ${q.spark_unit || ""}`.trim());
+      setText(row.rate, last === null ? "" : `${formatRate(last)}${q.spark_unit || ""}`);
       row.rate.title = q.spark_label || "";
     }
     for (const [name, row] of rows) {

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: Servers started from this kernel, by port (so a re-run can stop the old one first).
 _servers: dict[int, Any] = {}
+#: Panel extensions the dashboard's widgets need in a notebook (the Jobs and Cron tables).
+NOTEBOOK_EXTENSIONS = ("tabulator",)
 
 
 def inline_dashboard(app: App, *, read_only: bool = False) -> Any:
@@ -24,7 +26,7 @@ def inline_dashboard(app: App, *, read_only: bool = False) -> Any:
 
     from forge_nb.dashboard.app import create_dashboard
 
-    pn.extension(inline=True)
+    pn.extension(*NOTEBOOK_EXTENSIONS, inline=True)
     return create_dashboard(app, read_only=read_only)
 
 

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+
+import pytest
+from nbclient.exceptions import CellExecutionError
 
 from tests.notebook.support import (
     execute,
     execute_twice,
     kernel_env,
     load,
+    outputs,
     read_app,
     text_of,
     widget_views,
 )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def test_quickstart_runs_and_its_jobs_finish(tmp_path: Path) -> None:
@@ -44,3 +55,66 @@ async def test_quickstart_cells_can_be_run_again(tmp_path: Path) -> None:
     counts, walks = await read_app(f"sqlite:///{data / 'forge_nb.db'}", check)
     assert len(walks) == 600  # both runs' jobs finished, none lost or doubled
     assert counts["default"]["dead"] == 0
+
+
+async def test_dead_letters_finds_errors_and_retries_a_selection(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    nb = execute(load("dead_letters.ipynb"), tmp_path, kernel_env(FORGE_NB_DATA_DIR=str(data)))
+
+    text = text_of(nb)
+    assert "47 parsed, 13 dead" in text
+    assert "unreadable checksum: invalid literal for int()" in text  # the error chain, read
+    assert "retried 8 jobs" in text and "8 recovered" in text
+    assert "5 still dead" in text
+
+    async def check(app):
+        return await app.counts(), await app.jobs(status="dead", limit=100)
+
+    counts, dead = await read_app(f"sqlite:///{data / 'forge_nb.db'}", check)
+    assert counts["ingest"]["done"] == 55 and counts["ingest"]["dead"] == 5
+    assert all("truncated" in (job.last_error or "") for job in dead)
+
+
+async def test_dashboard_notebook_shows_it_inline_and_serves_it(tmp_path: Path) -> None:
+    port = free_port()
+    env = kernel_env(FORGE_NB_DATA_DIR=str(tmp_path / "data"), FORGE_NB_DASHBOARD_PORT=str(port))
+    nb = execute(load("dashboard.ipynb"), tmp_path, env)
+
+    text = text_of(nb)
+    assert f"'http://127.0.0.1:{port}/'" in text
+    assert '200 {"etl":' in text  # the API answered from the kernel's loop
+    assert "200 dashboard page:" in text
+    assert f"http://127.0.0.1:{port}/ 200" in text  # served again on the same port
+    mimes = {mime for out in outputs(nb) for mime in out.get("data", {})}
+    assert "application/vnd.holoviews_exec.v0+json" in mimes  # the inline dashboard
+    # Bokeh and Panel come with the notebook (megabytes of inline JavaScript), not from a CDN;
+    # test_browser.py checks that it renders with no network.
+    scripts = "".join(
+        str(out["data"].get("application/javascript", "")) for out in outputs(nb) if "data" in out
+    )
+    assert len(scripts) > 1_000_000
+
+
+async def test_postgres_cluster_shares_work_between_two_worker_processes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    env = kernel_env(FORGE_NB_DATABASE_URL=pg_url)
+    nb = execute(load("postgres_cluster.ipynb"), tmp_path, env)
+
+    text = text_of(nb)
+    assert "60 jobs done by 2 processes" in text
+    assert "exit codes: [0, 0]" in text  # both stopped gracefully on SIGTERM
+    assert (tmp_path / "cluster_jobs.py").exists()
+
+    async def check(app):
+        return await app.jobs(status="done", queue="cluster", limit=100), await app.processes()
+
+    done, processes = await read_app(pg_url, check)
+    assert len(done) == 60
+    assert len({job.result["pid"] for job in done}) == 2
+    assert processes == []  # the workers unregistered on the way out
+
+
+async def test_postgres_cluster_explains_a_missing_database_url(tmp_path: Path) -> None:
+    with pytest.raises(CellExecutionError, match="FORGE_NB_DATABASE_URL"):
+        execute(load("postgres_cluster.ipynb"), tmp_path, kernel_env())
