@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -109,6 +110,7 @@ class QueueHandle:
     async def start(self) -> None:
         """Reclaim our host's leftovers, start pools and the background loops."""
         await self._reclaim_dead_neighbours()
+        await self.storage.watch(self._on_db_change)
         for config in await self.storage.queues():
             if self.app.works_queue(config.name):
                 await self._add_pool(config)
@@ -152,6 +154,16 @@ class QueueHandle:
             pool.wake()
         elif self.app.works_queue(queue) and not self._stopping:
             self._spawn(self._adopt_queue(queue), f"adopt {queue}")
+
+    def _on_db_change(self, queue: str | None) -> None:
+        """Another process enqueued (into ``queue``, or somewhere when None): claim now."""
+        if self._stopping:
+            return
+        if queue is None:
+            for pool in self.pools.values():
+                pool.wake()
+        else:
+            self.notify(queue)
 
     async def _adopt_queue(self, queue: str) -> None:
         if queue not in self.pools:
@@ -248,7 +260,8 @@ class QueueHandle:
                 )
 
     async def _tick(self) -> None:
-        """Follow live config, store progress and metrics."""
+        """Follow live config, keep the change listener up, store progress and metrics."""
+        await self.storage.watch(self._on_db_change)
         for config in await self.storage.queues():
             pool = self.pools.get(config.name)
             if pool is not None:
@@ -304,6 +317,8 @@ class QueueHandle:
             await self._stopped.wait()
             return
         self._stopping = True
+        with contextlib.suppress(StorageError):
+            await self.storage.watch(None)
         await asyncio.gather(*(p.stop_claiming() for p in self.pools.values()))
         running = self.running_jobs()
         if running:

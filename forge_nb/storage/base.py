@@ -11,7 +11,7 @@ input raises before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from forge_nb.storage.records import (
@@ -55,6 +55,14 @@ class Storage(Protocol):
 
     async def schema_version(self) -> int:
         """The newest migration applied to this database."""
+
+    async def watch(self, on_change: Callable[[str | None], None] | None) -> None:
+        """Call ``on_change(queue)`` soon after another process enqueues into ``queue``.
+
+        ``None`` as the argument means "something changed; queue unknown". Best
+        effort: polling stays the fallback. Idempotent: calling it again (every
+        tick) re-establishes a lost listener; ``watch(None)`` stops watching.
+        """
 
     # -- jobs: write path ------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -61,6 +61,8 @@ from forge_nb.storage.validation import (
 
 Q = load_queries("postgres")
 MAX_PAGE = 1000
+#: Channel the enqueue trigger (migration 0003) notifies with the queue name.
+NOTIFY_CHANNEL = "forge_nb_jobs"
 CONNECT_TIMEOUT_S = 10.0
 #: Key of the advisory lock that serialises migrations across processes ("forge_nb" in hex).
 MIGRATION_LOCK_KEY = 0x666F7267655F6E62
@@ -163,6 +165,8 @@ class PostgresStorage:
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._secrets = _password_forms(url.url)
+        self._listener: Any = None
+        self._on_change: Callable[[str | None], None] | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.safe_url!r})"
@@ -248,6 +252,7 @@ class PostgresStorage:
 
     async def close(self) -> None:
         """Close the pool (waits for in-flight statements briefly, then terminates)."""
+        await self.watch(None)
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -293,6 +298,29 @@ class PostgresStorage:
             if VERSION_TABLE not in tables:
                 return 0
             return int(await conn.fetchval(SQL_CURRENT_VERSION))
+
+    async def watch(self, on_change: Callable[[str | None], None] | None) -> None:
+        """LISTEN on a dedicated connection; the enqueue trigger NOTIFYs the queue name."""
+        self._on_change = on_change
+        listener = self._listener
+        if on_change is None:
+            self._listener = None
+            if listener is not None and not listener.is_closed():
+                with contextlib.suppress(*ANY_DATABASE_ERROR):
+                    await asyncio.wait_for(listener.close(), CONNECT_TIMEOUT_S)
+            return
+        if listener is not None and not listener.is_closed():
+            return
+        try:
+            listener = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_S)
+            await listener.add_listener(NOTIFY_CHANNEL, self._notified)
+        except ANY_DATABASE_ERROR as exc:
+            raise self._translate(exc) from exc
+        self._listener = listener
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if self._on_change is not None:
+            self._on_change(payload or None)
 
     # -- jobs: write path ----------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:

@@ -69,6 +69,8 @@ Q = load_queries("sqlite")
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 30.0
 MAX_PAGE = 1000
+#: How often other processes' commits are looked for (cross-process wake-up latency).
+WATCH_INTERVAL_S = 0.01
 
 
 class _Busy(Exception):
@@ -122,6 +124,8 @@ class SqliteStorage:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._on_change: Callable[[str | None], None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- plumbing -------------------------------------------------------------------
     async def _connect(self, busy_timeout_s: float) -> aiosqlite.Connection:
@@ -194,6 +198,7 @@ class SqliteStorage:
 
     async def close(self) -> None:
         """Close both connections (their threads end)."""
+        await self.watch(None)
         for conn in (self._reader, self._writer):
             if conn is not None:
                 try:
@@ -209,6 +214,30 @@ class SqliteStorage:
     async def schema_version(self) -> int:
         """Newest applied migration."""
         return await self._call(self._writer, _current_version)
+
+    async def watch(self, on_change: Callable[[str | None], None] | None) -> None:
+        """Poll ``PRAGMA data_version`` (it moves when another connection commits)."""
+        self._on_change = on_change
+        if on_change is None:
+            if self._watcher is not None:
+                self._watcher.cancel()
+                await asyncio.gather(self._watcher, return_exceptions=True)
+                self._watcher = None
+        elif self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._poll_changes(), name="forge-nb sqlite watch")
+
+    async def _poll_changes(self) -> None:
+        last = None
+        while True:
+            try:
+                version = await self._read(_data_version)
+            except StorageError:
+                await asyncio.sleep(1.0)
+                continue
+            if last is not None and version != last and self._on_change is not None:
+                self._on_change(None)
+            last = version
+            await asyncio.sleep(WATCH_INTERVAL_S)
 
     # -- jobs: write path ----------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
@@ -549,6 +578,10 @@ def _check_ownership(c: sqlite3.Connection) -> None:
             "this SQLite file holds tables forge-nb did not create "
             f"({', '.join(sorted(tables)[:5])}); point forge-nb at a new file"
         )
+
+
+def _data_version(c: sqlite3.Connection) -> int:
+    return int(c.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _set_pragmas(c: sqlite3.Connection) -> None:
