@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,18 +17,24 @@ RATE_LIMIT_MAX_SLEEP_S = 1.0
 
 
 class CancelToken:
-    """Set when the job is cancelled; safe to check from the loop and from threads."""
+    """Set when the job is cancelled; safe to check from the loop and from threads.
+
+    A plain flag: reading and writing one attribute is atomic under the GIL, and a
+    token is made for every run, so it stays as cheap as possible.
+    """
+
+    __slots__ = ("_cancelled",)
 
     def __init__(self) -> None:
-        self._flag = threading.Event()
+        self._cancelled = False
 
     def is_cancelled(self) -> bool:
         """True once cancellation was requested."""
-        return self._flag.is_set()
+        return self._cancelled
 
     def set(self) -> None:
         """Request cancellation."""
-        self._flag.set()
+        self._cancelled = True
 
     def __bool__(self) -> bool:
         return self.is_cancelled()
@@ -62,7 +67,7 @@ class RateLimiter:
         await self._storage.drain_rate_limit(scope, now + retry_after, now)
 
 
-@dataclass
+@dataclass(slots=True)
 class JobCtx:
     """The context of one run (pinned attributes).
 
@@ -77,9 +82,19 @@ class JobCtx:
     process_id: str
     host_id: str
     cancel: CancelToken
-    rate_limit: RateLimiter
     app: App = field(repr=False)
     loop: asyncio.AbstractEventLoop = field(repr=False)
+    _rate_limit: RateLimiter | None = field(default=None, repr=False)
+
+    @property
+    def rate_limit(self) -> RateLimiter:
+        """Cluster-wide token buckets: ``await ctx.rate_limit.acquire("slack")``."""
+        if self._rate_limit is None:
+            storage = self.app._storage
+            if storage is None:
+                raise RuntimeError("the app is closed")
+            self._rate_limit = RateLimiter(storage, self.cancel)
+        return self._rate_limit
 
     async def progress(self, fraction: float, message: str = "") -> None:
         """Report progress in [0, 1]; stored in batches, shown by widgets and the dashboard."""

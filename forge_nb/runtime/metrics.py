@@ -51,6 +51,18 @@ def percentile(hist: Mapping[int, int], q: float) -> float | None:
     return bucket_upper_seconds(max(hist))
 
 
+#: Finish event → the counter it adds to.
+OUTCOME_COUNTERS = {
+    "done": "completed",
+    "failed": "failed",
+    "dead": "dead",
+    "cancelled": "dead",
+    "throttled": "throttled",
+}
+#: Events that end a job (their latency goes into the histograms).
+TERMINAL_EVENTS = frozenset({"done", "dead", "cancelled"})
+
+
 @dataclass
 class _Cell:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(METRIC_COUNTERS, 0))
@@ -77,6 +89,23 @@ class MetricsRecorder:
     def count(self, queue: str, counter: str, at: float, n: int = 1) -> None:
         """Add ``n`` to one counter (``enqueued``, ``completed`` …)."""
         self._cell(queue, at).counts[counter] += n
+
+    def record_outcome(
+        self, queue: str, event: str, at: float, processing_s: float, e2e_s: float
+    ) -> None:
+        """One finalized run: ``started`` plus its outcome counter, and latency if it ended."""
+        cell = self._cell(queue, at)
+        counts = cell.counts
+        counts["started"] += 1
+        counter = OUTCOME_COUNTERS.get(event)
+        if counter is not None:
+            counts[counter] += 1
+        if event == "failed":
+            counts["retried"] += 1
+        if event in TERMINAL_EVENTS:
+            p, e = bucket_of(processing_s), bucket_of(e2e_s)
+            cell.processing[p] = cell.processing.get(p, 0) + 1
+            cell.e2e[e] = cell.e2e.get(e, 0) + 1
 
     def observe(self, queue: str, at: float, processing_s: float, e2e_s: float) -> None:
         """Record one finished run's processing and end-to-end latency."""

@@ -49,6 +49,7 @@ class QueueHandle:
         self.pid = os.getpid()
         self.started_at = time.time()
         self.poll_interval = app.poll_interval
+        self.loop = asyncio.get_running_loop()
         self.pools: dict[str, QueuePool] = {}
         self.runner = Runner(self)
         self.finalizer = Finalizer(self)
@@ -173,7 +174,6 @@ class QueueHandle:
         """Bookkeeping when a pool starts a job."""
         self._kind_running[rj.job.kind] += 1
         self._kinds_since_probe.add(rj.job.kind)
-        self.metrics.count(rj.job.queue, "started", rj.started)
 
     def job_ended(self, rj: RunningJob) -> None:
         """Bookkeeping when a job's task ends; other pools may now have room."""
@@ -190,20 +190,10 @@ class QueueHandle:
         for finish, rj in batch:
             if finish.job_id not in finished or rj is None:
                 continue
-            queue = rj.job.queue
-            counter = {
-                "done": "completed",
-                "failed": "failed",
-                "dead": "dead",
-                "throttled": "throttled",
-                "cancelled": "dead",
-            }.get(finish.event)
-            if counter:
-                self.metrics.count(queue, counter, now)
-            if finish.event == "failed":
-                self.metrics.count(queue, "retried", now)
+            self.metrics.record_outcome(
+                rj.job.queue, finish.event, now, now - rj.started, now - rj.job.created_at
+            )
             if finish.status in ("done", "dead"):
-                self.metrics.observe(queue, now, now - rj.started, now - rj.job.created_at)
                 self.app._job_finished(finish.job_id)
 
     def cancel_local(self, job_id: str) -> bool:

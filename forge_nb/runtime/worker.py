@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError, StorageError
-from forge_nb.runtime.context import CancelToken, JobCtx, RateLimiter
+from forge_nb.runtime.context import CancelToken, JobCtx
 from forge_nb.runtime.outcomes import (
     Dead,
     Throttled,
@@ -69,6 +69,7 @@ class QueuePool:
         self.running: dict[str, RunningJob] = {}
         self._free: list[int] = []
         self._registered: set[int] = set()
+        self._slot_ids: dict[int, str] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -76,7 +77,10 @@ class QueuePool:
     # -- slots ------------------------------------------------------------------
     def slot_id(self, slot: int) -> str:
         """Process-registry id of a slot (pinned shape)."""
-        return f"{self.name}-{slot}-{self.handle.host_id}"
+        found = self._slot_ids.get(slot)
+        if found is None:
+            found = self._slot_ids[slot] = f"{self.name}-{slot}-{self.handle.host_id}"
+        return found
 
     @property
     def target(self) -> int:
@@ -194,7 +198,7 @@ class QueuePool:
         )
         self.running[job.id] = rj
         self.handle.job_started(rj)
-        rj.task = asyncio.create_task(self._run(rj), name=f"forge-nb job {job.kind}[{job.id}]")
+        rj.task = self.handle.loop.create_task(self._run(rj))
 
     async def _run(self, rj: RunningJob) -> None:
         try:
@@ -237,15 +241,15 @@ class Runner:
             process_id=rj.process_id,
             host_id=self.handle.host_id,
             cancel=rj.token,
-            rate_limit=RateLimiter(self.handle.storage, rj.token),
             app=self.handle.app,
-            loop=asyncio.get_running_loop(),
+            loop=self.handle.loop,
         )
         try:
             result = await self._call(handler, ctx, rj)
             if rj.token.is_cancelled():
                 return _cancelled(job)
-            return _finish(job, "done", "done", result_json=dump_json(result, what="the result"))
+            result_json = "null" if result is None else dump_json(result, what="the result")
+            return _finish(job, "done", "done", result_json=result_json)
         except Throttled as exc:
             delay = throttle_delay(pool.config, job.attempt, exc.retry_after)
             return _finish(job, "pending", "throttled", error=str(exc), delay=delay, refund=True)
@@ -270,8 +274,9 @@ class Runner:
             work = handler.call(ctx, payload)
         else:
             rj.in_thread = True
-            loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(self.handle.executor, handler.call, ctx, payload)
+            work = self.handle.loop.run_in_executor(
+                self.handle.executor, handler.call, ctx, payload
+            )
         if handler.timeout is None:
             return await work
         try:
