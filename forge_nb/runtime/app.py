@@ -39,6 +39,7 @@ from forge_nb.storage.records import (
     Schedule,
     Status,
 )
+from forge_nb.storage.validation import MAX_TIMESTAMP, check_name
 
 
 class App:
@@ -473,6 +474,8 @@ class App:
         tz: str = "UTC",
     ) -> Schedule:
         """Create or update a cron schedule (idempotent). 5 fields, or 6 with seconds first."""
+        check_name(name, "schedule name")
+        check_name(kind, "kind")
         expression = cron_module.check_cron(cron)
         cron_module.check_tz(tz)
         payload = dict(payload or {})
@@ -709,6 +712,8 @@ def _epoch(value: datetime | float | None, default: float) -> float:
         return value.timestamp()
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a datetime or epoch seconds, got {value!r}")
+    if not 0 <= value <= MAX_TIMESTAMP:
+        raise ValueError(f"time {value!r} is outside 1970..9999")
     return float(value)
 
 

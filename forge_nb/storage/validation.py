@@ -16,6 +16,9 @@ MAX_NAME_LENGTH = 200
 #: Priorities are 32-bit signed ints; attempts are capped so counters never overflow.
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
 MAX_ATTEMPTS_LIMIT = 1_000_000
+#: Latest run time accepted (9999-12-31 UTC) and the longest delay (100 years).
+MAX_TIMESTAMP = 253_402_300_799.0
+MAX_DELAY_S = 100 * 365.25 * 86_400
 
 
 def dump_json(value: Any, *, what: str) -> str:
@@ -64,8 +67,14 @@ def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int
         raise ValueError(
             f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX}, got {job.priority!r}"
         )
-    if not isinstance(job.delay, int | float) or not math.isfinite(job.delay) or job.delay < 0:
-        raise ValueError(f"delay must be a finite number of seconds >= 0, got {job.delay!r}")
+    if (
+        isinstance(job.delay, bool)
+        or not isinstance(job.delay, int | float)
+        or not 0 <= job.delay <= MAX_DELAY_S
+    ):
+        raise ValueError(
+            f"delay must be a number of seconds from 0 to 100 years, got {job.delay!r}"
+        )
     if (
         isinstance(job.max_attempts, bool)
         or not isinstance(job.max_attempts, int)
@@ -77,8 +86,14 @@ def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int
     if job.unique_key is not None:
         check_name(job.unique_key, "unique_key")
     if job.scheduled_at is not None:
-        if not math.isfinite(job.scheduled_at):
-            raise ValueError(f"scheduled_at must be finite, got {job.scheduled_at!r}")
+        if (
+            isinstance(job.scheduled_at, bool)
+            or not isinstance(job.scheduled_at, int | float)
+            or not 0 <= job.scheduled_at <= MAX_TIMESTAMP
+        ):
+            raise ValueError(
+                f"scheduled_at must be epoch seconds in 1970..9999, got {job.scheduled_at!r}"
+            )
         scheduled_at = float(job.scheduled_at)
     else:
         scheduled_at = now + float(job.delay)
