@@ -1,4 +1,8 @@
-"""Browser fixtures for the notebook tests: one headless Chromium and one JupyterLab per session.
+"""Browser fixtures for the notebook tests: one headless Chromium and one JupyterLab per module.
+
+Module scope, not session: Playwright's sync API keeps an event loop running in the
+main thread while it is open, which would break every async test that runs after it;
+and a JupyterLab left running keeps its kernels busy during the rest of the suite.
 
 JupyterLab runs with every Jupyter directory isolated in a temp dir (no user
 settings, no restored workspace), the update check and news off, and the
@@ -42,9 +46,9 @@ LAB_OVERRIDES = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium (Debian's) for the whole session."""
+    """One headless Chromium (Debian's) for a test module."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
     from playwright.sync_api import sync_playwright
@@ -85,7 +89,7 @@ class Lab:
         return f"sqlite:///{self.root / Path(name).stem / '.forge_nb' / 'forge_nb.db'}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     """JupyterLab serving a copy of each notebook in its own folder."""
     tmp = Path(tempfile.mkdtemp(prefix="forge_nb_lab_"))
