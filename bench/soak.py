@@ -118,6 +118,7 @@ class Run:
     producer_errors: list[str] = field(default_factory=list)
     browser_errors: list[str] = field(default_factory=list)
     finished_total: int = 0
+    started_at: float = field(default_factory=time.time)
 
 
 # -- database size ---------------------------------------------------------------------------
@@ -376,8 +377,9 @@ async def soak(run: Run) -> None:
                 await pw.stop()
             # Let the workers catch up a little so the backlog figure means something.
             await asyncio.sleep(2)
-            counts = (await producer_app.counts()).get(QUEUE, {})
-            run.finished_total = counts.get("done", 0) + counts.get("dead", 0)
+            # Rows are swept by retention: count finished jobs from the per-minute metrics.
+            points = await producer_app.metrics(queue=QUEUE, since=run.started_at - 60)
+            run.finished_total = sum(p["completed"] + p["dead"] for p in points)
 
 
 def stop_children(run: Run) -> dict[str, int | None]:
@@ -431,7 +433,7 @@ def report(run: Run, codes: dict[str, int | None], wall_s: float) -> dict[str, A
         "target_rate": run.args.rate,
         "enqueued": run.enqueued,
         "achieved_enqueue_rate": round(run.enqueued / max(1e-9, run.args.duration), 1),
-        "finished": run.finished_total,
+        "finished_per_metrics": run.finished_total,
         "backlog_at_end": samples[-1].backlog if samples else None,
         "cancel_requests": run.cancel_requests,
         "producer_errors": len(run.producer_errors),
