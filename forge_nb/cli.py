@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = with_db(sub.add_parser("cancel", help="cancel a job"))
     cancel.add_argument("id")
     cancel.set_defaults(run=run_cancel)
+
+    from forge_nb.cli_dashboard import add_dashboard_commands  # Panel loads only when run
+
+    add_dashboard_commands(sub)
     return parser
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
 
 from forge_nb.storage.base import Storage
 from forge_nb.storage.records import NewJob, Schedule
 
 log = logging.getLogger("forge_nb.cron")
+
+
+def _croniter(expression: str, start: datetime) -> Any:
+    """croniter with seconds first for 6 fields; imported on use to keep startup fast."""
+    from croniter import croniter
+
+    return croniter(expression, start, second_at_beginning=True)
 
 
 def check_cron(expression: str) -> str:
@@ -25,7 +31,7 @@ def check_cron(expression: str) -> str:
             "(min hour day month weekday) or 6 (seconds first)"
         )
     try:
-        croniter(expression, datetime.now(UTC), second_at_beginning=True).get_next(float)
+        _croniter(expression, datetime.now(UTC)).get_next(float)
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"invalid cron expression {expression!r}: {exc}") from None
     return " ".join(fields)
@@ -44,13 +50,13 @@ def check_tz(tz: str) -> ZoneInfo:
 def next_fire(expression: str, tz: str, after: float) -> float:
     """The first fire strictly after ``after`` (epoch seconds), in the schedule's zone."""
     start = datetime.fromtimestamp(after, check_tz(tz))
-    return float(croniter(expression, start, second_at_beginning=True).get_next(float))
+    return float(_croniter(expression, start).get_next(float))
 
 
 def latest_fire(expression: str, tz: str, at_or_before: float) -> float:
     """The last fire at or before ``at_or_before``: missed fires coalesce into this one."""
     start = datetime.fromtimestamp(at_or_before + 1e-3, check_tz(tz))
-    return float(croniter(expression, start, second_at_beginning=True).get_prev(float))
+    return float(_croniter(expression, start).get_prev(float))
 
 
 def fire_key(name: str, fire_at: float) -> str:

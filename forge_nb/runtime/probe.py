@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-import psutil
-
 from forge_nb.runtime.metrics import bucket_of, percentile
 from forge_nb.storage.base import Storage
 
@@ -123,6 +121,9 @@ class ResourceSampler:
     """This process's CPU, memory, disk I/O and the free space where data lives."""
 
     def __init__(self, data_path: Path | None) -> None:
+        import psutil  # on use: keeps `import forge_nb` fast
+
+        self._psutil = psutil
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime: the next call measures since now
         self._data_path = data_path
@@ -132,7 +133,7 @@ class ResourceSampler:
     def _io(self) -> tuple[int, int]:
         try:
             io = self._process.io_counters()
-        except (psutil.Error, AttributeError, NotImplementedError):
+        except (self._psutil.Error, AttributeError, NotImplementedError):
             return (0, 0)
         return (int(io.read_bytes), int(io.write_bytes))
 
@@ -147,7 +148,7 @@ class ResourceSampler:
         disk_free = None
         path = self._data_path if self._data_path and self._data_path.exists() else Path.cwd()
         try:
-            disk_free = psutil.disk_usage(str(path)).free
+            disk_free = self._psutil.disk_usage(str(path)).free
         except OSError:
             pass
         return {
