@@ -20,6 +20,9 @@ from tests.conftest import run_in_thread
 from tests.notebook.conftest import Lab
 from tests.notebook.support import REPO, read_app
 
+#: JupyterLab's start, a cold kernel and a real browser on 2 busy cores: allow more than 120 s.
+pytestmark = pytest.mark.timeout(300)
+
 SCREENSHOT = REPO / "docs" / "screenshots" / "widget.png"
 #: Output of cells can take a while on a cold machine (kernel start, 300 jobs).
 LONG_MS = 90_000
@@ -40,7 +43,21 @@ def page(browser: Any) -> Iterator[Any]:
     try:
         yield pg
     finally:
+        shutdown_kernels(pg)
         context.close()
+
+
+def shutdown_kernels(page: Any) -> None:
+    """Stop this Lab's kernels, so a test's workers do not compete with the next test."""
+    page.evaluate(
+        """async () => {
+            const xsrf = decodeURIComponent((document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || "");
+            const kernels = await (await fetch("/api/kernels")).json();
+            for (const k of kernels) {
+                await fetch(`/api/kernels/${k.id}`, {method: "DELETE", headers: {"X-XSRFToken": xsrf}});
+            }
+        }"""
+    )
 
 
 def open_notebook(page: Any, lab: Lab, name: str) -> None:
@@ -152,6 +169,65 @@ def test_dashboard_notebook_renders_inline_offline_and_serves_from_the_kernel(
         expect(served.get_by_text("Dead", exact=True).first).to_be_visible()
     finally:
         served.close()
+    assert page.errors == []
+
+
+EVIL = '<img src=x onerror="window.__pwned=1">'
+XSS_CELLS = [
+    f"""
+import asyncio
+import forge_nb as fnb
+
+EVIL = {EVIL!r}
+app = fnb.App()
+
+@app.job(kind=EVIL, queue=EVIL, max_attempts=1)
+async def evil(ctx, note: str) -> None:
+    await ctx.progress(0.5, EVIL)
+    await asyncio.sleep(3600)
+
+@app.job(kind="shout", max_attempts=1)
+async def shout(ctx) -> None:
+    raise ValueError(EVIL)
+
+await app.start()
+await evil.enqueue(EVIL)
+""",
+    "app.widget()",
+    "ref = await shout.enqueue()\nref",
+]
+
+
+def test_names_messages_and_errors_from_data_render_as_text(page: Any, lab: Lab) -> None:
+    """Queue and kind names, progress messages and errors holding HTML stay inert text."""
+    import nbformat
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in XSS_CELLS])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    (lab.root / "escaping").mkdir()
+    nbformat.write(nb, lab.root / "escaping" / "escaping.ipynb")
+
+    open_notebook(page, lab, "escaping.ipynb")
+    run_all_cells(page)
+    row = page.locator(".fnb-controls .fnb-queue-row").filter(has_text="onerror")
+    expect(row.locator(".fnb-queue-name")).to_have_text(EVIL, timeout=LONG_MS)
+    expect(row.locator(".fnb-count-running")).to_have_text("1", timeout=LONG_MS)
+    job = page.locator(".fnb-controls .fnb-job").filter(has_text="onerror")
+    expect(job.locator(".fnb-job-label")).to_contain_text(EVIL, timeout=LONG_MS)
+    expect(job.locator(".fnb-job-message")).to_have_text(f"50% {EVIL}", timeout=LONG_MS)
+    # The first cell ended in the evil job's JobRef, the last in the failing job's.
+    running_view = page.locator(".fnb-jobview").filter(has_text="onerror").first
+    expect(running_view.locator(".fnb-job-message")).to_have_text(f"50% {EVIL}", timeout=LONG_MS)
+    dead_view = page.locator(".fnb-jobview").filter(has_text="shout")
+    expect(dead_view.locator(".fnb-status")).to_have_text("dead", timeout=LONG_MS)
+    expect(dead_view.locator(".fnb-error-text")).to_contain_text(EVIL)
+    assert page.locator(".fnb-root img").count() == 0
+    assert page.evaluate("window.__pwned") is None
     assert page.errors == []
 
 
