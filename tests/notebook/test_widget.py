@@ -7,6 +7,7 @@ Front-end clicks are simulated through the widget's real message handler
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 import forge_nb as fnb
 from forge_nb.notebook.widget import QueueWidget
+from forge_nb.storage.records import MetricRow
 from tests.notebook.support import FAST, eventually
 
 
@@ -245,6 +247,32 @@ async def test_many_jobs_in_flight_send_one_small_update_per_refresh(app: fnb.Ap
     finally:
         widget.close()
         release.set()
+
+
+async def test_sparkline_shows_jobs_finished_per_minute_once_metrics_have_history(
+    app: fnb.App,
+) -> None:
+    await app.ensure_queue("fresh")
+    await app.ensure_queue("busy")
+    minute = int(time.time() // 60)
+    storage = await app.storage()
+    # Four past minutes of totals, as the runtime's metrics roller writes them.
+    await storage.write_metrics(
+        [
+            MetricRow(minute=minute - k, queue="busy", host_id="h1", completed=10 * k, dead=1)
+            for k in (1, 2, 3, 4)
+        ]
+    )
+    widget = app.widget()
+    try:
+        await eventually(lambda: _has_rows(widget))
+        busy, fresh = row(widget, "busy"), row(widget, "fresh")
+        assert busy["spark_unit"] == "/min"
+        assert busy["spark"][:4] == [41.0, 31.0, 21.0, 11.0]  # completed + dead, oldest first
+        # No history yet: the live per-second deltas of the counts.
+        assert fresh["spark_unit"] == "/s"
+    finally:
+        widget.close()
 
 
 async def test_closing_the_widget_stops_its_updates(app: fnb.App) -> None:
