@@ -20,6 +20,7 @@ from forge_nb.storage.records import (
     Schedule,
     Status,
 )
+from forge_nb.storage.validation import MAX_TIMESTAMP
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -27,6 +28,11 @@ _RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 #: ``…T10:00:00 02:00``: a ``+`` offset sent unencoded in a query string arrives as a space.
 _SPACED_OFFSET = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
+#: What `iso` shows for a time beyond what `datetime` holds (before year 1 or after 9999).
+_EARLIEST = datetime.min.replace(tzinfo=UTC).isoformat()
+_LATEST = datetime.max.replace(tzinfo=UTC).isoformat()
+#: Times the API accepts: the storage's range, 1970-01-01 to 9999-12-31 UTC.
+TIME_RANGE = "1970-01-01T00:00:00Z..9999-12-31T23:59:59Z"
 
 
 class BadInput(ValueError):
@@ -41,12 +47,22 @@ class BadInput(ValueError):
 
 
 def iso(value: float | datetime | None) -> str | None:
-    """Epoch seconds or an aware datetime as ISO 8601 UTC text."""
+    """Epoch seconds or an aware datetime as ISO 8601 UTC text; never raises.
+
+    A time beyond ``datetime``'s years 1..9999 shows as the nearest end of that
+    range, a non-finite number as None: an answer never fails on a stored time.
+    """
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return datetime.fromtimestamp(value, UTC).isoformat()
+    try:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat()
+        if not math.isfinite(value):
+            return None
+        return datetime.fromtimestamp(value, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):  # out of range for datetime or the platform
+        after = value.year > 1970 if isinstance(value, datetime) else value > 0
+        return _LATEST if after else _EARLIEST
 
 
 def dumps(value: Any) -> str:
@@ -104,30 +120,39 @@ def metric_json(row: Mapping[str, Any]) -> dict[str, Any]:
 # -- in -------------------------------------------------------------------------------------------
 
 
-def parse_time(text: str, what: str, now: float | None = None) -> float:
-    """Epoch seconds, ISO 8601 (naive means UTC), or a span ago such as ``30m``, ``6h``, ``7d``."""
+def check_time(value: float, what: str, sent: object, bad: int = 400) -> float:
+    """``value`` (epoch seconds) if it lies in `TIME_RANGE`; BadInput naming ``sent`` if not."""
+    if not 0 <= value <= MAX_TIMESTAMP:  # also refuses NaN
+        raise BadInput(f"{what} must be a time in {TIME_RANGE}, got {sent!r}", bad)
+    return value
+
+
+def parse_time(text: str, what: str, now: float | None = None, bad: int = 400) -> float:
+    """Epoch seconds, ISO 8601 (naive means UTC), or a span ago such as ``30m``, ``6h``, ``7d``.
+
+    The result is always in `TIME_RANGE` (1970..9999): anything else is `BadInput`.
+    """
     text = text.strip()
     now = time.time() if now is None else now
     match = _RELATIVE.match(text)
     if match:
-        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        ago = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        return check_time(now - ago, what, text, bad)
     try:
         value = float(text)
     except ValueError:
         pass
     else:
-        if not math.isfinite(value):
-            raise BadInput(f"{what} must be finite, got {text!r}")
-        return value
+        return check_time(value, what, text, bad)
     try:
         parsed = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", text))
     except ValueError:
         raise BadInput(
-            f"{what} must be epoch seconds, ISO 8601 or a span like 30m/6h/7d, got {text!r}"
+            f"{what} must be epoch seconds, ISO 8601 or a span like 30m/6h/7d, got {text!r}", bad
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    return check_time(parsed.timestamp(), what, text, bad)
 
 
 def parse_status(

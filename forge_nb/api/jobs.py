@@ -8,6 +8,7 @@ from forge_nb.api.base import ApiError, ApiHandler
 from forge_nb.api.convert import (
     BadInput,
     body_object,
+    check_time,
     event_json,
     job_json,
     optional_str,
@@ -18,6 +19,7 @@ from forge_nb.api.convert import (
 from forge_nb.errors import UnknownQueue
 from forge_nb.runtime.refs import EnqueueRequest, JobRef
 from forge_nb.storage.records import TERMINAL_STATUSES, JobRecord
+from forge_nb.storage.validation import MAX_DELAY_S
 
 #: Fields of an enqueue body (those of `EnqueueRequest`).
 ENQUEUE_FIELDS = (
@@ -36,7 +38,11 @@ FILTER_FIELDS = ("status", "queue", "kind", "search")
 
 
 def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
-    """An `EnqueueRequest` from one JSON object; the App validates values further."""
+    """An `EnqueueRequest` from one JSON object; the App validates the other values further.
+
+    null (or absent) means the default for every field but ``kind``: ``payload: null`` is no
+    arguments. When the job may run is checked here, so an answer names the job at fault.
+    """
     fields = body_object(body, ENQUEUE_FIELDS, where)
     kind = fields.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -44,22 +50,43 @@ def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
     payload = fields.get("payload")
     if payload is not None and not isinstance(payload, dict):
         raise BadInput(f"{where}: payload must be a JSON object of named arguments", 422)
-    scheduled_at = fields.get("scheduled_at")
-    if isinstance(scheduled_at, str):
-        try:
-            scheduled_at = parse_time(scheduled_at, "scheduled_at")
-        except BadInput as exc:
-            raise BadInput(f"{where}: {exc}", 422) from None
+    delay = fields.get("delay")
+    if delay is not None and (not is_number(delay) or not 0 <= delay <= MAX_DELAY_S):
+        raise BadInput(
+            f"{where}: delay must be a number of seconds from 0 to {MAX_DELAY_S:.0f} "
+            f"(100 years), got {delay!r}",
+            422,
+        )
+    try:
+        scheduled_at = run_time(fields.get("scheduled_at"))
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc}", 422) from None
     return EnqueueRequest(
         kind=kind,
         payload=payload or {},
         queue=fields.get("queue"),
         priority=fields.get("priority"),
-        delay=fields.get("delay"),
+        delay=delay,
         scheduled_at=scheduled_at,
         unique_key=fields.get("unique_key"),
         max_attempts=fields.get("max_attempts"),
     )
+
+
+def run_time(value: Any) -> float | None:
+    """``scheduled_at`` of an enqueue body: ISO 8601 text or epoch seconds in 1970..9999."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_time(value, "scheduled_at", bad=422)
+    if not is_number(value):
+        raise BadInput(f"scheduled_at must be ISO 8601 text or epoch seconds, got {value!r}", 422)
+    return float(check_time(value, "scheduled_at", value, 422))
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number (true and false are not numbers, though Python calls them ints)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class JobsHandler(ApiHandler):
@@ -162,7 +189,11 @@ class JobCancelHandler(ApiHandler):
 
 
 class JobsRetryHandler(ApiHandler):
-    """``POST /api/jobs/retry``: retry every dead (or failed) job matching a filter."""
+    """``POST /api/jobs/retry``: retry every dead (or failed) job matching a filter.
+
+    No body, a null body, and null or empty fields mean no filter (status: ``dead``),
+    as the document's ``RetryFilter`` says.
+    """
 
     async def post(self) -> None:
         body = body_object(self.json_body(allow_empty=True), FILTER_FIELDS, "retry filter")

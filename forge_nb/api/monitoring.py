@@ -20,13 +20,19 @@ class ProcessesHandler(ApiHandler):
 
 
 class MetricsHandler(ApiHandler):
-    """``GET /api/metrics?queue=&since=&until=``: minute buckets plus latency over the range."""
+    """``GET /api/metrics?queue=&since=&until=``: minute buckets plus latency over the range.
+
+    since and until lie in 1970..9999 (`parse_time`), so the App never refuses them.
+    """
 
     async def get(self) -> None:
         now = time.time()
         until_text, since_text = self.query("until"), self.query("since")
         until = parse_time(until_text, "until", now) if until_text else now
-        since = parse_time(since_text, "since", now) if since_text else until - DEFAULT_RANGE_S
+        if since_text:
+            since = parse_time(since_text, "since", now)
+        else:  # the hour before until, not before 1970 (the storage's range starts there)
+            since = max(0.0, until - DEFAULT_RANGE_S)
         if since > until:
             raise BadInput("since must not be after until")
         queue = self.query("queue")

@@ -10,6 +10,7 @@ from typing import Any
 
 from forge_nb.runtime.runtime import VERSION
 from forge_nb.storage.records import METRIC_COUNTERS, STATUSES
+from forge_nb.storage.validation import MAX_DELAY_S, MAX_NAME_LENGTH, MAX_TIMESTAMP
 
 Schema = dict[str, Any]
 
@@ -39,6 +40,10 @@ TIME = {"type": "string", "format": "date-time"}
 TIME_OR_NULL = nullable("string", format="date-time")
 STATUS = {"type": "string", "enum": list(STATUSES)}
 ANY_JSON: Schema = {}
+#: A job kind (or queue, schedule) name as the storage accepts it.
+NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
+#: Epoch seconds the storage accepts: 1970-01-01 to 9999-12-31 UTC.
+EPOCH_RANGE = {"minimum": 0, "maximum": MAX_TIMESTAMP}
 
 JOB = obj(
     {
@@ -101,14 +106,21 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "EnqueueRequest": obj(
         {
-            "kind": {"type": "string", "minLength": 1},
-            "payload": {"type": "object", "description": "named arguments of the job"},
+            "kind": NAME,
+            "payload": nullable("object", description="named arguments of the job; null: none"),
             "queue": nullable("string", description="default: the job's queue or the router's"),
             "priority": nullable("integer"),
-            "delay": nullable("number", minimum=0, description="seconds before it may run"),
+            "delay": nullable(
+                "number",
+                minimum=0,
+                maximum=MAX_DELAY_S,
+                description="seconds before it may run (at most 100 years)",
+            ),
             "scheduled_at": {
                 "type": ["string", "number", "null"],
-                "description": "when it may run: ISO 8601 or epoch seconds; wins over delay",
+                **EPOCH_RANGE,
+                "description": "when it may run, wins over delay: ISO 8601 (naive = UTC) or "
+                "epoch seconds, from 1970-01-01 to 9999-12-31 UTC",
             },
             "unique_key": nullable("string"),
             "max_attempts": nullable("integer", minimum=1),
@@ -143,15 +155,26 @@ SCHEMAS: dict[str, Schema] = {
         },
         ["jobs", "created", "duplicates"],
     ),
-    "RetryFilter": obj(
-        {
-            "status": {"type": "string", "enum": ["dead", "failed"], "default": "dead"},
-            "queue": nullable("string"),
-            "kind": nullable("string"),
-            "search": nullable("string", description="substring of the payload JSON"),
-        },
-        additionalProperties=False,
-    ),
+    "RetryFilter": {
+        **obj(
+            {
+                "status": {
+                    "type": ["string", "null"],
+                    "enum": ["dead", "failed", "", None],
+                    "default": "dead",
+                    "description": "jobs in this status; null or empty: dead",
+                },
+                "queue": nullable("string", description="null or empty: every queue"),
+                "kind": nullable("string", description="null or empty: every kind"),
+                "search": nullable(
+                    "string", description="substring of the payload JSON; null or empty: any"
+                ),
+            },
+            additionalProperties=False,
+        ),
+        "type": ["object", "null"],
+        "description": "every field is optional; null (or no body) retries every dead job",
+    },
     "Retried": obj(
         {"retried": {"type": "integer"}, "status": {"type": "string"}}, ["retried", "status"]
     ),
@@ -209,9 +232,9 @@ SCHEMAS: dict[str, Schema] = {
         {
             "enabled": {"type": "boolean"},
             "cron": {"type": "string"},
-            "kind": {"type": "string"},
+            "kind": NAME,
             "payload": {"type": "object"},
-            "queue": {"type": "string"},
+            "queue": {"type": "string", "description": "empty: the kind's default queue"},
             "tz": {"type": "string"},
         },
         additionalProperties=False,
@@ -305,9 +328,14 @@ def path_param(name: str, description: str) -> dict[str, Any]:
 JOB_ID = path_param("job_id", "the job's id")
 QUEUE_NAME = path_param("name", "the queue's name")
 SCHEDULE_NAME = path_param("name", "the schedule's name")
-TIME_HELP = "epoch seconds, ISO 8601 (naive = UTC) or a span ago: 30m, 6h, 7d"
+TIME_HELP = (
+    "epoch seconds, ISO 8601 (naive = UTC) or a span ago: 30m, 6h, 7d; "
+    "from 1970-01-01 to 9999-12-31 UTC"
+)
 
-BAD_REQUEST = error("malformed request (query value, or body that is not JSON)")
+BAD_REQUEST = error(
+    "malformed request: a query value, a path that is not UTF-8, or a body that is not JSON"
+)
 INVALID = error("the request is well-formed but its values are invalid")
 NOT_FOUND = error("no such job, queue or schedule")
 CONFLICT = error("the job's state does not allow this")
@@ -316,6 +344,8 @@ MUTATION_REFUSALS = {
     "403": error("read-only mode, or a cross-origin browser request"),
 }
 AUTH = {"401": error("auth is on and no valid credentials were sent")}
+#: Every route that reads or writes the database.
+UNAVAILABLE = {"503": error("the database cannot be reached or refused the operation")}
 
 
 def operation(
@@ -326,14 +356,27 @@ def operation(
     parameters: list[dict[str, Any]] | None = None,
     request_body: dict[str, Any] | None = None,
     mutation: bool = False,
+    database: bool = True,
     tag: str = "jobs",
 ) -> dict[str, Any]:
+    """One operation; the refusals every route shares are added to ``responses``.
+
+    401 always; 403 for a mutation; 503 when it uses the database (``database``); 400 when
+    a path parameter may arrive undecodable (Tornado refuses a path that is not UTF-8).
+    """
     out: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag]}
     if parameters:
         out["parameters"] = parameters
     if request_body:
         out["requestBody"] = request_body
-    out["responses"] = {**responses, **AUTH, **(MUTATION_REFUSALS if mutation else {})}
+    shared: dict[str, Any] = {**AUTH}
+    if any(p["in"] == "path" for p in parameters or ()):
+        shared["400"] = BAD_REQUEST
+    if mutation:
+        shared.update(MUTATION_REFUSALS)
+    if database:
+        shared.update(UNAVAILABLE)
+    out["responses"] = {**responses, **shared}
     return out
 
 
@@ -343,28 +386,40 @@ PATHS: dict[str, dict[str, Any]] = {
             "index",
             "What this API is and where its document lives",
             {"200": ok("Index")},
+            database=False,
             tag="meta",
         )
     },
     "/api/openapi.json": {
-        "get": operation("openapi", "This document", {"200": ok("OpenApiDocument")}, tag="meta")
+        "get": operation(
+            "openapi", "This document", {"200": ok("OpenApiDocument")}, database=False, tag="meta"
+        )
     },
     "/api/jobs": {
         "get": operation(
             "listJobs",
-            "Jobs newest first, keyset paged; every filter is optional and ANDed",
+            "Jobs newest first, keyset paged; every filter is optional and ANDed; "
+            "an empty query value is the same as none",
             {"200": ok("JobPage"), "400": BAD_REQUEST},
             parameters=[
-                query("status", "job status", STATUS),
-                query("queue", "queue name"),
-                query("kind", "job kind"),
-                query("search", "substring of the payload JSON (case-insensitive ASCII)"),
+                query("status", "job status; empty: any", {**STATUS, "enum": ["", *STATUSES]}),
+                query("queue", "queue name; empty: any"),
+                query("kind", "job kind; empty: any"),
+                query(
+                    "search", "substring of the payload JSON (case-insensitive ASCII); empty: any"
+                ),
                 query(
                     "limit",
-                    "page size (default 50)",
-                    {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "page size; empty: 50",
+                    {
+                        "anyOf": [
+                            {"type": "integer", "minimum": 1, "maximum": 1000},
+                            {"type": "string", "maxLength": 0},
+                        ],
+                        "default": 50,
+                    },
                 ),
-                query("cursor", "`next_cursor` of the previous page"),
+                query("cursor", "`next_cursor` of the previous page; empty: the first page"),
             ],
         ),
         "post": operation(
@@ -529,9 +584,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "Per-minute, per-queue counts and latency percentiles; default range: last hour",
             {"200": ok("Metrics"), "400": BAD_REQUEST},
             parameters=[
-                query("queue", "one queue (default: all)"),
-                query("since", TIME_HELP),
-                query("until", TIME_HELP + " (default: now)"),
+                query("queue", "one queue; empty: all"),
+                query("since", TIME_HELP + "; absent or empty: an hour before until"),
+                query("until", TIME_HELP + "; absent or empty: now"),
             ],
             tag="monitoring",
         )

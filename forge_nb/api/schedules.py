@@ -35,6 +35,8 @@ class ScheduleHandler(ApiHandler):
         for key in ("cron", "kind", "queue", "tz"):
             if key in changes and not isinstance(changes[key], str):
                 raise BadInput(f"{key} must be a string, got {changes[key]!r}", 422)
+        if "kind" in changes and not changes["kind"].strip():  # it could never enqueue its job
+            raise BadInput("kind must be a non-empty string", 422)
         current = await self.forge.schedule(name)  # LookupError -> 404
         if set(changes) == {"enabled"}:
             updated = await self.forge.set_schedule_enabled(name, changes["enabled"])

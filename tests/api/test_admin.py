@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import quote
 
 import forge_nb as fnb
+from forge_nb.api.convert import iso
 from tests.api.conftest import Client, eventually
 
 STATUSES = ["pending", "running", "failed", "done", "dead"]
@@ -85,6 +87,23 @@ async def test_schedules_list_toggle_edit_and_run(app: fnb.App, api: Client) -> 
         bad = await api.patch("/api/schedules/nightly", body)
         assert bad.status == 422, body
     assert (await api.get("/api/schedules/nightly"))["cron"] == "*/5 * * * *"
+    before = (await api.get("/api/schedules/nightly")).body
+    refused: list[dict[str, Any]] = [  # an empty kind could never enqueue its job
+        {"kind": ""},
+        {"kind": "  "},
+        {"kind": "", "cron": "0 4 * * *"},
+        {"kind": "", "enabled": False},
+        {"kind": None},
+        {"cron": ""},
+        {"tz": ""},
+    ]
+    for changes in refused:  # refused, and nothing changed
+        bad = await api.patch("/api/schedules/nightly", changes)
+        assert bad.status == 422 and bad["message"], changes
+    assert (await api.get("/api/schedules/nightly")).body == before
+    assert [(s.kind, s.cron, s.enabled) for s in await app.schedules()] == [
+        ("forge_nb.echo", "*/5 * * * *", True)
+    ]
     assert (await api.patch("/api/schedules/nope", {"enabled": True})).status == 404
     assert (await api.get("/api/schedules/nope")).status == 404
 
@@ -138,6 +157,60 @@ async def test_processes_and_metrics_follow_the_workers(app: fnb.App, api: Clien
     for query in ("since=yesterday", "until=nan", "since=1h&until=2h"):
         bad = await api.get(f"/api/metrics?{query}")
         assert bad.status == 400, query
+
+
+async def test_metrics_refuse_times_outside_1970_to_9999(app: fnb.App, api: Client) -> None:
+    """Out-of-range since/until used to be a 500 (OverflowError) or an undocumented 422."""
+    for query in (
+        "since=0&until=1e300",
+        "since=-1e300",
+        "until=-1e300",
+        "since=1e19&until=1e20",
+        "since=-99999999999999",
+        "since=-1",
+        "until=253402300800",
+        "since=1e12d",
+        "since=99999999999999w",
+        "since=0001-01-01T00:00:00%2B01:00",
+        "until=9999-12-31T23:59:59-01:00",
+        "since=inf",
+    ):
+        bad = await api.get(f"/api/metrics?{query}")
+        assert bad.status == 400, (query, bad.body)
+        assert bad["error"] == "Bad Request" and bad["message"], query
+    edges = {
+        "since=0&until=253402300799": ("1970-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00"),
+        "until=0": ("1970-01-01T00:00:00+00:00", "1970-01-01T00:00:00+00:00"),  # since: not < 0
+        "until=1800": ("1970-01-01T00:00:00+00:00", "1970-01-01T00:30:00+00:00"),
+        "since=1970-01-01&until=": ("1970-01-01T00:00:00+00:00", None),
+    }
+    for query, (since, until) in edges.items():
+        ok = await api.get(f"/api/metrics?{query}")
+        assert ok.status == 200 and ok["since"] == since, (query, ok.body)
+        assert until is None or ok["until"] == until, (query, ok.body)
+        assert ok["metrics"] == []
+
+
+def test_iso_never_overflows() -> None:
+    """Times beyond datetime's years 1..9999 show as the nearest end, never an error."""
+    plus_one = timezone(timedelta(hours=1))
+    cases = {
+        0: "1970-01-01T00:00:00+00:00",
+        253402300799: "9999-12-31T23:59:59+00:00",
+        1e20: "9999-12-31T23:59:59.999999+00:00",
+        1e300: "9999-12-31T23:59:59.999999+00:00",
+        float("inf"): None,
+        float("nan"): None,
+        -1e20: "0001-01-01T00:00:00+00:00",
+        datetime(1, 1, 1, tzinfo=plus_one): "0001-01-01T00:00:00+00:00",
+        datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=2))): (
+            "9999-12-31T23:59:59.999999+00:00"
+        ),
+        datetime(2026, 1, 1, 1, tzinfo=plus_one): "2026-01-01T00:00:00+00:00",
+        None: None,
+    }
+    for value, shown in cases.items():
+        assert iso(value) == shown, value
 
 
 async def _processes(api: Client) -> dict | None:

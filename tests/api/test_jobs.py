@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,10 @@ async def test_listing_filters_and_pages(app: fnb.App, api: Client) -> None:
         cursor = page["next_cursor"]
     assert seen == ids[::-1]
 
+    for query in ("status=", "limit=", "status=&limit=", "queue=&kind=&search=&cursor="):
+        empty = await api.get(f"/api/jobs?{query}")  # documented: empty is the same as absent
+        assert empty.status == 200 and empty.body == everything.body, query
+
     for query in ("limit=0", "limit=1001", "limit=ten", "status=sleeping", "cursor=%3Cnope%3E"):
         bad = await api.get(f"/api/jobs?{query}")
         assert bad.status == 400, query
@@ -137,6 +142,74 @@ async def test_enqueue_refuses_bad_input_and_stores_nothing(app: fnb.App, api: C
         assert reply["status"] == status and reply["message"]
     assert (await api.get("/api/jobs"))["jobs"] == []
     assert (await app.jobs()) == []
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        pytest.param({"delay": 1e300}, id="delay-1e300"),
+        pytest.param({"delay": 1e18}, id="delay-1e18"),
+        pytest.param({"delay": 100 * 366 * 86_400}, id="delay-over-100-years"),
+        pytest.param({"delay": True}, id="delay-true"),
+        pytest.param({"delay": "5"}, id="delay-text"),
+        pytest.param({"scheduled_at": 1e300}, id="scheduled_at-1e300"),
+        pytest.param({"scheduled_at": "1e300"}, id="scheduled_at-text-1e300"),
+        pytest.param({"scheduled_at": -1e12}, id="scheduled_at-before-1970"),
+        pytest.param({"scheduled_at": -0.5}, id="scheduled_at-just-before-1970"),
+        pytest.param({"scheduled_at": "0001-01-01T00:00:00+01:00"}, id="scheduled_at-year-0"),
+        pytest.param({"scheduled_at": "9999-12-31T23:59:59-01:00"}, id="scheduled_at-year-10000"),
+        pytest.param({"scheduled_at": 253402300800}, id="scheduled_at-after-9999"),
+        pytest.param({"scheduled_at": True}, id="scheduled_at-true"),
+        pytest.param({"scheduled_at": [1]}, id="scheduled_at-list"),
+        pytest.param({"scheduled_at": "nan"}, id="scheduled_at-nan"),
+    ],
+)
+async def test_enqueue_refuses_run_times_out_of_range_and_stores_nothing(
+    app: fnb.App, api: Client, when: dict[str, Any]
+) -> None:
+    """Times beyond 1970..9999 (or 100 years of delay) used to be stored and break listings."""
+    one = await api.post("/api/jobs", {"kind": "forge_nb.echo", **when})
+    assert one.status == 422, one.body
+    assert one["message"].startswith("job: ") and next(iter(when)) in one["message"]
+    many = await api.post(
+        "/api/jobs", [{"kind": "forge_nb.echo"}, {"kind": "forge_nb.echo", **when}]
+    )
+    assert many.status == 422 and many["message"].startswith("job 1: "), many.body
+    assert (await app.jobs()) == []
+    listed = await api.get("/api/jobs?limit=1000")
+    assert listed.status == 200 and listed["jobs"] == []
+
+
+async def test_enqueue_accepts_the_edges_of_the_time_range(app: fnb.App, api: Client) -> None:
+    edges: list[tuple[dict[str, Any], str]] = [
+        ({"scheduled_at": 0}, "1970-01-01T00:00:00+00:00"),
+        ({"scheduled_at": "1970-01-01T00:00:00Z"}, "1970-01-01T00:00:00+00:00"),
+        ({"scheduled_at": 253402300799}, "9999-12-31T23:59:59+00:00"),
+        ({"scheduled_at": "9999-12-31T23:59:59"}, "9999-12-31T23:59:59+00:00"),  # naive: UTC
+    ]
+    for when, shown in edges:
+        made = await api.post("/api/jobs", {"kind": "forge_nb.echo", **when})
+        assert made.status == 201 and made["scheduled_at"] == shown, (when, made.body)
+    far = await api.post("/api/jobs", {"kind": "forge_nb.echo", "delay": 100 * 365.25 * 86_400})
+    assert far.status == 201 and datetime.fromisoformat(far["scheduled_at"]).year >= 2100
+    listed = await api.get("/api/jobs?limit=1000")
+    assert listed.status == 200 and len(listed["jobs"]) == 5
+    for job in listed["jobs"]:
+        assert (await api.get(f"/api/jobs/{job['id']}")).status == 200
+
+
+async def test_a_null_payload_means_no_arguments(app: fnb.App, api: Client) -> None:
+    """The document says payload is an object or null; null is the same as leaving it out."""
+    made = await api.post("/api/jobs", {"kind": "forge_nb.echo", "payload": None})
+    assert made.status == 201 and made["payload"] == {}
+    many = await api.post("/api/jobs", [{"kind": "forge_nb.echo", "payload": None}])
+    assert many.status == 201 and many["created"] == 1
+    assert [j.payload for j in await app.jobs()] == [{}, {}]
+    not_objects: list[Any] = [[], "x", 1, True]
+    for payload in not_objects:
+        bad = await api.post("/api/jobs", {"kind": "forge_nb.echo", "payload": payload})
+        assert bad.status == 422, payload
+    assert len(await app.jobs()) == 2
 
 
 async def test_enqueue_options_unique_keys_and_unknown_kinds(app: fnb.App, api: Client) -> None:
@@ -230,4 +303,26 @@ async def test_bulk_retry_by_filter(app: fnb.App, api: Client) -> None:
     for body in ({"queue": "nope"}, {"status": "done"}, {"queue": 5}, {"when": "now"}, []):
         bad = await api.post("/api/jobs/retry", body)
         assert bad.status == 422, body
+    not_filters: list[Any] = [{"status": 5}, {"status": "DEAD"}, {"status": "pending"}, "dead", 1]
+    for not_filter in not_filters:
+        assert (await api.post("/api/jobs/retry", not_filter)).status == 422, not_filter
     assert (await api.call("POST", "/api/jobs/retry", raw=b"{")).status == 400
+
+
+async def test_bulk_retry_null_and_empty_mean_no_filter(app: fnb.App, api: Client) -> None:
+    """Documented (RetryFilter): a null body, and null or empty fields, mean no filter."""
+    await app.ensure_queue("a", paused=True)
+    empty_bodies = (
+        dict(raw=b"null"),
+        dict(json_body={"status": None}),
+        dict(json_body={"status": ""}),
+        dict(json_body={"status": None, "queue": None, "kind": "", "search": ""}),
+        dict(raw=b""),
+    )
+    for kwargs in empty_bodies:
+        made = await api.post("/api/jobs", [{"kind": "k", "queue": "a"}] * 2)
+        for job in made["jobs"]:
+            assert (await api.post(f"/api/jobs/{job['id']}/cancel")).status == 200
+        reply = await api.call("POST", "/api/jobs/retry", **kwargs)
+        assert reply.status == 200 and reply.body == {"retried": 2, "status": "dead"}, kwargs
+        assert (await api.get("/api/counts"))["a"]["dead"] == 0
