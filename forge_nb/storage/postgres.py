@@ -52,6 +52,7 @@ from forge_nb.storage.records import (
 from forge_nb.storage.rows import metric_params
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations, load_queries
 from forge_nb.storage.validation import (
+    check_filter,
     check_name,
     check_queue_knobs,
     dump_json,
@@ -836,6 +837,7 @@ def _finish_arrays(batch: Mapping[int, Finish]) -> list[list[Any]]:
 
 def _filter_sql(filter: JobFilter) -> tuple[list[str], list[Any]]:
     """WHERE terms for a filter with ``$n`` placeholders; every value is a bound parameter."""
+    check_filter(filter)
     where: list[str] = []
     params: list[Any] = []
     if filter.status is not None:

@@ -58,6 +58,7 @@ from forge_nb.storage.schema import (
     split_statements,
 )
 from forge_nb.storage.validation import (
+    check_filter,
     check_name,
     check_queue_knobs,
     dump_json,
@@ -692,6 +693,7 @@ def _finish(
 
 def _filter_sql(filter: JobFilter) -> tuple[list[str], list[Any]]:
     """WHERE terms for a filter: every value is a bound parameter."""
+    check_filter(filter)
     where: list[str] = []
     params: list[Any] = []
     if filter.status is not None:

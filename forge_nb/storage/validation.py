@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from forge_nb.errors import PayloadError
-from forge_nb.storage.records import QUEUE_KNOBS, NewJob
+from forge_nb.storage.records import QUEUE_KNOBS, JobFilter, NewJob
 
 #: Largest payload accepted, as encoded JSON text (bytes of UTF-8).
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -49,7 +49,18 @@ def check_name(value: object, what: str) -> str:
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > MAX_NAME_LENGTH:
         raise ValueError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
     return value
+
+
+def check_filter(filter: JobFilter) -> JobFilter:
+    """Filter strings are matched literally; NUL (which no stored text holds) is refused."""
+    for name in ("queue", "kind", "search", "status"):
+        value = getattr(filter, name)
+        if value is not None and (not isinstance(value, str) or "\x00" in value):
+            raise ValueError(f"{name} filter must be a string without NUL characters")
+    return filter
 
 
 def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int, str | None]:

@@ -1590,3 +1590,18 @@ async def test_counts_always_hold_all_five_statuses(storage: Storage) -> None:
     counts = await storage.counts()
     assert set(counts) == {"a", "b"}
     assert _counts_shape(counts)
+
+
+async def test_nul_characters_are_refused_in_names_and_filters(storage: Storage) -> None:
+    """Postgres text cannot hold NUL: both backends refuse it up front, as bad input."""
+    from forge_nb.storage.records import JobFilter, NewJob
+
+    with pytest.raises(ValueError, match="NUL"):
+        await storage.enqueue([NewJob(kind="a\x00b", queue="q")], 1000.0)
+    for field in ("queue", "kind", "search"):
+        with pytest.raises(ValueError, match="NUL"):
+            await storage.list_jobs(JobFilter(**{field: "x\x00"}))
+    # Inside a payload NUL is just an escaped JSON character, and round-trips.
+    [made] = await storage.enqueue([NewJob(kind="k", queue="q", payload={"s": "a\x00b"})], 1000.0)
+    assert (await storage.get_job(made.id)).payload == {"s": "a\x00b"}
+    assert (await storage.counts())["q"]["pending"] == 1
