@@ -1,0 +1,178 @@
+"""``forge-nb dashboard`` and ``forge-nb demo``: Mission Control served on the CLI's loop.
+
+Both run everything in one process on one asyncio loop: the Panel/Bokeh
+server, the `App` and (for the demo) its workers and a producer. SIGINT and
+SIGTERM stop the server, shut the workers down gracefully and exit 0.
+Panel is imported only when one of these commands runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import signal
+import sys
+from typing import Any
+
+from forge_nb.runtime.app import App
+
+DEFAULT_PORT = 5006
+
+
+def add_dashboard_commands(subparsers: Any) -> None:
+    """Add ``dashboard`` and ``demo`` to the ``forge-nb`` subcommands."""
+    dash = subparsers.add_parser(
+        "dashboard", help="serve Mission Control (dashboard + HTTP API) until SIGINT/SIGTERM"
+    )
+    dash.add_argument(
+        "--db", help="database URL (default: $FORGE_NB_DATABASE_URL or ./.forge_nb/forge_nb.db)"
+    )
+    dash.add_argument("--port", type=int, default=DEFAULT_PORT)
+    dash.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; others need --basic-auth)",
+    )
+    dash.add_argument("--read-only", action="store_true", help="hide every mutation")
+    dash.add_argument(
+        "--basic-auth",
+        metavar="USER:PASSWORD",
+        help="require this login (dashboard) / HTTP Basic credentials (API)",
+    )
+    dash.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --address without --basic-auth",
+    )
+    dash.add_argument(
+        "--allow-websocket-origin",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="extra browser origin (e.g. a reverse proxy's host); repeatable",
+    )
+    dash.set_defaults(run=run_dashboard)
+
+    demo = subparsers.add_parser(
+        "demo", help="embedded SQLite + demo jobs flowing + Mission Control, in one process"
+    )
+    demo.add_argument("--db", help="database URL (default: <data dir>/demo.db)")
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT)
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=2.0,
+        help="jobs per second the demo producer enqueues (default 2)",
+    )
+    demo.set_defaults(run=run_demo)
+
+
+def _url(address: str, port: int) -> str:
+    host = "127.0.0.1" if address in ("0.0.0.0", "", "::") else address
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _start(app: App, args: argparse.Namespace, **options: Any) -> Any:
+    """Build and start the server, turning a busy port into a clear message."""
+    from forge_nb.dashboard.server import build_server
+
+    try:
+        server = build_server(app, port=args.port, **options)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(f"forge-nb: port {args.port} is already in use; pass --port") from None
+        raise
+    server.start()
+    return server
+
+
+def _stop(server: Any) -> None:
+    server.stop()
+    try:
+        server.unlisten()
+    except Exception:  # already closed: nothing left to release
+        pass
+
+
+async def run_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard for ``--db`` until a signal arrives."""
+    app = App(args.db)
+    await app.storage()  # an unreachable database fails here, with its (masked) URL
+    try:
+        server = _start(
+            app,
+            args,
+            address=args.address,
+            read_only=args.read_only,
+            basic_auth=args.basic_auth,
+            insecure_no_auth=args.insecure_no_auth,
+            allow_websocket_origin=args.allow_websocket_origin,
+        )
+        mode = " (read-only)" if args.read_only else ""
+        print(f"forge-nb dashboard{mode}: {app.safe_url}", flush=True)
+        print(f"Mission Control at {_url(args.address, args.port)}  (Ctrl-C to stop)", flush=True)
+        await _wait_for_signal()
+        print("stopping…", file=sys.stderr, flush=True)
+        _stop(server)
+    finally:
+        await app.close()
+    return 0
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    """Demo jobs, workers, a producer and the dashboard in this one process."""
+    from forge_nb import demo
+
+    app = demo.demo_app(args.db)
+    await demo.prepare(app)
+    handle = await app.start()
+    producer = asyncio.get_running_loop().create_task(
+        demo.produce(app, rate=args.rate), name="forge-nb-demo-producer"
+    )
+    try:
+        server = _start(app, args, address="127.0.0.1")
+        print(f"forge-nb demo: jobs flowing in {app.safe_url}", flush=True)
+        print(f"Mission Control at {_url('127.0.0.1', args.port)}  (Ctrl-C to stop)", flush=True)
+        await _wait_for_signal()
+        print("stopping: finishing running jobs…", file=sys.stderr, flush=True)
+        _stop(server)
+    finally:
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+        await handle.shutdown(5.0)
+        await app.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m forge_nb.cli_dashboard dashboard|demo …``: ``forge-nb dashboard|demo``."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="forge-nb", description=__doc__.splitlines()[0])
+    add_dashboard_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    try:
+        return int(asyncio.run(args.run(args)) or 0)
+    except (ValueError, LookupError, TypeError) as exc:
+        print(f"forge-nb: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

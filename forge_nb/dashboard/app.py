@@ -1,0 +1,251 @@
+"""`create_dashboard`: one browser session's Mission Control, live from one periodic callback.
+
+Panel calls the factory once per session, so every session owns its Bokeh
+sources and figures. One periodic callback per session (every 1.5 s) reads one
+`Snapshot` — the common parts plus whatever the shown tab needs — and pushes it
+into the existing widgets and sources; nothing is re-rendered. Reads are shared
+between sessions through `forge_nb.dashboard.data.source_for`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import panel as pn
+
+from forge_nb.dashboard.data import Snapshot, source_for
+from forge_nb.dashboard.format import esc, utc
+from forge_nb.dashboard.pages.base import NOTICE_CSS, Context, Page
+from forge_nb.dashboard.pages.cron import CronPage
+from forge_nb.dashboard.pages.db_health import DbHealthPage
+from forge_nb.dashboard.pages.jobs import JobBrowser
+from forge_nb.dashboard.pages.overview import OverviewPage
+from forge_nb.dashboard.pages.processes import ProcessesPage
+from forge_nb.dashboard.pages.queue_metrics import QueueMetricsPage
+from forge_nb.dashboard.pages.queues import QueuesPage
+from forge_nb.dashboard.pages.resources import ResourcesPage
+from forge_nb.runtime.app import App
+
+log = logging.getLogger("forge_nb.dashboard")
+
+#: Milliseconds between two ticks of a session.
+TICK_MS = 1500
+TITLE = "forge-nb Mission Control"
+
+HEADER_CSS = """
+.fnb-header { display: flex; gap: 14px; align-items: baseline; flex-wrap: wrap; font-size: 13px; }
+.fnb-header .db { font-family: monospace; opacity: .85; }
+.fnb-header .ro { background: #e9a23b; color: #222; padding: 1px 8px; border-radius: 10px;
+  font-weight: 600; }
+.fnb-header .live { color: #2a9d8f; font-weight: 600; }
+.fnb-header .down { color: #d1495b; font-weight: 600; }
+"""
+
+
+def tab_slug(title: str) -> str:
+    """``"Per-queue metrics"`` → ``"per-queue-metrics"`` (for ``?tab=`` links)."""
+    return "-".join(title.lower().replace("-", " ").split())
+
+
+class Dashboard:
+    """The session's pages, tabs and its single live-update loop."""
+
+    def __init__(self, app: App, *, read_only: bool = False, show_title: bool = True) -> None:
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            # Tables join the page only once they have rows (see LiveTable), so the
+            # Tabulator scripts must be requested up front, not found in the first render.
+            pn.extension("tabulator")
+        self.app = app
+        self.read_only = read_only
+        self.show_title = show_title
+        doc = pn.state.curdoc
+        self._served = bool(doc is not None and doc.session_context is not None)
+        self.ctx = Context(
+            app=app,
+            source=source_for(app),
+            read_only=read_only,
+            refresh=self.refresh,
+            streaming=self._served,
+        )
+        self.overview = OverviewPage(self.ctx)
+        self.pages: list[Page] = [
+            self.overview,
+            JobBrowser(self.ctx, "jobs"),
+            JobBrowser(self.ctx, "scheduled"),
+            JobBrowser(self.ctx, "retries"),
+            JobBrowser(self.ctx, "dead"),
+            CronPage(self.ctx),
+            QueuesPage(self.ctx),
+            ProcessesPage(self.ctx),
+            ResourcesPage(self.ctx),
+            DbHealthPage(self.ctx),
+            QueueMetricsPage(self.ctx),
+        ]
+        self.tabs = pn.Tabs(
+            *[(page.title, page.panel) for page in self.pages],
+            dynamic=True,
+            sizing_mode="stretch_width",
+            css_classes=["fnb-tabs"],
+        )
+        first = self._requested_tab()
+        if first:
+            self.tabs.active = first
+            self.pages[first].activated()
+        self.tabs.param.watch(self._tab_changed, "active")
+        self.header = pn.pane.HTML(
+            self._header_html(None, None),
+            stylesheets=[HEADER_CSS],
+            sizing_mode="stretch_width",
+            css_classes=["fnb-header-pane"],
+        )
+        self.layout = pn.Column(
+            self.header, self.tabs, sizing_mode="stretch_width", stylesheets=[NOTICE_CSS]
+        )
+        self._busy = False
+        self._again = False
+        self._doc = doc
+        self._callback: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        if self._served:
+            pn.state.onload(self._start)
+        else:
+            self._start()
+
+    def _requested_tab(self) -> int:
+        """The tab named by ``?tab=`` in the page URL (title or slug, any case), else 0."""
+        if not self._served:
+            return 0
+        raw = pn.state.session_args.get("tab") or [b""]
+        wanted = tab_slug(raw[0].decode("utf-8", "replace"))
+        for index, page in enumerate(self.pages):
+            if tab_slug(page.title) == wanted:
+                return index
+        return 0
+
+    # -- live loop ---------------------------------------------------------------------------
+    def _start(self) -> None:
+        if self._callback is None:
+            self._callback = pn.state.add_periodic_callback(
+                self.tick,  # type: ignore[arg-type]  # Panel awaits coroutine callbacks
+                period=TICK_MS,
+            )
+            self.refresh()  # the first snapshot now, not one period later
+
+    @property
+    def active_page(self) -> Page:
+        """The page of the selected tab."""
+        return self.pages[self.tabs.active]
+
+    def _tab_changed(self, _event: Any) -> None:
+        self.active_page.activated()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Tick as soon as possible (after the running tick, if any)."""
+        if self._busy:
+            self._again = True
+            return
+        if self._served and self._doc is not None:
+            self._doc.add_next_tick_callback(self.tick)  # type: ignore[arg-type]  # awaited
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self.tick())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def tick(self) -> None:
+        """Read one snapshot and show it (never two ticks at once)."""
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        try:
+            while True:
+                self._again = False
+                await self._tick_once()
+                if not self._again:
+                    break
+        finally:
+            self._busy = False
+
+    async def _tick_once(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            await self._tick_inner()
+        finally:
+            log.debug("tick took %.3f s", time.perf_counter() - t0)
+
+    async def _tick_inner(self) -> None:
+        now = time.time()
+        snap = Snapshot(now=now, metrics_since=self.overview.timeline_since(now))
+        page = self.active_page
+        try:
+            source = self.ctx.source
+            snap.counts, snap.processes, snap.queues, snap.metrics = await asyncio.gather(
+                source.counts(),
+                source.processes(),
+                source.queues(),
+                source.metric_rows(snap.metrics_since),
+            )
+            if page is not self.overview:
+                await page.fetch(snap)
+        except Exception as exc:  # the database may be down: say so, keep ticking
+            log.warning("dashboard refresh failed: %s", exc)
+            self.header.object = self._header_html(now, f"database unreachable: {exc}")
+            return
+        # Hidden tabs have no models in the page: only raw Bokeh sources may change there
+        # (a Panel pane changed while hidden would re-render detached, without its styles).
+        try:
+            self.overview.update_timeline(snap)
+            page.update(snap)
+        except Exception as exc:  # a bug in one view must not stop the live updates
+            log.exception("dashboard update failed")
+            self.header.object = self._header_html(now, f"display error: {exc}")
+            return
+        self.header.object = self._header_html(now, None)
+        if not self._served:
+            pn.io.push_notebook(self.layout)
+
+    def _header_html(self, at: float | None, error: str | None) -> str:
+        parts = [f"<b>{esc(TITLE)}</b>"] if self.show_title else []
+        parts.append(f'<span class="db">{esc(self.app.safe_url)}</span>')
+        if self.read_only:
+            parts.append('<span class="ro">read-only</span>')
+        if error:
+            parts.append(f'<span class="down">{esc(error)}</span>')
+        elif at is not None:
+            parts.append(
+                f'<span class="live">● live</span> <span>updated {esc(utc(at))} UTC</span>'
+            )
+        return f'<div class="fnb-header">{"".join(parts)}</div>'
+
+    def __panel__(self) -> Any:
+        return self.layout
+
+
+def create_dashboard(app: App, *, read_only: bool = False) -> pn.viewable.Viewable:
+    """One session's dashboard UI (call it per session; Panel's ``pn.serve`` factory does)."""
+    # The layout's widget callbacks and the periodic callback keep the Dashboard alive.
+    return Dashboard(app, read_only=read_only).layout
+
+
+def _dashboard_without_title(app: App, read_only: bool) -> pn.viewable.Viewable:
+    return Dashboard(app, read_only=read_only, show_title=False).layout
+
+
+def create_page(app: App, *, read_only: bool = False) -> Any:
+    """The dashboard in a themed page (light/dark toggle) — what the servers show."""
+    template = pn.template.BootstrapTemplate(
+        title=TITLE,
+        header_background="#2b4162",
+        sidebar_width=0,
+        collapsed_sidebar=True,
+    )
+    template.main.append(_dashboard_without_title(app, read_only))  # type: ignore[union-attr]
+    return template

@@ -1,0 +1,409 @@
+"""Bokeh charts of the dashboard, each built per session around its own ColumnDataSource.
+
+Live updates never rebuild a figure: `merge_series` patches the buckets that
+changed and streams new ones (``source.stream(..., rollover=N)``), or assigns
+``source.data`` once when a whole window is replaced. Colours avoid pure black
+and white and no background is hard-coded, so the light and dark Bokeh themes
+of the page both read well. Every time axis is labelled UTC (Bokeh shows epoch
+milliseconds as UTC).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bokeh.models import (
+    ColumnDataSource,
+    DatetimeTickFormatter,
+    FactorRange,
+    HoverTool,
+    NumeralTickFormatter,
+    Range1d,
+    RangeTool,
+)
+from bokeh.models.annotations import LabelSet, Legend, LegendItem
+from bokeh.palettes import Category10_10
+from bokeh.plotting import figure
+
+from forge_nb.dashboard.data import PERCENTILES, series_equal
+from forge_nb.dashboard.format import PERCENTILE_COLORS, SERIES_COLORS, STATUS_COLORS
+
+TIME_LABEL = "time (UTC)"
+#: The workload timeline's x range; tests and users find it by this name.
+MAIN_X_NAME = "main_x"
+TIMELINE_SERIES = ("enqueued", "completed", "retried", "failed")
+STATUS_ORDER = ("pending", "running", "failed", "done", "dead")
+
+TIME_FORMAT = DatetimeTickFormatter(
+    minutes="%H:%M", hourmin="%H:%M", hours="%H:%M", days="%b %d", months="%b %Y"
+)
+
+
+def new_figure(**options: Any) -> Any:
+    """``bokeh.plotting.figure`` (typed loosely: Bokeh's property stubs fight plain values)."""
+    return figure(**options)
+
+
+def time_figure(
+    *, height: int, title: str | None = None, y_label: str | None = None, **options: Any
+) -> Any:
+    """A stretch-width figure with a UTC datetime x axis."""
+    options.setdefault("tools", "xpan,xwheel_zoom,xbox_zoom,reset,save")
+    fig = new_figure(
+        x_axis_type="datetime",
+        height=height,
+        sizing_mode="stretch_width",
+        title=title,
+        toolbar_location="right",
+        **options,
+    )
+    fig.xaxis.axis_label = TIME_LABEL
+    fig.xaxis.formatter = TIME_FORMAT
+    if y_label:
+        fig.yaxis.axis_label = y_label
+    fig.toolbar.logo = None
+    fig.min_border_left = 60
+    return fig
+
+
+def outside_legend(fig: Any) -> None:
+    """Move the legend to the right of the plot, click to hide a series."""
+    if fig.legend:
+        legend = fig.legend[0]
+        legend.click_policy = "hide"
+        legend.label_text_font_size = "9pt"
+        legend.spacing = 0
+        legend.padding = 4
+        fig.add_layout(legend, "right")
+
+
+def hover_for(fields: Sequence[tuple[str, str]], **options: Any) -> HoverTool:
+    """A vline hover showing the bucket time (UTC) and the given fields."""
+    return HoverTool(
+        tooltips=[("time (UTC)", "@t{%F %H:%M}"), *fields],
+        formatters={"@t": "datetime"},
+        mode="vline",
+        **options,
+    )
+
+
+def merge_series(
+    source: ColumnDataSource,
+    new: Mapping[str, list[float]],
+    *,
+    rollover: int,
+    stream: bool = True,
+) -> None:
+    """Bring ``source`` up to date with ``new`` (same columns, ``t`` ascending).
+
+    Buckets already shown are patched only where a value changed; later buckets
+    are streamed. A window that starts before the shown one replaces it. With
+    ``stream=False`` (notebook output, where early stream messages can arrive
+    out of order) the merged data is assigned in one go instead.
+    """
+    new_t = list(new.get("t", []))
+    old = source.data
+    old_t = list(old.get("t", []))
+    if not new_t:
+        return
+    if not old_t or new_t[0] < old_t[0] or set(new) != set(old):
+        source.data = {k: list(v)[-rollover:] for k, v in new.items()}
+        return
+    index = {t: i for i, t in enumerate(old_t)}
+    patches: dict[str, list[tuple[int, float]]] = {}
+    appended: dict[str, list[float]] = {k: [] for k in new}
+    for j, t in enumerate(new_t):
+        i = index.get(t)
+        if i is None:
+            if t > old_t[-1]:
+                for k, values in new.items():
+                    appended[k].append(values[j])
+            continue
+        for k, values in new.items():
+            if k != "t" and not series_equal(float(old[k][i]), float(values[j])):
+                patches.setdefault(k, []).append((i, values[j]))
+    if not stream:
+        if not patches and not appended["t"]:
+            return
+        data = {k: list(old[k]) for k in new}
+        for k, changes in patches.items():
+            for i, value in changes:
+                data[k][i] = value
+        for k, values in appended.items():
+            data[k].extend(values)
+        source.data = {k: v[-rollover:] for k, v in data.items()}
+        return
+    if patches:
+        source.patch(patches)
+    if appended["t"]:
+        source.stream(dict(appended), rollover=rollover)
+
+
+class Timeline:
+    """Workload timeline (enqueued/retried/completed/failed per minute) with a range overview.
+
+    The main chart's x range (``main_x``) is shared by the latency charts, so a
+    drag on the overview's RangeTool zooms all three. While the window ends at
+    the newest bucket it follows new minutes; once the user moves it, it stays.
+    """
+
+    def __init__(self, *, window_s: int, visible_s: int, now: float, rollover: int) -> None:
+        self.rollover = rollover
+        columns = ["t", *TIMELINE_SERIES, "started", "dead", "throttled"]
+        columns += [f"{p}_{q}" for p in ("processing", "e2e") for q in PERCENTILES]
+        self.source = ColumnDataSource({c: [] for c in columns}, name="timeline_source")
+        end_ms = (now + 60) * 1000.0
+        self.x_range = Range1d(
+            start=end_ms - visible_s * 1000.0, end=end_ms, name=MAIN_X_NAME, bounds=None
+        )
+        self.main = time_figure(
+            height=260,
+            title="Workload per minute",
+            y_label="jobs / minute",
+            x_range=self.x_range,
+            active_scroll="xwheel_zoom",
+            active_drag="xpan",
+        )
+        for name in TIMELINE_SERIES:
+            self.main.line(
+                "t",
+                name,
+                source=self.source,
+                color=SERIES_COLORS[name],
+                line_width=2,
+                legend_label=name,
+            )
+        self.main.add_tools(hover_for([(n, f"@{n}{{0,0.[0]}}") for n in TIMELINE_SERIES]))
+        self.main.y_range.start = 0
+        outside_legend(self.main)
+
+        self.overview = new_figure(
+            name="timeline_overview",
+            x_axis_type="datetime",
+            height=120,
+            sizing_mode="stretch_width",
+            tools="",
+            toolbar_location=None,
+            title="Drag the box to move the window above; drag its edges to resize it",
+        )
+        self.overview.xaxis.axis_label = TIME_LABEL
+        self.overview.xaxis.formatter = TIME_FORMAT
+        self.overview.yaxis.visible = False
+        self.overview.ygrid.grid_line_color = None
+        self.overview.min_border_left = 60
+        for name in ("enqueued", "completed", "failed"):
+            self.overview.line("t", name, source=self.source, color=SERIES_COLORS[name])
+        tool = RangeTool(x_range=self.x_range)
+        tool.overlay.fill_alpha = 0.2
+        self.overview.add_tools(tool)
+        self.overview.title.text_font_size = "8pt"
+        self.overview.title.text_font_style = "normal"
+
+        self.processing = self._latency_figure("processing", "Processing time (started → finished)")
+        self.e2e = self._latency_figure("e2e", "End-to-end time (enqueued → finished)")
+        self._last_t: float | None = None
+
+    def _latency_figure(self, prefix: str, title: str) -> Any:
+        fig = time_figure(
+            height=220,
+            title=title,
+            y_label="seconds (log)",
+            x_range=self.x_range,
+            y_axis_type="log",
+        )
+        for q in PERCENTILES:
+            fig.line(
+                "t",
+                f"{prefix}_{q}",
+                source=self.source,
+                color=PERCENTILE_COLORS[q],
+                line_width=2,
+                legend_label=q,
+            )
+            # Markers too: a minute between two empty ones has no line segment to draw.
+            fig.scatter(
+                "t",
+                f"{prefix}_{q}",
+                source=self.source,
+                size=4,
+                color=PERCENTILE_COLORS[q],
+                legend_label=q,
+            )
+        fig.add_tools(hover_for([(q, f"@{prefix}_{q}{{0.000}} s") for q in PERCENTILES]))
+        outside_legend(fig)
+        return fig
+
+    def update(self, series: Mapping[str, list[float]], *, stream: bool = True) -> None:
+        """Merge a window of buckets; keep following the newest minute if the user was."""
+        data = {k: v for k, v in series.items() if k in self.source.data}
+        if not data.get("t"):
+            return
+        x_range: Any = self.x_range  # start/end come back from the browser as epoch ms
+        following = self._last_t is None or float(x_range.end) >= self._last_t
+        merge_series(self.source, data, rollover=self.rollover, stream=stream)
+        newest = float(self.source.data["t"][-1])
+        if self._last_t is not None and following and newest > self._last_t:
+            shift = newest - self._last_t
+            x_range.update(start=float(x_range.start) + shift, end=float(x_range.end) + shift)
+        self._last_t = newest
+
+
+class StatusBars:
+    """Jobs per queue and status, one stacked horizontal bar per queue."""
+
+    def __init__(self) -> None:
+        self.source = ColumnDataSource({"queue": [], **{s: [] for s in STATUS_ORDER}})
+        self.fig = new_figure(
+            y_range=FactorRange(factors=[]),
+            height=180,
+            sizing_mode="stretch_width",
+            title="Jobs by queue and status",
+            toolbar_location=None,
+            tools="hover",
+            tooltips="@queue $name: @$name{0,0}",
+        )
+        self.fig.hbar_stack(
+            list(STATUS_ORDER),
+            y="queue",
+            height=0.7,
+            source=self.source,
+            color=[STATUS_COLORS[s] for s in STATUS_ORDER],
+            legend_label=list(STATUS_ORDER),
+        )
+        self.fig.xaxis.axis_label = "jobs"
+        self.fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
+        self.fig.x_range.start = 0
+        self.fig.ygrid.grid_line_color = None
+        legend = self.fig.legend[0]
+        legend.orientation = "horizontal"
+        legend.label_text_font_size = "8pt"
+        legend.padding = 2
+        self.fig.add_layout(legend, "above")
+        self.fig.min_border_left = 60
+
+    def update(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Replace the bars when any count changed."""
+        queues = sorted(counts)
+        data: dict[str, list[Any]] = {"queue": queues}
+        for status in STATUS_ORDER:
+            data[status] = [int(counts[q].get(status, 0)) for q in queues]
+        if dict(self.source.data) != data:
+            self.source.data = data
+        if list(self.fig.y_range.factors) != queues:
+            self.fig.y_range.factors = queues
+            self.fig.height = max(140, 60 + 28 * len(queues))
+
+
+class MultiSeriesChart:
+    """One line per label (host, metric…), renderers added as new labels appear."""
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        y_label: str,
+        height: int = 220,
+        y_format: str | None = None,
+        x_range: Any = None,
+    ) -> None:
+        options: dict[str, Any] = {}
+        if x_range is not None:
+            options["x_range"] = x_range
+        self.fig = time_figure(height=height, title=title, y_label=y_label, **options)
+        if y_format:
+            self.fig.yaxis.formatter = NumeralTickFormatter(format=y_format)
+        self.fig.legend.visible = False  # created lazily below
+        self._sources: dict[str, ColumnDataSource] = {}
+        self._legend: Legend | None = None
+
+    def update(
+        self,
+        series: Mapping[str, Mapping[str, list[float]]],
+        styles: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """``{label: {"t": [...], "y": [...]}}``; labels missing now are emptied."""
+        for label, data in series.items():
+            source = self._sources.get(label)
+            if source is None:
+                source = self._sources[label] = ColumnDataSource({"t": [], "y": []})
+                style = dict((styles or {}).get(label, {}))
+                style.setdefault("color", Category10_10[(len(self._sources) - 1) % 10])
+                style.setdefault("line_width", 2)
+                renderer = self.fig.line("t", "y", source=source, **style)
+                if self._legend is None:
+                    self._legend = Legend(items=[], click_policy="hide")
+                    self._legend.update(label_text_font_size="9pt", spacing=0, padding=4)
+                    self.fig.add_layout(self._legend, "right")
+                item = LegendItem(label=label, renderers=[renderer])
+                self._legend.items = [*self._legend.items, item]
+            new = {"t": list(data["t"]), "y": list(data["y"])}
+            if not _same(source.data, new):
+                source.data = new
+        for label, source in self._sources.items():
+            if label not in series and source.data["t"]:
+                source.data = {"t": [], "y": []}
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, list[float]]) -> bool:
+    if set(a) != set(b) or any(len(a[k]) != len(b[k]) for k in b):
+        return False
+    return all(series_equal(float(x), float(y)) for k in b for x, y in zip(a[k], b[k], strict=True))
+
+
+class BackoffPreview:
+    """Bars of the retry delay per attempt for a queue's backoff knobs."""
+
+    def __init__(self, attempts: int = 10) -> None:
+        self.attempts = attempts
+        self.source = ColumnDataSource({"attempt": [], "delay": [], "label": [], "half": []})
+        self.fig = new_figure(
+            height=200,
+            sizing_mode="stretch_width",
+            title="Retry delay by attempt",
+            toolbar_location=None,
+            tools="hover",
+            tooltips=[("attempt", "@attempt"), ("delay up to", "@label")],
+        )
+        self.bars = self.fig.vbar(
+            x="attempt", top="delay", width=0.7, source=self.source, color="#6c8ebf", fill_alpha=0.8
+        )
+        self.fig.scatter(
+            "attempt",
+            "half",
+            source=self.source,
+            size=7,
+            color="#e9a23b",
+            legend_label="mean with jitter",
+        )
+        self.fig.add_layout(
+            LabelSet(
+                x="attempt",
+                y="delay",
+                text="label",
+                source=self.source,
+                text_font_size="8pt",
+                y_offset=2,
+                x_offset=-12,
+            )
+        )
+        self.fig.xaxis.axis_label = "attempt that failed"
+        self.fig.yaxis.axis_label = "seconds until retry"
+        self.fig.y_range.start = 0
+        self.fig.xaxis.ticker = list(range(1, attempts + 1))
+        self.fig.legend.location = "top_left"
+        self.fig.legend.label_text_font_size = "8pt"
+
+    def update(self, delays: Sequence[float], jitter: bool) -> None:
+        """Delays (upper bounds) for attempts 1..n; with jitter, the mean is half of each."""
+        from forge_nb.dashboard.format import duration
+
+        n = len(delays)
+        self.source.data = {
+            "attempt": list(range(1, n + 1)),
+            "delay": list(delays),
+            "label": [duration(d) for d in delays],
+            "half": [d / 2 if jitter else math.nan for d in delays],
+        }
+        self.bars.glyph.fill_alpha = 0.35 if jitter else 0.8

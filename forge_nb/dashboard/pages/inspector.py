@@ -1,0 +1,203 @@
+"""The job inspector: pretty payload, result, error chain, traceback, history, and actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+
+from forge_nb.dashboard.data import Snapshot
+from forge_nb.dashboard.format import STATUS_COLORS, duration, esc, pretty_json, utc
+from forge_nb.dashboard.pages.base import NOTICE_CSS, Confirm, Context, Notice, run_action
+from forge_nb.storage.records import JobEvent, JobRecord
+
+INSPECTOR_CSS = """
+.fnb-insp { font-size: 13px; }
+.fnb-insp h4 { margin: 2px 0 6px 0; }
+.fnb-insp h5 { margin: 10px 0 3px 0; font-size: 12px; text-transform: uppercase; opacity: .75; }
+.fnb-insp pre { margin: 0; padding: 6px 8px; max-height: 260px; overflow: auto;
+  background: rgba(128,128,128,.12); border-radius: 4px; white-space: pre-wrap;
+  word-break: break-word; font-size: 12px; }
+.fnb-insp table { border-collapse: collapse; font-size: 12px; width: 100%; }
+.fnb-insp td, .fnb-insp th { padding: 2px 6px; border-bottom: 1px solid rgba(128,128,128,.25);
+  text-align: left; vertical-align: top; }
+.fnb-insp .badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; }
+"""
+
+EMPTY = '<div class="fnb-insp"><i>Click a row to inspect the job.</i></div>'
+
+
+def render_job(job: JobRecord, history: list[JobEvent], now: float) -> str:
+    """The inspector body for one job; every value from the database is escaped."""
+    color = STATUS_COLORS.get(job.status, "#888")
+    facts = [
+        ("kind", job.kind),
+        ("queue", job.queue),
+        ("attempts", f"{job.attempts} of {job.max_attempts}"),
+        ("priority", job.priority),
+        ("unique key", job.unique_key or "–"),
+        ("created (UTC)", utc(job.created_at)),
+        ("scheduled (UTC)", f"{utc(job.scheduled_at)}"),
+        ("started (UTC)", utc(job.started_at) or "–"),
+        ("finished (UTC)", utc(job.finished_at) or "–"),
+        ("claimed by", job.claimed_by or "–"),
+    ]
+    if job.progress is not None:
+        facts.append(("progress", f"{job.progress * 100:.0f}% {job.progress_message or ''}"))
+    if job.started_at and job.finished_at:
+        facts.append(("run time", duration((job.finished_at - job.started_at).total_seconds())))
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)
+    parts = [
+        f'<h4>Job {esc(job.id)} <span class="badge" style="background:{color}">'
+        f"{esc(job.status)}</span></h4>",
+        f"<table>{rows}</table>",
+        f"<h5>Payload</h5><pre class='fnb-payload'>{esc(pretty_json(job.payload))}</pre>",
+    ]
+    if job.result is not None:
+        parts.append(f"<h5>Result</h5><pre>{esc(pretty_json(job.result))}</pre>")
+    if job.last_error:
+        chain = (
+            "\n  ↳ ".join(job.last_error.split(": ")) if ": " in job.last_error else job.last_error
+        )
+        parts.append(f"<h5>Error chain</h5><pre class='fnb-error-text'>{esc(chain)}</pre>")
+    if job.last_traceback:
+        parts.append(
+            f"<details open><summary>Traceback</summary><pre>{esc(job.last_traceback)}</pre>"
+            "</details>"
+        )
+    events = "".join(
+        f"<tr><td>{esc(utc(e.at))}</td><td>{esc(e.event)}</td><td>{esc(e.attempt)}</td>"
+        f"<td>{esc(e.message or '')}</td></tr>"
+        for e in history
+    )
+    parts.append(
+        "<h5>History</h5><table><tr><th>at (UTC)</th><th>event</th><th>attempt</th>"
+        f"<th>message</th></tr>{events}</table>"
+    )
+    return f'<div class="fnb-insp">{"".join(parts)}</div>'
+
+
+class Inspector:
+    """Shows one job; refreshes while it is live; retry / cancel / delete it."""
+
+    def __init__(self, ctx: Context, on_change: Callable[[], None] | None = None) -> None:
+        self.ctx = ctx
+        self.on_change = on_change
+        self.job_id: str | None = None
+        self.job: JobRecord | None = None
+        self._stale = False
+        self.body = pn.pane.HTML(
+            EMPTY,
+            stylesheets=[INSPECTOR_CSS],
+            sizing_mode="stretch_width",
+            css_classes=["fnb-inspector"],
+        )
+        self.notice = Notice("fnb-inspector-notice")
+        self.confirm = Confirm(self.notice, "inspector")
+        self.retry = pn.widgets.Button(
+            name="Retry", button_type="primary", width=90, css_classes=["fnb-insp-retry"]
+        )
+        self.cancel = pn.widgets.Button(
+            name="Cancel job", button_type="warning", width=100, css_classes=["fnb-insp-cancel"]
+        )
+        self.delete = pn.widgets.Button(
+            name="Delete", button_type="danger", width=90, css_classes=["fnb-insp-delete"]
+        )
+        self.retry.on_click(self._retry)
+        self.cancel.on_click(self._cancel)
+        self.delete.on_click(self._delete)
+        self.actions = pn.Row(self.retry, self.cancel, self.delete, visible=False)
+        controls = [] if ctx.read_only else [self.actions, self.confirm.panel, self.notice.pane]
+        self.panel = pn.Column(
+            pn.pane.HTML("<b>Inspector</b>", stylesheets=[NOTICE_CSS]),
+            *controls,
+            self.body,
+            width=460,
+            min_height=300,
+            styles={"border-left": "1px solid rgba(128,128,128,.35)", "padding-left": "8px"},
+        )
+
+    def show(self, job_id: str | None) -> None:
+        """Inspect ``job_id`` (None clears)."""
+        if job_id != self.job_id:
+            self.notice.clear()
+            self.confirm.dismiss()
+        self.job_id = job_id
+        self._stale = True
+        if job_id is None:
+            self.body.object = EMPTY
+            self.actions.visible = False
+        self.ctx.refresh()
+
+    async def fetch(self, snap: Snapshot) -> None:
+        """Re-read the job when just chosen or still live (pending, running, failed)."""
+        if self.job_id is None:
+            return
+        if not self._stale and self.job is not None and self.job.status in ("done", "dead"):
+            return
+        self._stale = False
+        job = await self.ctx.app.job(self.job_id)
+        self.job = job
+        if job is None:
+            self.body.object = (
+                f'<div class="fnb-insp"><i>Job {esc(self.job_id)} no longer exists.</i></div>'
+            )
+            self.actions.visible = False
+            return
+        history = await self.ctx.app.job_history(job.id)
+        html = render_job(job, history, snap.now)
+        if html != self.body.object:
+            self.body.object = html
+        self._update_actions(job)
+
+    def _update_actions(self, job: JobRecord) -> None:
+        if self.ctx.read_only:
+            self.actions.visible = False
+            return
+        self.retry.visible = job.status in ("dead", "failed")
+        self.cancel.visible = job.status in ("pending", "running", "failed")
+        self.delete.visible = job.status != "running"
+        self.actions.visible = True
+
+    def _changed(self) -> None:
+        self._stale = True
+        if self.on_change is not None:
+            self.on_change()
+        self.ctx.refresh()
+
+    async def _retry(self, _event: Any) -> None:
+        job_id = self.job_id
+        if job_id is None or self.ctx.read_only:
+            return
+
+        async def action() -> str:
+            job = await self.ctx.app.retry(job_id)
+            return f"job {job.id} is {job.status} again"
+
+        await run_action(action, self.notice)
+        self._changed()
+
+    async def _cancel(self, _event: Any) -> None:
+        job_id = self.job_id
+        if job_id is None or self.ctx.read_only:
+            return
+
+        async def action() -> str:
+            status = await self.ctx.app.cancel(job_id)
+            self._changed()
+            return f"job {job_id}: {status}"
+
+        self.confirm.ask(f"Cancel job {job_id}?", action)
+
+    async def _delete(self, _event: Any) -> None:
+        job_id = self.job_id
+        if job_id is None or self.ctx.read_only:
+            return
+
+        async def action() -> str:
+            deleted = await self.ctx.app.delete(job_id)
+            self._changed()
+            return f"job {job_id} deleted" if deleted else f"job {job_id} was already gone"
+
+        self.confirm.ask(f"Delete job {job_id}? This cannot be undone.", action)

@@ -1,0 +1,238 @@
+"""Per-queue metrics: a mini chart per queue; expand one to a full, box-zoomable chart."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import panel as pn
+from bokeh.models import ColumnDataSource, DataRange1d
+
+from forge_nb.dashboard.charts import (
+    TIME_FORMAT,
+    hover_for,
+    merge_series,
+    new_figure,
+    outside_legend,
+    time_figure,
+)
+from forge_nb.dashboard.data import PERCENTILES, RANGES, Snapshot, latency_summary, metric_series
+from forge_nb.dashboard.format import PERCENTILE_COLORS, SERIES_COLORS, css_slug, duration, esc
+from forge_nb.dashboard.pages.base import Context, Page
+
+THROUGHPUT = ("enqueued", "completed", "failed", "retried", "dead", "throttled")
+#: Ranges up to this long re-read every tick; longer ones every `SLOW_TTL_S`.
+FAST_RANGE_S = 3600
+SLOW_TTL_S = 15.0
+
+
+def empty_series() -> dict[str, list[float]]:
+    """Columns of `metric_series`, empty."""
+    return {k: [] for k in metric_series([], time.time(), time.time())}
+
+
+class MiniChart:
+    """A small throughput chart for one queue with an Expand button."""
+
+    def __init__(self, name: str, expand: Any) -> None:
+        self.name = name
+        self.source = ColumnDataSource(empty_series())
+        self.fig = new_figure(
+            x_axis_type="datetime",
+            height=150,
+            width=370,
+            toolbar_location=None,
+            tools="",
+            title=f"{name} · jobs/min · UTC",
+        )
+        self.fig.xaxis.formatter = TIME_FORMAT
+        self.fig.xaxis.major_label_text_font_size = "8pt"
+        self.fig.yaxis.major_label_text_font_size = "8pt"
+        self.fig.y_range.start = 0
+        self.fig.min_border_left = 30
+        for series in ("enqueued", "completed", "failed"):
+            self.fig.line(
+                "t", series, source=self.source, color=SERIES_COLORS[series], line_width=1.5
+            )
+        self.summary = pn.pane.HTML("", margin=(0, 5))
+        self.button = pn.widgets.Button(
+            name=f"Expand {name}",
+            width=180,
+            button_type="light",
+            css_classes=[f"fnb-expand-{css_slug(name)}"],
+        )
+        self.button.on_click(lambda _e: expand(name))
+        self.panel = pn.Column(
+            pn.pane.Bokeh(self.fig),
+            pn.Row(self.button, self.summary),
+            width=380,
+            margin=5,
+            styles={"border": "1px solid rgba(128,128,128,.3)", "border-radius": "6px"},
+        )
+
+
+class QueueMetricsPage(Page):
+    """Ranges 5m … 7d; mini charts per queue; the expanded queue gets throughput and latency."""
+
+    title = "Per-queue metrics"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.range = pn.widgets.RadioButtonGroup(
+            options=list(RANGES), value="1h", css_classes=["fnb-range"]
+        )
+        self.range.param.watch(lambda _e: self._replace_all(), "value")
+        self.expanded: str | None = None
+        self.minis: dict[str, MiniChart] = {}
+        self.x_range = DataRange1d(name="queue_x")
+        tools = "xpan,xbox_zoom,xwheel_zoom,reset,save"
+        self.source = ColumnDataSource(empty_series())
+        self.throughput = time_figure(
+            name="queue_throughput",
+            height=280,
+            title="Throughput",
+            y_label="jobs / minute",
+            x_range=self.x_range,
+            tools=tools,
+            active_drag="xbox_zoom",
+        )
+        for series in THROUGHPUT:
+            self.throughput.line(
+                "t",
+                series,
+                source=self.source,
+                color=SERIES_COLORS[series],
+                line_width=2,
+                legend_label=series,
+            )
+        self.throughput.add_tools(hover_for([(s, f"@{s}{{0,0.[0]}}") for s in THROUGHPUT]))
+        self.throughput.y_range.start = 0
+        outside_legend(self.throughput)
+        self.latency = time_figure(
+            height=240,
+            title="Latency (solid processing, dashed end-to-end)",
+            y_label="seconds (log)",
+            x_range=self.x_range,
+            tools=tools,
+            active_drag="xbox_zoom",
+            y_axis_type="log",
+        )
+        for q in PERCENTILES:
+            self.latency.line(
+                "t",
+                f"processing_{q}",
+                source=self.source,
+                color=PERCENTILE_COLORS[q],
+                line_width=2,
+                legend_label=f"processing {q}",
+            )
+            self.latency.line(
+                "t",
+                f"e2e_{q}",
+                source=self.source,
+                color=PERCENTILE_COLORS[q],
+                line_width=2,
+                line_dash="dashed",
+                legend_label=f"end-to-end {q}",
+            )
+            for prefix in ("processing", "e2e"):  # a lone bucket has no segment to draw
+                self.latency.scatter(
+                    "t", f"{prefix}_{q}", source=self.source, size=4, color=PERCENTILE_COLORS[q]
+                )
+        outside_legend(self.latency)
+        self.heading = pn.pane.HTML(
+            "", sizing_mode="stretch_width", css_classes=["fnb-queue-heading"]
+        )
+        self.grid = pn.FlexBox(sizing_mode="stretch_width")
+        self.full = pn.Column(
+            self.heading,
+            pn.pane.Bokeh(self.throughput, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.latency, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+        self._panel = pn.Column(
+            pn.Row(pn.pane.HTML("<b>Range</b>", margin=(12, 5)), self.range),
+            pn.pane.HTML(
+                "<span style='font-size:12px'>Drag on a full chart to zoom into a time "
+                "span (reset ⟲ to undo); scroll to zoom.</span>"
+            ),
+            self.full,
+            pn.pane.HTML("<b>All queues</b> (expand one to see it in full above)"),
+            self.grid,
+            sizing_mode="stretch_width",
+        )
+        self._replace = True
+
+    @property
+    def panel(self) -> Any:
+        """The tab's content."""
+        return self._panel
+
+    def _replace_all(self) -> None:
+        self._replace = True
+        self.ctx.refresh()
+
+    def expand(self, name: str) -> None:
+        """Show ``name`` in the full charts."""
+        self.expanded = name
+        self._replace_all()
+
+    def window(self, now: float) -> tuple[float, int]:
+        """(start, bucket seconds) of the chosen range."""
+        span, bucket = RANGES[str(self.range.value)]
+        return now - span, bucket
+
+    async def fetch(self, snap: Snapshot) -> None:
+        """Read the range's metric rows (long ranges at most every 15 s)."""
+        since, _ = self.window(snap.now)
+        span = snap.now - since
+        ttl = None if span <= FAST_RANGE_S else SLOW_TTL_S
+        snap.queue_metrics = await self.ctx.source.metric_rows(since, ttl=ttl)
+        snap.queue_metrics_since = since
+
+    def update(self, snap: Snapshot) -> None:
+        """Merge the range into every chart."""
+        if snap.queue_metrics is None:
+            return
+        since, bucket = self.window(snap.now)
+        rows = snap.queue_metrics
+        names = sorted(set(snap.counts) | {r.queue for r in rows})
+        if self.expanded is None and names:
+            self.expanded = "default" if "default" in names else names[0]
+        rollover = int((snap.now - since) // bucket) + 2
+        replace = self._replace
+        self._replace = False
+        added = False
+        for name in names:
+            mini = self.minis.get(name)
+            if mini is None:
+                mini = self.minis[name] = MiniChart(name, self.expand)
+                added = True
+            series = metric_series(rows, since, snap.now, bucket, queue=name)
+            if replace:
+                mini.source.data = series
+            else:
+                merge_series(mini.source, series, rollover=rollover, stream=self.ctx.streaming)
+            done = sum(series["completed"]) * bucket / 60
+            failed = sum(series["failed"]) * bucket / 60
+            mini.summary.object = (
+                f"<span style='font-size:12px'>{done:,.0f} done · {failed:,.0f} failed</span>"
+            )
+        if added:
+            self.grid.objects = [self.minis[n].panel for n in sorted(self.minis)]
+        if self.expanded is not None:
+            series = metric_series(rows, since, snap.now, bucket, queue=self.expanded)
+            if replace:
+                self.source.data = series
+            else:
+                merge_series(self.source, series, rollover=rollover, stream=self.ctx.streaming)
+            summary = latency_summary(rows, queue=self.expanded)
+            label = str(self.range.value)
+            self.heading.object = (
+                f"<b>queue {esc(self.expanded)}</b> · last {esc(label)} · per "
+                f"{esc(duration(bucket))} bucket · processing p50 "
+                f"{esc(duration(summary['processing_p50']))}, p95 "
+                f"{esc(duration(summary['processing_p95']))}, p99 "
+                f"{esc(duration(summary['processing_p99']))} · end-to-end p95 "
+                f"{esc(duration(summary['e2e_p95']))}"
+            )

@@ -1,0 +1,282 @@
+"""Queues: live-edit workers, pause, retention windows and backoff, with a delay preview.
+
+Config lives in the database; workers in every process pick a change up on
+their next tick, so nothing restarts. Edits are held in the form until Save,
+and a change made elsewhere does not overwrite a form being edited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import panel as pn
+
+from forge_nb.dashboard.charts import BackoffPreview
+from forge_nb.dashboard.data import Snapshot
+from forge_nb.dashboard.format import css_slug, duration, esc
+from forge_nb.dashboard.pages.base import Context, Notice, Page, run_action
+from forge_nb.runtime.outcomes import backoff_delay
+from forge_nb.storage.records import STATUSES, QueueConfig
+
+PREVIEW_ATTEMPTS = 10
+HOUR = 3600.0
+DAY = 86400.0
+
+
+def delay_schedule(config: QueueConfig, attempts: int = PREVIEW_ATTEMPTS) -> list[float]:
+    """Upper bound of the delay after each failed attempt (jitter draws uniformly below it)."""
+    bound = replace(config, backoff_jitter=False)
+    return [backoff_delay(bound, n) for n in range(1, attempts + 1)]
+
+
+class QueueEditor:
+    """One queue's card: figures, form, Save, Pause/Resume and the backoff preview."""
+
+    def __init__(self, ctx: Context, config: QueueConfig) -> None:
+        self.ctx = ctx
+        self.name = config.name
+        slug = css_slug(config.name)
+        disabled = ctx.read_only
+        self.workers = pn.widgets.IntInput(
+            name="workers (per process)",
+            start=0,
+            end=10_000,
+            width=150,
+            disabled=disabled,
+            css_classes=[f"fnb-workers-{slug}", "fnb-workers"],
+        )
+        self.retain_done = pn.widgets.FloatInput(
+            name="keep done (hours)", start=0, step=1, width=140, disabled=disabled
+        )
+        self.retain_dead = pn.widgets.FloatInput(
+            name="keep dead (days)", start=0, step=1, width=140, disabled=disabled
+        )
+        self.backoff_enabled = pn.widgets.Checkbox(
+            name="backoff on", disabled=disabled, margin=(28, 10, 5, 10)
+        )
+        self.base = pn.widgets.FloatInput(
+            name="base (s)", start=0, step=0.5, width=110, disabled=disabled
+        )
+        self.max = pn.widgets.FloatInput(
+            name="max (s)", start=0, step=10, width=110, disabled=disabled
+        )
+        self.jitter = pn.widgets.Checkbox(
+            name="full jitter", disabled=disabled, margin=(28, 10, 5, 10)
+        )
+        self.state = pn.pane.HTML(
+            "", margin=(5, 10), sizing_mode="stretch_width", css_classes=[f"fnb-queue-state-{slug}"]
+        )
+        self.schedule_text = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.preview = BackoffPreview(PREVIEW_ATTEMPTS)
+        self.notice = Notice(f"fnb-queue-notice-{slug}")
+        self.form = [
+            self.workers,
+            self.retain_done,
+            self.retain_dead,
+            self.backoff_enabled,
+            self.base,
+            self.max,
+            self.jitter,
+        ]
+        for widget in self.form[3:]:
+            widget.param.watch(lambda _e: self._redraw_preview(), "value")
+        controls: list[Any] = []
+        if not ctx.read_only:
+            self.save = pn.widgets.Button(
+                name="Save",
+                button_type="primary",
+                width=90,
+                css_classes=[f"fnb-save-{slug}", "fnb-save"],
+            )
+            self.pause = pn.widgets.Button(
+                name="Pause",
+                button_type="warning",
+                width=100,
+                css_classes=[f"fnb-pause-{slug}", "fnb-pause"],
+            )
+            self.save.on_click(self._save)
+            self.pause.on_click(self._toggle_pause)
+            controls = [self.save, self.pause]
+        self.synced: QueueConfig | None = None
+        self.set_form(config)
+        self.synced = config
+        self.card = pn.Card(
+            self.state,
+            pn.Row(self.workers, self.retain_done, self.retain_dead, *controls),
+            pn.Row(self.backoff_enabled, self.base, self.max, self.jitter),
+            self.notice.pane,
+            self.schedule_text,
+            pn.pane.Bokeh(self.preview.fig, sizing_mode="stretch_width"),
+            title=f"queue {config.name}",
+            sizing_mode="stretch_width",
+            collapsible=True,
+            css_classes=[f"fnb-queue-{slug}", "fnb-queue-card"],
+        )
+        self._redraw_preview()
+
+    # -- form <-> config ------------------------------------------------------------------------
+    def set_form(self, config: QueueConfig) -> None:
+        """Show ``config`` in the form."""
+        self.workers.value = config.workers
+        self.retain_done.value = round(config.retain_done_seconds / HOUR, 3)
+        self.retain_dead.value = round(config.retain_dead_seconds / DAY, 3)
+        self.backoff_enabled.value = config.backoff_enabled
+        self.base.value = config.backoff_base_seconds
+        self.max.value = config.backoff_max_seconds
+        self.jitter.value = config.backoff_jitter
+
+    def form_config(self, base: QueueConfig) -> QueueConfig:
+        """``base`` with the form's values."""
+        return replace(
+            base,
+            workers=int(self.workers.value or 0),
+            retain_done_seconds=float(self.retain_done.value or 0) * HOUR,
+            retain_dead_seconds=float(self.retain_dead.value or 0) * DAY,
+            backoff_enabled=bool(self.backoff_enabled.value),
+            backoff_base_seconds=float(self.base.value or 0),
+            backoff_max_seconds=float(self.max.value or 0),
+            backoff_jitter=bool(self.jitter.value),
+        )
+
+    def dirty(self) -> bool:
+        """The form differs from the last config it showed (an edit in progress)."""
+        return self.synced is not None and self.form_config(self.synced) != _rounded(self.synced)
+
+    def _redraw_preview(self) -> None:
+        base = self.synced or QueueConfig(self.name)
+        config = self.form_config(base)
+        delays = delay_schedule(config) if config.backoff_enabled else [0.0] * PREVIEW_ATTEMPTS
+        self.preview.update(delays, config.backoff_jitter and config.backoff_enabled)
+        if not config.backoff_enabled:
+            text = "Backoff off: a failed job is retried at once."
+        else:
+            listed = ", ".join(f"#{i} {duration(d)}" for i, d in enumerate(delays, 1))
+            jitter = (
+                " With full jitter each wait is drawn uniformly between 0 and that bound."
+                if config.backoff_jitter
+                else ""
+            )
+            text = (
+                f"Wait after failed attempt n = min(max, base·2<sup>n−1</sup>): {esc(listed)}; "
+                f"{esc(duration(sum(delays)))} in total for {PREVIEW_ATTEMPTS} attempts.{jitter}"
+            )
+        self.schedule_text.object = f"<span style='font-size:12px'>{text}</span>"
+
+    # -- live values ----------------------------------------------------------------------------
+    def update(self, config: QueueConfig, snap: Snapshot) -> None:
+        """Show live counts; take a new config unless the form is being edited."""
+        if config != self.synced:
+            if not self.dirty():
+                self.set_form(config)
+                self._redraw_preview()
+            self.synced = config
+        counts = snap.counts.get(self.name, {})
+        slots = [p for p in snap.processes if p.queue == self.name]
+        busy = sum(1 for p in slots if p.current_job)
+        state = (
+            '<b style="color:#e9a23b">paused</b>'
+            if config.paused
+            else '<b style="color:#2a9d8f">active</b>'
+        )
+        figures = " · ".join(f"{s} {counts.get(s, 0):,}" for s in STATUSES)
+        self.state.object = (
+            f"<span style='font-size:13px'>{state} · {figures} · worker slots live: "
+            f"{len(slots)} ({busy} busy)</span>"
+        )
+        if not self.ctx.read_only:
+            self.pause.name = "Resume" if config.paused else "Pause"
+            self.pause.button_type = "success" if config.paused else "warning"
+
+    # -- actions ----------------------------------------------------------------------------------
+    async def _save(self, _event: Any) -> None:
+        base = self.synced or QueueConfig(self.name)
+        wanted = self.form_config(base)
+        knobs = {
+            field: getattr(wanted, field)
+            for field in (
+                "workers",
+                "retain_done_seconds",
+                "retain_dead_seconds",
+                "backoff_enabled",
+                "backoff_base_seconds",
+                "backoff_max_seconds",
+                "backoff_jitter",
+            )
+            if getattr(wanted, field) != getattr(_rounded(base), field)
+        }
+        if not knobs:
+            self.notice.show("nothing changed", "info")
+            return
+
+        async def action() -> str:
+            config = await self.ctx.app.set_queue_config(self.name, **knobs)
+            self.synced = config
+            self.set_form(config)
+            return f"queue {self.name}: saved {', '.join(sorted(knobs))}"
+
+        await run_action(action, self.notice)
+        self.ctx.source.invalidate("queues")
+        self.ctx.refresh()
+
+    async def _toggle_pause(self, _event: Any) -> None:
+        paused = bool(self.synced and self.synced.paused)
+
+        async def action() -> str:
+            if paused:
+                self.synced = await self.ctx.app.resume_queue(self.name)
+                return f"queue {self.name} resumed"
+            self.synced = await self.ctx.app.pause_queue(self.name)
+            return f"queue {self.name} paused: running jobs finish, nothing new is claimed"
+
+        await run_action(action, self.notice)
+        self.ctx.source.invalidate("queues")
+        self.ctx.refresh()
+
+
+def _rounded(config: QueueConfig) -> QueueConfig:
+    """The config as the form can show it (retention rounded like `set_form`)."""
+    return replace(
+        config,
+        retain_done_seconds=round(config.retain_done_seconds / HOUR, 3) * HOUR,
+        retain_dead_seconds=round(config.retain_dead_seconds / DAY, 3) * DAY,
+    )
+
+
+class QueuesPage(Page):
+    """One editor card per queue, added as queues appear."""
+
+    title = "Queues"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.editors: dict[str, QueueEditor] = {}
+        note = (
+            "Changes apply to every worker process on its next tick (no restart). "
+            "'workers' is the number of concurrent jobs per process for the queue."
+        )
+        if ctx.read_only:
+            note = "Read-only: queue settings are shown, not changed."
+        self.cards = pn.Column(sizing_mode="stretch_width")
+        self._panel = pn.Column(
+            pn.pane.HTML(f"<span style='font-size:13px'>{note}</span>"),
+            self.cards,
+            sizing_mode="stretch_width",
+        )
+
+    @property
+    def panel(self) -> Any:
+        """The tab's content."""
+        return self._panel
+
+    def update(self, snap: Snapshot) -> None:
+        """Add cards for new queues; refresh each."""
+        added = False
+        for config in sorted(snap.queues, key=lambda q: q.name):
+            editor = self.editors.get(config.name)
+            if editor is None:
+                editor = self.editors[config.name] = QueueEditor(self.ctx, config)
+                added = True
+            editor.update(config, snap)
+        if added:
+            self.cards.objects = [self.editors[n].card for n in sorted(self.editors)]

@@ -1,0 +1,166 @@
+"""`build_server`: Mission Control and the HTTP API on one Panel/Bokeh server.
+
+The server is created with ``start=False``; ``server.start()`` binds it to the
+running asyncio loop, the same loop the `App` lives on (the CLI's, or a
+notebook kernel's). Binding beyond loopback requires credentials, because the
+dashboard shows payloads and can retry and delete jobs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from forge_nb.config import resolve_url
+from forge_nb.errors import ForgeError
+from forge_nb.runtime.app import App
+
+ENV_READ_ONLY = "FORGE_NB_READ_ONLY"
+ENV_COOKIE_SECRET = "FORGE_NB_COOKIE_SECRET"
+#: Credentials: ``"user:password"``, a bare password (any user), a ``{user: password}``
+#: mapping, or the path of a JSON file holding one (Panel's ``basic_auth`` convention).
+BasicAuth = str | Mapping[str, str]
+
+
+class UnsafeBinding(ForgeError):
+    """Serving on a non-loopback address without credentials (and without opting out)."""
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 and ``localhost`` are loopback; everything else (0.0.0.0 too) is not."""
+    if address in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_basic_auth(spec: BasicAuth | None) -> BasicAuth | None:
+    """``"user:pw"`` → ``{"user": "pw"}``; files, bare passwords and mappings pass through."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if not spec:
+            raise ValueError("basic auth must not be empty: give user:password")
+        if os.path.isfile(spec) or ":" not in spec:
+            return spec
+        user, _, password = spec.partition(":")
+        if not user or not password:
+            raise ValueError("basic auth must look like user:password (both non-empty)")
+        return {user: password}
+    return dict(spec)
+
+
+def check_binding(address: str, basic_auth: BasicAuth | None, insecure_no_auth: bool) -> None:
+    """Refuse a non-loopback address without credentials unless explicitly allowed."""
+    if is_loopback(address) or basic_auth is not None or insecure_no_auth:
+        return
+    raise UnsafeBinding(
+        f"refusing to serve the dashboard on {address!r} without authentication: anyone who "
+        "can reach it could read payloads and retry or delete jobs. Pass --basic-auth "
+        "user:password (or --insecure-no-auth if a proxy in front handles access)."
+    )
+
+
+def websocket_origins(address: str, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """Origins the browser may open the dashboard's websocket from."""
+    hosts = {address, "127.0.0.1", "localhost"}
+    if address in ("0.0.0.0", "::", ""):
+        hosts.discard(address)
+        name = socket.gethostname()
+        hosts |= {name, socket.getfqdn()}
+        try:
+            hosts |= {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            pass
+    origins = {f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts if h}
+    return sorted(origins | set(extra))
+
+
+def read_only_from_env() -> bool:
+    """``FORGE_NB_READ_ONLY`` set to 1/true/yes/on."""
+    return os.environ.get(ENV_READ_ONLY, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def build_server(
+    app: App,
+    *,
+    port: int,
+    address: str = "127.0.0.1",
+    read_only: bool = False,
+    basic_auth: BasicAuth | None = None,
+    insecure_no_auth: bool = False,
+    allow_websocket_origin: Sequence[str] = (),
+) -> Any:
+    """A Panel/Bokeh server (not started) with the dashboard at ``/`` and the API at ``/api/``.
+
+    Call ``server.start()`` on the loop the `App` uses, ``server.stop()`` to end.
+    With ``basic_auth`` the dashboard asks for a login (Panel's login page) and
+    the API takes HTTP Basic credentials. The process's SIGINT handler is left
+    as it was (``pn.serve`` replaces it otherwise).
+    """
+    import panel as pn
+
+    from forge_nb.api import api_routes
+    from forge_nb.dashboard.app import TITLE, create_page
+
+    credentials = parse_basic_auth(basic_auth)
+    check_binding(address, credentials, insecure_no_auth)
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port must be between 1 and 65535, got {port!r}")
+
+    def page() -> Any:
+        return create_page(app, read_only=read_only)
+
+    options: dict[str, Any] = {}
+    if credentials is not None:
+        options["basic_auth"] = credentials
+        options["cookie_secret"] = os.environ.get(ENV_COOKIE_SECRET) or secrets.token_urlsafe(32)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        server = pn.serve(
+            {"/": page},
+            port=int(port),
+            address=address,
+            show=False,
+            start=False,
+            verbose=False,
+            title=TITLE,
+            websocket_origin=websocket_origins(address, int(port), allow_websocket_origin),
+            extra_patterns=api_routes(app, read_only=read_only, basic_auth=credentials),
+            **options,
+        )
+    finally:
+        _restore_sigint(previous)
+    return server
+
+
+def _restore_sigint(handler: Any) -> None:
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except (ValueError, TypeError):  # not the main thread, or a handler set outside Python
+        pass
+
+
+# -- `panel serve` support -------------------------------------------------------------------
+
+_shared: dict[str, App] = {}
+
+
+def shared_app(url: str | None = None) -> App:
+    """One `App` per server process and database URL, shared by every session.
+
+    Created lazily on first use; it connects on the server's loop at its first
+    query (``panel serve`` runs every session on that one loop).
+    """
+    resolved = resolve_url(url)
+    found = _shared.get(resolved)
+    if found is None:
+        found = _shared[resolved] = App(resolved)
+    return found
