@@ -220,7 +220,8 @@ async def produce(run: Run, producer_app: fnb.App, until: float) -> None:
     while time.monotonic() < until:
         carry += per_tick
         size, carry = int(carry), carry - int(carry)
-        requests, to_cancel = [], []
+        requests: list[fnb.EnqueueRequest] = []
+        to_cancel: list[int] = []
         for _ in range(size):
             n += 1
             roll = random.random() * 100
@@ -328,11 +329,13 @@ async def open_browser(run: Run) -> tuple[Any, Any, Any]:
     pw = await async_playwright().start()
     browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            run.browser_errors.append(f"console: {message.text}")
+
     page.on("pageerror", lambda e: run.browser_errors.append(f"pageerror: {e}"))
-    page.on(
-        "console",
-        lambda m: m.type == "error" and run.browser_errors.append(f"console: {m.text}"),
-    )
+    page.on("console", on_console)
     await page.goto(run.dash_url or "", wait_until="load", timeout=120_000)
     await page.locator("canvas").first.wait_for(timeout=120_000)
     return pw, browser, page

