@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import anywidget
@@ -34,6 +35,11 @@ MAX_RUNNING_SHOWN = 20
 ACTIONS = ("cancel", "pause", "resume", "workers", "retry_dead")
 
 
+#: The live widget of each App: re-running ``app.widget()`` replaces (closes) the previous
+#: one, so re-run cells do not pile up pollers. Display one widget twice for two views.
+_current: weakref.WeakKeyDictionary[App, QueueWidget] = weakref.WeakKeyDictionary()
+
+
 def app_closed(app: App, seen_open: bool) -> bool:
     """Whether the App was closed after the widget saw it open (then stop polling:
     querying again would silently reopen its connections)."""
@@ -42,7 +48,8 @@ def app_closed(app: App, seen_open: bool) -> bool:
 
 class QueueWidget(anywidget.AnyWidget):
     """Per-queue live counts, throughput sparkline, running jobs with progress and cancel,
-    pause/resume, worker −/+ and retry-all-dead. Closing the widget stops its updates."""
+    pause/resume, worker −/+ and retry-all-dead. Closing the widget stops its updates;
+    so does creating another one for the same App (a re-run cell)."""
 
     _esm = CONTROLS_ESM
     _css = CONTROLS_CSS
@@ -78,6 +85,10 @@ class QueueWidget(anywidget.AnyWidget):
         self._updater = TaskSet(loop)
         self._wake: asyncio.Event | None = None
         self.on_msg(self._on_custom_msg)
+        previous = _current.get(app)
+        if previous is not None:
+            previous.close()
+        _current[app] = self
         if self._updater.spawn(self._run(), name="forge-nb widget updates"):
             self.live = True
 
@@ -119,6 +130,8 @@ class QueueWidget(anywidget.AnyWidget):
         """Stop updating, then close the comm."""
         self._updater.cancel()
         self.live = False
+        if _current.get(self.app) is self:
+            del _current[self.app]
         super().close()
 
     # -- browser → Python ------------------------------------------------------------------

@@ -285,6 +285,24 @@ async def test_closing_the_widget_stops_its_updates(app: fnb.App) -> None:
     assert len(widget._updater) == 0 and widget.live is False
 
 
+async def test_a_new_widget_for_the_same_app_replaces_the_old_one(app: fnb.App) -> None:
+    """Re-running a cell that ends in ``app.widget()`` must not pile up pollers."""
+    await app.ensure_queue("default")
+    first = app.widget()
+    second = app.widget()
+    try:
+        await asyncio.sleep(0.05)
+        assert first.live is False and len(first._updater) == 0
+        assert second.live is True and len(second._updater) == 1
+        other = fnb.App(app.url, **FAST)  # another App keeps its own widget
+        third = other.widget()
+        assert second.live is True and third.live is True
+        third.close()
+        await other.close()
+    finally:
+        second.close()
+
+
 async def test_closing_the_app_stops_the_widget_without_reopening_the_database(
     app: fnb.App,
 ) -> None:
