@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -220,7 +221,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ForgeError, ValueError, LookupError, TypeError) as exc:
         print(f"forge-nb: error: {exc}", file=sys.stderr)
         return 1
-    return int(result or 0)
+    code = int(result or 0)
+    if args.command == "worker" and _stuck_threads():
+        # A sync handler past its timeout still runs in a thread Python would wait for at
+        # exit. Its job is already back in the queue: leave without waiting.
+        log.warning("abandoning %d handler thread(s) still running", len(_stuck_threads()))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _stuck_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("forge-nb-job") and t.is_alive()]
 
 
 if __name__ == "__main__":

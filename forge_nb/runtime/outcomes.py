@@ -39,7 +39,10 @@ def error_chain(exc: BaseException) -> str:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        parts.append(str(current) or type(current).__name__)
+        text = str(current)
+        if not isinstance(current, Exception):  # SystemExit(3) should not read as just "3"
+            text = f"{type(current).__name__}: {text}" if text else type(current).__name__
+        parts.append(text or type(current).__name__)
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__
         )

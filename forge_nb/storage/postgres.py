@@ -83,6 +83,7 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.InternalClientError,  # e.g. "cannot switch to state" on a dying connection
     OSError,
     TimeoutError,
 )
@@ -90,7 +91,6 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
 )
 ANY_DATABASE_ERROR = CONNECTION_LOST + DATABASE_ERRORS
 
@@ -159,7 +159,7 @@ class PostgresStorage:
 
     backend = "postgres"
 
-    def __init__(self, url: DatabaseUrl, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(self, url: DatabaseUrl, *, min_size: int = 0, max_size: int = 10) -> None:
         self._url = url.url  # holds the password: never shown, only handed to asyncpg
         self.safe_url = url.safe
         self._min_size = min_size
@@ -233,18 +233,25 @@ class PostgresStorage:
         if self._pool is not None:
             return
         try:
-            self._pool = await asyncpg.create_pool(
+            pool = await asyncpg.create_pool(
                 self._url,
                 min_size=self._min_size,
                 max_size=self._max_size,
                 timeout=CONNECT_TIMEOUT_S,
                 **_POOL_EXTRAS,
             )
+            try:  # min_size may be 0: make sure the server answers before going on
+                async with pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+            except BaseException:
+                pool.terminate()
+                raise
         except Exception as exc:  # refused, DNS, auth, unknown db, timeout: all "unreachable"
             reason = self._scrub(str(exc) or type(exc).__name__)
             raise DatabaseUnavailable(
                 f"cannot reach the database at {self.safe_url}: {reason}"
             ) from None
+        self._pool = pool
         try:
             await self.migrate()
         except BaseException:

@@ -13,6 +13,7 @@ from forge_nb.storage.records import QUEUE_KNOBS, JobFilter, NewJob
 #: Largest payload accepted, as encoded JSON text (bytes of UTF-8).
 MAX_PAYLOAD_BYTES = 1_000_000
 MAX_NAME_LENGTH = 200
+MAX_FILTER_LENGTH = 1000
 #: Priorities are 32-bit signed ints; attempts are capped so counters never overflow.
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
 MAX_ATTEMPTS_LIMIT = 1_000_000
@@ -27,6 +28,8 @@ def dump_json(value: Any, *, what: str) -> str:
         return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"{what} is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deeply to store as JSON") from None
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:
@@ -55,11 +58,19 @@ def check_name(value: object, what: str) -> str:
 
 
 def check_filter(filter: JobFilter) -> JobFilter:
-    """Filter strings are matched literally; NUL (which no stored text holds) is refused."""
+    """Filter strings are matched literally: valid Unicode without NUL, of bounded length."""
     for name in ("queue", "kind", "search", "status"):
         value = getattr(filter, name)
-        if value is not None and (not isinstance(value, str) or "\x00" in value):
+        if value is None:
+            continue
+        if not isinstance(value, str) or "\x00" in value:
             raise ValueError(f"{name} filter must be a string without NUL characters")
+        if len(value) > MAX_FILTER_LENGTH:
+            raise ValueError(f"{name} filter is longer than {MAX_FILTER_LENGTH} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} filter is not valid Unicode") from None
     return filter
 
 

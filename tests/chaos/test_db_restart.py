@@ -156,11 +156,6 @@ def test_each_worker_logs_the_outage_once_naming_the_url(outage: Outage) -> None
         assert PASSWORD not in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime: asyncpg's pool logs 'Failed to restore the pool connection floor; retrying' "
-    "with a full traceback ~3 times per process per 5 s outage (logger asyncpg.pool)",
-)
 def test_worker_logs_hold_no_tracebacks_during_the_outage(outage: Outage) -> None:
     for pid, log in outage.logs.items():
         noisy = [line for line in log.splitlines() if "Traceback" in line or "asyncpg" in line]

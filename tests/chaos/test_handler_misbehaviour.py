@@ -80,9 +80,7 @@ STUCK_THREAD = (
     "kind",
     [
         "never_returns",
-        pytest.param(
-            "never_returns_sync", marks=pytest.mark.xfail(strict=True, reason=STUCK_THREAD)
-        ),
+        "never_returns_sync",
     ],
 )
 async def test_a_handler_that_never_returns_is_ended_by_its_timeout(
@@ -136,11 +134,6 @@ async def test_base_exceptions_and_non_json_results_end_the_job_not_the_worker(
     assert "Traceback" not in log, log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime: error_chain keeps only messages, so SystemExit(3) is stored as last_error "
-    "'3' and KeyboardInterrupt('x') as 'x': name the type of non-Exception BaseExceptions",
-)
 async def test_the_stored_error_names_the_base_exception_raised(
     sqlite_url: str, workers: Workers
 ) -> None:

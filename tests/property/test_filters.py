@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import forge_nb as fnb
 
-from .conftest import DB_SETTINGS, known_bug
+from .conftest import DB_SETTINGS
 
 pytestmark = pytest.mark.slow
 
@@ -148,12 +148,6 @@ async def test_any_text_in_any_filter_answers_or_refuses_nul_clearly(
 async def test_a_lone_surrogate_in_a_filter_finds_nothing_or_is_a_clear_value_error(
     request: pytest.FixtureRequest, seeded: Seeded
 ) -> None:
-    known_bug(
-        request,
-        "Postgres: a lone surrogate in a filter is a StorageError (asyncpg DataError), "
-        "SQLite gives a ValueError: should be [] or ValueError on both",
-        "postgres",
-    )
     for filters in ({"search": "\ud800"}, {"kind": "a\udfff"}, {"queue": "\ud800"}):
         try:
             assert await seeded.app.jobs(**filters) == []  # type: ignore[arg-type]
@@ -164,11 +158,6 @@ async def test_a_lone_surrogate_in_a_filter_finds_nothing_or_is_a_clear_value_er
 async def test_a_very_long_search_is_answered_not_refused(
     request: pytest.FixtureRequest, seeded: Seeded
 ) -> None:
-    known_bug(
-        request,
-        "SQLite: a search over 50,000 bytes is a StorageError 'LIKE or GLOB pattern too complex'",
-        "sqlite",
-    )
     app = seeded.app
     for text in ("x" * 60_000, "%" * 60_000):
         try:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import forge_nb as fnb
 from forge_nb.storage.validation import MAX_PAYLOAD_BYTES
 
-from .conftest import DB_SETTINGS, job_count, known_bug
+from .conftest import DB_SETTINGS, job_count
 
 pytestmark = pytest.mark.slow
 
@@ -93,10 +93,6 @@ async def test_valid_payloads_round_trip_exactly(app: fnb.App, payload: dict[str
 async def test_deep_nesting_round_trips_or_is_refused_clearly(
     request: pytest.FixtureRequest, app: fnb.App, depth: int
 ) -> None:
-    known_bug(
-        request,
-        "a payload nested ~1000 deep raises RecursionError from dump_json, not PayloadError",
-    )
     before = await job_count(app)
     try:
         ref = await enqueue(app, nested(depth))
