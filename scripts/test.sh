@@ -77,6 +77,9 @@ ruff check forge_nb tests || status=1
 log "mypy"
 mypy || status=1
 
+log "JS unit tests (node --test js/)"
+bash scripts/test_js.sh || status=1
+
 log "pytest $*"
 set +e
 python -m pytest "$@"

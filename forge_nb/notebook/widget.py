@@ -43,7 +43,7 @@ _current: weakref.WeakKeyDictionary[App, QueueWidget] = weakref.WeakKeyDictionar
 def app_closed(app: App, seen_open: bool) -> bool:
     """Whether the App was closed after the widget saw it open (then stop polling:
     querying again would silently reopen its connections)."""
-    return seen_open and app._storage is None
+    return seen_open and app.closed
 
 
 class QueueWidget(anywidget.AnyWidget):

@@ -163,6 +163,11 @@ class App:
         return handle
 
     @property
+    def closed(self) -> bool:
+        """True when no database connection is open (never opened, or closed)."""
+        return self._storage is None
+
+    @property
     def handle(self) -> QueueHandle | None:
         """The running `QueueHandle`, if `start` was called."""
         return self._handle

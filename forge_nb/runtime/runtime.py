@@ -243,10 +243,10 @@ class QueueHandle:
                 sync_kinds = {h.kind for h in self.app.handlers if not h.is_async}
                 kinds = sorted(self._kinds_since_probe - sync_kinds)
                 log.warning(
-                    "event loop blocked for %.1f s while running %s: use a plain def (run in a "
-                    "thread) or await instead of blocking calls",
+                    "event loop blocked for %.1f s; async jobs in flight: %s. A handler that "
+                    "blocks should be a plain def (it runs in a thread) or await instead",
                     lag,
-                    ", ".join(kinds) or "no job (blocking code outside forge-nb jobs)",
+                    ", ".join(kinds) or "none (the blocking code is outside forge-nb jobs)",
                 )
 
     async def _tick(self) -> None:
