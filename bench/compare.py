@@ -179,7 +179,9 @@ async def run_forge_nb(
     log("  latency")
     p50, p99 = await run.bench_latency(url_for("latency"), args.latency_jobs)
     result["latency_p50_ms"], result["latency_p99_ms"] = p50, p99
-    result["settings"] = f"{args.workers} queue workers, bench/run.py defaults"
+    result["settings"] = f"{args.workers} queue workers, bench/run.py defaults" + (
+        " (WAL, synchronous=NORMAL)" if url_for("probe").startswith("sqlite") else ""
+    )
     return result
 
 
@@ -226,9 +228,12 @@ def ratio_cell(rows: dict[str, Result], key: str, higher_better: bool) -> str:
     best = max(peers) if higher_better else min(peers)
     parts = []
     for label, row_key in (("SQLite", "forge_nb_sqlite"), ("PG", "forge_nb_postgres")):
-        mine = rows.get(row_key, {}).get(key)
-        parts.append(f"{label} {mine / best:.2f}×" if mine is not None and best else f"{label} —")
-    return " · ".join(parts)
+        if row_key in rows:
+            mine = rows[row_key].get(key)
+            parts.append(
+                f"{label} {mine / best:.2f}×" if mine is not None and best else f"{label} —"
+            )
+    return " · ".join(parts) or "—"
 
 
 def table(rows: dict[str, Result]) -> str:
@@ -237,7 +242,9 @@ def table(rows: dict[str, Result]) -> str:
         "|---|" + "---|" * len(COLUMNS),
     ]
     for label, key in ROWS:
-        row = rows.get(key, {"error": "not run"})
+        if key not in rows:  # left out with --only
+            continue
+        row = rows[key]
         if "error" in row:
             cells = ["failed"] * len(COLUMNS)
         else:
@@ -264,8 +271,9 @@ def footnotes(rows: dict[str, Result], args: argparse.Namespace) -> str:
         "Ratio: throughput columns >1× means forge-nb is faster than the best peer; "
         "latency columns <1× means forge-nb starts jobs sooner. — = the peer has no such "
         "operation (huey has no bulk enqueue).",
-        f"forge-nb {forge_nb.__version__}; "
-        + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+        ", ".join(
+            [f"forge-nb {forge_nb.__version__}"] + [f"{k} {v}" for k, v in sorted(versions.items())]
+        ),
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, Postgres fsync on.",
     ]
@@ -297,8 +305,9 @@ def parse_args() -> argparse.Namespace:
         "--only", help="comma-separated subset of: " + ",".join(key for _, key in ROWS)
     )
     args = parser.parse_args()
-    if args.jobs < 1 or args.repeat < 1 or args.enqueue_one < 1 or args.latency_jobs < 1:
-        parser.error("sizes and --repeat must be positive")
+    sizes = (args.jobs, args.repeat, args.enqueue_one, args.latency_jobs, args.workers)
+    if min(sizes) < 1:
+        parser.error("sizes, --repeat and --workers must be positive")
     if args.jobs > BATCH and args.jobs % BATCH:
         parser.error(f"--jobs above {BATCH:,} must be a multiple of {BATCH:,} (bulk batches)")
     args.enqueue_one = min(args.enqueue_one, args.jobs)
