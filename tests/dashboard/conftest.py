@@ -1,4 +1,4 @@
-"""Fixtures for the dashboard tests: one headless Chromium per session, and pages that fail
+"""Fixtures for the dashboard tests: one headless Chromium per module, and pages that fail
 the test when the dashboard logs an error or a request fails (a CDN fetch, say).
 
 Panel renders inside nested shadow DOM; Playwright's CSS locators pierce open shadow roots,
@@ -17,9 +17,13 @@ from tests.dashboard.support import CHROMIUM, CHROMIUM_ARGS, Page
 # -- browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole session."""
+    """One headless Chromium per module.
+
+    Not per session: sync Playwright keeps an event loop running in this thread while it
+    is started, which breaks every async test that runs after it until it stops.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
