@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import Any
 
+from forge_nb.errors import ForgeError
 from forge_nb.runtime.app import App
 
 DEFAULT_PORT = 5006
@@ -111,6 +112,10 @@ def _stop(server: Any) -> None:
 
 async def run_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard for ``--db`` until a signal arrives."""
+    from forge_nb.dashboard.server import check_binding, parse_basic_auth
+
+    # Refuse an exposed, unauthenticated server before touching the database.
+    check_binding(args.address, parse_basic_auth(args.basic_auth), args.insecure_no_auth)
     app = App(args.db)
     await app.storage()  # an unreachable database fails here, with its (masked) URL
     try:
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     try:
         return int(asyncio.run(args.run(args)) or 0)
-    except (ValueError, LookupError, TypeError) as exc:
+    except (ForgeError, ValueError, LookupError, TypeError) as exc:
         print(f"forge-nb: error: {exc}", file=sys.stderr)
         return 1
 

@@ -34,11 +34,18 @@ TIME_LABEL = "time (UTC)"
 #: The workload timeline's x range; tests and users find it by this name.
 MAIN_X_NAME = "main_x"
 TIMELINE_SERIES = ("enqueued", "completed", "retried", "failed")
+#: A fitted first window starts this long before the first busy minute …
+FIT_MARGIN_MS = 2 * 60_000.0
+#: … and shows at least this much.
+MIN_VISIBLE_MS = 10 * 60_000.0
 STATUS_ORDER = ("pending", "running", "failed", "done", "dead")
 
-TIME_FORMAT = DatetimeTickFormatter(
-    minutes="%H:%M", hourmin="%H:%M", hours="%H:%M", days="%b %d", months="%b %Y"
-)
+
+def time_format() -> DatetimeTickFormatter:
+    """A new UTC tick formatter (Bokeh models belong to one document: never share them)."""
+    return DatetimeTickFormatter(
+        minutes="%H:%M", hourmin="%H:%M", hours="%H:%M", days="%b %d", months="%b %Y"
+    )
 
 
 def new_figure(**options: Any) -> Any:
@@ -60,7 +67,7 @@ def time_figure(
         **options,
     )
     fig.xaxis.axis_label = TIME_LABEL
-    fig.xaxis.formatter = TIME_FORMAT
+    fig.xaxis.formatter = time_format()
     if y_label:
         fig.yaxis.axis_label = y_label
     fig.toolbar.logo = None
@@ -189,7 +196,7 @@ class Timeline:
             title="Drag the box to move the window above; drag its edges to resize it",
         )
         self.overview.xaxis.axis_label = TIME_LABEL
-        self.overview.xaxis.formatter = TIME_FORMAT
+        self.overview.xaxis.formatter = time_format()
         self.overview.yaxis.visible = False
         self.overview.ygrid.grid_line_color = None
         self.overview.min_border_left = 60
@@ -244,10 +251,25 @@ class Timeline:
         following = self._last_t is None or float(x_range.end) >= self._last_t
         merge_series(self.source, data, rollover=self.rollover, stream=stream)
         newest = float(self.source.data["t"][-1])
-        if self._last_t is not None and following and newest > self._last_t:
+        if self._last_t is None:
+            self._fit_recent_start(data)
+        elif following and newest > self._last_t:
             shift = newest - self._last_t
             x_range.update(start=float(x_range.start) + shift, end=float(x_range.end) + shift)
         self._last_t = newest
+
+    def _fit_recent_start(self, data: Mapping[str, list[float]]) -> None:
+        """First load: if work began within the window, start the window just before it
+        (a fresh database shows its minutes, not half an hour of zeros)."""
+        busy = [
+            t
+            for i, t in enumerate(data["t"])
+            if any(data[name][i] for name in TIMELINE_SERIES if name in data)
+        ]
+        x_range: Any = self.x_range
+        if busy and busy[0] > float(x_range.start):
+            end = float(x_range.end)
+            x_range.start = min(busy[0] - FIT_MARGIN_MS, end - MIN_VISIBLE_MS)
 
 
 class StatusBars:
@@ -314,7 +336,6 @@ class MultiSeriesChart:
         self.fig = time_figure(height=height, title=title, y_label=y_label, **options)
         if y_format:
             self.fig.yaxis.formatter = NumeralTickFormatter(format=y_format)
-        self.fig.legend.visible = False  # created lazily below
         self._sources: dict[str, ColumnDataSource] = {}
         self._legend: Legend | None = None
 

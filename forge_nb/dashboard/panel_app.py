@@ -11,7 +11,10 @@ the HTTP API under ``/api/`` as well.
 
 from __future__ import annotations
 
+import panel as pn
+
 from forge_nb.dashboard.app import create_page
 from forge_nb.dashboard.server import read_only_from_env, shared_app
 
-create_page(shared_app(), read_only=read_only_from_env()).servable()
+if pn.state.served:  # run by `panel serve`, once per session (a plain import does nothing)
+    create_page(shared_app(), read_only=read_only_from_env()).servable()

@@ -14,6 +14,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from forge_nb.config import resolve_url
@@ -21,6 +22,7 @@ from forge_nb.errors import ForgeError
 from forge_nb.runtime.app import App
 
 ENV_READ_ONLY = "FORGE_NB_READ_ONLY"
+LOGIN_TEMPLATE = Path(__file__).parent / "templates" / "login.html"
 ENV_COOKIE_SECRET = "FORGE_NB_COOKIE_SECRET"
 #: Credentials: ``"user:password"``, a bare password (any user), a ``{user: password}``
 #: mapping, or the path of a JSON file holding one (Panel's ``basic_auth`` convention).
@@ -122,6 +124,7 @@ def build_server(
     if credentials is not None:
         options["basic_auth"] = credentials
         options["cookie_secret"] = os.environ.get(ENV_COOKIE_SECRET) or secrets.token_urlsafe(32)
+        options["basic_login_template"] = str(LOGIN_TEMPLATE)  # Panel's pulls a CDN logo
     previous = signal.getsignal(signal.SIGINT)
     try:
         server = pn.serve(

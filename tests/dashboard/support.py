@@ -173,14 +173,16 @@ class Served:
         return int(self.process.returncode)
 
 
-def start_server(argv: list[str], env: dict[str, str], log: Path, timeout: float = 60.0) -> Served:
-    """Start a server, wait for the URL it prints and for that URL to answer."""
+def start_server(
+    argv: list[str], env: dict[str, str], log: Path, timeout: float = 60.0, url: str | None = None
+) -> Served:
+    """Start a server, wait for the URL it prints (or ``url``) and for that URL to answer."""
     stderr = log.open("w")
     process = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=log.parent
     )
     lines: list[str] = []
-    found: dict[str, str] = {}
+    found: dict[str, str] = {"url": url} if url else {}
 
     def reader() -> None:
         assert process.stdout is not None
@@ -201,7 +203,16 @@ def start_server(argv: list[str], env: dict[str, str], log: Path, timeout: float
             )
         time.sleep(0.1)
     served = Served(process, found["url"], lines, log)
-    wait_for(lambda: http_get(served.url)[0] in (200, 302), timeout=30)
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}:\n{served.log_text()}")
+        try:
+            return http_get(served.url)[0] in (200, 302)
+        except OSError:  # not listening yet
+            return False
+
+    wait_for(answering, timeout=timeout)
     return served
 
 

@@ -63,6 +63,14 @@ WINDOW_BOX_CENTER_JS = """() => {
 }"""
 
 
+MINI_FRAME_SIZES_JS = """() => [...Bokeh.documents[0]._all_models.values()]
+  .filter((m) => m.type === "Figure" && m.title && m.title.text.includes("jobs/min"))
+  .map((m) => {
+    const frame = Bokeh.index.find_one(m).frame.bbox;
+    return [m.title.text, frame.width, frame.height];
+  })"""
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -287,6 +295,10 @@ def test_per_queue_metrics_expand_and_range(served: Any, page: Page) -> None:
     assert page.page.evaluate(
         "Bokeh.documents[0].get_model_by_name('queue_throughput').toolbar.active_drag.type"
     ).endswith("BoxZoomTool")
+    # Every queue's mini chart is drawn with a real plot area (not collapsed to nothing).
+    sizes = page.page.evaluate(MINI_FRAME_SIZES_JS)
+    assert {title.split(" ")[0] for title, _, _ in sizes} >= {"default", "ops", "work"}
+    assert all(width > 100 and height > 40 for _, width, height in sizes), sizes
 
 
 def test_cron_toggle_and_run_now(served: Any, page: Page) -> None:

@@ -84,7 +84,12 @@ class OverviewPage(Page):
             sizing_mode="stretch_width",
             css_classes=["fnb-status-strip"],
         )
-        self.latency = pn.pane.HTML("", stylesheets=[STRIP_CSS], sizing_mode="stretch_width")
+        self.latency = pn.pane.HTML(
+            "",
+            stylesheets=[STRIP_CSS],
+            sizing_mode="stretch_width",
+            css_classes=["fnb-latency-cards"],
+        )
         self.process_summary = pn.pane.HTML("", sizing_mode="stretch_width")
         self.processes = LiveTable(
             process_frame(Snapshot(now=now)),

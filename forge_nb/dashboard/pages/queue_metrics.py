@@ -9,12 +9,12 @@ import panel as pn
 from bokeh.models import ColumnDataSource, DataRange1d
 
 from forge_nb.dashboard.charts import (
-    TIME_FORMAT,
     hover_for,
     merge_series,
     new_figure,
     outside_legend,
     time_figure,
+    time_format,
 )
 from forge_nb.dashboard.data import PERCENTILES, RANGES, Snapshot, latency_summary, metric_series
 from forge_nb.dashboard.format import PERCENTILE_COLORS, SERIES_COLORS, css_slug, duration, esc
@@ -45,7 +45,7 @@ class MiniChart:
             tools="",
             title=f"{name} · jobs/min · UTC",
         )
-        self.fig.xaxis.formatter = TIME_FORMAT
+        self.fig.xaxis.formatter = time_format()
         self.fig.xaxis.major_label_text_font_size = "8pt"
         self.fig.yaxis.major_label_text_font_size = "8pt"
         self.fig.y_range.start = 0
@@ -143,7 +143,9 @@ class QueueMetricsPage(Page):
         self.heading = pn.pane.HTML(
             "", sizing_mode="stretch_width", css_classes=["fnb-queue-heading"]
         )
-        self.grid = pn.FlexBox(sizing_mode="stretch_width")
+        # GridBox, not FlexBox: fixed-size plots in a FlexBox nested in Tabs in a Column get
+        # laid out at 0×0 by Bokeh 3.9 / Panel 1.9.
+        self.grid = pn.GridBox(ncols=3, sizing_mode="stretch_width")
         self.full = pn.Column(
             self.heading,
             pn.pane.Bokeh(self.throughput, sizing_mode="stretch_width"),

@@ -1,0 +1,124 @@
+"""What the charts and tables are fed, without a browser: series, merging, escaping, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import UTC, datetime
+
+from bokeh.models import ColumnDataSource
+
+import forge_nb as fnb
+from forge_nb.dashboard.charts import merge_series
+from forge_nb.dashboard.data import SnapshotSource, metric_series, status_totals
+from forge_nb.dashboard.pages.inspector import render_job
+from forge_nb.dashboard.pages.queues import delay_schedule
+from forge_nb.runtime.metrics import bucket_of
+from forge_nb.storage.records import JobEvent, JobRecord, MetricRow, QueueConfig
+
+MINUTE = 60
+
+
+def row(minute: int, queue: str, host: str, completed: int, latencies: list[float]) -> MetricRow:
+    hist: dict[int, int] = {}
+    for seconds in latencies:
+        hist[bucket_of(seconds)] = hist.get(bucket_of(seconds), 0) + 1
+    return MetricRow(minute, queue, host, completed=completed, processing_hist=hist, e2e_hist=hist)
+
+
+def test_series_add_queues_and_hosts_and_fill_empty_minutes() -> None:
+    start = 1_000 * MINUTE
+    rows = [
+        row(1_000, "a", "h1", 3, [0.1, 0.1, 0.1]),
+        row(1_000, "b", "h2", 1, [10.0]),
+        row(1_002, "a", "h1", 2, [0.2, 0.2]),
+    ]
+    series = metric_series(rows, start, start + 2 * MINUTE + 5)
+    assert series["t"] == [start * 1000.0, (start + 60) * 1000.0, (start + 120) * 1000.0]
+    assert series["completed"] == [4.0, 0.0, 2.0]
+    # Percentiles come from the merged histogram of both queues and hosts.
+    assert series["processing_p50"][0] < 0.2 < 9.0 < series["processing_p99"][0]
+    assert math.isnan(series["processing_p50"][1])  # no runs: no latency (the line breaks)
+    only_b = metric_series(rows, start, start + 2 * MINUTE, queue="b")
+    assert only_b["completed"] == [1.0, 0.0, 0.0]
+
+
+def test_wide_buckets_report_jobs_per_minute() -> None:
+    start = 2_000 * 5 * MINUTE
+    rows = [row(start // MINUTE + i, "q", "h", 10, []) for i in range(5)]
+    series = metric_series(rows, start, start + 4 * MINUTE, bucket_s=5 * MINUTE)
+    assert series["completed"] == [10.0]  # 50 jobs in 5 minutes
+
+
+def test_merge_patches_changed_buckets_and_streams_new_ones() -> None:
+    source = ColumnDataSource({"t": [], "n": []})
+    merge_series(source, {"t": [1.0, 2.0, 3.0], "n": [1.0, 2.0, 3.0]}, rollover=4)
+    merge_series(source, {"t": [2.0, 3.0, 4.0], "n": [2.0, 5.0, 6.0]}, rollover=4)
+    assert source.data == {"t": [1.0, 2.0, 3.0, 4.0], "n": [1.0, 2.0, 5.0, 6.0]}
+    merge_series(source, {"t": [5.0], "n": [7.0]}, rollover=4)  # rollover keeps the newest 4
+    assert source.data == {"t": [2.0, 3.0, 4.0, 5.0], "n": [2.0, 5.0, 6.0, 7.0]}
+    merge_series(source, {"t": [0.0, 1.0], "n": [9.0, 9.0]}, rollover=4)  # an earlier window
+    assert source.data == {"t": [0.0, 1.0], "n": [9.0, 9.0]}
+    assigned = ColumnDataSource({"t": [1.0], "n": [1.0]})
+    merge_series(assigned, {"t": [1.0, 2.0], "n": [3.0, 4.0]}, rollover=4, stream=False)
+    assert assigned.data == {"t": [1.0, 2.0], "n": [3.0, 4.0]}
+
+
+def test_backoff_preview_matches_the_runtime_formula() -> None:
+    config = QueueConfig("q", backoff_base_seconds=2.0, backoff_max_seconds=50.0)
+    assert delay_schedule(config, 6) == [2.0, 4.0, 8.0, 16.0, 32.0, 50.0]
+
+
+def test_inspector_escapes_everything_from_the_job() -> None:
+    evil = '<img src=x onerror="window.__xss=1">'
+    now = datetime.now(UTC)
+    job = JobRecord(
+        id="7",
+        kind="k<b>",
+        queue="q<i>",
+        status="dead",
+        priority=0,
+        attempts=1,
+        max_attempts=1,
+        payload={"note": evil},
+        result=None,
+        last_error=f"top: {evil}",
+        last_traceback=f"Traceback: {evil}",
+        progress=None,
+        progress_message=None,
+        unique_key=None,
+        created_at=now,
+        scheduled_at=now,
+        started_at=now,
+        finished_at=now,
+        claimed_by=None,
+        cancel_requested_at=None,
+    )
+    html = render_job(job, [JobEvent("7", time.time(), "dead", 1, evil)], time.time())
+    assert "<img" not in html and "<b>" not in html and "<i>" not in html
+    assert "&lt;img src=x onerror=" in html
+
+
+def test_status_totals() -> None:
+    counts = {"a": {"done": 2, "dead": 1}, "b": {"done": 3}}
+    assert status_totals(counts) == {"done": 5, "dead": 1}
+
+
+async def test_concurrent_sessions_share_one_read(tmp_path: object) -> None:
+    app = fnb.App(f"sqlite:///{tmp_path}/jobs.db")
+    source = SnapshotSource(app, ttl=5.0)
+    calls = 0
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return calls
+
+    answers = await asyncio.gather(*(source.cached(("k",), fetch) for _ in range(5)))
+    assert answers == [1] * 5
+    assert await source.cached(("k",), fetch) == 1  # still fresh
+    source.invalidate("k")
+    assert await source.cached(("k",), fetch) == 2
+    await app.close()
