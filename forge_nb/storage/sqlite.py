@@ -69,6 +69,8 @@ from forge_nb.storage.validation import (
 Q = load_queries("sqlite")
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 30.0
+#: Pauses between non-blocking retries of a busy write before it waits on the thread.
+BUSY_RETRY_PAUSES_S = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
 MAX_PAGE = 1000
 #: How often other processes' commits are looked for (cross-process wake-up latency).
 WATCH_INTERVAL_S = 0.01
@@ -159,14 +161,19 @@ class SqliteStorage:
         if writer is None:
             raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
         async with self._write_lock:
-            try:
-                return _try_transaction(writer._conn, fn, *args)
-            except _Busy:
-                pass
-            except sqlite3.IntegrityError:
-                raise
-            except sqlite3.DatabaseError as exc:
-                raise StorageError(f"SQLite error on {self.safe_url}: {exc}") from exc
+            # Another process's transactions are short: retry on the loop with short sleeps
+            # (SQLite's own busy handler sleeps up to 100 ms at a time), then wait on the thread.
+            for pause in (*BUSY_RETRY_PAUSES_S, None):
+                try:
+                    return _try_transaction(writer._conn, fn, *args)
+                except _Busy:
+                    if pause is None:
+                        break
+                    await asyncio.sleep(pause)
+                except sqlite3.IntegrityError:
+                    raise
+                except sqlite3.DatabaseError as exc:
+                    raise StorageError(f"SQLite error on {self.safe_url}: {exc}") from exc
             return await self._call(writer, _transaction, fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
