@@ -162,6 +162,7 @@ class Snapshot:
     metrics: list[MetricRow] = field(default_factory=list)
     metrics_since: float = 0.0
     schedules: list[Schedule] | None = None
+    rate_limits: list[RateLimit] | None = None
     resources: list[dict[str, Any]] | None = None
     db_health: list[dict[str, Any]] | None = None
     #: Per-queue page rows and the range they cover.

@@ -41,6 +41,8 @@ CHROMIUM_ARGS = [
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 XSS_PAYLOAD = '<img src=x onerror="window.__xss=1">'
+#: A queue name is data too (shown in card titles, filters, charts).
+XSS_QUEUE = '<img src=y onerror="window.__xss=2">'
 #: Text of an element including every nested shadow root (style/script skipped).
 DEEP_TEXT_JS = """el => {
   const walk = (n) => {
@@ -276,6 +278,7 @@ async def seed(url: str) -> Seeded:
         )
         await app.ensure_queue("default", workers=2)
         await app.ensure_queue("ops", workers=2)
+        await app.ensure_queue(XSS_QUEUE, workers=1)
         await app.enqueue_many(
             [EnqueueRequest(kind="seed.ok", payload={"n": i}) for i in range(150)]
         )

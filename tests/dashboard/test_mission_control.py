@@ -18,6 +18,7 @@ import pytest
 import forge_nb as fnb
 from tests.dashboard.support import (
     TABS,
+    XSS_QUEUE,
     Page,
     Seeded,
     Served,
@@ -183,6 +184,11 @@ def test_inspector_shows_payload_and_error_as_text(served: Any, page: Page) -> N
     assert "Traceback (most recent call last)" in text
     assert re.search(r"\benqueued\b", text) and re.search(r"\bdead\b", text)
     assert page.page.locator(".fnb-inspector img, .fnb-table-dead img").count() == 0
+    # A queue named like markup is shown as text on the Queues page too.
+    page.tab("Queues")
+    page.page.locator(".fnb-queue-work").wait_for()
+    wait_for(lambda: XSS_QUEUE in page.text(".fnb-tabs"))
+    assert page.page.locator(".fnb-queue-card img").count() == 0
     assert page.page.evaluate("typeof window.__xss") == "undefined"
 
 

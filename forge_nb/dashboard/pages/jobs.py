@@ -179,6 +179,7 @@ class JobBrowser(Page):
         self._cursors: list[str | None] = [None]
         self._next_cursor: str | None = None
         self._stale = True
+        self._scan_capped = False
         self._jobs: list[JobRecord] = []
         self._queue_names: list[str] = []
         controls: list[Any] = [
@@ -260,6 +261,7 @@ class JobBrowser(Page):
         found: list[JobRecord] = []
         cursor = self._cursors[-1]
         scanned = 0
+        self._scan_capped = False
         while scanned < SCHEDULED_SCAN_LIMIT:
             page = await self.ctx.app.jobs_page(limit=500, cursor=cursor, **self.filters())
             for job in page.jobs:
@@ -271,6 +273,7 @@ class JobBrowser(Page):
             if page.next_cursor is None:
                 return found, None
             cursor = page.next_cursor
+        self._scan_capped = True
         return found, cursor
 
     def _show_page(self, snap: Snapshot) -> None:
@@ -281,6 +284,8 @@ class JobBrowser(Page):
         number = len(self._cursors)
         total = self._total(snap)
         total_text = f" of {total:,} matching" if total is not None else ""
+        if self.mode.future_only and self._scan_capped:
+            total_text += f" (looked at {SCHEDULED_SCAN_LIMIT:,} pending jobs; Older ▶ goes on)"
         self.page_label.object = (
             f"<span style='font-size:13px'>page {number} · {len(rows)} row(s){total_text}</span>"
         )

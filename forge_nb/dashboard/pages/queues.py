@@ -17,7 +17,7 @@ from forge_nb.dashboard.data import Snapshot
 from forge_nb.dashboard.format import css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Notice, Page, run_action
 from forge_nb.runtime.outcomes import backoff_delay
-from forge_nb.storage.records import STATUSES, QueueConfig
+from forge_nb.storage.records import STATUSES, QueueConfig, RateLimit
 
 PREVIEW_ATTEMPTS = 10
 HOUR = 3600.0
@@ -108,7 +108,7 @@ class QueueEditor:
             self.notice.pane,
             self.schedule_text,
             pn.pane.Bokeh(self.preview.fig, sizing_mode="stretch_width"),
-            title=f"queue {config.name}",
+            title=f"queue {esc(config.name)}",  # Panel puts the title in HTML as is
             sizing_mode="stretch_width",
             collapsible=True,
             css_classes=[f"fnb-queue-{slug}", "fnb-queue-card"],
@@ -243,6 +243,25 @@ def _rounded(config: QueueConfig) -> QueueConfig:
     )
 
 
+def rate_limits_html(limits: list[RateLimit], now: float) -> str:
+    """The token buckets every process shares (escaped)."""
+    if not limits:
+        return "<span style='font-size:13px'><b>Rate limits</b>: none defined.</span>"
+    rows = "".join(
+        f"<tr><td>{esc(r.scope)}</td><td>{r.tokens:,.1f} / {r.capacity:,.1f}</td>"
+        f"<td>{r.refill_per_second:,.2f} /s</td>"
+        f"<td>{esc('drained for ' + duration(r.held_until - now)) if r.held_until > now else ''}"
+        "</td></tr>"
+        for r in sorted(limits, key=lambda r: r.scope)
+    )
+    return (
+        "<div style='font-size:13px'><b>Rate limits</b> (shared token buckets)"
+        "<table style='border-collapse:collapse;margin-top:4px'><tr><th align=left>scope</th>"
+        "<th align=left>tokens</th><th align=left>refill</th><th></th></tr>"
+        f"{rows}</table></div>"
+    )
+
+
 class QueuesPage(Page):
     """One editor card per queue, added as queues appear."""
 
@@ -258,9 +277,11 @@ class QueuesPage(Page):
         if ctx.read_only:
             note = "Read-only: queue settings are shown, not changed."
         self.cards = pn.Column(sizing_mode="stretch_width")
+        self.limits = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["fnb-rate-limits"])
         self._panel = pn.Column(
             pn.pane.HTML(f"<span style='font-size:13px'>{note}</span>"),
             self.cards,
+            self.limits,
             sizing_mode="stretch_width",
         )
 
@@ -269,8 +290,16 @@ class QueuesPage(Page):
         """The tab's content."""
         return self._panel
 
+    async def fetch(self, snap: Snapshot) -> None:
+        """Read the shared rate limits (shown under the queues)."""
+        snap.rate_limits = await self.ctx.source.rate_limits()
+
     def update(self, snap: Snapshot) -> None:
-        """Add cards for new queues; refresh each."""
+        """Add cards for new queues; refresh each; show the rate limits."""
+        if snap.rate_limits is not None:
+            html = rate_limits_html(snap.rate_limits, snap.now)
+            if html != self.limits.object:
+                self.limits.object = html
         added = False
         for config in sorted(snap.queues, key=lambda q: q.name):
             editor = self.editors.get(config.name)
