@@ -44,7 +44,13 @@ STATUS_ORDER = ("pending", "running", "failed", "done", "dead")
 def time_format() -> DatetimeTickFormatter:
     """A new UTC tick formatter (Bokeh models belong to one document: never share them)."""
     return DatetimeTickFormatter(
-        minutes="%H:%M", hourmin="%H:%M", hours="%H:%M", days="%b %d", months="%b %Y"
+        seconds="%H:%M:%S",
+        minsec="%H:%M:%S",
+        minutes="%H:%M",
+        hourmin="%H:%M",
+        hours="%H:%M",
+        days="%b %d",
+        months="%b %Y",
     )
 
 

@@ -326,4 +326,4 @@ def test_cron_toggle_and_run_now(served: Any, page: Page) -> None:
     before = query(seeded.url, daily_jobs)
     rows.filter(has_text="nightly").locator("span[title='enqueue a run now']").click()
     wait_for(lambda: query(seeded.url, daily_jobs) == before + 1)
-    assert "enqueued job" in page.text(".fnb-cron-notice")
+    wait_for(lambda: "enqueued job" in page.text(".fnb-cron-notice"))
