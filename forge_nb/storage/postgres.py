@@ -52,12 +52,14 @@ from forge_nb.storage.records import (
 from forge_nb.storage.rows import metric_params
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations, load_queries
 from forge_nb.storage.validation import (
+    check_bucket,
     check_filter,
     check_name,
     check_queue_knobs,
     dump_json,
     escape_like,
     prepare_jobs,
+    retryable_statuses,
 )
 
 Q = load_queries("postgres")
@@ -451,7 +453,7 @@ class PostgresStorage:
 
     async def retry_many(self, filter: JobFilter, now: float) -> int:
         """Retry every dead/failed job matching the filter (unique-key clashes skipped)."""
-        statuses = _retryable_statuses(filter)
+        statuses = retryable_statuses(filter)
         where, params = _filter_sql(JobFilter(None, filter.queue, filter.kind, filter.search))
         params.append(list(statuses))
         where.append(f"status = ANY (${len(params)}::text[])")
@@ -522,20 +524,7 @@ class PostgresStorage:
     # -- processes -----------------------------------------------------------------------
     async def register_processes(self, processes: Sequence[ProcessRecord]) -> None:
         """Insert or replace slot rows."""
-        params = [
-            (
-                p.id,
-                p.host_id,
-                p.hostname,
-                p.pid,
-                p.queue,
-                p.current_job,
-                p.last_heartbeat.timestamp(),
-                p.started_at.timestamp(),
-                p.version,
-            )
-            for p in processes
-        ]
+        params = [rows.process_params(p) for p in processes]
         if params:
             async with self._tx() as conn:
                 await conn.executemany(Q["register_process"], params)
@@ -642,7 +631,7 @@ class PostgresStorage:
     ) -> RateLimit:
         """Create (full) or update a bucket (its tokens capped at the new capacity)."""
         check_name(scope, "rate limit scope")
-        _check_bucket(capacity, refill_per_second)
+        check_bucket(capacity, refill_per_second)
         found = await self._fetchrow(
             Q["ensure_rate_limit"], scope, float(capacity), float(refill_per_second), now
         )
@@ -865,14 +854,6 @@ def _filter_sql(filter: JobFilter) -> tuple[list[str], list[Any]]:
     return where, params
 
 
-def _retryable_statuses(filter: JobFilter) -> tuple[str, ...]:
-    if filter.status is None:
-        return ("dead", "failed")
-    if filter.status not in ("dead", "failed"):
-        raise ValueError(f"only dead or failed jobs can be retried, not {filter.status!r}")
-    return (filter.status,)
-
-
 async def _apply_knobs(conn: Any, name: str, knobs: Mapping[str, Any]) -> QueueConfig:
     """Update an existing queue row (inside the caller's transaction) and return it."""
     if knobs:
@@ -890,14 +871,6 @@ async def _apply_knobs(conn: Any, name: str, knobs: Mapping[str, Any]) -> QueueC
             f"backoff_base_seconds ({config.backoff_base_seconds})"
         )
     return config
-
-
-def _check_bucket(capacity: float, refill_per_second: float) -> None:
-    for name, value in (("capacity", capacity), ("refill_per_second", refill_per_second)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"{name} must be a number > 0, got {value!r}")
-        if value == float("inf"):
-            raise ValueError(f"{name} must be finite")
 
 
 def _tokens_wait(found: Any, scope: str, n: float, now: float) -> float:

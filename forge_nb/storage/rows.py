@@ -188,3 +188,18 @@ def parse_job_id(job_id: object) -> int | None:
     if isinstance(job_id, str) and job_id.isascii() and job_id.isdigit() and len(job_id) < 19:
         return int(job_id)
     return None
+
+
+def process_params(p: ProcessRecord) -> tuple[Any, ...]:
+    """Parameters for the ``register_process`` statement (both dialects, same order)."""
+    return (
+        p.id,
+        p.host_id,
+        p.hostname,
+        p.pid,
+        p.queue,
+        p.current_job,
+        p.last_heartbeat.timestamp(),
+        p.started_at.timestamp(),
+        p.version,
+    )

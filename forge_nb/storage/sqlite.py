@@ -58,12 +58,14 @@ from forge_nb.storage.schema import (
     split_statements,
 )
 from forge_nb.storage.validation import (
+    check_bucket,
     check_filter,
     check_name,
     check_queue_knobs,
     dump_json,
     escape_like,
     prepare_jobs,
+    retryable_statuses,
 )
 
 Q = load_queries("sqlite")
@@ -341,7 +343,7 @@ class SqliteStorage:
 
     async def retry_many(self, filter: JobFilter, now: float) -> int:
         """Retry every dead/failed job matching the filter (unique-key clashes skipped)."""
-        statuses = _retryable_statuses(filter)
+        statuses = retryable_statuses(filter)
         where, params = _filter_sql(JobFilter(None, filter.queue, filter.kind, filter.search))
         where.append(f"status IN ({','.join('?' * len(statuses))})")
         params.extend(statuses)
@@ -390,20 +392,7 @@ class SqliteStorage:
     # -- processes -----------------------------------------------------------------------
     async def register_processes(self, processes: Sequence[ProcessRecord]) -> None:
         """Insert or replace slot rows."""
-        params = [
-            (
-                p.id,
-                p.host_id,
-                p.hostname,
-                p.pid,
-                p.queue,
-                p.current_job,
-                p.last_heartbeat.timestamp(),
-                p.started_at.timestamp(),
-                p.version,
-            )
-            for p in processes
-        ]
+        params = [rows.process_params(p) for p in processes]
         await self._write(lambda c: c.executemany(Q["register_process"], params))
 
     async def unregister_processes(self, process_ids: Sequence[str]) -> None:
@@ -506,7 +495,7 @@ class SqliteStorage:
     ) -> RateLimit:
         """Create (full) or update a bucket."""
         check_name(scope, "rate limit scope")
-        _check_bucket(capacity, refill_per_second)
+        check_bucket(capacity, refill_per_second)
         params = (scope, float(capacity), float(refill_per_second), float(capacity), now)
         found = await self._write(lambda c: c.execute(Q["ensure_rate_limit"], params).fetchall())
         return rows.rate_limit(found[0])
@@ -720,14 +709,6 @@ def _filter_sql(filter: JobFilter) -> tuple[list[str], list[Any]]:
     return where, params
 
 
-def _retryable_statuses(filter: JobFilter) -> tuple[str, ...]:
-    if filter.status is None:
-        return ("dead", "failed")
-    if filter.status not in ("dead", "failed"):
-        raise ValueError(f"only dead or failed jobs can be retried, not {filter.status!r}")
-    return (filter.status,)
-
-
 def _counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:
     out: dict[str, dict[Status, int]] = {}
     for (name,) in names:
@@ -820,14 +801,6 @@ def _reap(
             reaped.append(ReapedJob(str(key), kind, queue, status, host or ""))
     c.execute(Q["delete_stale_processes"], (stale_before, hosts_json))
     return reaped
-
-
-def _check_bucket(capacity: float, refill_per_second: float) -> None:
-    for name, value in (("capacity", capacity), ("refill_per_second", refill_per_second)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"{name} must be a number > 0, got {value!r}")
-        if value == float("inf"):
-            raise ValueError(f"{name} must be finite")
 
 
 def _take_tokens(c: sqlite3.Connection, scope: str, n: float, now: float) -> float:

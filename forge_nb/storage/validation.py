@@ -171,3 +171,21 @@ def check_queue_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
 def escape_like(text: str) -> str:
     """Escape LIKE wildcards so a search is a plain substring match (ESCAPE '\\')."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def retryable_statuses(filter: JobFilter) -> tuple[str, ...]:
+    """The statuses a bulk retry touches: dead and failed, or the one asked for."""
+    if filter.status is None:
+        return ("dead", "failed")
+    if filter.status not in ("dead", "failed"):
+        raise ValueError(f"only dead or failed jobs can be retried, not {filter.status!r}")
+    return (filter.status,)
+
+
+def check_bucket(capacity: float, refill_per_second: float) -> None:
+    """Token-bucket settings: finite numbers > 0."""
+    for name, value in (("capacity", capacity), ("refill_per_second", refill_per_second)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        if value == float("inf"):
+            raise ValueError(f"{name} must be finite")
