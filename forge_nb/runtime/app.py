@@ -349,10 +349,16 @@ class App:
         search: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        scheduled_after: datetime | float | None = None,
     ) -> JobPage:
-        """One keyset page (jobs newest first + ``next_cursor``), for tables that page."""
+        """One keyset page plus ``next_cursor``, for tables that page.
+
+        Newest first; with ``scheduled_after`` (e.g. now), the pending jobs due after
+        it, soonest first — the Scheduled view.
+        """
+        after = None if scheduled_after is None else _epoch(scheduled_after, 0.0)
         return await (await self.storage()).list_jobs(
-            JobFilter(status, queue, kind, search), limit, cursor
+            JobFilter(status, queue, kind, search, after), limit, cursor
         )
 
     async def job_history(self, job_id: str) -> list[JobEvent]:

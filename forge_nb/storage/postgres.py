@@ -405,7 +405,14 @@ class PostgresStorage:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
         where, params = _filter_sql(filter)
-        if cursor is not None:
+        scheduled = filter.scheduled_after is not None
+        if scheduled:
+            params.append(filter.scheduled_after)
+            where += ["status = 'pending'", f"scheduled_at > ${len(params)}"]
+        if cursor is not None and scheduled:
+            params.extend(rows.parse_scheduled_cursor(cursor))
+            where.append(f"(scheduled_at, id) > (${len(params) - 1}, ${len(params)})")
+        elif cursor is not None:
             key = rows.parse_job_id(cursor)
             if key is None:
                 raise ValueError(f"invalid cursor {cursor!r}")
@@ -414,9 +421,12 @@ class PostgresStorage:
         params.append(limit)
         sql = f"SELECT {JOB_COLUMNS} FROM forge_nb_jobs"
         sql += (" WHERE " + " AND ".join(where)) if where else ""
-        sql += f" ORDER BY id DESC LIMIT ${len(params)}"
-        jobs = [rows.job_record(r) for r in await self._fetch(sql, *params)]
-        return JobPage(jobs, jobs[-1].id if len(jobs) == limit else None)
+        sql += f" ORDER BY {'scheduled_at, id' if scheduled else 'id DESC'} LIMIT ${len(params)}"
+        found = await self._fetch(sql, *params)
+        jobs = [rows.job_record(r) for r in found]
+        if len(jobs) < limit:
+            return JobPage(jobs, None)
+        return JobPage(jobs, rows.scheduled_cursor(found[-1]) if scheduled else jobs[-1].id)
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """Stored history, oldest first."""

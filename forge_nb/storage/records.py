@@ -113,6 +113,8 @@ class JobFilter:
     kind: str | None = None
     #: Substring searched in the payload JSON text (case-insensitive for ASCII).
     search: str | None = None
+    #: Only pending jobs due after this time (epoch s), soonest first: the Scheduled view.
+    scheduled_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

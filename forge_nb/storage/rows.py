@@ -203,3 +203,21 @@ def process_params(p: ProcessRecord) -> tuple[Any, ...]:
         p.started_at.timestamp(),
         p.version,
     )
+
+
+def scheduled_cursor(row: Row) -> str:
+    """Keyset cursor of the Scheduled order from a ``get_job``-shaped row: exact stored time."""
+    return f"{row[15]!r}:{row[0]}"
+
+
+def parse_scheduled_cursor(cursor: str) -> tuple[float, int]:
+    """Inverse of `scheduled_cursor`; ValueError for anything else."""
+    at, _, key = str(cursor).partition(":")
+    job_id = parse_job_id(key)
+    try:
+        when = float(at)
+    except ValueError:
+        when = float("nan")
+    if job_id is None or when != when:
+        raise ValueError(f"invalid cursor {cursor!r}")
+    return when, job_id

@@ -300,7 +300,15 @@ class SqliteStorage:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
         where, params = _filter_sql(filter)
-        if cursor is not None:
+        scheduled = filter.scheduled_after is not None
+        if scheduled:
+            # Literal status so the partial (scheduled_at, id) index applies.
+            where += ["status = 'pending'", "scheduled_at > ?"]
+            params.append(filter.scheduled_after)
+        if cursor is not None and scheduled:
+            where.append("(scheduled_at, id) > (?, ?)")
+            params.extend(rows.parse_scheduled_cursor(cursor))
+        elif cursor is not None:
             key = rows.parse_job_id(cursor)
             if key is None:
                 raise ValueError(f"invalid cursor {cursor!r}")
@@ -308,10 +316,9 @@ class SqliteStorage:
             params.append(key)
         sql = Q["get_job"].replace("WHERE id = ?", "")
         sql += (" WHERE " + " AND ".join(where)) if where else ""
-        sql += " ORDER BY id DESC LIMIT ?"
+        sql += f" ORDER BY {'scheduled_at, id' if scheduled else 'id DESC'} LIMIT ?"
         found = await self._fetchall(sql, [*params, limit])
-        jobs = [rows.job_record(r) for r in found]
-        return JobPage(jobs, jobs[-1].id if len(jobs) == limit else None)
+        return _page(found, limit, scheduled)
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """Stored history, oldest first."""
@@ -716,6 +723,13 @@ def _counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:
     for queue, status, n in found:
         out.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = n
     return dict(sorted(out.items()))
+
+
+def _page(found: list[Any], limit: int, scheduled: bool) -> JobPage:
+    jobs = [rows.job_record(r) for r in found]
+    if len(jobs) < limit:
+        return JobPage(jobs, None)
+    return JobPage(jobs, rows.scheduled_cursor(found[-1]) if scheduled else jobs[-1].id)
 
 
 def _retry_one(c: sqlite3.Connection, key: int, now: float) -> Status | None:

@@ -71,6 +71,18 @@ def check_filter(filter: JobFilter) -> JobFilter:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError(f"{name} filter is not valid Unicode") from None
+    after = filter.scheduled_after
+    if after is not None:
+        if (
+            isinstance(after, bool)
+            or not isinstance(after, int | float)
+            or not 0 <= after <= MAX_TIMESTAMP
+        ):
+            raise ValueError(f"scheduled_after must be epoch seconds in 1970..9999, got {after!r}")
+        if filter.status not in (None, "pending"):
+            raise ValueError(
+                "scheduled_after lists pending jobs; it cannot be combined with another status"
+            )
     return filter
 
 

@@ -1605,3 +1605,29 @@ async def test_nul_characters_are_refused_in_names_and_filters(storage: Storage)
     [made] = await storage.enqueue([NewJob(kind="k", queue="q", payload={"s": "a\x00b"})], 1000.0)
     assert (await storage.get_job(made.id)).payload == {"s": "a\x00b"}
     assert (await storage.counts())["q"]["pending"] == 1
+
+
+async def test_scheduled_view_lists_future_pending_jobs_soonest_first(storage: Storage) -> None:
+    from forge_nb.storage.records import JobFilter, NewJob
+
+    now = 1_000_000.0
+    due = [NewJob(kind="k", queue="q", scheduled_at=now - 10) for _ in range(3)]
+    later = [NewJob(kind="k", queue="q", scheduled_at=now + 100 - i) for i in range(7)]
+    same_time = [NewJob(kind="k2", queue="q2", scheduled_at=now + 500) for _ in range(3)]
+    made = await storage.enqueue(due + later + same_time, now)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await storage.list_jobs(JobFilter(scheduled_after=now), limit=4, cursor=cursor)
+        seen += [j.id for j in page.jobs]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    expected = [r.id for r in reversed(made[3:10])] + [r.id for r in made[10:]]
+    assert seen == expected  # soonest first, ties by id, each exactly once, no due job
+    only_q2 = await storage.list_jobs(JobFilter(queue="q2", scheduled_after=now))
+    assert [j.id for j in only_q2.jobs] == [r.id for r in made[10:]]
+    with pytest.raises(ValueError):
+        await storage.list_jobs(JobFilter(status="dead", scheduled_after=now))
+    with pytest.raises(ValueError):
+        await storage.list_jobs(JobFilter(scheduled_after=now), cursor="not-a-cursor")

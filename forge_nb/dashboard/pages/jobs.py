@@ -27,8 +27,6 @@ from forge_nb.dashboard.pages.base import (
 from forge_nb.dashboard.pages.inspector import Inspector
 from forge_nb.storage.records import STATUSES, JobRecord
 
-#: How many pending rows the Scheduled view scans for future ones per page.
-SCHEDULED_SCAN_LIMIT = 5000
 PAGE_SIZES = [25, 50, 100, 200]
 
 
@@ -179,7 +177,6 @@ class JobBrowser(Page):
         self._cursors: list[str | None] = [None]
         self._next_cursor: str | None = None
         self._stale = True
-        self._scan_capped = False
         self._jobs: list[JobRecord] = []
         self._queue_names: list[str] = []
         controls: list[Any] = [
@@ -256,25 +253,14 @@ class JobBrowser(Page):
         await self.inspector.fetch(snap)
 
     async def _scan_future(self, now: float) -> tuple[list[JobRecord], str | None]:
-        """Pending jobs whose ``scheduled_at`` is still ahead, newest first, one page of them."""
-        size = int(self.page_size.value)
-        found: list[JobRecord] = []
-        cursor = self._cursors[-1]
-        scanned = 0
-        self._scan_capped = False
-        while scanned < SCHEDULED_SCAN_LIMIT:
-            page = await self.ctx.app.jobs_page(limit=500, cursor=cursor, **self.filters())
-            for job in page.jobs:
-                scanned += 1
-                if job.scheduled_at.timestamp() > now:
-                    found.append(job)
-                    if len(found) == size:
-                        return found, job.id
-            if page.next_cursor is None:
-                return found, None
-            cursor = page.next_cursor
-        self._scan_capped = True
-        return found, cursor
+        """Pending jobs due after ``now``, soonest first: one indexed keyset page."""
+        page = await self.ctx.app.jobs_page(
+            limit=int(self.page_size.value),
+            cursor=self._cursors[-1],
+            scheduled_after=now,
+            **self.filters(),
+        )
+        return page.jobs, page.next_cursor
 
     def _show_page(self, snap: Snapshot) -> None:
         rows = [job_row(j, snap.now) for j in self._jobs]
@@ -284,8 +270,6 @@ class JobBrowser(Page):
         number = len(self._cursors)
         total = self._total(snap)
         total_text = f" of {total:,} matching" if total is not None else ""
-        if self.mode.future_only and self._scan_capped:
-            total_text += f" (looked at {SCHEDULED_SCAN_LIMIT:,} pending jobs; Older ▶ goes on)"
         self.page_label.object = (
             f"<span style='font-size:13px'>page {number} · {len(rows)} row(s){total_text}</span>"
         )
