@@ -336,10 +336,7 @@ class App:
         cursor: str | None = None,
     ) -> list[JobRecord]:
         """Jobs newest first; pass the last id as ``cursor`` for the next page."""
-        page = await (await self.storage()).list_jobs(
-            JobFilter(status, queue, kind, search), limit, cursor
-        )
-        return page.jobs
+        return (await self.jobs_page(status, queue, kind, search, limit, cursor)).jobs
 
     async def jobs_page(
         self,
