@@ -86,10 +86,6 @@ class MetricsRecorder:
             cell = self._cells[key] = _Cell()
         return cell
 
-    def count(self, queue: str, counter: str, at: float, n: int = 1) -> None:
-        """Add ``n`` to one counter (``enqueued``, ``completed`` …)."""
-        self._cell(queue, at).counts[counter] += n
-
     def record_outcome(
         self, queue: str, event: str, at: float, processing_s: float, e2e_s: float
     ) -> None:
@@ -106,13 +102,6 @@ class MetricsRecorder:
             p, e = bucket_of(processing_s), bucket_of(e2e_s)
             cell.processing[p] = cell.processing.get(p, 0) + 1
             cell.e2e[e] = cell.e2e.get(e, 0) + 1
-
-    def observe(self, queue: str, at: float, processing_s: float, e2e_s: float) -> None:
-        """Record one finished run's processing and end-to-end latency."""
-        cell = self._cell(queue, at)
-        p, e = bucket_of(processing_s), bucket_of(e2e_s)
-        cell.processing[p] = cell.processing.get(p, 0) + 1
-        cell.e2e[e] = cell.e2e.get(e, 0) + 1
 
     def dirty_rows(self, now: float) -> list[MetricRow]:
         """Rows changed since the last call (absolute totals); forgets minutes that ended."""

@@ -14,7 +14,7 @@ import asyncio
 import heapq
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError, StorageError
@@ -56,7 +56,6 @@ class RunningJob:
     in_thread: bool = False
     #: Set by shutdown: a cancel now means "give the job back", not "user cancelled".
     releasing: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class QueuePool:

@@ -30,7 +30,6 @@ from forge_nb.errors import (
 )
 from forge_nb.storage import rows
 from forge_nb.storage.records import (
-    LIVE_STATUSES,
     STATUSES,
     ClaimedJob,
     EnqueueResult,
@@ -844,4 +843,4 @@ def _purge(c: sqlite3.Connection, queue: str, status: str, before: float, limit:
     return len(ids)
 
 
-__all__ = ["LIVE_STATUSES", "SqliteStorage"]
+__all__ = ["SqliteStorage"]

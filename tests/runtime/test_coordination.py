@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime
 
@@ -164,7 +165,7 @@ async def test_retention_removes_only_rows_past_the_window(db_url: str) -> None:
         await app.start()
         old = await outcome.enqueue_many([(False,), (True,)])
         for ref in old:
-            with pytest.raises(fnb.JobDead) if ref is old[1] else _no_error():
+            with pytest.raises(fnb.JobDead) if ref is old[1] else contextlib.nullcontext():
                 await ref.wait(10)
         await asyncio.sleep(1.2)
         fresh = await outcome.enqueue(False)
@@ -174,14 +175,6 @@ async def test_retention_removes_only_rows_past_the_window(db_url: str) -> None:
         remaining = {j.id for j in await app.jobs(limit=100)}
     assert removed == 1
     assert remaining == {old[1].id, fresh.id, pending.id}
-
-
-class _no_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
 
 
 async def test_metrics_count_every_outcome_with_latency_percentiles(db_url: str) -> None:
