@@ -3,8 +3,11 @@
     python bench/queries.py                      # both backends, 1,000,000 jobs
     python bench/queries.py --backends sqlite --jobs 200000
 
-Seeds mixed statuses over 20 queues and 50 kinds (plus 7 days of per-minute
-metrics), then reports the median of 5 runs of each query in ms.
+Seeds mixed statuses over 20 queues and 50 kinds, plus 7 days of per-minute
+metrics from one worker host and the enqueue counter (about 400,000 metric rows),
+rolls the metrics up as the leader does, then reports the median of 5 runs of
+each query in ms. Long ranges are read the way the dashboard reads them:
+24 h in 5-minute buckets, 7 d in hourly ones.
 """
 
 from __future__ import annotations
@@ -65,25 +68,30 @@ async def seed(app: fnb.App, n: int) -> None:
             await conn.execute("ANALYZE forge_nb_jobs")
     now = time.time()
     rows = [
-        MetricRow(
+        MetricRow(minute, queue, "*", enqueued=10)
+        if host == "*"
+        else MetricRow(
             minute,
             queue,
-            "bench",
-            enqueued=10,
+            host,
             started=10,
             completed=9,
             failed=1,
-            processing_hist={40: 5, 60: 4},
-            e2e_hist={70: 9},
+            processing_hist={40 + minute % 7: 5, 60: 4},
+            e2e_hist={70 + minute % 11: 9},
         )
-        for minute in range(int((now - 7 * 86400) // 60), int(now // 60) + 1, 5)
+        for minute in range(int((now - 7 * 86400) // 60), int(now // 60) + 1)
         for queue in QUEUES
+        for host in ("*", "worker-1")
     ]
     for i in range(0, len(rows), 5000):
         await storage.write_metrics(rows[i : i + 5000])
     print(
         f"  seeded {n:,} jobs and {len(rows):,} metric rows in {time.perf_counter() - start:.0f} s"
     )
+    start = time.perf_counter()
+    buckets = await app.roll_up_metrics()
+    print(f"  first roll-up of 7 days: {buckets:,} buckets in {time.perf_counter() - start:.1f} s")
 
 
 async def timed(fn: Callable[[], Awaitable[Any]], runs: int = 5) -> float:
@@ -114,8 +122,25 @@ async def measure(url: str, n: int) -> dict[str, float]:
             "payload search (rare)": lambda: app.jobs_page(search="c-123456", limit=50),
             "scheduled/retries (failed)": lambda: app.jobs_page(status="failed", limit=50),
             "job detail + history": lambda: app.job_history(page.jobs[0].id),
-            "metrics 24 h": lambda: app.metrics(since=day),
-            "metrics 7 d": lambda: app.metrics(since=week),
+            "metrics 1 h per minute, all queues": lambda: app.metric_rows(
+                since=time.time() - 3600
+            ),
+            "metrics 6 h per minute, counters": lambda: app.metric_rows(
+                since=time.time() - 6 * 3600, histograms=False
+            ),
+            "metrics 24 h, 5-min buckets, counters": lambda: app.metric_rows(
+                since=day, step=5, histograms=False
+            ),
+            "metrics 24 h, 5-min buckets, one queue": lambda: app.metric_rows(
+                "queue-07", since=day, step=5
+            ),
+            "metrics 7 d, hourly, counters": lambda: app.metric_rows(
+                since=week, step=60, histograms=False
+            ),
+            "metrics 7 d, hourly, one queue": lambda: app.metric_rows(
+                "queue-07", since=week, step=60
+            ),
+            "latency p50/p95/p99 over 7 d, all queues": lambda: app.latency(since=week),
             "processes + queues": lambda: asyncio.gather(app.processes(), app.queues()),
         }
         return {name: await timed(fn) for name, fn in queries.items()}

@@ -180,6 +180,16 @@ def parse_limit(text: str | None) -> int:
     return limit
 
 
+def parse_step(text: str | None, allowed: tuple[int, ...]) -> int:
+    """Metric bucket width in minutes, 1 when absent."""
+    if text is None or text == "":
+        return 1
+    if text not in {str(step) for step in allowed}:
+        choices = ", ".join(str(step) for step in allowed)
+        raise BadInput(f"step must be one of {choices} (minutes), got {text!r}")
+    return int(text)
+
+
 def parse_body(raw: bytes, *, allow_empty: bool = False) -> Any:
     """The request body as JSON (400 when it is not JSON)."""
     if not raw.strip():

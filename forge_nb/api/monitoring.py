@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 
 from forge_nb.api.base import ApiHandler
-from forge_nb.api.convert import BadInput, iso, metric_json, parse_time, process_json
+from forge_nb.api.convert import (
+    BadInput,
+    iso,
+    metric_json,
+    parse_step,
+    parse_time,
+    process_json,
+)
+from forge_nb.runtime.rollup import VALID_STEPS
 
 #: Range `GET /api/metrics` covers when ``since`` is not given.
 DEFAULT_RANGE_S = 3600
@@ -20,7 +28,7 @@ class ProcessesHandler(ApiHandler):
 
 
 class MetricsHandler(ApiHandler):
-    """``GET /api/metrics?queue=&since=&until=``: minute buckets plus latency over the range.
+    """``GET /api/metrics?queue=&step=&since=&until=``: buckets plus latency over the range.
 
     since and until lie in 1970..9999 (`parse_time`), so the App never refuses them.
     """
@@ -35,14 +43,15 @@ class MetricsHandler(ApiHandler):
             since = max(0.0, until - DEFAULT_RANGE_S)
         if since > until:
             raise BadInput("since must not be after until")
-        queue = self.query("queue")
-        rows = await self.forge.metrics(queue=queue, since=since, until=until)
+        queue, step = self.query("queue"), parse_step(self.query("step"), VALID_STEPS)
+        rows = await self.forge.metrics(queue=queue, since=since, until=until, step=step)
         latency = await self.forge.latency(queue=queue, since=since, until=until)
         self.send(
             {
                 "queue": queue,
                 "since": iso(since),
                 "until": iso(until),
+                "step": step,
                 "metrics": [metric_json(r) for r in rows],
                 "latency": metric_json(latency),
             }

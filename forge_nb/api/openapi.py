@@ -272,10 +272,11 @@ SCHEMAS: dict[str, Schema] = {
             "queue": nullable("string"),
             "since": TIME,
             "until": TIME,
+            "step": {"type": "integer", "enum": [1, 5, 60], "description": "bucket minutes"},
             "metrics": {"type": "array", "items": ref("MetricBucket")},
             "latency": ref("Latency"),
         },
-        ["since", "until", "metrics", "latency"],
+        ["since", "until", "step", "metrics", "latency"],
     ),
     "Index": obj(
         {
@@ -581,10 +582,16 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/metrics": {
         "get": operation(
             "metrics",
-            "Per-minute, per-queue counts and latency percentiles; default range: last hour",
+            "Per-minute (or 5-minute, or hourly), per-queue counts and latency percentiles; "
+            "default range: last hour",
             {"200": ok("Metrics"), "400": BAD_REQUEST},
             parameters=[
                 query("queue", "one queue; empty: all"),
+                query(
+                    "step",
+                    "bucket width in minutes: 1, 5 or 60 (cheap for long ranges); empty: 1",
+                    {"enum": ["", "1", "5", "60"], "default": "1"},
+                ),
                 query("since", TIME_HELP + "; absent or empty: an hour before until"),
                 query("until", TIME_HELP + "; absent or empty: now"),
             ],

@@ -113,16 +113,39 @@ class SnapshotSource:
         return await self.cached(("rate_limits",), self.app.rate_limits)
 
     async def metric_rows(
-        self, since: float, queue: str | None = None, ttl: float | None = None
+        self,
+        since: float,
+        queue: str | None = None,
+        ttl: float | None = None,
+        step: int = 1,
+        histograms_since: float | None = None,
     ) -> list[MetricRow]:
-        """Raw per-(minute, queue, host) rows since ``since`` (minute-aligned for sharing)."""
-        start = int(since // 60) * 60
+        """Per-(``step``-minute bucket, queue) rows since ``since`` (aligned for sharing).
+
+        Latency histograms only from ``histograms_since`` on (all when None, none when
+        ``math.inf``): decoding them is most of the cost of a long range, and most
+        charts show counts.
+        """
+        width = step * 60
+        start = int(since // width) * width
+        hist_from: float = start
+        if histograms_since == math.inf:
+            hist_from = math.inf
+        elif histograms_since is not None:
+            hist_from = max(start, histograms_since // width * width)
 
         async def fetch() -> list[MetricRow]:
-            storage = await self.app.storage()
-            return await storage.read_metrics(start, time.time() + 60, queue)
+            until = time.time() + 60
+            if hist_from > until:  # counters only
+                return await self.app.metric_rows(queue, start, until, step=step, histograms=False)
+            counts = []
+            if hist_from > start:
+                counts = await self.app.metric_rows(
+                    queue, start, hist_from - 1, step=step, histograms=False
+                )
+            return counts + await self.app.metric_rows(queue, hist_from, until, step=step)
 
-        return await self.cached(("metrics", start, queue), fetch, ttl)
+        return await self.cached(("metrics", start, queue, step, hist_from), fetch, ttl)
 
     async def resources(self, since: float) -> list[dict[str, Any]]:
         """Per-host resource samples since ``since``."""
@@ -165,9 +188,11 @@ class Snapshot:
     rate_limits: list[RateLimit] | None = None
     resources: list[dict[str, Any]] | None = None
     db_health: list[dict[str, Any]] | None = None
-    #: Per-queue page rows and the range they cover.
+    #: Per-queue page rows (counters of every queue) and the range they cover.
     queue_metrics: list[MetricRow] | None = None
     queue_metrics_since: float = 0.0
+    #: The expanded queue's rows, with latency histograms.
+    queue_metrics_expanded: list[MetricRow] | None = None
 
 
 # -- series -----------------------------------------------------------------------------------

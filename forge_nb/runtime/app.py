@@ -14,6 +14,7 @@ from typing import Any
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
 from forge_nb.runtime import cron as cron_module
+from forge_nb.runtime import rollup
 from forge_nb.runtime.context import RateLimiter
 from forge_nb.runtime.handlers import Handler, HandlerRegistry, JobFunction, handler_for_function
 from forge_nb.runtime.ids import new_ulid
@@ -32,6 +33,7 @@ from forge_nb.storage.records import (
     JobPage,
     JobRecord,
     Lease,
+    MetricRow,
     NewJob,
     ProcessRecord,
     QueueConfig,
@@ -572,35 +574,65 @@ class App:
         await storage.purge_metrics(int((now - METRICS_RETENTION_S) // 60))
         return removed
 
+    async def roll_up_metrics(self) -> int:
+        """Add closed minutes up into 5-minute and hourly roll-ups (the leader's job).
+
+        Idempotent and safe to call from anywhere; returns how many buckets it wrote.
+        """
+        storage = await self.storage()
+        return await rollup.roll_up(storage, time.time(), METRICS_RETENTION_S // 60)
+
     # -- metrics -----------------------------------------------------------------------------------
     async def metrics(
         self,
         queue: str | None = None,
         since: datetime | float | None = None,
         until: datetime | float | None = None,
+        *,
+        step: int = 1,
     ) -> list[dict[str, Any]]:
-        """Per-minute, per-queue counts and latency percentiles (seconds), oldest first."""
-        start, end = _time_range(since, until)
-        rows = await (await self.storage()).read_metrics(start, end, queue)
-        cells: dict[tuple[int, str], list[Any]] = {}
-        for row in rows:
-            cells.setdefault((row.minute, row.queue), []).append(row)
+        """Per-minute, per-queue counts and latency percentiles (seconds), oldest first.
+
+        ``step=5`` or ``step=60`` gives 5-minute or hourly buckets instead (``minute``
+        is then each bucket's start): the cheap way to read days.
+        """
         out = []
-        for (minute, name), group in sorted(cells.items()):
+        for row in await self.metric_rows(queue, since, until, step=step):
             point: dict[str, Any] = {
-                "minute": datetime.fromtimestamp(minute * 60, UTC),
-                "queue": name,
+                "minute": datetime.fromtimestamp(row.minute * 60, UTC),
+                "queue": row.queue,
             }
             for counter in METRIC_COUNTERS:
-                point[counter] = sum(getattr(r, counter) for r in group)
-            point.update(
-                _percentiles(
-                    merge_histograms(r.processing_hist for r in group),
-                    merge_histograms(r.e2e_hist for r in group),
-                )
-            )
+                point[counter] = getattr(row, counter)
+            point.update(_percentiles(row.processing_hist, row.e2e_hist))
             out.append(point)
         return out
+
+    async def metric_rows(
+        self,
+        queue: str | None = None,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+        *,
+        step: int = 1,
+        histograms: bool = True,
+    ) -> list[MetricRow]:
+        """Counters and mergeable latency histograms per (``step``-minute bucket, queue).
+
+        All hosts are added up (``host_id`` is ``'*'``). ``since`` is rounded down
+        to a whole bucket. Long ranges read the leader's roll-ups; the minutes
+        not rolled up yet are added from per-minute rows, so nothing is missed.
+        ``histograms=False`` reads counters only, several times faster.
+        """
+        if step not in rollup.VALID_STEPS:
+            raise ValueError(f"step must be one of {rollup.VALID_STEPS} minutes, not {step!r}")
+        start, end = _time_range(since, until)
+        first = int(start // 60) // step * step
+        storage = await self.storage()
+        found = await rollup.read_rows(
+            storage, first, int(end // 60), queue, step, histograms=histograms
+        )
+        return rollup.aggregate(found, step)
 
     async def latency(
         self,
@@ -610,7 +642,8 @@ class App:
     ) -> dict[str, float | None]:
         """Processing and end-to-end p50/p95/p99 (seconds) over a whole range."""
         start, end = _time_range(since, until)
-        rows = await (await self.storage()).read_metrics(start, end, queue)
+        storage = await self.storage()
+        rows = await rollup.read_span(storage, int(start // 60), int(end // 60), queue)
         return _percentiles(
             merge_histograms(r.processing_hist for r in rows),
             merge_histograms(r.e2e_hist for r in rows),
@@ -621,12 +654,14 @@ class App:
         queue: str | None = None,
         since: datetime | float | None = None,
         until: datetime | float | None = None,
+        *,
+        step: int = 1,
     ) -> Any:
         """`metrics` as a pandas DataFrame: one row per minute bucket and queue."""
         import pandas as pd
 
         columns = ["minute", "queue", *METRIC_COUNTERS, *PERCENTILE_KEYS]
-        return pd.DataFrame(await self.metrics(queue, since, until), columns=columns)
+        return pd.DataFrame(await self.metrics(queue, since, until, step=step), columns=columns)
 
     async def resources(
         self, since: datetime | float | None = None, until: datetime | float | None = None

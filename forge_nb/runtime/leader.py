@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("forge_nb.leader")
 
 LEADER_LEASE = "forge_nb.leader"
-#: How often the leader sweeps retention and old metrics.
+#: How often the leader sweeps retention and old metrics and rolls metrics up.
 HOUSEKEEPING_INTERVAL_S = 60.0
 #: Shortest pause between two leader steps (a busy per-second schedule).
 MIN_STEP_S = 0.05
@@ -44,6 +44,7 @@ class Leader:
         if now - self._last_housekeeping >= HOUSEKEEPING_INTERVAL_S:
             self._last_housekeeping = now
             await app.sweep_retention()
+            await app.roll_up_metrics()
         upcoming = [
             s.next_fire_at
             for s in await storage.schedules()

@@ -29,6 +29,8 @@ READ_OPS = frozenset(
         "leases",
         "rate_limits",
         "read_metrics",
+        "read_rollups",
+        "rollup_marks",
         "read_samples",
         "cancel_requests",
         "schema_version",

@@ -245,15 +245,37 @@ class Storage(Protocol):
         """Insert or replace per-(minute, queue, host) totals."""
 
     async def read_metrics(
-        self, since: float, until: float, queue: str | None = None
+        self, since: float, until: float, queue: str | None = None, histograms: bool = True
     ) -> list[MetricRow]:
-        """Rows whose minute lies in [since, until], optionally for one queue."""
+        """Rows whose minute lies in [since, until], optionally for one queue.
+
+        ``histograms=False`` leaves them empty (counters only: much cheaper to read).
+        """
+
+    async def write_rollups(self, step: int, rows: Sequence[MetricRow], through: int) -> None:
+        """Replace ``step``-minute roll-up rows and mark minutes before ``through`` rolled up.
+
+        One transaction: readers see either the old rows and mark or the new ones.
+        """
+
+    async def read_rollups(
+        self,
+        step: int,
+        since: float,
+        until: float,
+        queue: str | None = None,
+        histograms: bool = True,
+    ) -> list[MetricRow]:
+        """Roll-up rows (``host_id`` ``'*'``) whose first minute lies in [since, until]."""
+
+    async def rollup_marks(self) -> dict[int, int]:
+        """Per step, the first minute not rolled up yet (steps never rolled are absent)."""
 
     async def purge(self, queue: str, status: Status, finished_before: float, limit: int) -> int:
         """Delete up to ``limit`` terminal jobs of ``queue`` finished before the cutoff."""
 
     async def purge_metrics(self, before_minute: int) -> int:
-        """Delete metric and sample rows older than ``before_minute``; return how many."""
+        """Delete metric, roll-up and sample rows older than ``before_minute``; return how many."""
 
     # -- samples: resources and database health ------------------------------------------
     async def write_samples(self, samples: Sequence[tuple[int, str, str, dict[str, Any]]]) -> None:

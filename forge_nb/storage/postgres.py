@@ -49,7 +49,7 @@ from forge_nb.storage.records import (
     Schedule,
     Status,
 )
-from forge_nb.storage.rows import metric_params
+from forge_nb.storage.rows import metric_params, rollup_params
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations, load_queries
 from forge_nb.storage.validation import (
     check_bucket,
@@ -678,11 +678,37 @@ class PostgresStorage:
                 await conn.executemany(Q["write_metrics"], params)
 
     async def read_metrics(
-        self, since: float, until: float, queue: str | None = None
+        self, since: float, until: float, queue: str | None = None, histograms: bool = True
     ) -> list[MetricRow]:
         """Rows in a minute range."""
         found = await self._fetch(Q["read_metrics"], int(since // 60), int(until // 60), queue)
-        return [rows.metric_row(r) for r in found]
+        return [rows.metric_row(r, histograms) for r in found]
+
+    async def write_rollups(self, step: int, rows: Sequence[MetricRow], through: int) -> None:
+        """Replace roll-up rows and move the step's mark, in one transaction."""
+        params = [rollup_params(step, r) for r in rows]
+        async with self._tx() as conn:
+            if params:
+                await conn.executemany(Q["write_rollup"], params)
+            await conn.execute(Q["write_rollup_mark"], step, through)
+
+    async def read_rollups(
+        self,
+        step: int,
+        since: float,
+        until: float,
+        queue: str | None = None,
+        histograms: bool = True,
+    ) -> list[MetricRow]:
+        """Roll-up rows in a minute range."""
+        found = await self._fetch(
+            Q["read_rollups"], step, int(since // 60), int(until // 60), queue
+        )
+        return [rows.metric_row(r, histograms) for r in found]
+
+    async def rollup_marks(self) -> dict[int, int]:
+        """Step → first minute not rolled up."""
+        return {int(s): int(t) for s, t in await self._fetch(Q["rollup_marks"])}
 
     async def purge(self, queue: str, status: Status, finished_before: float, limit: int) -> int:
         """Delete a bounded batch of old terminal jobs and their events."""

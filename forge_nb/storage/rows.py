@@ -145,8 +145,11 @@ def decode_histogram(text: str) -> dict[int, int]:
     return {int(k): int(v) for k, v in json.loads(text).items()}
 
 
-def metric_row(row: Row) -> MetricRow:
-    """Columns in `MetricRow` field order, histograms as JSON text."""
+def metric_row(row: Row, histograms: bool = True) -> MetricRow:
+    """Columns in `MetricRow` field order, histograms as JSON text (left empty if not wanted).
+
+    Decoding histograms is most of the cost of reading many rows: skip it for counters.
+    """
     return MetricRow(
         minute=row[0],
         queue=row[1],
@@ -158,8 +161,8 @@ def metric_row(row: Row) -> MetricRow:
         retried=row[7],
         throttled=row[8],
         dead=row[9],
-        processing_hist=decode_histogram(row[10]),
-        e2e_hist=decode_histogram(row[11]),
+        processing_hist=decode_histogram(row[10]) if histograms else {},
+        e2e_hist=decode_histogram(row[11]) if histograms else {},
     )
 
 
@@ -179,6 +182,12 @@ def metric_params(row: MetricRow) -> tuple[Any, ...]:
         encode_histogram(row.processing_hist),
         encode_histogram(row.e2e_hist),
     )
+
+
+def rollup_params(step: int, row: MetricRow) -> tuple[Any, ...]:
+    """Parameters for the ``write_rollup`` statement (rolled-up rows carry no host)."""
+    minute, queue, _host, *rest = metric_params(row)
+    return (step, minute, queue, *rest)
 
 
 def parse_job_id(job_id: object) -> int | None:

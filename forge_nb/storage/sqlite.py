@@ -48,7 +48,7 @@ from forge_nb.storage.records import (
     Schedule,
     Status,
 )
-from forge_nb.storage.rows import metric_params
+from forge_nb.storage.rows import metric_params, rollup_params
 from forge_nb.storage.schema import (
     VERSION_TABLE,
     latest_version,
@@ -529,11 +529,41 @@ class SqliteStorage:
             await self._write(lambda c: c.executemany(Q["write_metrics"], params))
 
     async def read_metrics(
-        self, since: float, until: float, queue: str | None = None
+        self, since: float, until: float, queue: str | None = None, histograms: bool = True
     ) -> list[MetricRow]:
         """Rows in a minute range."""
         params = (int(since // 60), int(until // 60), queue, queue)
-        return [rows.metric_row(r) for r in await self._fetchall(Q["read_metrics"], params)]
+        return [
+            rows.metric_row(r, histograms) for r in await self._fetchall(Q["read_metrics"], params)
+        ]
+
+    async def write_rollups(self, step: int, rows: Sequence[MetricRow], through: int) -> None:
+        """Replace roll-up rows and move the step's mark, in one transaction."""
+        params = [rollup_params(step, r) for r in rows]
+
+        def run(c: sqlite3.Connection) -> None:
+            c.executemany(Q["write_rollup"], params)
+            c.execute(Q["write_rollup_mark"], (step, through))
+
+        await self._write(run)
+
+    async def read_rollups(
+        self,
+        step: int,
+        since: float,
+        until: float,
+        queue: str | None = None,
+        histograms: bool = True,
+    ) -> list[MetricRow]:
+        """Roll-up rows in a minute range."""
+        params = (step, int(since // 60), int(until // 60), queue, queue)
+        return [
+            rows.metric_row(r, histograms) for r in await self._fetchall(Q["read_rollups"], params)
+        ]
+
+    async def rollup_marks(self) -> dict[int, int]:
+        """Step → first minute not rolled up."""
+        return {int(s): int(t) for s, t in await self._fetchall(Q["rollup_marks"], ())}
 
     async def purge(self, queue: str, status: Status, finished_before: float, limit: int) -> int:
         """Delete a bounded batch of old terminal jobs and their events."""
@@ -546,6 +576,7 @@ class SqliteStorage:
 
         def run(c: sqlite3.Connection) -> int:
             n = int(c.execute(Q["purge_metrics"], (before_minute,)).rowcount)
+            n += int(c.execute(Q["purge_rollups"], (before_minute,)).rowcount)
             return n + int(c.execute(Q["purge_samples"], (before_minute,)).rowcount)
 
         return await self._write(run)

@@ -149,12 +149,15 @@ async def test_processes_and_metrics_follow_the_workers(app: fnb.App, api: Clien
         f"since={since}",  # unencoded "+00:00" arrives as " 00:00": still understood
         f"since={time.time() - 600}&until={time.time() + 60}",
         "queue=default",
+        "step=5",
+        "step=60&since=1d",
     )
     for query in queries:
         assert sum(b["completed"] for b in (await api.get(f"/api/metrics?{query}"))["metrics"]) == 3
     assert (await api.get("/api/metrics?queue=other"))["metrics"] == []
     assert (await api.get("/api/metrics?since=2000-01-01&until=2000-01-02"))["metrics"] == []
-    for query in ("since=yesterday", "until=nan", "since=1h&until=2h"):
+    assert (await api.get("/api/metrics?step=60"))["step"] == 60
+    for query in ("since=yesterday", "until=nan", "since=1h&until=2h", "step=7", "step=1.0"):
         bad = await api.get(f"/api/metrics?{query}")
         assert bad.status == 400, query
 

@@ -1521,6 +1521,36 @@ async def test_purge_metrics_also_removes_old_samples(storage: Storage) -> None:
     assert await storage.read_samples("resources", 0, (MINUTE + 10) * 60) == []
 
 
+async def test_rollups_replace_buckets_and_move_the_mark_together(storage: Storage) -> None:
+    assert await storage.rollup_marks() == {}
+    first = MetricRow(MINUTE, "q", "*", completed=3, processing_hist={4: 3})
+    await storage.write_rollups(5, [first, MetricRow(MINUTE, "other", "*", dead=1)], MINUTE + 5)
+    assert await storage.rollup_marks() == {5: MINUTE + 5}
+    rebuilt = MetricRow(MINUTE, "q", "*", completed=4, e2e_hist={9: 4})
+    await storage.write_rollups(5, [rebuilt], MINUTE + 10)
+    await storage.write_rollups(60, [MetricRow(MINUTE, "q", "*", started=99)], MINUTE + 60)
+    assert await storage.rollup_marks() == {5: MINUTE + 10, 60: MINUTE + 60}
+    assert await storage.read_rollups(5, MINUTE * 60, MINUTE * 60, "q") == [rebuilt]
+    assert [r.queue for r in await storage.read_rollups(5, 0, (MINUTE + 9) * 60)] == ["other", "q"]
+    assert await storage.read_rollups(60, 0, (MINUTE + 99) * 60) == [
+        MetricRow(MINUTE, "q", "*", started=99)
+    ]
+    assert await storage.read_rollups(5, (MINUTE + 1) * 60, (MINUTE + 9) * 60) == []
+    # Per-minute rows are a different table: roll-ups never show up there.
+    assert await storage.read_metrics(0, (MINUTE + 99) * 60) == []
+
+
+async def test_purge_metrics_also_removes_old_rollups(storage: Storage) -> None:
+    await storage.write_rollups(
+        5, [MetricRow(MINUTE, "q", "*"), MetricRow(MINUTE + 5, "q", "*")], MINUTE + 10
+    )
+    assert await storage.purge_metrics(MINUTE + 1) == 1
+    assert await storage.read_rollups(5, 0, (MINUTE + 99) * 60) == [
+        MetricRow(MINUTE + 5, "q", "*")
+    ]
+    assert await storage.rollup_marks() == {5: MINUTE + 10}, "the mark stays"
+
+
 async def test_pool_capacity_is_a_positive_int(storage: Storage) -> None:
     capacity = storage.pool_capacity()
     assert isinstance(capacity, int) and capacity >= 1

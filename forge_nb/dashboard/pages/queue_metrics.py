@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from forge_nb.dashboard.charts import (
 from forge_nb.dashboard.data import PERCENTILES, RANGES, Snapshot, latency_summary, metric_series
 from forge_nb.dashboard.format import PERCENTILE_COLORS, SERIES_COLORS, css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Page
+from forge_nb.runtime.rollup import VALID_STEPS
 
 THROUGHPUT = ("enqueued", "completed", "failed", "retried", "dead", "throttled")
 #: Ranges up to this long re-read every tick; longer ones every `SLOW_TTL_S`.
@@ -185,11 +187,25 @@ class QueueMetricsPage(Page):
         return now - span, bucket
 
     async def fetch(self, snap: Snapshot) -> None:
-        """Read the range's metric rows (long ranges at most every 15 s)."""
-        since, _ = self.window(snap.now)
+        """Read the range (long ranges at most every 15 s, from roll-ups).
+
+        Every queue's counters for the minis; latency only for the expanded queue.
+        """
+        since, bucket = self.window(snap.now)
         span = snap.now - since
         ttl = None if span <= FAST_RANGE_S else SLOW_TTL_S
-        snap.queue_metrics = await self.ctx.source.metric_rows(since, ttl=ttl)
+        step = max(s for s in VALID_STEPS if bucket % (s * 60) == 0)
+        source = self.ctx.source
+        snap.queue_metrics = await source.metric_rows(
+            since, ttl=ttl, step=step, histograms_since=math.inf
+        )
+        names = sorted(set(snap.counts) | {r.queue for r in snap.queue_metrics})
+        if self.expanded is None and names:
+            self.expanded = "default" if "default" in names else names[0]
+        if self.expanded is not None:
+            snap.queue_metrics_expanded = await source.metric_rows(
+                since, self.expanded, ttl=ttl, step=step
+            )
         snap.queue_metrics_since = since
 
     def update(self, snap: Snapshot) -> None:
@@ -223,6 +239,7 @@ class QueueMetricsPage(Page):
         if added:
             self.grid.objects = [self.minis[n].panel for n in sorted(self.minis)]
         if self.expanded is not None:
+            rows = snap.queue_metrics_expanded or rows
             series = metric_series(rows, since, snap.now, bucket, queue=self.expanded)
             if replace:
                 self.source.data = series

@@ -332,11 +332,38 @@ WITH gone AS (
 events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone))
 SELECT count(*) FROM gone
 
+-- write_rollup --
+INSERT INTO forge_nb_metric_rollups
+    (step, minute, queue, enqueued, started, completed, failed, retried, throttled, dead,
+     processing_hist, e2e_hist)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (step, minute, queue) DO UPDATE SET
+    enqueued = EXCLUDED.enqueued, started = EXCLUDED.started, completed = EXCLUDED.completed,
+    failed = EXCLUDED.failed, retried = EXCLUDED.retried, throttled = EXCLUDED.throttled,
+    dead = EXCLUDED.dead, processing_hist = EXCLUDED.processing_hist,
+    e2e_hist = EXCLUDED.e2e_hist
+
+-- write_rollup_mark --
+INSERT INTO forge_nb_rollup_marks (step, through) VALUES ($1, $2)
+ON CONFLICT (step) DO UPDATE SET through = EXCLUDED.through
+
+-- read_rollups --
+SELECT minute, queue, '*', enqueued, started, completed, failed, retried, throttled, dead,
+       processing_hist, e2e_hist
+FROM forge_nb_metric_rollups
+WHERE step = $1 AND minute BETWEEN $2 AND $3 AND ($4::text IS NULL OR queue = $4)
+ORDER BY minute, queue
+
+-- rollup_marks --
+SELECT step, through FROM forge_nb_rollup_marks
+
 -- purge_metrics --
 -- Metrics and samples share the retention cutoff; returns how many rows went.
 WITH metrics AS (DELETE FROM forge_nb_metrics WHERE minute < $1 RETURNING 1),
+     rollups AS (DELETE FROM forge_nb_metric_rollups WHERE minute < $1 RETURNING 1),
      samples AS (DELETE FROM forge_nb_samples WHERE minute < $1 RETURNING 1)
-SELECT (SELECT count(*) FROM metrics) + (SELECT count(*) FROM samples)
+SELECT (SELECT count(*) FROM metrics) + (SELECT count(*) FROM rollups)
+     + (SELECT count(*) FROM samples)
 
 -- fire_schedule --
 -- Compare-and-set on next_fire_at: only one process can advance a given tick.

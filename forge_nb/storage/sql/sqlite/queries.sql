@@ -220,6 +220,28 @@ RETURNING id
 -- purge_metrics --
 DELETE FROM forge_nb_metrics WHERE minute < ?
 
+-- purge_rollups --
+DELETE FROM forge_nb_metric_rollups WHERE minute < ?
+
+-- write_rollup --
+INSERT OR REPLACE INTO forge_nb_metric_rollups
+    (step, minute, queue, enqueued, started, completed, failed, retried, throttled, dead,
+     processing_hist, e2e_hist)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- write_rollup_mark --
+INSERT OR REPLACE INTO forge_nb_rollup_marks (step, through) VALUES (?, ?)
+
+-- read_rollups --
+SELECT minute, queue, '*', enqueued, started, completed, failed, retried, throttled, dead,
+       processing_hist, e2e_hist
+FROM forge_nb_metric_rollups
+WHERE step = ? AND minute BETWEEN ? AND ? AND (? IS NULL OR queue = ?)
+ORDER BY minute, queue
+
+-- rollup_marks --
+SELECT step, through FROM forge_nb_rollup_marks
+
 -- fire_schedule --
 -- Compare-and-set on next_fire_at: only one process can advance a given tick.
 UPDATE forge_nb_schedules SET last_fire_at = ?, next_fire_at = ?

@@ -1,0 +1,156 @@
+"""Metric roll-ups: per-minute rows summed into 5-minute and hourly buckets.
+
+Each process writes one row per minute, queue and host, so seven days are
+hundreds of thousands of rows. The leader adds closed minutes up into
+5-minute buckets and those into hours (all hosts in one row per queue), and
+moves a per-step mark. Readers take roll-ups before the mark and finer rows
+after it, so a range is complete and exact whether or not the roller has
+caught up: roll-ups only make long ranges cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable
+
+from forge_nb.runtime.metrics import merge_histograms
+from forge_nb.storage.base import Storage
+from forge_nb.storage.records import METRIC_COUNTERS, MetricRow
+
+#: Roll-up widths in minutes, finest first; each is built from the one before (or minutes).
+STEPS = (5, 60)
+#: Minutes a closed minute waits before it is rolled (processes flush within seconds).
+GRACE_MIN = 2
+#: Minutes rolled per storage round trip when catching up (a day of minute rows).
+CHUNK_MIN = 24 * 60
+#: Every width a reader may ask for.
+VALID_STEPS = (1, *STEPS)
+
+
+def _finer(step: int) -> int:
+    """The step a roll-up is built from."""
+    i = STEPS.index(step)
+    return STEPS[i - 1] if i else 1
+
+
+def aggregate(rows: Iterable[MetricRow], step: int) -> list[MetricRow]:
+    """Rows summed per (``step``-minute bucket, queue), hosts merged into ``'*'``."""
+    groups: dict[tuple[int, str], list[MetricRow]] = {}
+    for row in rows:
+        groups.setdefault((row.minute // step * step, row.queue), []).append(row)
+    return [_sum(minute, queue, group) for (minute, queue), group in sorted(groups.items())]
+
+
+def _sum(minute: int, queue: str, group: list[MetricRow]) -> MetricRow:
+    """One bucket's rows added up (a lone roll-up row is already its own sum)."""
+    if len(group) == 1 and group[0].host_id == "*" and group[0].minute == minute:
+        return group[0]
+    return MetricRow(
+        minute,
+        queue,
+        "*",
+        **{c: sum(getattr(r, c) for r in group) for c in METRIC_COUNTERS},
+        processing_hist=merge_histograms(r.processing_hist for r in group),
+        e2e_hist=merge_histograms(r.e2e_hist for r in group),
+    )
+
+
+async def _read(
+    storage: Storage,
+    step: int,
+    first: int,
+    last: int,
+    queue: str | None,
+    histograms: bool = True,
+) -> list[MetricRow]:
+    """Stored rows of one width whose first minute lies in [first, last]."""
+    if step == 1:
+        return await storage.read_metrics(first * 60, last * 60, queue, histograms)
+    return await storage.read_rollups(step, first * 60, last * 60, queue, histograms)
+
+
+async def read_rows(
+    storage: Storage,
+    first: int,
+    last: int,
+    queue: str | None = None,
+    step: int = 1,
+    marks: dict[int, int] | None = None,
+    histograms: bool = True,
+) -> list[MetricRow]:
+    """Rows of minutes [first, last] in ``step``-minute buckets, oldest first.
+
+    ``first`` should be a multiple of ``step`` (a bucket is whole or absent).
+    Buckets before the step's mark come from its roll-ups; the rest from finer rows.
+    Per-minute rows (``step=1``) keep one row per host.
+    """
+    if step not in VALID_STEPS:
+        raise ValueError(f"step must be one of {VALID_STEPS} minutes, not {step!r}")
+    if last < first:
+        return []
+    if step == 1:
+        return await _read(storage, 1, first, last, queue, histograms)
+    if marks is None:
+        marks = await storage.rollup_marks()
+    mark = marks.get(step, first)
+    rolled: list[MetricRow] = []
+    if mark > first:
+        rolled = await _read(storage, step, first, min(last, mark - 1), queue, histograms)
+    rest = max(first, mark)
+    if rest > last:
+        return rolled
+    finer = await read_rows(storage, rest, last, queue, _finer(step), marks, histograms)
+    return rolled + aggregate(finer, step)
+
+
+async def read_span(
+    storage: Storage,
+    first: int,
+    last: int,
+    queue: str | None = None,
+    marks: dict[int, int] | None = None,
+) -> list[MetricRow]:
+    """Rows covering exactly minutes [first, last], as coarse as possible (for totals).
+
+    Whole hours come from hourly rows, the partial hours at either end from
+    5-minute rows, and the partial 5 minutes from minute rows.
+    """
+    if marks is None:
+        marks = await storage.rollup_marks()
+    lo, hi = first, last + 1  # half-open
+    for step in reversed(STEPS):
+        inner_lo, inner_hi = math.ceil(lo / step) * step, hi // step * step
+        if inner_hi - inner_lo >= step:
+            out = await read_rows(storage, inner_lo, inner_hi - 1, queue, step, marks)
+            for a, b in ((lo, inner_lo), (inner_hi, hi)):
+                if b > a:
+                    out += await read_span(storage, a, b - 1, queue, marks)
+            return out
+    return await read_rows(storage, first, last, queue, 1, marks)
+
+
+async def roll_up(storage: Storage, now: float, keep_min: int) -> int:
+    """Roll closed minutes into every step; return how many buckets were written.
+
+    Idempotent and restartable: a bucket is rebuilt whole from finer rows and the
+    mark moves in the same transaction, so a crash between chunks loses nothing.
+    ``keep_min`` bounds how far back a first roll starts (the metrics retention).
+    """
+    current = int(now // 60)
+    marks = await storage.rollup_marks()
+    written = 0
+    for step in STEPS:
+        finer = _finer(step)
+        ready = (current - GRACE_MIN) // step * step
+        if finer != 1:  # a bucket is only whole once every finer bucket in it is
+            ready = min(ready, marks.get(finer, 0) // step * step)
+        start = marks.get(step, (current - keep_min) // STEPS[-1] * STEPS[-1])
+        while start < ready:
+            end = min(ready, start + CHUNK_MIN)
+            rows = aggregate(await _read(storage, finer, start, end - 1, None), step)
+            await storage.write_rollups(step, rows, end)
+            written += len(rows)
+            marks[step] = start = end
+            await asyncio.sleep(0)  # let claims in between chunks
+    return written
