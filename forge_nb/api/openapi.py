@@ -407,7 +407,10 @@ PATHS: dict[str, dict[str, Any]] = {
                 query("queue", "queue name; empty: any"),
                 query("kind", "job kind; empty: any"),
                 query(
-                    "search", "substring of the payload JSON (case-insensitive ASCII); empty: any"
+                    "search",
+                    "substring of the payload JSON (case-insensitive ASCII); empty: any. "
+                    "A search page scans 100,000 job ids, so it may hold fewer than `limit` "
+                    "jobs and still have a `next_cursor` to the older ids",
                 ),
                 query(
                     "limit",

@@ -337,8 +337,17 @@ class App:
         limit: int = 50,
         cursor: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs newest first; pass the last id as ``cursor`` for the next page."""
-        return (await self.jobs_page(status, queue, kind, search, limit, cursor)).jobs
+        """Jobs newest first; pass the last id as ``cursor`` for the next page.
+
+        Up to ``limit`` matches: a payload search reads as many windows as it takes.
+        """
+        found: list[JobRecord] = []
+        while True:
+            page = await self.jobs_page(status, queue, kind, search, limit - len(found), cursor)
+            found += page.jobs
+            if len(found) >= limit or page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
 
     async def jobs_page(
         self,
@@ -352,8 +361,11 @@ class App:
     ) -> JobPage:
         """One keyset page plus ``next_cursor``, for tables that page.
 
-        Newest first; with ``scheduled_after`` (e.g. now), the pending jobs due after
-        it, soonest first — the Scheduled view.
+        Newest first. A payload ``search`` scans a window of 100,000 job ids per page,
+        so its page may hold fewer than ``limit`` jobs yet have a ``next_cursor``
+        (more windows below): every page stays fast at any table size. With
+        ``scheduled_after`` (e.g. now), the pending jobs due after it, soonest first —
+        the Scheduled view.
         """
         after = None if scheduled_after is None else _epoch(scheduled_after, 0.0)
         return await (await self.storage()).list_jobs(

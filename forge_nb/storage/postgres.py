@@ -401,7 +401,7 @@ class PostgresStorage:
     async def list_jobs(
         self, filter: JobFilter, limit: int = 50, cursor: str | None = None
     ) -> JobPage:
-        """Newest first, keyset-paged on id."""
+        """Newest first, keyset-paged on id (a payload search a window of ids per page)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
         where, params = _filter_sql(filter)
@@ -412,12 +412,20 @@ class PostgresStorage:
         if cursor is not None and scheduled:
             params.extend(rows.parse_scheduled_cursor(cursor))
             where.append(f"(scheduled_at, id) > (${len(params) - 1}, ${len(params)})")
-        elif cursor is not None:
+        key = None
+        if cursor is not None and not scheduled:
             key = rows.parse_job_id(cursor)
             if key is None:
                 raise ValueError(f"invalid cursor {cursor!r}")
             params.append(key)
             where.append(f"id < ${len(params)}")
+        floor = None
+        if filter.search and not scheduled:
+            lowest, highest = await self._fetchrow(Q["id_bounds"])
+            floor = rows.search_floor(key, lowest, highest)
+            if floor is not None:
+                params.append(floor)
+                where.append(f"id >= ${len(params)}")
         params.append(limit)
         sql = f"SELECT {JOB_COLUMNS} FROM forge_nb_jobs"
         sql += (" WHERE " + " AND ".join(where)) if where else ""
@@ -425,7 +433,7 @@ class PostgresStorage:
         found = await self._fetch(sql, *params)
         jobs = [rows.job_record(r) for r in found]
         if len(jobs) < limit:
-            return JobPage(jobs, None)
+            return rows.windowed_page(JobPage(jobs, None), floor)
         return JobPage(jobs, rows.scheduled_cursor(found[-1]) if scheduled else jobs[-1].id)
 
     async def job_events(self, job_id: str) -> list[JobEvent]:

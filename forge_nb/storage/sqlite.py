@@ -295,7 +295,7 @@ class SqliteStorage:
     async def list_jobs(
         self, filter: JobFilter, limit: int = 50, cursor: str | None = None
     ) -> JobPage:
-        """Newest first, keyset-paged."""
+        """Newest first, keyset-paged (a payload search a window of ids per page)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
         where, params = _filter_sql(filter)
@@ -307,17 +307,25 @@ class SqliteStorage:
         if cursor is not None and scheduled:
             where.append("(scheduled_at, id) > (?, ?)")
             params.extend(rows.parse_scheduled_cursor(cursor))
-        elif cursor is not None:
+        key = None
+        if cursor is not None and not scheduled:
             key = rows.parse_job_id(cursor)
             if key is None:
                 raise ValueError(f"invalid cursor {cursor!r}")
             where.append("id < ?")
             params.append(key)
+        floor = None
+        if filter.search and not scheduled:
+            [(lowest, highest)] = await self._fetchall(Q["id_bounds"], ())
+            floor = rows.search_floor(key, lowest, highest)
+            if floor is not None:
+                where.append("id >= ?")
+                params.append(floor)
         sql = Q["get_job"].replace("WHERE id = ?", "")
         sql += (" WHERE " + " AND ".join(where)) if where else ""
         sql += f" ORDER BY {'scheduled_at, id' if scheduled else 'id DESC'} LIMIT ?"
         found = await self._fetchall(sql, [*params, limit])
-        return _page(found, limit, scheduled)
+        return rows.windowed_page(_page(found, limit, scheduled), floor)
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """Stored history, oldest first."""

@@ -566,3 +566,23 @@ async def test_a_blocked_loop_is_reported_with_the_job_kind(
         await (await oops.enqueue()).wait(10)
         await asyncio.sleep(0.3)
     assert any("blocked" in r.message and "oops.sync_in_async" in r.message for r in caplog.records)
+
+
+async def test_jobs_and_jobs_frame_read_every_search_window(
+    app: fnb.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``app.jobs(search=…)`` fills its limit across windows; ``jobs_page`` is one window."""
+    from forge_nb.storage import rows
+
+    monkeypatch.setattr(rows, "SEARCH_WINDOW", 5)
+    refs = await app.enqueue_many(
+        [
+            fnb.EnqueueRequest("t.x", payload={"tag": "rare" if i % 9 == 0 else "x"})
+            for i in range(30)
+        ]
+    )
+    expected = [refs[i].id for i in (27, 18, 9, 0)]
+    assert [j.id for j in await app.jobs(search="rare", limit=50)] == expected
+    assert [j.id for j in await app.jobs(search="rare", limit=2)] == expected[:2]
+    assert len((await app.jobs_page(search="rare", limit=50)).jobs) <= 1
+    assert list((await app.jobs_frame(search="rare")).index) == expected

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from forge_nb.errors import PayloadError, UnknownQueue, UnknownRateLimit
-from forge_nb.storage import Storage
+from forge_nb.storage import Storage, rows
 from forge_nb.storage.records import (
     STATUSES,
     ClaimedJob,
@@ -695,6 +695,27 @@ async def test_search_combines_with_other_filters(storage: Storage) -> None:
     await enqueue_one(storage, queue="b", payload={"user": "alice"})
     await enqueue_one(storage, queue="a", payload={"user": "bob"})
     assert await ids_of(storage, JobFilter(queue="a", search="alice")) == [a]
+
+
+async def test_search_pages_scan_bounded_id_windows_and_miss_nothing(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rare search reads one window of ids per page; cursors walk every window."""
+    monkeypatch.setattr(rows, "SEARCH_WINDOW", 10)
+    payloads = [{"n": i, "tag": "needle" if i in (2, 19, 33) else "hay"} for i in range(37)]
+    ids = [r.id for r in await storage.enqueue([new_job(payload=p) for p in payloads], NOW)]
+    needles = [ids[33], ids[19], ids[2]]
+    first = await storage.list_jobs(JobFilter(search="needle"), limit=50)
+    assert [j.id for j in first.jobs] == [ids[33]], "only the newest 10 ids were read"
+    assert first.next_cursor is not None
+    assert await collect_pages(storage, JobFilter(search="needle"), 50) == needles
+    assert await collect_pages(storage, JobFilter(search="needle"), 1) == needles
+    assert await collect_pages(storage, JobFilter(search="hay"), 4) == [
+        i for i in reversed(ids) if i not in needles
+    ]
+    assert await collect_pages(storage, JobFilter(search="absent"), 50) == []
+    # Without a search, pages stay plain keyset pages over the whole table.
+    assert len((await storage.list_jobs(JobFilter(), limit=50)).jobs) == 37
 
 
 async def test_keyset_pagination_visits_every_job_once_newest_first(storage: Storage) -> None:
@@ -1545,9 +1566,7 @@ async def test_purge_metrics_also_removes_old_rollups(storage: Storage) -> None:
         5, [MetricRow(MINUTE, "q", "*"), MetricRow(MINUTE + 5, "q", "*")], MINUTE + 10
     )
     assert await storage.purge_metrics(MINUTE + 1) == 1
-    assert await storage.read_rollups(5, 0, (MINUTE + 99) * 60) == [
-        MetricRow(MINUTE + 5, "q", "*")
-    ]
+    assert await storage.read_rollups(5, 0, (MINUTE + 99) * 60) == [MetricRow(MINUTE + 5, "q", "*")]
     assert await storage.rollup_marks() == {5: MINUTE + 10}, "the mark stays"
 
 

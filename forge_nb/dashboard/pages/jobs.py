@@ -7,6 +7,7 @@ the whole table, so a million-job database costs one indexed page per view.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,14 @@ import pandas as pd
 import panel as pn
 
 from forge_nb.dashboard.data import Snapshot
-from forge_nb.dashboard.format import TEXT_FORMATTER, compact_json, first_line, relative, utc
+from forge_nb.dashboard.format import (
+    TEXT_FORMATTER,
+    compact_json,
+    esc,
+    first_line,
+    relative,
+    utc,
+)
 from forge_nb.dashboard.pages.base import (
     Confirm,
     Context,
@@ -28,6 +36,8 @@ from forge_nb.dashboard.pages.inspector import Inspector
 from forge_nb.storage.records import STATUSES, JobRecord
 
 PAGE_SIZES = [25, 50, 100, 200]
+#: Seconds a payload search may spend filling one page (each read is one bounded window).
+SEARCH_BUDGET_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -245,12 +255,22 @@ class JobBrowser(Page):
             if self.mode.future_only:
                 self._jobs, self._next_cursor = await self._scan_future(snap.now)
             else:
-                page = await self.ctx.app.jobs_page(
-                    limit=int(self.page_size.value), cursor=self._cursors[-1], **self.filters()
-                )
-                self._jobs, self._next_cursor = page.jobs, page.next_cursor
+                self._jobs, self._next_cursor = await self._read_page()
             self._show_page(snap)
         await self.inspector.fetch(snap)
+
+    async def _read_page(self) -> tuple[list[JobRecord], str | None]:
+        """One table page. A payload search reads id windows until the page is full
+        or `SEARCH_BUDGET_S` is spent; Next then carries on where it stopped."""
+        size, cursor, filters = int(self.page_size.value), self._cursors[-1], self.filters()
+        jobs: list[JobRecord] = []
+        deadline = time.monotonic() + SEARCH_BUDGET_S
+        while True:
+            page = await self.ctx.app.jobs_page(limit=size - len(jobs), cursor=cursor, **filters)
+            jobs += page.jobs
+            cursor = page.next_cursor
+            if len(jobs) >= size or cursor is None or time.monotonic() > deadline:
+                return jobs, cursor
 
     async def _scan_future(self, now: float) -> tuple[list[JobRecord], str | None]:
         """Pending jobs due after ``now``, soonest first: one indexed keyset page."""
@@ -270,6 +290,8 @@ class JobBrowser(Page):
         number = len(self._cursors)
         total = self._total(snap)
         total_text = f" of {total:,} matching" if total is not None else ""
+        if self.filters()["search"] and self._next_cursor and len(rows) < self.page_size.value:
+            total_text += f" · searched down to job #{esc(self._next_cursor)}: Next looks further"
         self.page_label.object = (
             f"<span style='font-size:13px'>page {number} · {len(rows)} row(s){total_text}</span>"
         )

@@ -378,3 +378,7 @@ ON CONFLICT (kind, minute, host_id) DO UPDATE SET data = EXCLUDED.data
 -- read_samples --
 SELECT minute, host_id, data FROM forge_nb_samples
 WHERE kind = $1 AND minute BETWEEN $2 AND $3 ORDER BY minute, host_id
+
+-- id_bounds --
+-- Lowest and highest job id (two index end lookups): where a windowed search stops.
+SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)

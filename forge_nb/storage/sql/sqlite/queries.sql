@@ -256,3 +256,7 @@ WHERE kind = ? AND minute BETWEEN ? AND ? ORDER BY minute, host_id
 
 -- purge_samples --
 DELETE FROM forge_nb_samples WHERE minute < ?
+
+-- id_bounds --
+-- Lowest and highest job id (two index end lookups): where a windowed search stops.
+SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)
