@@ -103,6 +103,23 @@ class HandlerRegistry:
         return len(self._handlers)
 
 
+def _plain_keywords(
+    signature: inspect.Signature, takes_ctx: bool
+) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """(accepted, required) payload keys when every parameter is a plain keyword-able one.
+
+    ``(None, ...)`` when the signature has *args, **kwargs or positional-only parameters:
+    then only a full ``bind`` can tell.
+    """
+    params = list(signature.parameters.values())[1 if takes_ctx else 0 :]
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if any(p.kind not in plain for p in params):
+        return None, frozenset()
+    accepted = frozenset(p.name for p in params)
+    required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+    return accepted, required
+
+
 def _takes_ctx(signature: inspect.Signature) -> bool:
     """Handlers receive the ctx when their first parameter is ``ctx``/``context`` or a JobCtx."""
     params = list(signature.parameters.values())
@@ -246,7 +263,13 @@ def handler_for_function(
     def call(ctx: JobCtx, payload: dict[str, Any]) -> Any:
         return fn(ctx, **payload) if takes_ctx else fn(**payload)
 
+    accepts, required = _plain_keywords(signature, takes_ctx)
+
     def check_payload(payload: Mapping[str, Any]) -> None:
+        # Fast path (no inspect per call): only named keyword-able parameters, all required
+        # ones given, no unknown key. Anything else gets the full bind and its error message.
+        if accepts is not None and required <= payload.keys() <= accepts:
+            return
         bind_payload(fn, name, (), payload)
 
     return Handler(

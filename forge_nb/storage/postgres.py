@@ -408,7 +408,11 @@ class PostgresStorage:
         scheduled = filter.scheduled_after is not None
         if scheduled:
             params.append(filter.scheduled_after)
-            where += ["status = 'pending'", f"scheduled_at > ${len(params)}"]
+            where += [
+                "status = 'pending'",
+                "scheduled_at > created_at",
+                f"scheduled_at > ${len(params)}",
+            ]
         if cursor is not None and scheduled:
             params.extend(rows.parse_scheduled_cursor(cursor))
             where.append(f"(scheduled_at, id) > (${len(params) - 1}, ${len(params)})")
@@ -781,9 +785,23 @@ def _password_forms(url: str) -> list[str]:
 async def _insert_plain(
     conn: Any, prepared: list[tuple[Any, ...]], now: float
 ) -> list[EnqueueResult]:
-    """A batch without unique keys: one INSERT … SELECT FROM unnest."""
-    found = await conn.fetch(Q["insert_jobs"], *_job_arrays(prepared, now))
-    return [EnqueueResult(str(i), "created", "pending") for i in sorted(r[0] for r in found)]
+    """A batch without unique keys: one INSERT … SELECT FROM unnest (VALUES for one job)."""
+    if len(prepared) == 1:
+        kind, queue, payload, priority, scheduled_at, max_attempts, _ = prepared[0]
+        new_id = await conn.fetchval(
+            Q["insert_job"],
+            kind,
+            queue,
+            payload,
+            priority,
+            scheduled_at,
+            max_attempts,
+            now,
+            int(now // 60),
+        )
+        return [EnqueueResult(str(new_id), "created", "pending")]
+    ids = await conn.fetchval(Q["insert_jobs"], *_job_arrays(prepared, now))
+    return [EnqueueResult(str(i), "created", "pending") for i in ids]
 
 
 def _job_arrays(prepared: Sequence[tuple[Any, ...]], now: float) -> list[Any]:

@@ -75,6 +75,12 @@ BUSY_RETRY_PAUSES_S = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
 MAX_PAGE = 1000
 #: How often other processes' commits are looked for (cross-process wake-up latency).
 WATCH_INTERVAL_S = 0.01
+#: Rows per multi-row INSERT: one statement step per chunk costs much less than
+#: executemany's step per row. 8 parameters each stay under 999, the variable limit of
+#: SQLite builds before 3.32 that some distributions' Pythons still link.
+INSERT_CHUNK = 120
+_INSERT_HEAD = Q["insert_job"].split("VALUES")[0] + "VALUES "
+_INSERT_CHUNK_SQL = _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * INSERT_CHUNK)
 
 
 class _Busy(Exception):
@@ -130,6 +136,8 @@ class SqliteStorage:
         self._write_lock = asyncio.Lock()
         self._on_change: Callable[[str | None], None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        #: Queue rows known to exist (queue rows are never deleted): enqueue skips creating them.
+        self._known_queues: set[str] = set()
 
     # -- plumbing -------------------------------------------------------------------
     async def _connect(self, busy_timeout_s: float) -> aiosqlite.Connection:
@@ -254,7 +262,11 @@ class SqliteStorage:
         prepared = prepare_jobs(jobs, now)
         if not prepared:
             return []
-        return await self._write(_enqueue, prepared, now)
+        queues = {row[1] for row in prepared}
+        new_queues = queues - self._known_queues
+        results = await self._write(_enqueue, prepared, now, new_queues)
+        self._known_queues |= queues  # only once committed
+        return results
 
     async def claim(
         self,
@@ -301,8 +313,8 @@ class SqliteStorage:
         where, params = _filter_sql(filter)
         scheduled = filter.scheduled_after is not None
         if scheduled:
-            # Literal status so the partial (scheduled_at, id) index applies.
-            where += ["status = 'pending'", "scheduled_at > ?"]
+            # The partial index's own terms, literally, so the planner uses it.
+            where += ["status = 'pending'", "scheduled_at > created_at", "scheduled_at > ?"]
             params.append(filter.scheduled_after)
         if cursor is not None and scheduled:
             where.append("(scheduled_at, id) > (?, ?)")
@@ -483,7 +495,7 @@ class SqliteStorage:
             params = (fire_at, next_fire_at, name, expected_next)
             if not c.execute(Q["fire_schedule"], params).rowcount:
                 return False
-            _enqueue(c, prepared, now)
+            _enqueue(c, prepared, now, {job.queue})
             return True
 
         return await self._write(run)
@@ -668,15 +680,13 @@ def _migrate(c: sqlite3.Connection) -> list[int]:
 
 
 def _enqueue(
-    c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: float
+    c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: float, new_queues: set[str]
 ) -> list[EnqueueResult]:
-    for queue in {row[1] for row in prepared}:
+    for queue in sorted(new_queues):
         c.execute(Q["ensure_queue_row"], (queue,))
     if all(row[6] is None for row in prepared):
-        # Fast path: one executemany; AUTOINCREMENT ids are consecutive under the write lock.
-        c.executemany(Q["insert_job"], [(*row, now) for row in prepared])
-        last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
-        first = last - len(prepared) + 1
+        # Fast path: AUTOINCREMENT ids are consecutive under the write lock, in row order.
+        first = _insert_plain(c, prepared, now)
         _count_enqueued(c, [row[1] for row in prepared], now)
         return [EnqueueResult(str(first + i), "created", "pending") for i in range(len(prepared))]
     results: list[EnqueueResult] = []
@@ -690,6 +700,22 @@ def _enqueue(
     created = [row[1] for row, r in zip(prepared, results, strict=True) if r.outcome == "created"]
     _count_enqueued(c, created, now)
     return results
+
+
+def _insert_plain(c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: float) -> int:
+    """Insert rows without unique keys in order; returns the first new id."""
+    if len(prepared) == 1:
+        return int(c.execute(Q["insert_job"], (*prepared[0], now)).lastrowid or 0)
+    full = len(prepared) - len(prepared) % INSERT_CHUNK
+    for start in range(0, full, INSERT_CHUNK):
+        chunk = prepared[start : start + INSERT_CHUNK]
+        c.execute(_INSERT_CHUNK_SQL, [v for row in chunk for v in (*row, now)])
+    rest = prepared[full:]
+    if rest:
+        sql = _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rest))
+        c.execute(sql, [v for row in rest for v in (*row, now)])
+    last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return int(last) - len(prepared) + 1
 
 
 def _count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None:

@@ -22,10 +22,14 @@ MAX_TIMESTAMP = 253_402_300_799.0
 MAX_DELAY_S = 100 * 365.25 * 86_400
 
 
+#: One encoder for every call: ``json.dumps`` with options builds a new one each time.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
 def dump_json(value: Any, *, what: str) -> str:
     """Strict JSON: no NaN/Infinity, no arbitrary objects; a clear error otherwise."""
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"{what} is not JSON-serialisable: {exc}") from None
     except RecursionError:
@@ -36,7 +40,13 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
     """Validate and encode a payload, enforcing `MAX_PAYLOAD_BYTES`."""
     if not isinstance(payload, Mapping):
         raise PayloadError(f"payload must be a JSON object (dict), got {type(payload).__name__}")
-    text = dump_json(dict(payload), what="payload")
+    text = dump_json(payload if type(payload) is dict else dict(payload), what="payload")
+    if text.isascii():  # the common case: one byte per character, nothing to re-encode
+        if len(text) > MAX_PAYLOAD_BYTES:
+            raise PayloadError(
+                f"payload is {len(text)} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes"
+            )
+        return text
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -48,6 +58,13 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
 
 def check_name(value: object, what: str) -> str:
     """Queue, kind and schedule names: non-empty strings of sane length."""
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_NAME_LENGTH
+        and "\x00" not in value
+        and not value.isspace()
+    ):
+        return value  # fast path: every check below passes
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > MAX_NAME_LENGTH:
@@ -91,6 +108,30 @@ def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int
 
     Returns (kind, queue, payload_json, priority, scheduled_at, max_attempts, unique_key).
     """
+    priority, delay, max_attempts = job.priority, job.delay, job.max_attempts
+    if (  # fast path: plain ints/floats in range, no absolute time (the common enqueue)
+        job.scheduled_at is None
+        and type(priority) is int
+        and PRIORITY_MIN <= priority <= PRIORITY_MAX
+        and (type(delay) is float or type(delay) is int)
+        and 0 <= delay <= MAX_DELAY_S
+        and type(max_attempts) is int
+        and 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT
+    ):
+        kind, queue, unique_key = job.kind, job.queue, job.unique_key
+        check_name(kind, "kind")
+        check_name(queue, "queue")
+        if unique_key is not None:
+            check_name(unique_key, "unique_key")
+        return (
+            kind,
+            queue,
+            encode_payload(job.payload),
+            priority,
+            now + delay,
+            max_attempts,
+            unique_key,
+        )
     check_name(job.kind, "kind")
     check_name(job.queue, "queue")
     if (

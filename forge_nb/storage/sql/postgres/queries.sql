@@ -5,6 +5,7 @@
 -- A whole batch in one statement: create the missing queues ($9, sorted), insert the rows in
 -- input order (ORDER BY ord: identities rise with it), add them to the minute's ($10)
 -- ``enqueued`` metric (host '*'; queues in order so concurrent enqueuers cannot deadlock).
+-- The new ids come back as one sorted array (one value to decode, not a row per job).
 WITH new_queues AS (
     INSERT INTO forge_nb_queues (name) SELECT unnest($9::text[]) ON CONFLICT DO NOTHING
 ),
@@ -25,7 +26,25 @@ counted AS (
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
 )
-SELECT id, unique_key FROM inserted
+SELECT array_agg(id ORDER BY id) FROM inserted
+
+-- insert_job --
+-- insert_jobs for a single job: plain VALUES, no arrays to build or unnest ($8: the minute).
+WITH new_queue AS (
+    INSERT INTO forge_nb_queues (name) VALUES ($2) ON CONFLICT DO NOTHING
+),
+inserted AS (
+    INSERT INTO forge_nb_jobs
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)
+    RETURNING id
+),
+counted AS (
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued) VALUES ($8, $2, '*', 1)
+    ON CONFLICT (minute, queue, host_id)
+    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + 1
+)
+SELECT id FROM inserted
 
 -- insert_jobs_unique --
 -- As insert_jobs, skipping rows whose unique key a live job holds (each key at most once in $7).
