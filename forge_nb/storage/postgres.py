@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import inspect
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -65,6 +66,8 @@ from forge_nb.storage.validation import (
 Q = load_queries("postgres")
 MAX_PAGE = 1000
 #: Channel the enqueue trigger (migration 0003) notifies with the queue name.
+log = logging.getLogger("forge_nb.storage")
+
 NOTIFY_CHANNEL = "forge_nb_jobs"
 CONNECT_TIMEOUT_S = 10.0
 #: Key of the advisory lock that serialises migrations across processes ("forge_nb" in hex).
@@ -156,6 +159,41 @@ class _UniqueClash(StorageError):
     """A write hit the live-unique-key index (callers that expect it catch this)."""
 
 
+class _Notifier:
+    """Sends NOTIFYs for committed enqueues, one statement in flight at a time.
+
+    NOTIFY inside the enqueue's transaction would take Postgres's global notification
+    lock at commit, making concurrent enqueues commit one by one. Here only these small
+    statements queue, and names that arrive while one is in flight go out together.
+    A lost notification costs latency only: workers also poll.
+    """
+
+    def __init__(self, send: Callable[[list[str]], Awaitable[None]]) -> None:
+        self._send = send
+        self._pending: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def send(self, queues: set[str]) -> None:
+        """Notify these queues soon (at once when nothing is in flight)."""
+        self._pending |= queues
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._pending:
+            queues, self._pending = sorted(self._pending), set()
+            try:
+                await self._send(queues)
+            except Exception as exc:  # the database may be down: workers poll anyway
+                log.debug("could not notify %s: %s", queues, exc)
+                return
+
+    async def flush(self) -> None:
+        """Wait for notifications still being sent (before the pool closes)."""
+        if self._task is not None and not self._task.done():
+            await asyncio.wait([self._task], timeout=CONNECT_TIMEOUT_S)
+
+
 class PostgresStorage:
     """`Storage` on a Postgres database shared by every process."""
 
@@ -170,6 +208,7 @@ class PostgresStorage:
         self._secrets = _password_forms(url.url)
         self._listener: Any = None
         self._on_change: Callable[[str | None], None] | None = None
+        self._notifier = _Notifier(self._notify)
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.safe_url!r})"
@@ -262,6 +301,7 @@ class PostgresStorage:
 
     async def close(self) -> None:
         """Close the pool (waits for in-flight statements briefly, then terminates)."""
+        await self._notifier.flush()
         await self.watch(None)
         pool, self._pool = self._pool, None
         if pool is None:
@@ -310,7 +350,7 @@ class PostgresStorage:
             return int(await conn.fetchval(SQL_CURRENT_VERSION))
 
     async def watch(self, on_change: Callable[[str | None], None] | None) -> None:
-        """LISTEN on a dedicated connection; the enqueue trigger NOTIFYs the queue name."""
+        """LISTEN on a dedicated connection; enqueues NOTIFY their queue names."""
         self._on_change = on_change
         listener = self._listener
         if on_change is None:
@@ -328,22 +368,29 @@ class PostgresStorage:
             raise self._translate(exc) from exc
         self._listener = listener
 
+    async def _notify(self, queues: list[str]) -> None:
+        await self._execute(Q["notify_queues"], queues)
+
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         if self._on_change is not None:
             self._on_change(payload or None)
 
     # -- jobs: write path ----------------------------------------------------------------
     async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
-        """Insert a batch in one transaction (see `Storage.enqueue`)."""
+        """Insert a batch in one transaction (see `Storage.enqueue`), then wake workers."""
         prepared = prepare_jobs(jobs, now)
         if not prepared:
             return []
         if all(row[6] is None for row in prepared):
             # One statement, so no explicit transaction: a single round trip.
             async with self._connection(transaction=False) as conn:
-                return await _insert_plain(conn, prepared, now)
-        async with self._tx() as conn:
-            return await _insert_with_keys(conn, prepared, now)
+                results = await _insert_plain(conn, prepared, now)
+        else:
+            async with self._tx() as conn:
+                results = await _insert_with_keys(conn, prepared, now)
+        if any(r.outcome == "created" for r in results):
+            self._notifier.send({row[1] for row in prepared})
+        return results
 
     async def claim(
         self,
@@ -631,7 +678,8 @@ class PostgresStorage:
                 await _insert_plain(conn, prepared, now)
             else:
                 await _insert_with_keys(conn, prepared, now)
-            return True
+        self._notifier.send({job.queue})
+        return True
 
     # -- leases --------------------------------------------------------------------------
     async def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:

@@ -4,7 +4,9 @@
 -- insert_jobs --
 -- A whole batch in one statement: create the missing queues ($9, sorted), insert the rows in
 -- input order (ORDER BY ord: identities rise with it), add them to the minute's ($10)
--- ``enqueued`` metric (host '*'; queues in order so concurrent enqueuers cannot deadlock).
+-- ``enqueued`` metric (queues in order so concurrent enqueuers cannot deadlock). The row's
+-- host is '*' plus the connection's backend pid: concurrent enqueuers on other connections
+-- update other rows instead of queueing behind one row lock until each other's commit.
 -- The new ids come back as one sorted array (one value to decode, not a row per job).
 WITH new_queues AS (
     INSERT INTO forge_nb_queues (name) SELECT unnest($9::text[]) ON CONFLICT DO NOTHING
@@ -22,7 +24,8 @@ inserted AS (
 ),
 counted AS (
     INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    SELECT $10, queue, '*', count(*) FROM inserted GROUP BY queue ORDER BY queue
+    SELECT $10, queue, '*' || pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue ORDER BY queue
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
 )
@@ -40,7 +43,8 @@ inserted AS (
     RETURNING id
 ),
 counted AS (
-    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued) VALUES ($8, $2, '*', 1)
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+    VALUES ($8, $2, '*' || pg_backend_pid(), 1)
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + 1
 )
@@ -67,7 +71,8 @@ inserted AS (
 ),
 counted AS (
     INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    SELECT $10, queue, '*', count(*) FROM inserted GROUP BY queue ORDER BY queue
+    SELECT $10, queue, '*' || pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue ORDER BY queue
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
 )
@@ -86,7 +91,8 @@ DO NOTHING
 RETURNING id
 
 -- count_enqueued --
-INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued) VALUES ($1, $2, '*', 1)
+INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+VALUES ($1, $2, '*' || pg_backend_pid(), 1)
 ON CONFLICT (minute, queue, host_id)
 DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
 
@@ -401,3 +407,7 @@ WHERE kind = $1 AND minute BETWEEN $2 AND $3 ORDER BY minute, host_id
 -- id_bounds --
 -- Lowest and highest job id (two index end lookups): where a windowed search stops.
 SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)
+
+-- notify_queues --
+-- Wake every process LISTENing: one notification per queue name ($1, sorted).
+SELECT pg_notify('forge_nb_jobs', q) FROM unnest($1::text[]) AS q
