@@ -12,9 +12,19 @@ windows so done/dead rows are swept, and — when ``forge_nb.dashboard`` exists 
 dashboard served by ``forge-nb dashboard`` with a headless Chromium page kept open on it.
 
 Every ``--sample-every`` seconds it prints one row: jobs enqueued/done/dead/backlog, each
-worker's RSS, the database size, the dashboard's page-load and ``/api/counts`` times.
-At the end: a summary table, growth verdicts (RSS, DB size after retention) and the
-error lines found in the worker and dashboard logs.
+worker's RSS, the database size, and how fast the dashboard answers, in separate columns:
+
+- ``ttfb``: time to the first byte of the page HTML, from the browser's navigation timing of
+  the reload below (the server builds the session's document before it answers);
+- ``reload``: a full page reload in Chromium until ``load`` and the first chart canvas;
+- ``api``: the slowest ``GET /api/counts`` since the last row (probed every 0.5 s, so the
+  page reloads' server work shows up in it); ``db``: one ``counts()`` query straight from
+  this process (a slow ``api`` splits into database time and time the dashboard made it wait);
+- ``tick``: the slowest live-update tick of any dashboard session since the last sample
+  (from the dashboard's ``tick took`` debug lines, see `DASHBOARD_BOOT`).
+
+At the end: a summary table (p50/p95/max of each of those), growth verdicts (RSS, DB size
+after retention) and the error lines found in the worker and dashboard logs.
 """
 
 from __future__ import annotations
@@ -22,12 +32,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +65,15 @@ CHROMIUM_ARGS = [
 ]
 #: Log lines that count as errors at the end of the run.
 ERROR_MARKERS = ("ERROR", "Traceback", "database is locked", "unavailable", "CRITICAL")
+#: Runs ``forge-nb dashboard`` unchanged, with the dashboard's own logger at DEBUG so every
+#: session tick logs its duration (the rest of the process stays at INFO).
+DASHBOARD_BOOT = (
+    "import logging, sys; from forge_nb.cli import main; "
+    "logging.getLogger('forge_nb.dashboard').setLevel(logging.DEBUG); sys.exit(main())"
+)
+TICK_LINE = re.compile(r"tick took ([0-9.]+) s")
+#: Seconds between two ``/api/counts`` probes (a page reload's server work shows up in them).
+PROBE_EVERY_S = 0.5
 
 # -- the job module the workers load (``--app soak:app``) -------------------------------------
 
@@ -91,6 +111,24 @@ def ms(s: float | None) -> str:
     return "-" if s is None else f"{s * 1000:.0f}"
 
 
+def quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile (``q`` in 0..1) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def spread_ms(values: list[float]) -> dict[str, int | None]:
+    """p50/p95/max in ms (None when nothing was measured)."""
+    if not values:
+        return {"p50": None, "p95": None, "max": None, "n": 0}
+    return {
+        "p50": round(quantile(values, 0.5) * 1000),
+        "p95": round(quantile(values, 0.95) * 1000),
+        "max": round(max(values) * 1000),
+        "n": len(values),
+    }
+
+
 @dataclass
 class Sample:
     t: float
@@ -100,8 +138,11 @@ class Sample:
     backlog: int
     rss: list[int]
     db_bytes: int | None
+    ttfb_s: float | None
     page_s: float | None
     api_s: float | None
+    db_counts_s: float
+    tick_s: float | None
 
 
 @dataclass
@@ -117,6 +158,13 @@ class Run:
     cancel_requests: int = 0
     producer_errors: list[str] = field(default_factory=list)
     browser_errors: list[str] = field(default_factory=list)
+    #: Every dashboard tick duration read from its log so far, and how far the log was read.
+    ticks: list[float] = field(default_factory=list)
+    log_offset: int = 0
+    #: Every ``/api/counts`` probe's seconds, how many a row has shown, failed probes.
+    probes: list[float] = field(default_factory=list)
+    probes_seen: int = 0
+    probe_errors: int = 0
     finished_total: int = 0
     started_at: float = field(default_factory=time.time)
 
@@ -168,7 +216,7 @@ def start_dashboard(run: Run, port: int) -> subprocess.Popen[bytes]:
         == 0
     )
     if has_cli:
-        cmd = [sys.executable, "-m", "forge_nb.cli", "dashboard", "--db", run.url]
+        cmd = [sys.executable, "-c", DASHBOARD_BOOT, "dashboard", "--db", run.url]
         cmd += ["--port", str(port)]
     else:
         cmd = [sys.executable, __file__, "--serve-dashboard", run.url, str(port)]
@@ -178,8 +226,12 @@ def start_dashboard(run: Run, port: int) -> subprocess.Popen[bytes]:
 
 async def serve_dashboard(url: str, port: int) -> None:
     """Fallback server: `forge_nb.dashboard.build_server` on this loop until SIGTERM."""
+    import logging
+
     from forge_nb.dashboard import build_server
 
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    logging.getLogger("forge_nb.dashboard").setLevel(logging.DEBUG)
     async with fnb.App(url) as dash_app:
         server = build_server(dash_app, port=port)
         server.start()
@@ -260,67 +312,120 @@ async def cancel_later(run: Run, producer_app: fnb.App, job_id: str) -> None:
 async def sample_loop(
     run: Run, producer_app: fnb.App, page: Any, started: float, until: float
 ) -> None:
-    import httpx
     import psutil
 
-    client = httpx.AsyncClient()
     header = (
         f"{'t':>5} {'enq':>8} {'done':>8} {'dead':>6} {'backlog':>7} "
-        f"{'worker RSS MB':>20} {'db MB':>7} {'page ms':>7} {'api ms':>6}"
+        f"{'worker RSS MB':>20} {'db MB':>7} {'ttfb ms':>7} {'reload ms':>9} {'api ms':>6} "
+        f"{'db ms':>5} {'tick ms':>7}"
     )
     print(header, flush=True)
+    while True:
+        now = time.monotonic()
+        enqueued = run.enqueued
+        t0 = time.monotonic()
+        counts = (await producer_app.counts()).get(QUEUE, {})
+        db_counts_s = time.monotonic() - t0
+        rss = []
+        for proc in run.workers:
+            try:
+                rss.append(psutil.Process(proc.pid).memory_info().rss)
+            except psutil.Error:
+                rss.append(0)
+        ttfb_s, page_s = await time_reload(run, page)
+        api_s = new_probes_max(run)  # after the reload: its row shows what it cost
+        tick_s = new_ticks_max(run)
+        sample = Sample(
+            t=now - started,
+            enqueued=enqueued,
+            done=counts.get("done", 0),
+            dead=counts.get("dead", 0),
+            backlog=counts.get("pending", 0) + counts.get("running", 0) + counts.get("failed", 0),
+            rss=rss,
+            db_bytes=await db_size(run.url),
+            ttfb_s=ttfb_s,
+            page_s=page_s,
+            api_s=api_s,
+            db_counts_s=db_counts_s,
+            tick_s=tick_s,
+        )
+        run.samples.append(sample)
+        print(
+            f"{sample.t:5.0f} {sample.enqueued:8d} {sample.done:8d} {sample.dead:6d} "
+            f"{sample.backlog:7d} {'/'.join(mb(r) for r in rss):>20} {mb(sample.db_bytes):>7} "
+            f"{ms(ttfb_s):>7} {ms(page_s):>9} {ms(api_s):>6} {ms(db_counts_s):>5} "
+            f"{ms(tick_s):>7}",
+            flush=True,
+        )
+        if time.monotonic() >= until:
+            return
+        await asyncio.sleep(max(0.0, run.args.sample_every - (time.monotonic() - now)))
+
+
+async def probe_counts(run: Run, until: float) -> None:
+    """``GET /api/counts`` every `PROBE_EVERY_S` (one at a time), timing each answer."""
+    import httpx
+
+    if run.dash_url is None:
+        return
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < until:
+            t0 = time.monotonic()
+            try:
+                reply = await client.get(run.dash_url + "api/counts", timeout=30)
+                ok = reply.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                run.probes.append(time.monotonic() - t0)
+            else:
+                run.probe_errors += 1
+            await asyncio.sleep(max(0.0, PROBE_EVERY_S - (time.monotonic() - t0)))
+
+
+def new_probes_max(run: Run) -> float | None:
+    """The slowest ``/api/counts`` probe since the last call."""
+    fresh = run.probes[run.probes_seen :]
+    run.probes_seen = len(run.probes)
+    return max(fresh) if fresh else None
+
+
+#: The reload's navigation timing: request sent → first byte of the page HTML (ms).
+TTFB_JS = """() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  return nav ? nav.responseStart - nav.requestStart : null;
+}"""
+
+
+async def time_reload(run: Run, page: Any) -> tuple[float | None, float | None]:
+    """(HTML time to first byte, full reload until load + first canvas), in seconds."""
+    if page is None:
+        return None, None
+    t0 = time.monotonic()
     try:
-        while True:
-            now = time.monotonic()
-            enqueued = run.enqueued
-            counts = (await producer_app.counts()).get(QUEUE, {})
-            rss = []
-            for proc in run.workers:
-                try:
-                    rss.append(psutil.Process(proc.pid).memory_info().rss)
-                except psutil.Error:
-                    rss.append(0)
-            page_s = api_s = None
-            if run.dash_url is not None:
-                t0 = time.monotonic()
-                try:
-                    reply = await client.get(run.dash_url + "api/counts", timeout=30)
-                    api_s = time.monotonic() - t0 if reply.status_code == 200 else None
-                except httpx.HTTPError:
-                    api_s = None
-            if page is not None:
-                t0 = time.monotonic()
-                try:
-                    await page.reload(wait_until="load", timeout=60_000)
-                    await page.locator("canvas").first.wait_for(timeout=60_000)
-                    page_s = time.monotonic() - t0
-                except Exception as exc:
-                    run.browser_errors.append(f"reload: {type(exc).__name__}: {exc}")
-            sample = Sample(
-                t=now - started,
-                enqueued=enqueued,
-                done=counts.get("done", 0),
-                dead=counts.get("dead", 0),
-                backlog=counts.get("pending", 0)
-                + counts.get("running", 0)
-                + counts.get("failed", 0),
-                rss=rss,
-                db_bytes=await db_size(run.url),
-                page_s=page_s,
-                api_s=api_s,
-            )
-            run.samples.append(sample)
-            print(
-                f"{sample.t:5.0f} {sample.enqueued:8d} {sample.done:8d} {sample.dead:6d} "
-                f"{sample.backlog:7d} {'/'.join(mb(r) for r in rss):>20} {mb(sample.db_bytes):>7} "
-                f"{ms(page_s):>7} {ms(api_s):>6}",
-                flush=True,
-            )
-            if time.monotonic() >= until:
-                return
-            await asyncio.sleep(max(0.0, run.args.sample_every - (time.monotonic() - now)))
-    finally:
-        await client.aclose()
+        await page.reload(wait_until="load", timeout=60_000)
+        await page.locator("canvas").first.wait_for(timeout=60_000)
+        page_s = time.monotonic() - t0
+        ttfb_ms = await page.evaluate(TTFB_JS)
+    except Exception as exc:
+        run.browser_errors.append(f"reload: {type(exc).__name__}: {exc}")
+        return None, None
+    return (None if ttfb_ms is None else ttfb_ms / 1000), page_s
+
+
+def new_ticks_max(run: Run) -> float | None:
+    """The slowest dashboard tick logged since the last call (all of them kept in the run)."""
+    path = run.work_dir / "dashboard.log"
+    if run.dashboard is None or not path.exists():
+        return None
+    with path.open("rb") as log:
+        log.seek(run.log_offset)
+        chunk = log.read()
+    end = chunk.rfind(b"\n") + 1  # a half-written last line is read next time
+    run.log_offset += end
+    found = [float(m) for m in TICK_LINE.findall(chunk[:end].decode(errors="replace"))]
+    run.ticks.extend(found)
+    return max(found) if found else None
 
 
 async def open_browser(run: Run) -> tuple[Any, Any, Any]:
@@ -372,6 +477,7 @@ async def soak(run: Run) -> None:
             await asyncio.gather(
                 produce(run, producer_app, until),
                 sample_loop(run, producer_app, page, started, until),
+                probe_counts(run, until),
             )
         finally:
             if browser is not None:
@@ -425,8 +531,9 @@ def growth(values: list[float]) -> str:
 
 def report(run: Run, codes: dict[str, int | None], wall_s: float) -> dict[str, Any]:
     samples = run.samples
+    new_ticks_max(run)  # the ticks logged after the last sample
     pages = [s.page_s for s in samples if s.page_s is not None]
-    apis = [s.api_s for s in samples if s.api_s is not None]
+    ttfbs = [s.ttfb_s for s in samples if s.ttfb_s is not None]
     rss_total = [float(sum(s.rss)) for s in samples]
     dbs = [float(s.db_bytes) for s in samples if s.db_bytes is not None]
     errors = log_errors(run)
@@ -443,10 +550,12 @@ def report(run: Run, codes: dict[str, int | None], wall_s: float) -> dict[str, A
         "worker_rss_growth": growth(rss_total),
         "db_size_growth": growth(dbs),
         "db_size_max_mb": round(max(dbs) / 1e6, 1) if dbs else None,
-        "dashboard_page_ms_p50": round(statistics.median(pages) * 1000) if pages else None,
-        "dashboard_page_ms_max": round(max(pages) * 1000) if pages else None,
-        "api_counts_ms_p50": round(statistics.median(apis) * 1000) if apis else None,
-        "api_counts_ms_max": round(max(apis) * 1000) if apis else None,
+        "page_html_ttfb_ms": spread_ms(ttfbs),
+        "page_full_reload_ms": spread_ms(pages),
+        "api_counts_ms": spread_ms(run.probes),
+        "api_counts_errors": run.probe_errors,
+        "db_counts_ms": spread_ms([s.db_counts_s for s in samples]),
+        "dashboard_tick_ms": spread_ms(run.ticks),
         "browser_errors": len(run.browser_errors),
         "log_error_lines": {name: len(lines) for name, lines in errors.items()},
         "exit_codes": codes,

@@ -4,14 +4,19 @@ Panel calls the factory once per session, so every session owns its Bokeh
 sources and figures. One periodic callback per session (every 1.5 s) reads one
 `Snapshot` — the common parts plus whatever the shown tab needs — and pushes it
 into the existing widgets and sources; nothing is re-rendered. Reads are shared
-between sessions through `forge_nb.dashboard.data.source_for`.
+between sessions through `forge_nb.dashboard.data.source_for`. A session builds
+the Overview up front and every other tab when it is first shown (`PageSlot`), so
+a page load costs the server one page, not eleven.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import panel as pn
@@ -21,7 +26,7 @@ from forge_nb.dashboard.format import esc, utc
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Context, Page
 from forge_nb.dashboard.pages.cron import CronPage
 from forge_nb.dashboard.pages.db_health import DbHealthPage
-from forge_nb.dashboard.pages.jobs import JobBrowser
+from forge_nb.dashboard.pages.jobs import MODES, JobBrowser
 from forge_nb.dashboard.pages.overview import OverviewPage
 from forge_nb.dashboard.pages.processes import ProcessesPage
 from forge_nb.dashboard.pages.queue_metrics import QueueMetricsPage
@@ -33,6 +38,8 @@ log = logging.getLogger("forge_nb.dashboard")
 
 #: Milliseconds between two ticks of a session.
 TICK_MS = 1500
+#: Ticks after a page is shown that change its structure (see `Dashboard._batched`).
+SETTLING_TICKS = 1
 TITLE = "forge-nb Mission Control"
 
 HEADER_CSS = """
@@ -48,6 +55,47 @@ HEADER_CSS = """
 def tab_slug(title: str) -> str:
     """``"Per-queue metrics"`` → ``"per-queue-metrics"`` (for ``?tab=`` links)."""
     return "-".join(title.lower().replace("-", " ").split())
+
+
+class PageSlot:
+    """A tab whose page is built on first show: a session pays only for the tabs it opens.
+
+    Building all eleven pages (and their Bokeh figures) took most of the ~1.3 s a
+    page load spent on the server; most sessions only ever look at the Overview.
+    """
+
+    def __init__(self, title: str, build: Callable[[], Page]) -> None:
+        self.title = title
+        self._build = build
+        self.page: Page | None = None
+        #: The tab's content: empty until the page is built.
+        self.holder = pn.Column(sizing_mode="stretch_width")
+
+    def ensure(self) -> Page:
+        """The page, built (and put into its tab) on the first call."""
+        if self.page is None:
+            self.page = self._build()
+            self.holder.objects = [self.page.panel]
+        return self.page
+
+
+def page_slots(ctx: Context, overview: OverviewPage) -> list[PageSlot]:
+    """Every tab in order; only the Overview is built up front (its timeline always streams)."""
+    jobs = [
+        PageSlot(MODES[mode].title, functools.partial(JobBrowser, ctx, mode))
+        for mode in ("jobs", "scheduled", "retries", "dead")
+    ]
+    others: list[type[Page]] = [
+        CronPage,
+        QueuesPage,
+        ProcessesPage,
+        ResourcesPage,
+        DbHealthPage,
+        QueueMetricsPage,
+    ]
+    first = PageSlot(overview.title, lambda: overview)
+    first.ensure()
+    return [first, *jobs, *[PageSlot(cls.title, functools.partial(cls, ctx)) for cls in others]]
 
 
 class Dashboard:
@@ -71,29 +119,17 @@ class Dashboard:
             streaming=self._served,
         )
         self.overview = OverviewPage(self.ctx)
-        self.pages: list[Page] = [
-            self.overview,
-            JobBrowser(self.ctx, "jobs"),
-            JobBrowser(self.ctx, "scheduled"),
-            JobBrowser(self.ctx, "retries"),
-            JobBrowser(self.ctx, "dead"),
-            CronPage(self.ctx),
-            QueuesPage(self.ctx),
-            ProcessesPage(self.ctx),
-            ResourcesPage(self.ctx),
-            DbHealthPage(self.ctx),
-            QueueMetricsPage(self.ctx),
-        ]
+        self.slots = page_slots(self.ctx, self.overview)
+        first = self._requested_tab()
+        if first:
+            self.slots[first].ensure().activated()
         self.tabs = pn.Tabs(
-            *[(page.title, page.panel) for page in self.pages],
+            *[(slot.title, slot.holder) for slot in self.slots],
+            active=first,
             dynamic=True,
             sizing_mode="stretch_width",
             css_classes=["fnb-tabs"],
         )
-        first = self._requested_tab()
-        if first:
-            self.tabs.active = first
-            self.pages[first].activated()
         self.tabs.param.watch(self._tab_changed, "active")
         self.header = pn.pane.HTML(
             self._header_html(None, None),
@@ -106,6 +142,8 @@ class Dashboard:
         )
         self._busy = False
         self._again = False
+        self._read_s = 0.0
+        self._settling = SETTLING_TICKS
         self._doc = doc
         self._callback: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -120,8 +158,8 @@ class Dashboard:
             return 0
         raw = pn.state.session_args.get("tab") or [b""]
         wanted = tab_slug(raw[0].decode("utf-8", "replace"))
-        for index, page in enumerate(self.pages):
-            if tab_slug(page.title) == wanted:
+        for index, slot in enumerate(self.slots):
+            if tab_slug(slot.title) == wanted:
                 return index
         return 0
 
@@ -135,12 +173,18 @@ class Dashboard:
             self.refresh()  # the first snapshot now, not one period later
 
     @property
+    def pages(self) -> list[Page]:
+        """The pages built so far, in tab order."""
+        return [slot.page for slot in self.slots if slot.page is not None]
+
+    @property
     def active_page(self) -> Page:
-        """The page of the selected tab."""
-        return self.pages[self.tabs.active]
+        """The page of the selected tab (built now if it never was)."""
+        return self.slots[self.tabs.active].ensure()
 
     def _tab_changed(self, _event: Any) -> None:
         self.active_page.activated()
+        self._settling = SETTLING_TICKS
         self.refresh()
 
     def refresh(self) -> None:
@@ -175,13 +219,34 @@ class Dashboard:
             self._busy = False
 
     async def _tick_once(self) -> None:
+        if not self._connected():
+            return
         t0 = time.perf_counter()
+        self._read_s = 0.0
         try:
             await self._tick_inner()
         finally:
-            log.debug("tick took %.3f s", time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            # bench/soak.py reads these lines: "tick took" is the update's whole latency,
+            # "show" the part that holds the event loop (and every other request) up.
+            log.debug(
+                "tick took %.3f s (read %.3f s, show %.3f s, tab %s)",
+                took,
+                self._read_s,
+                took - self._read_s,
+                self.tabs.active,
+            )
+
+    def _connected(self) -> bool:
+        """False once a served session's browser has gone (a reload leaves the old session
+        ticking until Bokeh expires it, ~15-30 s later: that work would only slow the rest)."""
+        if not self._served or self._doc is None or self._doc.session_context is None:
+            return True
+        session = getattr(self._doc.session_context, "_session", None)
+        return getattr(session, "connection_count", 1) > 0
 
     async def _tick_inner(self) -> None:
+        t0 = time.perf_counter()
         now = time.time()
         snap = Snapshot(now=now, metrics_since=self.overview.timeline_since(now))
         page = self.active_page
@@ -199,6 +264,14 @@ class Dashboard:
             log.warning("dashboard refresh failed: %s", exc)
             self.header.object = self._header_html(now, f"database unreachable: {exc}")
             return
+        finally:
+            self._read_s = time.perf_counter() - t0
+        with self._batched():
+            self._show(snap, page)
+        if not self._served:
+            pn.io.push_notebook(self.layout)
+
+    def _show(self, snap: Snapshot, page: Page) -> None:
         # Hidden tabs have no models in the page: only raw Bokeh sources may change there
         # (a Panel pane changed while hidden would re-render detached, without its styles).
         try:
@@ -206,11 +279,23 @@ class Dashboard:
             page.update(snap)
         except Exception as exc:  # a bug in one view must not stop the live updates
             log.exception("dashboard update failed")
-            self.header.object = self._header_html(now, f"display error: {exc}")
+            self.header.object = self._header_html(snap.now, f"display error: {exc}")
             return
-        self.header.object = self._header_html(now, None)
-        if not self._served:
-            pn.io.push_notebook(self.layout)
+        self.header.object = self._header_html(snap.now, None)
+
+    def _batched(self) -> AbstractContextManager[None]:
+        """In the first tick(s) of a shown page, one model-graph walk instead of several.
+
+        Those ticks change the page's structure (a table joins, panes get their first
+        styles) and Bokeh re-walks every model of the document after each such change:
+        five walks, ~0.5 s of blocked event loop under load. Later ticks change only
+        values; freezing those would add a walk (leaving a freeze always walks), so they
+        run as they are.
+        """
+        if self._settling <= 0 or self._doc is None or not self._served:
+            return nullcontext()
+        self._settling -= 1
+        return self._doc.models.freeze()
 
     def _header_html(self, at: float | None, error: str | None) -> str:
         parts = [f"<b>{esc(TITLE)}</b>"] if self.show_title else []

@@ -164,13 +164,12 @@ class Timeline:
 
     def __init__(self, *, window_s: int, visible_s: int, now: float, rollover: int) -> None:
         self.rollover = rollover
+        self.visible_s = visible_s
         columns = ["t", *TIMELINE_SERIES, "started", "dead", "throttled"]
         columns += [f"{p}_{q}" for p in ("processing", "e2e") for q in PERCENTILES]
         self.source = ColumnDataSource({c: [] for c in columns}, name="timeline_source")
-        end_ms = (now + 60) * 1000.0
-        self.x_range = Range1d(
-            start=end_ms - visible_s * 1000.0, end=end_ms, name=MAIN_X_NAME, bounds=None
-        )
+        self.x_range = Range1d(name=MAIN_X_NAME, bounds=None)
+        self.reset_window(now)
         self.main = time_figure(
             height=260,
             title="Workload per minute",
@@ -217,6 +216,11 @@ class Timeline:
         self.processing = self._latency_figure("processing", "Processing time (started → finished)")
         self.e2e = self._latency_figure("e2e", "End-to-end time (enqueued → finished)")
         self._last_t: float | None = None
+
+    def reset_window(self, now: float) -> None:
+        """Show the last ``visible_s`` up to ``now`` (the charts may have been built earlier)."""
+        end_ms = (now + 60) * 1000.0
+        self.x_range.update(start=end_ms - self.visible_s * 1000.0, end=end_ms)
 
     def _latency_figure(self, prefix: str, title: str) -> Any:
         fig = time_figure(

@@ -1,0 +1,71 @@
+"""A session builds only the tabs it shows (page loads stay cheap), without a browser."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import forge_nb as fnb
+from forge_nb.dashboard.app import Dashboard, tab_slug
+from forge_nb.dashboard.pages import overview
+from forge_nb.dashboard.pages.cron import CronPage
+from forge_nb.dashboard.pages.overview import OverviewPage
+from tests.dashboard.support import TABS
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    """A notebook-style (not served) dashboard; its periodic callback is stopped after."""
+    board = Dashboard(fnb.App(f"sqlite:///{tmp_path}/jobs.db"))
+    yield board
+    callback: Any = board._callback
+    if callback is not None:
+        callback.stop()
+
+
+def test_only_the_overview_is_built_up_front(dashboard: Dashboard) -> None:
+    assert [slot.title for slot in dashboard.slots] == TABS
+    assert [type(page) for page in dashboard.pages] == [OverviewPage]
+    assert [len(slot.holder.objects) for slot in dashboard.slots] == [1] + [0] * 10
+
+
+def test_showing_a_tab_builds_its_page_once(dashboard: Dashboard) -> None:
+    cron = TABS.index("Cron")
+    dashboard.tabs.active = cron
+    page = dashboard.active_page
+    assert isinstance(page, CronPage)
+    assert dashboard.slots[cron].holder.objects == [page.panel]
+    dashboard.tabs.active = 0
+    dashboard.tabs.active = cron
+    assert dashboard.active_page is page
+    assert len(dashboard.pages) == 2
+
+
+def test_tab_slugs_are_known_without_building_pages(dashboard: Dashboard) -> None:
+    assert [tab_slug(slot.title) for slot in dashboard.slots][-2:] == [
+        "db-health",
+        "per-queue-metrics",
+    ]
+    assert len(dashboard.pages) == 1
+
+
+async def test_a_spare_set_of_overview_charts_is_prepared_and_taken_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(overview, "SPARE_AFTER_S", 0.0)
+    monkeypatch.setattr(overview, "_spare", None)
+    monkeypatch.setattr(overview, "_spare_loop", None)
+    first = overview.take_charts(time.time())
+    while overview._spare is None:  # prepared by a loop callback, not by this call
+        await asyncio.sleep(0.01)
+    spare = overview._spare
+    now = time.time() + 3600  # taken an hour after it was built: the window follows
+    taken = overview.take_charts(now)
+    assert taken is spare and taken is not first
+    assert taken[0].x_range.end == (now + 60) * 1000.0
+    assert overview._spare is None
