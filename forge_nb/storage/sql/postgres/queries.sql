@@ -139,7 +139,12 @@ finished AS (
         attempts = CASE WHEN f.status = 'done' THEN j.attempts ELSE j.attempts - f.refund END,
         finished_at = $11
     FROM f
-    WHERE j.id = f.id AND j.status = 'running' AND j.claimed_by = $1 AND j.attempts = f.attempt
+    -- (status || '') keeps the planner off the running-jobs index: from stale statistics
+    -- it expects one running row, scans every entry of this process (dead ones too) and
+    -- re-reads f for each: quadratic, seconds per batch in a long drain. Each job is
+    -- found by its primary key instead.
+    WHERE j.id = f.id AND (j.status || '') = 'running' AND j.claimed_by = $1
+      AND j.attempts = f.attempt
     RETURNING j.id, f.event, f.attempt, f.error
 ),
 events AS (
@@ -151,7 +156,7 @@ SELECT id FROM finished
 -- update_progress --
 UPDATE forge_nb_jobs j SET progress = u.progress, progress_message = u.message
 FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS u (id, progress, message)
-WHERE j.id = u.id AND j.status = 'running'
+WHERE j.id = u.id AND (j.status || '') = 'running'  -- by primary key: see finish
 
 -- insert_event --
 INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message) VALUES ($1, $2, $3, $4, $5)
@@ -254,7 +259,7 @@ reaped AS (
     SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'failed' END,
         last_error = 'worker lost', last_traceback = NULL, finished_at = $1, scheduled_at = $1
     FROM stale
-    WHERE j.id = stale.id AND j.status = 'running'
+    WHERE j.id = stale.id AND (j.status || '') = 'running'  -- by primary key: see finish
     RETURNING j.id, j.kind, j.queue, j.status, stale.claimed_by, j.attempts
 ),
 events AS (
