@@ -27,7 +27,7 @@ from forge_nb.dashboard.pages.base import NOTICE_CSS, Context, Page
 from forge_nb.dashboard.pages.cron import CronPage
 from forge_nb.dashboard.pages.db_health import DbHealthPage
 from forge_nb.dashboard.pages.jobs import MODES, JobBrowser
-from forge_nb.dashboard.pages.overview import OverviewPage
+from forge_nb.dashboard.pages.overview import LATENCY_WINDOW_S, OverviewPage
 from forge_nb.dashboard.pages.processes import ProcessesPage
 from forge_nb.dashboard.pages.queue_metrics import QueueMetricsPage
 from forge_nb.dashboard.pages.queues import QueuesPage
@@ -256,7 +256,8 @@ class Dashboard:
                 source.counts(),
                 source.processes(),
                 source.queues(),
-                source.metric_rows(snap.metrics_since),
+                # The timeline shows counts; only the latency cards' minutes need histograms.
+                source.metric_rows(snap.metrics_since, histograms_since=now - LATENCY_WINDOW_S),
             )
             if page is not self.overview:
                 await page.fetch(snap)

@@ -20,6 +20,8 @@ TIMELINE_WINDOW_S = 6 * 3600
 TIMELINE_VISIBLE_S = 30 * 60
 #: … and re-reads only this recent tail (also the latency cards' window) on later ticks.
 TIMELINE_TAIL_S = 15 * 60
+#: The latency cards' window: only these minutes are read with their histograms.
+LATENCY_WINDOW_S = 15 * 60
 
 STRIP_CSS = """
 .fnb-strip { display: flex; flex-wrap: wrap; gap: 10px; margin: 4px 0; }
@@ -217,7 +219,7 @@ class OverviewPage(Page):
         self.process_summary.object = f'<span style="font-size:12px">{summary}</span>'
 
     def _update_latency(self, snap: Snapshot) -> None:
-        recent = [r for r in snap.metrics if r.minute * 60 >= snap.now - 15 * 60]
+        recent = [r for r in snap.metrics if r.minute * 60 >= snap.now - LATENCY_WINDOW_S]
         if not recent and self.latency.object:
             return
         summary = latency_summary(recent)
