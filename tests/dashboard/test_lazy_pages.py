@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,6 @@ import pytest
 
 import forge_nb as fnb
 from forge_nb.dashboard.app import Dashboard, tab_slug
-from forge_nb.dashboard.pages import overview
 from forge_nb.dashboard.pages.cron import CronPage
 from forge_nb.dashboard.pages.overview import OverviewPage
 from tests.dashboard.support import TABS
@@ -52,20 +49,3 @@ def test_tab_slugs_are_known_without_building_pages(dashboard: Dashboard) -> Non
         "per-queue-metrics",
     ]
     assert len(dashboard.pages) == 1
-
-
-async def test_a_spare_set_of_overview_charts_is_prepared_and_taken_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(overview, "SPARE_AFTER_S", 0.0)
-    monkeypatch.setattr(overview, "_spare", None)
-    monkeypatch.setattr(overview, "_spare_loop", None)
-    first = overview.take_charts(time.time())
-    while overview._spare is None:  # prepared by a loop callback, not by this call
-        await asyncio.sleep(0.01)
-    spare = overview._spare
-    now = time.time() + 3600  # taken an hour after it was built: the window follows
-    taken = overview.take_charts(now)
-    assert taken is spare and taken is not first
-    assert taken[0].x_range.end == (now + 60) * 1000.0
-    assert overview._spare is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -66,16 +65,8 @@ def process_frame(snap: Snapshot) -> pd.DataFrame:
     return frame
 
 
-#: A spare set of Overview charts is built this long after one was taken (not during the
-#: page load that took it, nor its first tick).
-SPARE_AFTER_S = 5.0
-_spare: tuple[Timeline, StatusBars] | None = None
-#: The loop a spare is being prepared on (a closed one, as in tests, prepares nothing).
-_spare_loop: asyncio.AbstractEventLoop | None = None
-
-
 def new_charts(now: float) -> tuple[Timeline, StatusBars]:
-    """The Overview's Bokeh figures: most of what building a session costs the server."""
+    """The Overview's Bokeh figures (each session gets its own: models belong to one document)."""
     timeline = Timeline(
         window_s=TIMELINE_WINDOW_S,
         visible_s=TIMELINE_VISIBLE_S,
@@ -83,42 +74,6 @@ def new_charts(now: float) -> tuple[Timeline, StatusBars]:
         rollover=TIMELINE_WINDOW_S // 60 + 5,
     )
     return timeline, StatusBars()
-
-
-def take_charts(now: float) -> tuple[Timeline, StatusBars]:
-    """Charts for a new session: the spare built ahead while the server was idle, if any.
-
-    A page load then spends its server time on the document only, and the event
-    loop (the API, other sessions) is held up for a shorter stretch at a time.
-    The spare belongs to no document yet, so any session can take it, once.
-    """
-    global _spare
-    charts, _spare = _spare, None
-    if charts is None:
-        charts = new_charts(now)
-    else:
-        charts[0].reset_window(now)
-    _schedule_spare()
-    return charts
-
-
-def _schedule_spare() -> None:
-    global _spare_loop
-    if _spare_loop is not None and not _spare_loop.is_closed():
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # notebook output without a loop: nothing to prepare for
-        return
-    _spare_loop = loop
-    loop.call_later(SPARE_AFTER_S, _build_spare)
-
-
-def _build_spare() -> None:
-    global _spare, _spare_loop
-    _spare_loop = None
-    if _spare is None:
-        _spare = new_charts(time.time())
 
 
 class OverviewPage(Page):
@@ -129,7 +84,7 @@ class OverviewPage(Page):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         now = time.time()
-        self.timeline, self.bars = take_charts(now)
+        self.timeline, self.bars = new_charts(now)
         self.strip = pn.pane.HTML(
             strip_html([]),
             stylesheets=[STRIP_CSS],
