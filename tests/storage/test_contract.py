@@ -697,9 +697,7 @@ async def test_search_combines_with_other_filters(storage: Storage) -> None:
     assert await ids_of(storage, JobFilter(queue="a", search="alice")) == [a]
 
 
-async def test_watch_hears_enqueues_from_another_connection(
-    storage: Storage, db_url: str
-) -> None:
+async def test_watch_hears_enqueues_from_another_connection(storage: Storage, db_url: str) -> None:
     """Workers wake when another process enqueues (Postgres NOTIFY, SQLite data_version)."""
     heard: list[str | None] = []
     await storage.watch(heard.append)
