@@ -175,13 +175,29 @@ class Served:
         return int(self.process.returncode)
 
 
+def _default_sigint() -> None:
+    """Ctrl-C must reach the server even when the tests run as a background job.
+
+    A shell starts background jobs with SIGINT ignored, the child inherits that, and
+    Python then installs no KeyboardInterrupt handler: ``panel serve`` would ignore the
+    SIGINT `Served.stop` sends.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_server(
     argv: list[str], env: dict[str, str], log: Path, timeout: float = 60.0, url: str | None = None
 ) -> Served:
     """Start a server, wait for the URL it prints (or ``url``) and for that URL to answer."""
     stderr = log.open("w")
     process = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=log.parent
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        cwd=log.parent,
+        preexec_fn=_default_sigint,
     )
     lines: list[str] = []
     found: dict[str, str] = {"url": url} if url else {}
