@@ -257,7 +257,7 @@ class Dashboard:
                 source.processes(),
                 source.queues(),
                 # The timeline shows counts; only the latency cards' minutes need histograms.
-                source.metric_rows(snap.metrics_since, histograms_since=now - LATENCY_WINDOW_S),
+                source.metric_rows(snap.metrics_since, histograms_from=now - LATENCY_WINDOW_S),
             )
             if page is not self.overview:
                 await page.fetch(snap)

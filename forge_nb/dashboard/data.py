@@ -118,34 +118,32 @@ class SnapshotSource:
         queue: str | None = None,
         ttl: float | None = None,
         step: int = 1,
-        histograms_since: float | None = None,
+        histograms_from: float = -math.inf,
     ) -> list[MetricRow]:
         """Per-(``step``-minute bucket, queue) rows since ``since`` (aligned for sharing).
 
-        Latency histograms only from ``histograms_since`` on (all when None, none when
-        ``math.inf``): decoding them is most of the cost of a long range, and most
-        charts show counts.
+        Latency histograms only for buckets from ``histograms_from`` on (``math.inf``:
+        none): decoding them is most of the cost of a long range, and most charts
+        show counts.
         """
         width = step * 60
-        start = int(since // width) * width
-        hist_from: float = start
-        if histograms_since == math.inf:
-            hist_from = math.inf
-        elif histograms_since is not None:
-            hist_from = max(start, histograms_since // width * width)
+        start = since // width * width
+        split = max(start, histograms_from)
+        if math.isfinite(split):
+            split = split // width * width
 
         async def fetch() -> list[MetricRow]:
             until = time.time() + 60
-            if hist_from > until:  # counters only
-                return await self.app.metric_rows(queue, start, until, step=step, histograms=False)
-            counts = []
-            if hist_from > start:
-                counts = await self.app.metric_rows(
-                    queue, start, hist_from - 1, step=step, histograms=False
+            rows: list[MetricRow] = []
+            if split > start:  # counters only, up to the split
+                rows = await self.app.metric_rows(
+                    queue, start, min(split, until) - 1, step=step, histograms=False
                 )
-            return counts + await self.app.metric_rows(queue, hist_from, until, step=step)
+            if split <= until:
+                rows += await self.app.metric_rows(queue, split, until, step=step)
+            return rows
 
-        return await self.cached(("metrics", start, queue, step, hist_from), fetch, ttl)
+        return await self.cached(("metrics", start, queue, step, split), fetch, ttl)
 
     async def resources(self, since: float) -> list[dict[str, Any]]:
         """Per-host resource samples since ``since``."""

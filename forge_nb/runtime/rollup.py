@@ -39,21 +39,17 @@ def aggregate(rows: Iterable[MetricRow], step: int) -> list[MetricRow]:
     groups: dict[tuple[int, str], list[MetricRow]] = {}
     for row in rows:
         groups.setdefault((row.minute // step * step, row.queue), []).append(row)
-    return [_sum(minute, queue, group) for (minute, queue), group in sorted(groups.items())]
-
-
-def _sum(minute: int, queue: str, group: list[MetricRow]) -> MetricRow:
-    """One bucket's rows added up (a lone roll-up row is already its own sum)."""
-    if len(group) == 1 and group[0].host_id == "*" and group[0].minute == minute:
-        return group[0]
-    return MetricRow(
-        minute,
-        queue,
-        "*",
-        **{c: sum(getattr(r, c) for r in group) for c in METRIC_COUNTERS},
-        processing_hist=merge_histograms(r.processing_hist for r in group),
-        e2e_hist=merge_histograms(r.e2e_hist for r in group),
-    )
+    return [
+        MetricRow(
+            minute,
+            queue,
+            "*",
+            **{c: sum(getattr(r, c) for r in group) for c in METRIC_COUNTERS},
+            processing_hist=merge_histograms(r.processing_hist for r in group),
+            e2e_hist=merge_histograms(r.e2e_hist for r in group),
+        )
+        for (minute, queue), group in sorted(groups.items())
+    ]
 
 
 async def _read(
@@ -79,18 +75,19 @@ async def read_rows(
     marks: dict[int, int] | None = None,
     histograms: bool = True,
 ) -> list[MetricRow]:
-    """Rows of minutes [first, last] in ``step``-minute buckets, oldest first.
+    """One row per (``step``-minute bucket, queue) of minutes [first, last], oldest first.
 
-    ``first`` should be a multiple of ``step`` (a bucket is whole or absent).
-    Buckets before the step's mark come from its roll-ups; the rest from finer rows.
-    Per-minute rows (``step=1``) keep one row per host.
+    ``first`` is rounded down to a whole bucket. All hosts are added up. Buckets
+    before the step's mark come from its roll-ups (one row each already); the rest
+    are summed from finer rows.
     """
     if step not in VALID_STEPS:
         raise ValueError(f"step must be one of {VALID_STEPS} minutes, not {step!r}")
+    first = first // step * step
     if last < first:
         return []
     if step == 1:
-        return await _read(storage, 1, first, last, queue, histograms)
+        return aggregate(await _read(storage, 1, first, last, queue, histograms), 1)
     if marks is None:
         marks = await storage.rollup_marks()
     mark = marks.get(step, first)

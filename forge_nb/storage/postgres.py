@@ -65,9 +65,9 @@ from forge_nb.storage.validation import (
 
 Q = load_queries("postgres")
 MAX_PAGE = 1000
-#: Channel the enqueue trigger (migration 0003) notifies with the queue name.
 log = logging.getLogger("forge_nb.storage")
 
+#: Channel enqueues notify (after they commit) with the queue name.
 NOTIFY_CHANNEL = "forge_nb_jobs"
 CONNECT_TIMEOUT_S = 10.0
 #: Key of the advisory lock that serialises migrations across processes ("forge_nb" in hex).
@@ -369,7 +369,7 @@ class PostgresStorage:
         self._listener = listener
 
     async def _notify(self, queues: list[str]) -> None:
-        await self._execute(Q["notify_queues"], queues)
+        await self._execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         if self._on_change is not None:
@@ -481,11 +481,7 @@ class PostgresStorage:
         sql = f"SELECT {JOB_COLUMNS} FROM forge_nb_jobs"
         sql += (" WHERE " + " AND ".join(where)) if where else ""
         sql += f" ORDER BY {'scheduled_at, id' if scheduled else 'id DESC'} LIMIT ${len(params)}"
-        found = await self._fetch(sql, *params)
-        jobs = [rows.job_record(r) for r in found]
-        if len(jobs) < limit:
-            return rows.windowed_page(JobPage(jobs, None), floor)
-        return JobPage(jobs, rows.scheduled_cursor(found[-1]) if scheduled else jobs[-1].id)
+        return rows.job_page(await self._fetch(sql, *params), limit, scheduled, floor)
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """Stored history, oldest first."""

@@ -205,11 +205,16 @@ def search_floor(upper: int | None, lowest: int | None, highest: int | None) -> 
     return floor if floor > lowest else None
 
 
-def windowed_page(page: JobPage, floor: int | None) -> JobPage:
-    """A search page that ran out inside its window continues below the window."""
-    if floor is None or page.next_cursor is not None:
-        return page
-    return JobPage(page.jobs, str(floor))
+def job_page(found: Sequence[Row], limit: int, scheduled: bool, floor: int | None) -> JobPage:
+    """A `list_jobs` page from ``get_job``-shaped rows, with the cursor to the next one.
+
+    A full page continues after its last row (in the Scheduled order or by id); a
+    search page that ran out inside its id window continues below the window.
+    """
+    jobs = [job_record(r) for r in found]
+    if len(jobs) == limit:
+        return JobPage(jobs, scheduled_cursor(found[-1]) if scheduled else jobs[-1].id)
+    return JobPage(jobs, None if floor is None else str(floor))
 
 
 def rollup_params(step: int, row: MetricRow) -> tuple[Any, ...]:

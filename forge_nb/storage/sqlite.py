@@ -13,6 +13,7 @@ the claim path (WAL lets them run alongside the writer).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -80,7 +81,12 @@ WATCH_INTERVAL_S = 0.01
 #: SQLite builds before 3.32 that some distributions' Pythons still link.
 INSERT_CHUNK = 120
 _INSERT_HEAD = Q["insert_job"].split("VALUES")[0] + "VALUES "
-_INSERT_CHUNK_SQL = _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * INSERT_CHUNK)
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    """``insert_job`` for ``rows`` rows in one statement."""
+    return _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
 class _Busy(Exception):
@@ -337,7 +343,7 @@ class SqliteStorage:
         sql += (" WHERE " + " AND ".join(where)) if where else ""
         sql += f" ORDER BY {'scheduled_at, id' if scheduled else 'id DESC'} LIMIT ?"
         found = await self._fetchall(sql, [*params, limit])
-        return rows.windowed_page(_page(found, limit, scheduled), floor)
+        return rows.job_page(found, limit, scheduled, floor)
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """Stored history, oldest first."""
@@ -703,19 +709,13 @@ def _enqueue(
 
 
 def _insert_plain(c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: float) -> int:
-    """Insert rows without unique keys in order; returns the first new id."""
-    if len(prepared) == 1:
-        return int(c.execute(Q["insert_job"], (*prepared[0], now)).lastrowid or 0)
-    full = len(prepared) - len(prepared) % INSERT_CHUNK
-    for start in range(0, full, INSERT_CHUNK):
+    """Insert rows without unique keys in order, in chunks; returns the first new id."""
+    last = 0
+    for start in range(0, len(prepared), INSERT_CHUNK):
         chunk = prepared[start : start + INSERT_CHUNK]
-        c.execute(_INSERT_CHUNK_SQL, [v for row in chunk for v in (*row, now)])
-    rest = prepared[full:]
-    if rest:
-        sql = _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rest))
-        c.execute(sql, [v for row in rest for v in (*row, now)])
-    last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
-    return int(last) - len(prepared) + 1
+        params = [v for row in chunk for v in (*row, now)]
+        last = c.execute(_insert_sql(len(chunk)), params).lastrowid or 0
+    return last - len(prepared) + 1
 
 
 def _count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None:
@@ -787,13 +787,6 @@ def _counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:
     for queue, status, n in found:
         out.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = n
     return dict(sorted(out.items()))
-
-
-def _page(found: list[Any], limit: int, scheduled: bool) -> JobPage:
-    jobs = [rows.job_record(r) for r in found]
-    if len(jobs) < limit:
-        return JobPage(jobs, None)
-    return JobPage(jobs, rows.scheduled_cursor(found[-1]) if scheduled else jobs[-1].id)
 
 
 def _retry_one(c: sqlite3.Connection, key: int, now: float) -> Status | None:

@@ -58,14 +58,7 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
 
 def check_name(value: object, what: str) -> str:
     """Queue, kind and schedule names: non-empty strings of sane length."""
-    if (
-        type(value) is str
-        and 0 < len(value) <= MAX_NAME_LENGTH
-        and "\x00" not in value
-        and not value.isspace()
-    ):
-        return value  # fast path: every check below passes
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value or value.isspace():
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > MAX_NAME_LENGTH:
         raise ValueError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
@@ -103,75 +96,45 @@ def check_filter(filter: JobFilter) -> JobFilter:
     return filter
 
 
+def _int_in(value: object, low: int, high: int) -> bool:
+    """An int (not a bool) in [low, high]."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _number_in(value: object, low: float, high: float) -> bool:
+    """An int or float (not a bool, not NaN) in [low, high]."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+
+
 def prepare_job(job: NewJob, now: float) -> tuple[str, str, str, int, float, int, str | None]:
     """Validate one job.
 
     Returns (kind, queue, payload_json, priority, scheduled_at, max_attempts, unique_key).
     """
-    priority, delay, max_attempts = job.priority, job.delay, job.max_attempts
-    if (  # fast path: plain ints/floats in range, no absolute time (the common enqueue)
-        job.scheduled_at is None
-        and type(priority) is int
-        and PRIORITY_MIN <= priority <= PRIORITY_MAX
-        and (type(delay) is float or type(delay) is int)
-        and 0 <= delay <= MAX_DELAY_S
-        and type(max_attempts) is int
-        and 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT
-    ):
-        kind, queue, unique_key = job.kind, job.queue, job.unique_key
-        check_name(kind, "kind")
-        check_name(queue, "queue")
-        if unique_key is not None:
-            check_name(unique_key, "unique_key")
-        return (
-            kind,
-            queue,
-            encode_payload(job.payload),
-            priority,
-            now + delay,
-            max_attempts,
-            unique_key,
-        )
     check_name(job.kind, "kind")
     check_name(job.queue, "queue")
-    if (
-        isinstance(job.priority, bool)
-        or not isinstance(job.priority, int)
-        or not PRIORITY_MIN <= job.priority <= PRIORITY_MAX
-    ):
+    if not _int_in(job.priority, PRIORITY_MIN, PRIORITY_MAX):
         raise ValueError(
             f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX}, got {job.priority!r}"
         )
-    if (
-        isinstance(job.delay, bool)
-        or not isinstance(job.delay, int | float)
-        or not 0 <= job.delay <= MAX_DELAY_S
-    ):
+    if not _number_in(job.delay, 0, MAX_DELAY_S):
         raise ValueError(
             f"delay must be a number of seconds from 0 to 100 years, got {job.delay!r}"
         )
-    if (
-        isinstance(job.max_attempts, bool)
-        or not isinstance(job.max_attempts, int)
-        or not 1 <= job.max_attempts <= MAX_ATTEMPTS_LIMIT
-    ):
+    if not _int_in(job.max_attempts, 1, MAX_ATTEMPTS_LIMIT):
         raise ValueError(
             f"max_attempts must be an int from 1 to {MAX_ATTEMPTS_LIMIT}, got {job.max_attempts!r}"
         )
     if job.unique_key is not None:
         check_name(job.unique_key, "unique_key")
-    if job.scheduled_at is not None:
-        if (
-            isinstance(job.scheduled_at, bool)
-            or not isinstance(job.scheduled_at, int | float)
-            or not 0 <= job.scheduled_at <= MAX_TIMESTAMP
-        ):
-            raise ValueError(
-                f"scheduled_at must be epoch seconds in 1970..9999, got {job.scheduled_at!r}"
-            )
+    if job.scheduled_at is None:
+        scheduled_at = now + float(job.delay)
+    elif _number_in(job.scheduled_at, 0, MAX_TIMESTAMP):
         scheduled_at = float(job.scheduled_at)
     else:
-        scheduled_at = now + float(job.delay)
+        raise ValueError(
+            f"scheduled_at must be epoch seconds in 1970..9999, got {job.scheduled_at!r}"
+        )
     return (
         job.kind,
         job.queue,

@@ -28,6 +28,16 @@ FAST_RANGE_S = 3600
 SLOW_TTL_S = 15.0
 
 
+def queue_names(snap: Snapshot) -> list[str]:
+    """Every queue the counts or the range's metrics know, by name."""
+    return sorted(set(snap.counts) | {r.queue for r in snap.queue_metrics or []})
+
+
+def default_expanded(names: list[str]) -> str | None:
+    """The queue shown in full until the user expands another: 'default', else the first."""
+    return "default" if "default" in names else (names[0] if names else None)
+
+
 def empty_series() -> dict[str, list[float]]:
     """Columns of `metric_series`, empty."""
     return {k: [] for k in metric_series([], time.time(), time.time())}
@@ -197,11 +207,10 @@ class QueueMetricsPage(Page):
         step = max(s for s in VALID_STEPS if bucket % (s * 60) == 0)
         source = self.ctx.source
         snap.queue_metrics = await source.metric_rows(
-            since, ttl=ttl, step=step, histograms_since=math.inf
+            since, ttl=ttl, step=step, histograms_from=math.inf
         )
-        names = sorted(set(snap.counts) | {r.queue for r in snap.queue_metrics})
-        if self.expanded is None and names:
-            self.expanded = "default" if "default" in names else names[0]
+        if self.expanded is None:
+            self.expanded = default_expanded(queue_names(snap))
         if self.expanded is not None:
             snap.queue_metrics_expanded = await source.metric_rows(
                 since, self.expanded, ttl=ttl, step=step
@@ -214,9 +223,7 @@ class QueueMetricsPage(Page):
             return
         since, bucket = self.window(snap.now)
         rows = snap.queue_metrics
-        names = sorted(set(snap.counts) | {r.queue for r in rows})
-        if self.expanded is None and names:
-            self.expanded = "default" if "default" in names else names[0]
+        names = queue_names(snap)
         rollover = int((snap.now - since) // bucket) + 2
         replace = self._replace
         self._replace = False
@@ -239,7 +246,8 @@ class QueueMetricsPage(Page):
         if added:
             self.grid.objects = [self.minis[n].panel for n in sorted(self.minis)]
         if self.expanded is not None:
-            rows = snap.queue_metrics_expanded or rows
+            if snap.queue_metrics_expanded is not None:
+                rows = snap.queue_metrics_expanded  # the only rows with latency
             series = metric_series(rows, since, snap.now, bucket, queue=self.expanded)
             if replace:
                 self.source.data = series

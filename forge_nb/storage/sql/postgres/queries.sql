@@ -414,5 +414,5 @@ WHERE kind = $1 AND minute BETWEEN $2 AND $3 ORDER BY minute, host_id
 SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)
 
 -- notify_queues --
--- Wake every process LISTENing: one notification per queue name ($1, sorted).
-SELECT pg_notify('forge_nb_jobs', q) FROM unnest($1::text[]) AS q
+-- Wake every process LISTENing on channel $1: one notification per queue name ($2).
+SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q
