@@ -139,14 +139,14 @@ async def test_long_ranges_read_rollups_with_latency_only_where_asked(tmp_path: 
         assert await app.roll_up_metrics() > 0
         source = SnapshotSource(app)
         since = now - 7 * 86400
-        hourly = await source.metric_rows(since, step=60, histograms_since=math.inf)
+        hourly = await source.metric_rows(since, step=60, histograms_from=math.inf)
         assert sum(r.completed for r in hourly) == sum(r.completed for r in minutes)
         assert {r.minute % 60 for r in hourly} == {0}, "hour buckets"
         assert all(r.processing_hist == {} for r in hourly), "counters only"
         one = await source.metric_rows(since, "a", step=60)
         assert {r.queue for r in one} == {"a"}
         assert sum(sum(r.processing_hist.values()) for r in one) == 2 * (3 * 60 + 1)
-        split = await source.metric_rows(now - 3600, step=5, histograms_since=now - 600)
+        split = await source.metric_rows(now - 3600, step=5, histograms_from=now - 600)
         with_hist = [r for r in split if r.processing_hist]
         assert with_hist and min(r.minute for r in with_hist) * 60 >= now - 900
         assert sum(r.completed for r in split) == sum(

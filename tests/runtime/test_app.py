@@ -584,5 +584,7 @@ async def test_jobs_and_jobs_frame_read_every_search_window(
     expected = [refs[i].id for i in (27, 18, 9, 0)]
     assert [j.id for j in await app.jobs(search="rare", limit=50)] == expected
     assert [j.id for j in await app.jobs(search="rare", limit=2)] == expected[:2]
-    assert len((await app.jobs_page(search="rare", limit=50)).jobs) <= 1
+    first = await app.jobs_page(search="rare", limit=50)
+    assert [j.id for j in first.jobs] == expected[:1], "one window: the newest 5 ids"
+    assert first.next_cursor is not None
     assert list((await app.jobs_frame(search="rare")).index) == expected
