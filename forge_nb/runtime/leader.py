@@ -1,4 +1,5 @@
-"""Leader election through the leases table; the leader fires cron, sweeps and rolls metrics."""
+"""Leader election through the leases table; the leader fires cron, sweeps, rolls metrics
+up and folds the job counts."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Leader:
             self._last_housekeeping = now
             await app.sweep_retention()
             await app.roll_up_metrics()
+            await storage.fold_counts()
         upcoming = [
             s.next_fire_at
             for s in await storage.schedules()

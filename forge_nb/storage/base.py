@@ -116,7 +116,13 @@ class Storage(Protocol):
         """Stored history of one job, oldest first."""
 
     async def counts(self) -> dict[str, dict[Status, int]]:
-        """``{queue: {status: n}}`` for every known queue, every status present."""
+        """``{queue: {status: n}}`` for every known queue, every status present.
+
+        Exact and cheap at any table size: the counts are kept as jobs change.
+        """
+
+    async def fold_counts(self) -> int:
+        """Compact the bookkeeping behind `counts` (the leader calls it); return rows folded."""
 
     async def retry(self, job_id: str, now: float) -> Status | None:
         """Dead/failed job → pending now with attempts reset; return its previous status.

@@ -778,6 +778,10 @@ class PostgresStorage:
         """Delete old metric and sample rows."""
         return int(await self._fetchval(Q["purge_metrics"], before_minute))
 
+    async def fold_counts(self) -> int:
+        """Fold the count rows of closed connections into one row per queue and status."""
+        return int(await self._fetchval(Q["fold_job_counts"]))
+
     # -- samples -------------------------------------------------------------------------
     async def write_samples(self, samples: Sequence[tuple[int, str, str, dict[str, Any]]]) -> None:
         """Insert or replace per-minute samples."""

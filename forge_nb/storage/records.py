@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Status = Literal["pending", "running", "failed", "done", "dead"]
 
@@ -45,9 +45,11 @@ class NewJob:
     unique_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    """What happened to one `NewJob`: a new row, or the live job holding its unique key."""
+class EnqueueResult(NamedTuple):
+    """What happened to one `NewJob`: a new row, or the live job holding its unique key.
+
+    A named tuple, not a dataclass: a bulk enqueue makes one per job, at a third of the cost.
+    """
 
     id: str
     outcome: Literal["created", "duplicate"]

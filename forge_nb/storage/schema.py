@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from importlib import resources
 
 MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -41,15 +42,17 @@ def load_queries(backend: str) -> dict[str, str]:
 
 
 def split_statements(script: str) -> list[str]:
-    """Split a migration into statements on ``;`` at line ends (our files keep one per line end)."""
+    """Split a SQLite migration into statements (``sqlite3.complete_statement`` decides where
+    one ends, so trigger bodies with their inner ``;`` stay whole)."""
     statements: list[str] = []
     current: list[str] = []
     for line in script.splitlines():
         if line.lstrip().startswith("--") and not current:
             continue
         current.append(line)
-        if line.rstrip().endswith(";"):
-            statement = "\n".join(current).strip()
+        text = "\n".join(current)
+        if line.rstrip().endswith(";") and sqlite3.complete_statement(text):
+            statement = text.strip()
             if statement.strip(";").strip():
                 statements.append(statement)
             current = []

@@ -607,6 +607,10 @@ class SqliteStorage:
 
         return await self._write(run)
 
+    async def fold_counts(self) -> int:
+        """Nothing to fold: one writer keeps one count row per queue and status."""
+        return 0
+
     # -- samples -------------------------------------------------------------------------
     async def write_samples(self, samples: Sequence[tuple[int, str, str, dict[str, Any]]]) -> None:
         """Insert or replace per-minute samples."""

@@ -1703,3 +1703,124 @@ async def test_scheduled_view_lists_future_pending_jobs_soonest_first(storage: S
         await storage.list_jobs(JobFilter(status="dead", scheduled_after=now))
     with pytest.raises(ValueError):
         await storage.list_jobs(JobFilter(scheduled_after=now), cursor="not-a-cursor")
+
+
+# -- counts are kept as jobs move ------------------------------------------------------------------
+
+
+async def true_counts(storage: Storage) -> dict[str, dict[str, int]]:
+    """Counts from the jobs themselves (every page of `list_jobs`), queues with jobs only."""
+    out: dict[str, dict[str, int]] = {}
+    cursor = None
+    while True:
+        page = await storage.list_jobs(JobFilter(), limit=200, cursor=cursor)
+        for job in page.jobs:
+            per_queue = out.setdefault(job.queue, zero_counts())
+            per_queue[job.status] += 1
+        if page.next_cursor is None:
+            return out
+        cursor = page.next_cursor
+
+
+async def test_counts_stay_exact_through_every_way_a_job_moves(storage: Storage) -> None:
+    """Seeded random walk over every write that adds, moves or removes jobs, on two queues."""
+    import random
+
+    rng = random.Random(7)
+    queues = ("q", "r")
+    clock = NOW
+
+    async def running(queue: str) -> list[ClaimedJob]:
+        return await storage.claim(queue, HOST, rng.randint(1, 4), clock)
+
+    for step in range(60):
+        clock += 1
+        queue = rng.choice(queues)
+        action = rng.choice(
+            [
+                "enqueue",
+                "enqueue",
+                "unique",
+                "run",
+                "run",
+                "reap",
+                "cancel",
+                "retry",
+                "retry_many",
+                "delete",
+                "delete_many",
+                "purge",
+            ]
+        )
+        if action == "enqueue":
+            await storage.enqueue([new_job(queue=queue) for _ in range(rng.randint(1, 5))], clock)
+        elif action == "unique":
+            key = f"k{rng.randint(1, 3)}"
+            await storage.enqueue([new_job(queue=queue, unique_key=key)] * 2, clock)
+        elif action == "run":
+            claimed = await running(queue)
+            outcomes = [
+                rng.choice(
+                    [
+                        done(job),
+                        failed(job, retry_at=clock + rng.choice([0, 60])),
+                        Finish(job.id, job.attempt, "dead", "dead", error="fatal"),
+                        Finish(
+                            job.id,
+                            job.attempt,
+                            "pending",
+                            "released",
+                            scheduled_at=clock,
+                            refund_attempt=True,
+                        ),
+                        None,  # left running
+                    ]
+                )
+                for job in claimed
+            ]
+            await storage.finish(HOST, [o for o in outcomes if o is not None], clock)
+        elif action == "reap":
+            await storage.reap(clock, clock, [HOST])
+        else:
+            ids = await ids_of(storage, JobFilter(queue=queue))
+            target = rng.choice(ids) if ids else UNKNOWN_ID
+            if action == "cancel":
+                await storage.request_cancel(target, clock)
+            elif action == "retry":
+                try:
+                    await storage.retry(target, clock)
+                except ValueError:  # its unique key is held again: a clear refusal, no change
+                    pass
+            elif action == "retry_many":
+                try:
+                    await storage.retry_many(JobFilter(queue=queue, status="dead"), clock)
+                except ValueError:
+                    pass
+            elif action == "delete":
+                await storage.delete(target)
+            elif action == "delete_many":
+                await storage.delete_many(
+                    JobFilter(queue=queue, status=rng.choice(["done", "dead"]))
+                )
+            else:
+                await storage.purge(queue, rng.choice(["done", "dead"]), clock, rng.randint(1, 3))
+        expected = await true_counts(storage)
+        counts = await storage.counts()
+        assert {q: c for q, c in counts.items() if any(c.values())} == expected, (step, action)
+
+
+async def test_folding_the_counts_changes_none(storage: Storage, db_url: str) -> None:
+    """Counts written through a connection that has since closed survive the leader's fold."""
+    other = await open_storage(db_url)
+    await other.enqueue([new_job(queue="q") for _ in range(3)], NOW)
+    [job] = await other.claim("q", HOST, 1, NOW)
+    await other.finish(HOST, [done(job)], NOW)
+    await other.close()
+    await storage.enqueue([new_job(queue="r")], NOW)
+    before = await storage.counts()
+    assert before == {"q": zero_counts(pending=2, done=1), "r": zero_counts(pending=1)}
+    folded = await storage.fold_counts()
+    if storage.backend == "postgres":
+        assert folded > 0  # the closed connections' rows were folded, the open one's kept
+    assert await storage.fold_counts() == 0
+    assert await storage.counts() == before

@@ -26,6 +26,7 @@ from forge_nb.errors import (
     StorageError,
 )
 from forge_nb.storage import Storage, open_storage
+from forge_nb.storage.records import Finish, NewJob
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = Path(forge_nb.storage.__file__).parent / "migrations"
@@ -225,3 +226,48 @@ async def test_an_unreachable_postgres_names_the_host_but_not_the_password() -> 
     while error is not None:  # the whole chain a traceback would print
         assert "secretpw" not in str(error), f"password leaked in {type(error).__name__}"
         error = error.__cause__ or error.__context__
+
+
+async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: str) -> None:
+    """Upgrading a database that holds jobs: the kept counts start from the stored jobs."""
+    backend = backend_of(db_url)
+    [version] = [
+        int(p.name[:4]) for p in (MIGRATIONS / backend).glob("[0-9][0-9][0-9][0-9]_job_counts.sql")
+    ]
+    storage = await open_storage(db_url)
+    try:
+        await storage.enqueue([NewJob(kind="k", queue="q") for _ in range(3)], 1.0)
+        await storage.enqueue([NewJob(kind="k", queue="r")], 1.0)
+        [job] = await storage.claim("q", "h", 1, 2.0)
+        await storage.finish("h", [Finish(job.id, job.attempt, "done", "done")], 3.0)
+        expected = await storage.counts()
+    finally:
+        await storage.close()
+    # Back to the schema before the counts existed (what an older forge-nb left behind).
+    undo = [
+        "DROP TRIGGER forge_nb_jobs_count_insert"
+        + (" ON forge_nb_jobs" if backend == "postgres" else ""),
+        "DROP TRIGGER forge_nb_jobs_count_update"
+        + (" ON forge_nb_jobs" if backend == "postgres" else ""),
+        "DROP TRIGGER forge_nb_jobs_count_delete"
+        + (" ON forge_nb_jobs" if backend == "postgres" else ""),
+        "DROP TABLE forge_nb_job_counts",
+        f"DELETE FROM {VERSION_TABLE} WHERE version = {version}",
+    ]
+    if backend == "postgres":
+        undo[3:3] = [
+            "DROP TRIGGER forge_nb_jobs_count_truncate ON forge_nb_jobs",
+            "DROP FUNCTION forge_nb_count_jobs",
+            "DROP FUNCTION forge_nb_count_truncate",
+        ]
+    for statement in undo:
+        await query(db_url, statement)
+    await query(db_url, "DELETE FROM forge_nb_jobs WHERE queue = 'r'")  # written by the old code
+    storage = await open_storage(db_url)
+    try:
+        assert await recorded_versions(db_url) == migration_versions(backend)
+        expected["r"]["pending"] = 0
+        assert await storage.counts() == expected
+        assert expected["q"] == {"pending": 2, "running": 0, "failed": 0, "done": 1, "dead": 0}
+    finally:
+        await storage.close()

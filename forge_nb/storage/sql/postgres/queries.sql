@@ -165,9 +165,28 @@ INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message) VALUES ($1
 SELECT job_id, at, event, attempt, message FROM forge_nb_job_events WHERE job_id = $1 ORDER BY id
 
 -- counts --
+-- Kept by triggers (migration 8): the sum over connections' shards, never a scan of the jobs.
 SELECT name, NULL::text, 0::bigint FROM forge_nb_queues
 UNION ALL
-SELECT queue, status, count(*) FROM forge_nb_jobs GROUP BY queue, status
+SELECT queue, status, sum(n)::bigint FROM forge_nb_job_counts
+GROUP BY queue, status HAVING sum(n) <> 0
+
+-- fold_job_counts --
+-- Move the count rows of connections that are gone into shard 0, so the rows stay few.
+-- A connection that reappears under a recycled pid just adds to a fresh row. Returns how
+-- many rows were folded.
+WITH gone AS (
+    DELETE FROM forge_nb_job_counts c
+    WHERE c.shard <> 0
+      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.shard)
+    RETURNING queue, status, n
+),
+folded AS (
+    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+    SELECT queue, status, 0, sum(n) FROM gone GROUP BY queue, status ORDER BY queue, status
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
+)
+SELECT count(*) FROM gone
 
 -- lock_job_status --
 SELECT status FROM forge_nb_jobs WHERE id = $1 FOR UPDATE

@@ -64,7 +64,8 @@ FROM forge_nb_jobs WHERE id = ?
 SELECT job_id, at, event, attempt, message FROM forge_nb_job_events WHERE job_id = ? ORDER BY id
 
 -- counts --
-SELECT queue, status, count(*) FROM forge_nb_jobs GROUP BY queue, status
+-- Kept by triggers (migration 7): one row per queue and status, never a scan of the jobs.
+SELECT queue, status, n FROM forge_nb_job_counts WHERE n <> 0
 
 -- queue_names --
 SELECT name FROM forge_nb_queues
