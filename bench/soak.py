@@ -17,8 +17,9 @@ worker's RSS, the database size, and how fast the dashboard answers, in separate
 - ``ttfb``: time to the first byte of the page HTML, from the browser's navigation timing of
   the reload below (the server builds the session's document before it answers);
 - ``reload``: a full page reload in Chromium until ``load`` and the first chart canvas;
-- ``api``: the slowest ``GET /api/counts`` since the last row (probed every 0.5 s, so the
-  page reloads' server work shows up in it); ``db``: one ``counts()`` query straight from
+- ``api``: the slowest ``GET /api/counts`` since the last row (probed every 0.5 s from a
+  separate process, one keep-alive connection, so the page reloads' server work shows up in
+  it and this script's own busy loop does not); ``db``: one ``counts()`` query straight from
   this process (a slow ``api`` splits into database time and time the dashboard made it wait);
 - ``tick``: the slowest live-update tick of any dashboard session since the last sample
   (from the dashboard's ``tick took`` debug lines, see `DASHBOARD_BOOT`).
@@ -164,7 +165,9 @@ class Run:
     #: Every ``/api/counts`` probe's seconds, how many a row has shown, failed probes.
     probes: list[float] = field(default_factory=list)
     probes_seen: int = 0
+    probe_offset: int = 0
     probe_errors: int = 0
+    prober: subprocess.Popen[bytes] | None = None
     finished_total: int = 0
     started_at: float = field(default_factory=time.time)
 
@@ -362,29 +365,67 @@ async def sample_loop(
         await asyncio.sleep(max(0.0, run.args.sample_every - (time.monotonic() - now)))
 
 
-async def probe_counts(run: Run, until: float) -> None:
-    """``GET /api/counts`` every `PROBE_EVERY_S` (one at a time), timing each answer."""
-    import httpx
+def probe_forever(base_url: str, out_path: str) -> None:
+    """``GET /api/counts`` every `PROBE_EVERY_S` (one at a time), one line of seconds per answer.
 
-    if run.dash_url is None:
-        return
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < until:
-            t0 = time.monotonic()
+    Runs in its own process (``--probe``): timed in this script's own busy loop (the
+    producer, Playwright), a probe would also count the time this script took to notice
+    the answer.
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    path = (parts.path.rstrip("/") or "") + "/api/counts"
+    conn: http.client.HTTPConnection | None = None
+    with open(out_path, "a", buffering=1) as out:
+        while True:
+            t0 = time.perf_counter()
             try:
-                reply = await client.get(run.dash_url + "api/counts", timeout=30)
-                ok = reply.status_code == 200
-            except httpx.HTTPError:
+                if conn is None:
+                    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+                conn.request("GET", path)
+                reply = conn.getresponse()
+                reply.read()
+                ok = reply.status == 200
+            except (OSError, http.client.HTTPException):
                 ok = False
-            if ok:
-                run.probes.append(time.monotonic() - t0)
-            else:
-                run.probe_errors += 1
-            await asyncio.sleep(max(0.0, PROBE_EVERY_S - (time.monotonic() - t0)))
+                if conn is not None:
+                    conn.close()
+                conn = None
+            took = time.perf_counter() - t0
+            out.write(f"{took:.6f}\n" if ok else "error\n")
+            time.sleep(max(0.0, PROBE_EVERY_S - (time.perf_counter() - t0)))
+
+
+def start_probe(run: Run) -> subprocess.Popen[bytes] | None:
+    """The ``/api/counts`` prober, in its own process (see `probe_forever`)."""
+    if run.dash_url is None:
+        return None
+    cmd = [sys.executable, __file__, "--probe", run.dash_url, str(run.work_dir / "probes.txt")]
+    return subprocess.Popen(cmd, env=child_env())
+
+
+def read_probes(run: Run) -> None:
+    """Collect the probe lines written since the last call."""
+    path = run.work_dir / "probes.txt"
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        fh.seek(run.probe_offset)
+        chunk = fh.read()
+    end = chunk.rfind(b"\n") + 1
+    run.probe_offset += end
+    for line in chunk[:end].decode().split():
+        if line == "error":
+            run.probe_errors += 1
+        else:
+            run.probes.append(float(line))
 
 
 def new_probes_max(run: Run) -> float | None:
     """The slowest ``/api/counts`` probe since the last call."""
+    read_probes(run)
     fresh = run.probes[run.probes_seen :]
     run.probes_seen = len(run.probes)
     return max(fresh) if fresh else None
@@ -473,13 +514,17 @@ async def soak(run: Run) -> None:
             f"dashboard {run.dash_url or 'off'}; logs in {run.work_dir}",
             flush=True,
         )
+        run.prober = start_probe(run)
         try:
             await asyncio.gather(
                 produce(run, producer_app, until),
                 sample_loop(run, producer_app, page, started, until),
-                probe_counts(run, until),
             )
         finally:
+            if run.prober is not None:
+                run.prober.terminate()
+                run.prober.wait(10)
+            read_probes(run)
             if browser is not None:
                 await browser.close()
             if pw is not None:
@@ -604,11 +649,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--serve-dashboard", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--probe", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.probe:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        probe_forever(*args.probe)
+        return 0
     if args.serve_dashboard:
         asyncio.run(serve_dashboard(args.serve_dashboard[0], int(args.serve_dashboard[1])))
         return 0

@@ -127,6 +127,7 @@ async def run_dashboard(args: argparse.Namespace) -> int:
             basic_auth=args.basic_auth,
             insecure_no_auth=args.insecure_no_auth,
             allow_websocket_origin=args.allow_websocket_origin,
+            api_thread=True,  # API answers never wait behind a page build
         )
         mode = " (read-only)" if args.read_only else ""
         print(f"forge-nb dashboard{mode}: {app.safe_url}", flush=True)

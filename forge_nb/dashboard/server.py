@@ -99,6 +99,7 @@ def build_server(
     basic_auth: BasicAuth | None = None,
     insecure_no_auth: bool = False,
     allow_websocket_origin: Sequence[str] = (),
+    api_thread: bool = False,
 ) -> Any:
     """A Panel/Bokeh server (not started) with the dashboard at ``/`` and the API at ``/api/``.
 
@@ -106,6 +107,12 @@ def build_server(
     With ``basic_auth`` the dashboard asks for a login (Panel's login page) and
     the API takes HTTP Basic credentials. The process's SIGINT handler is left
     as it was (``pn.serve`` replaces it otherwise).
+
+    ``api_thread=True`` serves ``/api/…`` from a thread with its own loop and its
+    own `App` on the same database and port (`forge_nb.dashboard.api_thread`), so
+    API answers never wait behind a page build. ``forge-nb dashboard`` does this;
+    a notebook's server keeps the API on the kernel's `App` (same process: a
+    cancel reaches the kernel's running jobs at once, enqueues see its handlers).
     """
     import panel as pn
 
@@ -141,7 +148,37 @@ def build_server(
         )
     finally:
         _restore_sigint(previous)
+    if api_thread:
+        from forge_nb.dashboard.api_thread import ApiThread
+
+        split_api(
+            server,
+            ApiThread(
+                app.url,
+                read_only=read_only,
+                basic_auth=credentials,
+                cookie_secret=options.get("cookie_secret"),
+            ),
+        )
     return server
+
+
+def split_api(server: Any, api: Any) -> None:
+    """Hand the server's port to ``api`` (an `ApiThread`) on ``start()``; stop it first on
+    ``stop()``. The dashboard side is served exactly as before."""
+    start, stop = server.start, server.stop
+
+    def start_both(*args: Any, **kwargs: Any) -> None:
+        start(*args, **kwargs)
+        api.attach(server._http)
+
+    def stop_both(*args: Any, **kwargs: Any) -> None:
+        api.stop()
+        stop(*args, **kwargs)
+
+    server.start = start_both
+    server.stop = stop_both
+    server.api_thread = api
 
 
 def _restore_sigint(handler: Any) -> None:
