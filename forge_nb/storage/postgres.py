@@ -209,6 +209,8 @@ class PostgresStorage:
         self._listener: Any = None
         self._on_change: Callable[[str | None], None] | None = None
         self._notifier = _Notifier(self._notify)
+        #: Server pids of our pool's connections that sent NOTIFYs (to ignore their echo).
+        self._own_backends: set[int] = set()
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.safe_url!r})"
@@ -369,10 +371,14 @@ class PostgresStorage:
         self._listener = listener
 
     async def _notify(self, queues: list[str]) -> None:
-        await self._execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
+        async with self._connection(transaction=False) as conn:
+            self._own_backends.add(conn.get_server_pid())
+            await conn.execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        if self._on_change is not None:
+        # Our own enqueues already woke this process's workers (the App does that): an
+        # echo would only cost them an empty claim.
+        if self._on_change is not None and pid not in self._own_backends:
             self._on_change(payload or None)
 
     # -- jobs: write path ----------------------------------------------------------------

@@ -13,10 +13,15 @@ the claim path (WAL lets them run alongside the writer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import logging
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import aiosqlite
@@ -69,6 +74,7 @@ from forge_nb.storage.validation import (
 )
 
 Q = load_queries("sqlite")
+log = logging.getLogger("forge_nb.storage")
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 30.0
 #: Pauses between non-blocking retries of a busy write before it waits on the thread.
@@ -80,6 +86,13 @@ WATCH_INTERVAL_S = 0.01
 #: executemany's step per row. 8 parameters each stay under 999, the variable limit of
 #: SQLite builds before 3.32 that some distributions' Pythons still link.
 INSERT_CHUNK = 120
+#: Shortest pause between two WAL checkpoints while writes keep coming.
+CHECKPOINT_PAUSE_S = 0.05
+#: WAL length (pages) past which the writer waits for a checkpoint that restarts the WAL:
+#: a non-stop burst of writes never leaves a gap for a PASSIVE checkpoint to catch up in.
+WAL_RESTART_PAGES = 2000
+#: The WAL file is cut back to this size when it restarts (it never shrinks otherwise).
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 _INSERT_HEAD = Q["insert_job"].split("VALUES")[0] + "VALUES "
 
 
@@ -128,6 +141,52 @@ def _finish_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: A
     return result
 
 
+class _Checkpointer:
+    """Copies the WAL back into the database file on its own thread and connection.
+
+    SQLite's automatic checkpoint runs inside the commit that fills the WAL, and the writer
+    commits on the event loop: every hundred or so commits one stalled the loop (and every
+    job in it) for milliseconds of fsync. Here writes only nudge this thread, which runs
+    PASSIVE checkpoints (they block neither writers nor readers) at most every
+    `CHECKPOINT_PAUSE_S`, even while the loop is busy with a long burst of writes. When a
+    burst has left the WAL longer than `WAL_RESTART_PAGES` it raises `restart_needed`, and
+    the writer's next write first awaits a RESTART checkpoint (without blocking the loop).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._nudged = threading.Event()
+        self._stopping = False
+        self.restart_needed = False
+        self._thread = threading.Thread(target=self._run, name="forge-nb checkpoint", daemon=True)
+        self._thread.start()
+
+    def nudge(self) -> None:
+        """Something was written: checkpoint soon."""
+        self._nudged.set()
+
+    def stop(self) -> None:
+        """End the thread (blocking: call it off the event loop)."""
+        self._stopping = True
+        self._nudged.set()
+        self._thread.join(timeout=BUSY_TIMEOUT_S)
+
+    def _run(self) -> None:
+        connect = sqlite3.connect(self._path, timeout=1.0, check_same_thread=False)
+        with contextlib.closing(connect) as conn:
+            while True:
+                self._nudged.wait()
+                if self._stopping:
+                    return
+                self._nudged.clear()
+                try:
+                    _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.restart_needed = wal_pages > WAL_RESTART_PAGES
+                except sqlite3.Error as exc:  # busy (another checkpointer), or a closing file
+                    log.debug("WAL checkpoint of %s skipped: %s", self._path, exc)
+                time.sleep(CHECKPOINT_PAUSE_S)
+
+
 class SqliteStorage:
     """`Storage` on one SQLite file (the embedded default)."""
 
@@ -142,6 +201,7 @@ class SqliteStorage:
         self._write_lock = asyncio.Lock()
         self._on_change: Callable[[str | None], None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._checkpointer: _Checkpointer | None = None
         #: Queue rows known to exist (queue rows are never deleted): enqueue skips creating them.
         self._known_queues: set[str] = set()
 
@@ -178,6 +238,12 @@ class SqliteStorage:
         async with self._write_lock:
             # Another process's transactions are short: retry on the loop with short sleeps
             # (SQLite's own busy handler sleeps up to 100 ms at a time), then wait on the thread.
+            checkpointer = self._checkpointer
+            if checkpointer is not None:
+                if checkpointer.restart_needed:
+                    checkpointer.restart_needed = False
+                    await self._restart_wal()
+                checkpointer.nudge()
             for pause in (*BUSY_RETRY_PAUSES_S, None):
                 try:
                     return _try_transaction(writer._conn, fn, *args)
@@ -190,6 +256,13 @@ class SqliteStorage:
                 except sqlite3.DatabaseError as exc:
                     raise StorageError(f"SQLite error on {self.safe_url}: {exc}") from exc
             return await self._call(writer, _transaction, fn, *args)
+
+    async def _restart_wal(self) -> None:
+        """Checkpoint the whole WAL so it starts over (our writer idle, the loop free)."""
+        try:
+            await self._read(_restart_checkpoint)
+        except StorageError as exc:  # another process kept writing: the next burst retries
+            log.debug("WAL restart of %s skipped: %s", self.safe_url, exc)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """A read on the reader connection (consistent per statement)."""
@@ -215,6 +288,7 @@ class SqliteStorage:
             await self._writer.execute("PRAGMA busy_timeout = 0")  # see `_write`
             await self.migrate()
             self._reader = await self._connect(BUSY_TIMEOUT_S)
+            self._checkpointer = _Checkpointer(self.path)
         except BaseException:
             await self.close()
             raise
@@ -222,6 +296,9 @@ class SqliteStorage:
     async def close(self) -> None:
         """Close both connections (their threads end)."""
         await self.watch(None)
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
+            self._checkpointer = None
         for conn in (self._reader, self._writer):
             if conn is not None:
                 try:
@@ -651,6 +728,12 @@ def _data_version(c: sqlite3.Connection) -> int:
 def _set_pragmas(c: sqlite3.Connection) -> None:
     c.execute("PRAGMA journal_mode = WAL")
     c.execute("PRAGMA synchronous = NORMAL")
+    c.execute("PRAGMA wal_autocheckpoint = 0")  # `_Checkpointer` does it, off the loop
+    c.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+
+
+def _restart_checkpoint(c: sqlite3.Connection) -> None:
+    c.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
 
 def _current_version(c: sqlite3.Connection) -> int:
