@@ -72,6 +72,20 @@ NOTIFY_CHANNEL = "forge_nb_jobs"
 CONNECT_TIMEOUT_S = 10.0
 #: Key of the advisory lock that serialises migrations across processes ("forge_nb" in hex).
 MIGRATION_LOCK_KEY = 0x666F7267655F6E62
+#: Batches of key-less jobs from this size on travel by binary COPY (ids drawn first):
+#: 1.5x the rows/s of one INSERT … unnest, for three more round trips.
+COPY_MIN_ROWS = 1000
+#: Columns of a COPY into the jobs table, in `_copy_plain`'s record order.
+COPY_COLUMNS = (
+    "id",
+    "kind",
+    "queue",
+    "payload",
+    "priority",
+    "scheduled_at",
+    "max_attempts",
+    "created_at",
+)
 #: How often a statement that lost a race (unique key changing hands) is retried.
 RACE_RETRIES = 5
 
@@ -388,9 +402,13 @@ class PostgresStorage:
         if not prepared:
             return []
         if all(row[6] is None for row in prepared):
-            # One statement, so no explicit transaction: a single round trip.
-            async with self._connection(transaction=False) as conn:
-                results = await _insert_plain(conn, prepared, now)
+            if len(prepared) >= COPY_MIN_ROWS:
+                async with self._tx() as conn:
+                    results = await _copy_plain(conn, prepared, now)
+            else:
+                # One statement, so no explicit transaction: a single round trip.
+                async with self._connection(transaction=False) as conn:
+                    results = await _insert_plain(conn, prepared, now)
         else:
             async with self._tx() as conn:
                 results = await _insert_with_keys(conn, prepared, now)
@@ -855,6 +873,32 @@ async def _insert_plain(
         )
         return [EnqueueResult(str(new_id), "created", "pending")]
     ids = await conn.fetchval(Q["insert_jobs"], *_job_arrays(prepared, now))
+    return [EnqueueResult(str(i), "created", "pending") for i in ids]
+
+
+async def _copy_plain(
+    conn: Any, prepared: list[tuple[Any, ...]], now: float
+) -> list[EnqueueResult]:
+    """A large key-less batch (in a transaction): ids from the sequence, then binary COPY."""
+    queues = sorted({row[1] for row in prepared})
+    await conn.execute(Q["ensure_queue_rows"], queues)
+    ids = await conn.fetchval(Q["next_job_ids"], len(prepared))
+    await conn.copy_records_to_table(
+        "forge_nb_jobs",
+        records=[
+            (new_id, kind, queue, payload, priority, scheduled_at, max_attempts, now)
+            for new_id, (kind, queue, payload, priority, scheduled_at, max_attempts, _) in zip(
+                ids, prepared, strict=True
+            )
+        ],
+        columns=COPY_COLUMNS,
+    )
+    per_queue: dict[str, int] = {}
+    for row in prepared:
+        per_queue[row[1]] = per_queue.get(row[1], 0) + 1
+    await conn.execute(
+        Q["count_enqueued_many"], int(now // 60), list(per_queue), list(per_queue.values())
+    )
     return [EnqueueResult(str(i), "created", "pending") for i in ids]
 
 

@@ -1523,6 +1523,33 @@ async def test_enqueue_counts_created_jobs_in_the_enqueued_metric(storage: Stora
     assert all(row.host_id.startswith("*") for row in await storage.read_metrics(NOW, NOW + 60))
 
 
+async def test_a_large_batch_keeps_input_order_and_is_counted(storage: Storage) -> None:
+    """Big batches take the bulk path (SQLite: chunked INSERTs, Postgres: COPY) unchanged."""
+    jobs = [
+        new_job(queue="big" if i % 3 else "other", payload={"i": i}, priority=i % 5)
+        for i in range(2500)
+    ]
+    results = await storage.enqueue(jobs, NOW)
+    ids = [int(r.id) for r in results]
+    assert ids == sorted(ids) and len(set(ids)) == 2500
+    assert all(r.outcome == "created" and r.status == "pending" for r in results)
+    for index in (0, 1, 1234, 2499):
+        job = await get(storage, results[index].id)
+        assert (job.queue, job.payload, job.priority) == (
+            jobs[index].queue,
+            {"i": index},
+            index % 5,
+        )
+    assert await storage.counts() == {
+        "big": zero_counts(pending=1666),
+        "other": zero_counts(pending=834),
+    }
+    enqueued = {r.queue: r.enqueued for r in await storage.read_metrics(NOW, NOW + 60)}
+    assert enqueued == {"big": 1666, "other": 834}
+    [first] = await storage.claim("big", HOST, 1, NOW)
+    assert first.id == results[4].id  # priority 4, then the oldest
+
+
 async def test_samples_round_trip_by_kind_and_range(storage: Storage) -> None:
     resources = {"cpu_percent": 12.5, "rss_bytes": 123_456_789, "disk": {"free": 1.5e9}}
     db = {"read_p50_ms": 0.4, "ops": 1200, "pool": [2, 1, 0]}

@@ -31,6 +31,23 @@ counted AS (
 )
 SELECT array_agg(id ORDER BY id) FROM inserted
 
+-- ensure_queue_rows --
+-- Create the missing queues named in $1 (sorted: concurrent enqueuers lock in one order).
+INSERT INTO forge_nb_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
+
+-- next_job_ids --
+-- $1 new job ids, rising, drawn from the jobs' identity sequence (for a COPY that sets them).
+SELECT array_agg(nextval(pg_get_serial_sequence('forge_nb_jobs', 'id')) ORDER BY n)
+FROM generate_series(1, $1) AS n
+
+-- count_enqueued_many --
+-- Add $3 jobs to the minute's ($1) enqueued metric of each queue in $2 (see insert_jobs).
+INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+SELECT $1, queue, '*' || pg_backend_pid(), n FROM unnest($2::text[], $3::bigint[]) AS c (queue, n)
+ORDER BY queue
+ON CONFLICT (minute, queue, host_id)
+DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+
 -- insert_job --
 -- insert_jobs for a single job: plain VALUES, no arrays to build or unnest ($8: the minute).
 WITH new_queue AS (
