@@ -254,6 +254,8 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
         "DROP TABLE forge_nb_job_counts",
         f"DELETE FROM {VERSION_TABLE} WHERE version = {version}",
     ]
+    if backend == "sqlite":
+        undo.insert(0, "DROP TRIGGER forge_nb_queues_count_rows")
     if backend == "postgres":
         undo[3:3] = [
             "DROP TRIGGER forge_nb_jobs_count_truncate ON forge_nb_jobs",
