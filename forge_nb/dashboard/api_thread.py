@@ -154,9 +154,14 @@ class ApiThread:
         self._target = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         self._thread = threading.Thread(target=self._run, name="forge-nb-api", daemon=True)
         self._thread.start()
-        self._ready.wait(30)
-        if self._failed is not None:
-            raise RuntimeError(f"the API thread did not start: {self._failed}") from self._failed
+        if not self._ready.wait(30) or self._failed is not None or self._http is None:
+            # The main loop keeps accepting: the API still answers there (as it always has).
+            log.warning(
+                "the API thread did not start (%s); serving the API on the main loop",
+                self._failed or "timed out",
+            )
+            self.stop(timeout=1)
+            return
         # Only now stop accepting on the main loop: no connection waits in between.
         for fd in list(bokeh_http._handlers):
             bokeh_http._handlers[fd]()

@@ -267,8 +267,9 @@ class Dashboard:
             return
         finally:
             self._read_s = time.perf_counter() - t0
-        with self._one_message(), self._batched():
+        with self._one_message(page), self._batched():
             self._show(snap, page)
+        self._expect_closed_sockets()
         if not self._served:
             pn.io.push_notebook(self.layout)
 
@@ -284,18 +285,34 @@ class Dashboard:
             return
         self.header.object = self._header_html(snap.now, None)
 
+    def _expect_closed_sockets(self) -> None:
+        """A reload closes the browser's websocket while this tick's writes may be queued.
+
+        Panel awaits those writes on the session's next loop turn; when the session is
+        destroyed first nobody does, and asyncio logs each one's ``WebSocketClosedError``
+        as an unretrieved task error. They are expected (Panel itself logs the same case
+        as a warning); anything else a write fails with is still logged, here.
+        """
+        if self._doc is None or not self._served:
+            return
+        from panel.io import document as panel_document
+
+        pending = getattr(panel_document, "_WRITE_FUTURES", {}).get(self._doc, [])
+        for future in pending:
+            future.add_done_callback(_check_write)
+
     @contextmanager
-    def _one_message(self) -> Iterator[None]:
+    def _one_message(self, page: Page) -> Iterator[None]:
         """Send the whole tick's changes to the browser as one message.
 
         Otherwise every changed pane, table and source is its own PATCH-DOC message,
         and Bokeh builds each one's serializer from every model of the page (a few
         hundred): most of a tick's time on the event loop under load. Only for ticks
-        that change values (after `SETTLING_TICKS`).
+        that change values alone: the Overview's after `SETTLING_TICKS`. Changes of
+        structure (a table joins, a chart gets a line and a legend entry for a new
+        host) must reach BokehJS one by one, which builds the new views in between.
         """
-        if self._doc is None or not self._served or self._settling > 0:
-            # A settling tick changes the page's structure (a table joins, a legend grows):
-            # BokehJS must see those changes one by one (views are built in between).
+        if self._doc is None or not self._served or self._settling > 0 or page is not self.overview:
             yield
             return
         from panel.io.document import hold
@@ -333,6 +350,18 @@ class Dashboard:
 
     def __panel__(self) -> Any:
         return self.layout
+
+
+def _check_write(future: asyncio.Future[Any]) -> None:
+    """Done callback of a websocket write: closed sockets are expected, the rest is logged."""
+    from tornado.iostream import StreamClosedError
+    from tornado.websocket import WebSocketClosedError
+
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None and not isinstance(exc, WebSocketClosedError | StreamClosedError):
+        log.warning("dashboard update not sent: %s", exc)
 
 
 def create_dashboard(app: App, *, read_only: bool = False) -> pn.viewable.Viewable:
