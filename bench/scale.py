@@ -6,7 +6,9 @@
 1. Scaling: ``--jobs`` no-op jobs drained by 1 and then by ``--processes`` `forge-nb worker`
    processes. Workers start with the queue paused, then it is resumed; the time is from the
    first job's start to the last one's finish (the jobs' own timestamps), so process
-   start-up and the 1 s config tick are not counted. Prints jobs/s and the ratio.
+   start-up and the 1 s config tick are not counted. Prints jobs/s, the ratio, and the CPU
+   the workers, the Postgres server and this driver used while the jobs ran (cores busy:
+   CPU seconds per second of the drain), which shows whether the machine ran out of cores.
 2. Memory: one worker drains a backlog of ``--backlog`` jobs; its RSS is sampled every
    second. Flat means the worker does not grow with the backlog (claims are bounded).
 
@@ -105,8 +107,29 @@ async def busy_seconds(driver: fnb.App, queue: str, n: int) -> float:
     return float((frame["finished_at"].max() - frame["started_at"].min()).total_seconds())
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds used so far by ``procs`` (gone ones count 0)."""
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def postgres_servers() -> list[psutil.Process]:
+    """The running Postgres server processes (the throwaway server's backends included)."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            found.append(proc)
+    return found
+
+
 async def drain_with(url: str, queue: str, processes: int, n: int, log_dir: Path) -> float:
-    """jobs/s of ``processes`` workers draining ``n`` jobs."""
+    """jobs/s of ``processes`` workers draining ``n`` jobs (prints the cores each side used)."""
     async with fnb.App(url) as driver:
         await driver.ensure_queue(queue, workers=WORKERS_PER_PROCESS)
         await driver.pause_queue(queue)
@@ -118,12 +141,24 @@ async def drain_with(url: str, queue: str, processes: int, n: int, log_dir: Path
                 len({p.host_id for p in await driver.processes() if p.queue == queue}) < processes
             ):
                 await asyncio.sleep(0.1)
+            sides = {
+                "workers": [psutil.Process(p.pid) for p in procs],
+                "postgres": postgres_servers() if url.startswith("postgres") else [],
+                "driver": [psutil.Process()],
+            }
+            before = {side: cpu_seconds(ps) for side, ps in sides.items()}
+            wall = time.perf_counter()
             await driver.resume_queue(queue)
             await wait_done(driver, queue, n)
+            wall = time.perf_counter() - wall
+            used = {side: cpu_seconds(ps) - before[side] for side, ps in sides.items()}
         finally:
             stop_workers(procs)  # graceful: each flushes its metrics
         await check_exactly_once(driver, queue, n, began)
-        return n / await busy_seconds(driver, queue, n)
+        rate = n / await busy_seconds(driver, queue, n)
+        cores = ", ".join(f"{side} {cpu / wall:.2f}" for side, cpu in used.items() if cpu)
+        print(f"  {processes} process(es): {rate:,.0f} jobs/s; cores busy: {cores}", flush=True)
+        return rate
 
 
 async def rss_under_backlog(
