@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import logging
 import signal
 import sys
 from typing import Any
 
 from forge_nb.errors import ForgeError
 from forge_nb.runtime.app import App
+
+log = logging.getLogger("forge_nb.dashboard")
 
 DEFAULT_PORT = 5006
 
@@ -100,7 +103,37 @@ def _start(app: App, args: argparse.Namespace, **options: Any) -> Any:
         raise
     server.start()
     _settle_heap()
+    _expect_closed_websockets(asyncio.get_running_loop())
     return server
+
+
+def _expect_closed_websockets(loop: asyncio.AbstractEventLoop) -> None:
+    """Writes to a websocket the browser closed (a reload) are expected, not errors.
+
+    Panel queues a session's websocket writes as tasks; when the browser reloads while
+    some are queued, the session is destroyed before Panel awaits them and asyncio
+    logs each one's ``WebSocketClosedError`` as "Task exception was never retrieved"
+    (Panel logs the same case as a warning when it gets to await them). Those go to
+    the debug log; every other loop error is reported as before.
+    """
+    from tornado.websocket import WebSocketClosedError
+
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        task = context.get("future")
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        if isinstance(context.get("exception"), WebSocketClosedError) and "write_message" in (
+            getattr(coro, "__qualname__", "") or ""
+        ):
+            log.debug("websocket write after the browser left: %s", context.get("message"))
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _settle_heap() -> None:
@@ -189,7 +222,6 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m forge_nb.cli_dashboard dashboard|demo …``: ``forge-nb dashboard|demo``."""
-    import logging
 
     parser = argparse.ArgumentParser(prog="forge-nb", description=__doc__.splitlines()[0])
     add_dashboard_commands(parser.add_subparsers(dest="command", required=True))

@@ -269,7 +269,6 @@ class Dashboard:
             self._read_s = time.perf_counter() - t0
         with self._one_message(page), self._batched():
             self._show(snap, page)
-        self._expect_closed_sockets()
         if not self._served:
             pn.io.push_notebook(self.layout)
 
@@ -284,22 +283,6 @@ class Dashboard:
             self.header.object = self._header_html(snap.now, f"display error: {exc}")
             return
         self.header.object = self._header_html(snap.now, None)
-
-    def _expect_closed_sockets(self) -> None:
-        """A reload closes the browser's websocket while this tick's writes may be queued.
-
-        Panel awaits those writes on the session's next loop turn; when the session is
-        destroyed first nobody does, and asyncio logs each one's ``WebSocketClosedError``
-        as an unretrieved task error. They are expected (Panel itself logs the same case
-        as a warning); anything else a write fails with is still logged, here.
-        """
-        if self._doc is None or not self._served:
-            return
-        from panel.io import document as panel_document
-
-        pending = getattr(panel_document, "_WRITE_FUTURES", {}).get(self._doc, [])
-        for future in pending:
-            future.add_done_callback(_check_write)
 
     @contextmanager
     def _one_message(self, page: Page) -> Iterator[None]:
@@ -350,18 +333,6 @@ class Dashboard:
 
     def __panel__(self) -> Any:
         return self.layout
-
-
-def _check_write(future: asyncio.Future[Any]) -> None:
-    """Done callback of a websocket write: closed sockets are expected, the rest is logged."""
-    from tornado.iostream import StreamClosedError
-    from tornado.websocket import WebSocketClosedError
-
-    if future.cancelled():
-        return
-    exc = future.exception()
-    if exc is not None and not isinstance(exc, WebSocketClosedError | StreamClosedError):
-        log.warning("dashboard update not sent: %s", exc)
 
 
 def create_dashboard(app: App, *, read_only: bool = False) -> pn.viewable.Viewable:

@@ -167,3 +167,38 @@ def test_threaded_api_keeps_auth_and_read_only(tmp_path: Path) -> None:
             assert reply.status == 403 and json.loads(reply.read())["status"] == 403
         finally:
             conn.close()
+
+
+def test_writes_to_a_websocket_the_browser_closed_are_not_logged_as_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reload leaves Panel's queued websocket writes unawaited: debug, not an error line."""
+    from tornado.websocket import WebSocketClosedError
+
+    from forge_nb.cli_dashboard import _expect_closed_websockets
+
+    async def write_message() -> None:
+        raise WebSocketClosedError()
+
+    async def other() -> None:
+        raise RuntimeError("a real bug")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        _expect_closed_websockets(loop)
+        for coro in (write_message(), other()):
+            task = loop.create_task(coro)
+            await asyncio.gather(task, return_exceptions=True)
+            loop.call_exception_handler(
+                {
+                    "message": "Task exception was never retrieved",
+                    "exception": task.exception(),
+                    "future": task,
+                }
+            )
+
+    with caplog.at_level("DEBUG"):
+        asyncio.run(main())
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "never retrieved" in errors[0]
+    assert any("browser left" in r.getMessage() for r in caplog.records)
