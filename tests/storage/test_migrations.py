@@ -244,24 +244,25 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
     finally:
         await storage.close()
     # Back to the schema before the counts existed (what an older forge-nb left behind).
-    undo = [
-        "DROP TRIGGER forge_nb_jobs_count_insert"
-        + (" ON forge_nb_jobs" if backend == "postgres" else ""),
-        "DROP TRIGGER forge_nb_jobs_count_update"
-        + (" ON forge_nb_jobs" if backend == "postgres" else ""),
-        "DROP TRIGGER forge_nb_jobs_count_delete"
-        + (" ON forge_nb_jobs" if backend == "postgres" else ""),
-        "DROP TABLE forge_nb_job_counts",
-        f"DELETE FROM {VERSION_TABLE} WHERE version = {version}",
-    ]
     if backend == "sqlite":
-        undo.insert(0, "DROP TRIGGER forge_nb_queues_count_rows")
-    if backend == "postgres":
-        undo[3:3] = [
+        undo = [
+            "DROP TRIGGER forge_nb_queues_count_rows",
+            "DROP TRIGGER forge_nb_jobs_count_insert",
+            "DROP TRIGGER forge_nb_jobs_count_update",
+            "DROP TRIGGER forge_nb_jobs_count_delete",
+        ]
+    else:  # Postgres counts inserts in the enqueue statements themselves
+        undo = [
+            "DROP TRIGGER forge_nb_jobs_count_update ON forge_nb_jobs",
+            "DROP TRIGGER forge_nb_jobs_count_delete ON forge_nb_jobs",
             "DROP TRIGGER forge_nb_jobs_count_truncate ON forge_nb_jobs",
             "DROP FUNCTION forge_nb_count_jobs",
             "DROP FUNCTION forge_nb_count_truncate",
         ]
+    undo += [
+        "DROP TABLE forge_nb_job_counts",
+        f"DELETE FROM {VERSION_TABLE} WHERE version = {version}",
+    ]
     for statement in undo:
         await query(db_url, statement)
     await query(db_url, "DELETE FROM forge_nb_jobs WHERE queue = 'r'")  # written by the old code

@@ -1,9 +1,12 @@
--- v8: per-queue, per-status job counts kept by triggers, so the dashboard's counts read a few
--- hundred rows instead of counting every job (1,000,000 jobs: 133 ms).
+-- v8: per-queue, per-status job counts kept as jobs change, so the dashboard's counts read a
+-- few hundred rows instead of counting every job (1,000,000 jobs: 133 ms).
 -- Each statement that adds, removes or moves jobs between statuses adds its net change to
 -- rows of its own connection (shard = backend pid): concurrent writers never wait on each
 -- other's counter rows. The leader folds the rows of closed connections into shard 0
 -- (`fold_job_counts`). A count is the sum over shards.
+-- Updates and deletes are counted by the statement triggers below. Inserts count themselves
+-- in the enqueue statements (queries.sql: insert_job*, count_enqueued*): a trigger on the
+-- one-job INSERT cost 10% of enqueue throughput, the same upsert inside the statement 3%.
 LOCK TABLE forge_nb_jobs IN SHARE ROW EXCLUSIVE MODE;  -- no writes between seeding and triggers
 
 CREATE TABLE forge_nb_job_counts (
@@ -21,13 +24,7 @@ SELECT queue, status, 0, count(*) FROM forge_nb_jobs GROUP BY queue, status;
 -- (one connection's rows only, but a fixed order costs nothing).
 CREATE FUNCTION forge_nb_count_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO forge_nb_job_counts (queue, status, shard, n)
-        SELECT queue, status, pg_backend_pid(), count(*)
-        FROM new_rows GROUP BY queue, status ORDER BY queue, status
-        ON CONFLICT (queue, status, shard)
-        DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n;
-    ELSIF TG_OP = 'DELETE' THEN
+    IF TG_OP = 'DELETE' THEN
         INSERT INTO forge_nb_job_counts (queue, status, shard, n)
         SELECT queue, status, pg_backend_pid(), -count(*)
         FROM old_rows GROUP BY queue, status ORDER BY queue, status
@@ -49,9 +46,6 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER forge_nb_jobs_count_insert AFTER INSERT ON forge_nb_jobs
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION forge_nb_count_jobs();
 CREATE TRIGGER forge_nb_jobs_count_update AFTER UPDATE ON forge_nb_jobs
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION forge_nb_count_jobs();

@@ -28,6 +28,12 @@ counted AS (
     FROM inserted GROUP BY queue ORDER BY queue
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+),
+counted_jobs AS (  -- the pending counts (migration 8: inserts count themselves)
+    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+    SELECT queue, 'pending', pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
 )
 SELECT array_agg(id ORDER BY id) FROM inserted
 
@@ -41,12 +47,19 @@ SELECT array_agg(nextval(pg_get_serial_sequence('forge_nb_jobs', 'id')) ORDER BY
 FROM generate_series(1, $1) AS n
 
 -- count_enqueued_many --
--- Add $3 jobs to the minute's ($1) enqueued metric of each queue in $2 (see insert_jobs).
-INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-SELECT $1, queue, '*' || pg_backend_pid(), n FROM unnest($2::text[], $3::bigint[]) AS c (queue, n)
-ORDER BY queue
-ON CONFLICT (minute, queue, host_id)
-DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+-- $3 jobs COPYed into each queue in $2: the minute's ($1) enqueued metric and the pending
+-- counts (see insert_jobs).
+WITH counted AS (
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+    SELECT $1, queue, '*' || pg_backend_pid(), n
+    FROM unnest($2::text[], $3::bigint[]) AS c (queue, n) ORDER BY queue
+    ON CONFLICT (minute, queue, host_id)
+    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+)
+INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+SELECT queue, 'pending', pg_backend_pid(), n
+FROM unnest($2::text[], $3::bigint[]) AS c (queue, n) ORDER BY queue
+ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
 
 -- insert_job --
 -- insert_jobs for a single job: plain VALUES, no arrays to build or unnest ($8: the minute).
@@ -64,6 +77,11 @@ counted AS (
     VALUES ($8, $2, '*' || pg_backend_pid(), 1)
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + 1
+),
+counted_job AS (  -- the pending count (migration 8: inserts count themselves)
+    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+    VALUES ($2, 'pending', pg_backend_pid(), 1)
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + 1
 )
 SELECT id FROM inserted
 
@@ -92,6 +110,12 @@ counted AS (
     FROM inserted GROUP BY queue ORDER BY queue
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+),
+counted_jobs AS (  -- the pending counts (migration 8: inserts count themselves)
+    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+    SELECT queue, 'pending', pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
 )
 SELECT id, unique_key FROM inserted
 
@@ -108,10 +132,17 @@ DO NOTHING
 RETURNING id
 
 -- count_enqueued --
-INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-VALUES ($1, $2, '*' || pg_backend_pid(), 1)
-ON CONFLICT (minute, queue, host_id)
-DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+-- One job inserted by insert_unique_job into queue $2: the minute's ($1) enqueued metric and
+-- the pending count (migration 8: inserts count themselves).
+WITH counted AS (
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+    VALUES ($1, $2, '*' || pg_backend_pid(), 1)
+    ON CONFLICT (minute, queue, host_id)
+    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+)
+INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+VALUES ($2, 'pending', pg_backend_pid(), 1)
+ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + 1
 
 -- live_job_by_unique_key --
 SELECT id, status FROM forge_nb_jobs
