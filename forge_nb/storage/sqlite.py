@@ -91,6 +91,10 @@ CHECKPOINT_PAUSE_S = 0.05
 #: WAL length (pages) past which the writer waits for a checkpoint that restarts the WAL:
 #: a non-stop burst of writes never leaves a gap for a PASSIVE checkpoint to catch up in.
 WAL_RESTART_PAGES = 2000
+#: How long a RESTART checkpoint waits for other connections' readers and writers. One that
+#: cannot finish (a reader in another process holds an old snapshot) doubles the WAL length
+#: before the next try, so a long reader costs a few such waits, not one per write.
+WAL_RESTART_WAIT_MS = 250
 #: The WAL file is cut back to this size when it restarts (it never shrinks otherwise).
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 _INSERT_HEAD = Q["insert_job"].split("VALUES")[0] + "VALUES "
@@ -149,7 +153,7 @@ class _Checkpointer:
     job in it) for milliseconds of fsync. Here writes only nudge this thread, which runs
     PASSIVE checkpoints (they block neither writers nor readers) at most every
     `CHECKPOINT_PAUSE_S`, even while the loop is busy with a long burst of writes. When a
-    burst has left the WAL longer than `WAL_RESTART_PAGES` it raises `restart_needed`, and
+    burst has left the WAL longer than `restart_pages` it raises `restart_needed`, and
     the writer's next write first awaits a RESTART checkpoint (without blocking the loop).
     """
 
@@ -158,6 +162,7 @@ class _Checkpointer:
         self._nudged = threading.Event()
         self._stopping = False
         self.restart_needed = False
+        self.restart_pages = WAL_RESTART_PAGES
         self._thread = threading.Thread(target=self._run, name="forge-nb checkpoint", daemon=True)
         self._thread.start()
 
@@ -181,7 +186,7 @@ class _Checkpointer:
                 self._nudged.clear()
                 try:
                     _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.restart_needed = wal_pages > WAL_RESTART_PAGES
+                    self.restart_needed = wal_pages > self.restart_pages
                 except sqlite3.Error as exc:  # busy (another checkpointer), or a closing file
                     log.debug("WAL checkpoint of %s skipped: %s", self._path, exc)
                 time.sleep(CHECKPOINT_PAUSE_S)
@@ -242,7 +247,10 @@ class SqliteStorage:
             if checkpointer is not None:
                 if checkpointer.restart_needed:
                     checkpointer.restart_needed = False
-                    await self._restart_wal()
+                    restarted = await self._restart_wal()
+                    checkpointer.restart_pages = (
+                        WAL_RESTART_PAGES if restarted else checkpointer.restart_pages * 2
+                    )
                 checkpointer.nudge()
             for pause in (*BUSY_RETRY_PAUSES_S, None):
                 try:
@@ -257,12 +265,16 @@ class SqliteStorage:
                     raise StorageError(f"SQLite error on {self.safe_url}: {exc}") from exc
             return await self._call(writer, _transaction, fn, *args)
 
-    async def _restart_wal(self) -> None:
-        """Checkpoint the whole WAL so it starts over (our writer idle, the loop free)."""
+    async def _restart_wal(self) -> bool:
+        """Checkpoint the whole WAL so it starts over (our writer idle, the loop free).
+
+        False when it could not finish within `WAL_RESTART_WAIT_MS`.
+        """
         try:
-            await self._read(_restart_checkpoint)
-        except StorageError as exc:  # another process kept writing: the next burst retries
+            return await self._read(_restart_checkpoint)
+        except StorageError as exc:
             log.debug("WAL restart of %s skipped: %s", self.safe_url, exc)
+            return False
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """A read on the reader connection (consistent per statement)."""
@@ -732,8 +744,14 @@ def _set_pragmas(c: sqlite3.Connection) -> None:
     c.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
 
 
-def _restart_checkpoint(c: sqlite3.Connection) -> None:
-    c.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+def _restart_checkpoint(c: sqlite3.Connection) -> bool:
+    """RESTART checkpoint waiting at most `WAL_RESTART_WAIT_MS`; True if it finished."""
+    c.execute(f"PRAGMA busy_timeout = {WAL_RESTART_WAIT_MS}")
+    try:
+        busy = c.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+    finally:
+        c.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    return not busy
 
 
 def _current_version(c: sqlite3.Connection) -> int:

@@ -6,6 +6,8 @@ thread checkpoints instead, and a long burst makes the writer wait for the WAL t
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
 from forge_nb.storage import open_storage
@@ -27,3 +29,28 @@ async def test_a_long_burst_of_single_writes_keeps_the_wal_bounded(tmp_path: Pat
     finally:
         await storage.close()
     assert not wal.exists()  # the last connection to close checkpoints and removes it
+
+
+async def test_a_reader_holding_an_old_snapshot_does_not_stall_writes(tmp_path: Path) -> None:
+    """A connection in the middle of a read pins the WAL: the restart gives up and backs off.
+
+    (A RESTART checkpoint that waited out the reader on every try held each write for the
+    reader connection's 30 s busy timeout.)
+    """
+    path = tmp_path / "pinned.db"
+    storage = await open_storage(f"sqlite:///{path}")
+    await storage.enqueue([NewJob(kind="k", queue="q")], 0.0)
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM forge_nb_jobs").fetchone()  # snapshot held
+        for i in range(6000):
+            await asyncio.wait_for(
+                storage.enqueue([NewJob(kind="k", queue="q", payload={"i": i})], float(i)),
+                timeout=10,
+            )
+        assert (await storage.counts())["q"]["pending"] == 6001
+        assert reader.execute("SELECT count(*) FROM forge_nb_jobs").fetchone() == (1,)
+    finally:
+        reader.close()
+        await storage.close()
