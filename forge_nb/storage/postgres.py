@@ -15,6 +15,7 @@ import contextlib
 import inspect
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -223,8 +224,6 @@ class PostgresStorage:
         self._listener: Any = None
         self._on_change: Callable[[str | None], None] | None = None
         self._notifier = _Notifier(self._notify)
-        #: Server pids of our pool's connections that sent NOTIFYs (to ignore their echo).
-        self._own_backends: set[int] = set()
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.safe_url!r})"
@@ -385,14 +384,10 @@ class PostgresStorage:
         self._listener = listener
 
     async def _notify(self, queues: list[str]) -> None:
-        async with self._connection(transaction=False) as conn:
-            self._own_backends.add(conn.get_server_pid())
-            await conn.execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
+        await self._execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        # Our own enqueues already woke this process's workers (the App does that): an
-        # echo would only cost them an empty claim.
-        if self._on_change is not None and pid not in self._own_backends:
+        if self._on_change is not None:
             self._on_change(payload or None)
 
     # -- jobs: write path ----------------------------------------------------------------
@@ -893,13 +888,16 @@ async def _copy_plain(
         ],
         columns=COPY_COLUMNS,
     )
-    per_queue: dict[str, int] = {}
-    for row in prepared:
-        per_queue[row[1]] = per_queue.get(row[1], 0) + 1
-    await conn.execute(
-        Q["count_enqueued_many"], int(now // 60), list(per_queue), list(per_queue.values())
-    )
+    await _count_enqueued(conn, [row[1] for row in prepared], now)
     return [EnqueueResult(str(i), "created", "pending") for i in ids]
+
+
+async def _count_enqueued(conn: Any, queues: list[str], now: float) -> None:
+    """Jobs inserted outside ``insert_jobs`` (COPY, one unique job): metric and counts."""
+    per_queue = Counter(queues)
+    await conn.execute(
+        Q["count_enqueued"], int(now // 60), list(per_queue), list(per_queue.values())
+    )
 
 
 def _job_arrays(prepared: Sequence[tuple[Any, ...]], now: float) -> list[Any]:
@@ -966,7 +964,7 @@ async def _insert_unique(conn: Any, row: tuple[Any, ...], now: float) -> Enqueue
     for _ in range(RACE_RETRIES):
         new_id = await conn.fetchval(Q["insert_unique_job"], *row, now)
         if new_id is not None:
-            await conn.execute(Q["count_enqueued"], int(now // 60), row[1])
+            await _count_enqueued(conn, [row[1]], now)
             return EnqueueResult(str(new_id), "created", "pending")
         holder = await conn.fetchrow(Q["live_job_by_unique_key"], row[6])
         if holder is not None:

@@ -20,6 +20,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -170,6 +171,11 @@ class _Checkpointer:
         """Something was written: checkpoint soon."""
         self._nudged.set()
 
+    def restarted(self, finished: bool) -> None:
+        """The writer ran the RESTART asked for; if it could not finish, wait for twice the WAL."""
+        self.restart_needed = False
+        self.restart_pages = WAL_RESTART_PAGES if finished else self.restart_pages * 2
+
     def stop(self) -> None:
         """End the thread (blocking: call it off the event loop)."""
         self._stopping = True
@@ -246,11 +252,7 @@ class SqliteStorage:
             checkpointer = self._checkpointer
             if checkpointer is not None:
                 if checkpointer.restart_needed:
-                    checkpointer.restart_needed = False
-                    restarted = await self._restart_wal()
-                    checkpointer.restart_pages = (
-                        WAL_RESTART_PAGES if restarted else checkpointer.restart_pages * 2
-                    )
+                    checkpointer.restarted(await self._restart_wal())
                 checkpointer.nudge()
             for pause in (*BUSY_RETRY_PAUSES_S, None):
                 try:
@@ -825,10 +827,7 @@ def _insert_plain(c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: f
 
 def _count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None:
     minute = int(now // 60)
-    counts: dict[str, int] = {}
-    for queue in queues:
-        counts[queue] = counts.get(queue, 0) + 1
-    c.executemany(Q["count_enqueued"], [(minute, q, n) for q, n in counts.items()])
+    c.executemany(Q["count_enqueued"], [(minute, q, n) for q, n in Counter(queues).items()])
 
 
 def _finish(

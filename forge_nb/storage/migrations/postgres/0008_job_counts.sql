@@ -5,7 +5,7 @@
 -- other's counter rows. The leader folds the rows of closed connections into shard 0
 -- (`fold_job_counts`). A count is the sum over shards.
 -- Updates and deletes are counted by the statement triggers below. Inserts count themselves
--- in the enqueue statements (queries.sql: insert_job*, count_enqueued*): a trigger on the
+-- in the enqueue statements (queries.sql: insert_job*, count_enqueued): a trigger on the
 -- one-job INSERT cost 10% of enqueue throughput, the same upsert inside the statement 3%.
 LOCK TABLE forge_nb_jobs IN SHARE ROW EXCLUSIVE MODE;  -- no writes between seeding and triggers
 

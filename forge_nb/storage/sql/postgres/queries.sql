@@ -46,9 +46,9 @@ INSERT INTO forge_nb_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTH
 SELECT array_agg(nextval(pg_get_serial_sequence('forge_nb_jobs', 'id')) ORDER BY n)
 FROM generate_series(1, $1) AS n
 
--- count_enqueued_many --
--- $3 jobs COPYed into each queue in $2: the minute's ($1) enqueued metric and the pending
--- counts (see insert_jobs).
+-- count_enqueued --
+-- $3 jobs inserted into each queue in $2 by COPY or insert_unique_job: the minute's ($1)
+-- enqueued metric and the pending counts (insert_jobs does both in its own statement).
 WITH counted AS (
     INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
     SELECT $1, queue, '*' || pg_backend_pid(), n
@@ -130,19 +130,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
 DO NOTHING
 RETURNING id
-
--- count_enqueued --
--- One job inserted by insert_unique_job into queue $2: the minute's ($1) enqueued metric and
--- the pending count (migration 8: inserts count themselves).
-WITH counted AS (
-    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    VALUES ($1, $2, '*' || pg_backend_pid(), 1)
-    ON CONFLICT (minute, queue, host_id)
-    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
-)
-INSERT INTO forge_nb_job_counts (queue, status, shard, n)
-VALUES ($2, 'pending', pg_backend_pid(), 1)
-ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + 1
 
 -- live_job_by_unique_key --
 SELECT id, status FROM forge_nb_jobs
