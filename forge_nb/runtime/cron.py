@@ -55,8 +55,13 @@ def next_fire(expression: str, tz: str, after: float) -> float:
 
 def latest_fire(expression: str, tz: str, at_or_before: float) -> float:
     """The last fire at or before ``at_or_before``: missed fires coalesce into this one."""
-    start = datetime.fromtimestamp(at_or_before + 1e-3, check_tz(tz))
-    return float(_croniter(expression, start).get_prev(float))
+    # croniter's get_prev is strict, so start a millisecond later to include a fire exactly
+    # at ``at_or_before``; a fire inside that millisecond is still in the future: step back.
+    ticks = _croniter(expression, datetime.fromtimestamp(at_or_before + 1e-3, check_tz(tz)))
+    fire = float(ticks.get_prev(float))
+    if fire > at_or_before:
+        fire = float(ticks.get_prev(float))
+    return fire
 
 
 def fire_key(name: str, fire_at: float) -> str:
@@ -78,7 +83,7 @@ async def fire_due(storage: Storage, schedules: list[Schedule], now: float) -> i
             payload=schedule.payload,
             unique_key=fire_key(schedule.name, fire_at),
         )
-        following = next_fire(schedule.cron, schedule.tz, now)
+        following = next_fire(schedule.cron, schedule.tz, max(now, fire_at))
         if await storage.fire_schedule(
             schedule.name, schedule.next_fire_at, fire_at, following, job, now
         ):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 import forge_nb as fnb
-from forge_nb.runtime.cron import check_cron, fire_key, latest_fire, next_fire
+from forge_nb.runtime.cron import check_cron, fire_due, fire_key, latest_fire, next_fire
 from forge_nb.runtime.leader import LEADER_LEASE
 
 from .test_app import FAST, eventually
@@ -32,6 +32,31 @@ def test_six_fields_put_seconds_first_and_time_zones_apply() -> None:
     nine_paris = next_fire("0 9 * * *", "Europe/Paris", start)
     assert datetime.fromtimestamp(nine_paris, UTC).hour == 8  # 09:00 CET is 08:00 UTC
     assert fire_key("nightly", start) == "cron:nightly:2026-01-01T00:00:05+00:00"
+
+
+def test_the_latest_fire_is_never_in_the_future() -> None:
+    """Half a millisecond before a tick, that tick is not due yet (it once was, and a
+    leader taking over at that instant fired the tick twice: now and again on time)."""
+    tick = datetime(2026, 1, 1, 0, 0, 11, tzinfo=UTC).timestamp()
+    assert latest_fire("* * * * * *", "UTC", tick - 0.0005) == tick - 1
+    assert latest_fire("* * * * * *", "UTC", tick) == tick
+    assert next_fire("* * * * * *", "UTC", tick - 0.0005) == tick
+
+
+async def test_a_leader_stepping_just_before_a_tick_fires_each_tick_once(db_url: str) -> None:
+    async with fnb.App(db_url) as app:
+        await app.ensure_schedule("beat", "* * * * * *", "tick")
+        storage = await app.storage()
+        tick = float(int(time.time()) + 1)
+        await storage.record_fire("beat", tick - 5, tick - 3)  # due, a few ticks missed
+        for now in (tick - 0.0005, tick + 0.05, tick + 0.5, tick + 1.05):
+            await fire_due(storage, await storage.schedules(), now)
+        jobs = await app.jobs(kind="tick", limit=100)
+    assert sorted(j.unique_key for j in jobs) == [
+        fire_key("beat", tick - 1),
+        fire_key("beat", tick),
+        fire_key("beat", tick + 1),
+    ]
 
 
 async def test_schedules_are_stored_toggled_and_run_now(db_url: str) -> None:
