@@ -18,7 +18,7 @@ from forge_nb.runtime import rollup
 from forge_nb.runtime.context import RateLimiter
 from forge_nb.runtime.handlers import Handler, HandlerRegistry, JobFunction, handler_for_function
 from forge_nb.runtime.ids import new_ulid
-from forge_nb.runtime.metrics import MetricsRecorder, merge_histograms, percentile
+from forge_nb.runtime.metrics import MetricsRecorder, percentile
 from forge_nb.runtime.probe import DbProbe, instrument
 from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList
 from forge_nb.runtime.routing import DefaultRouter, Router
@@ -651,11 +651,10 @@ class App:
         """Processing and end-to-end p50/p95/p99 (seconds) over a whole range."""
         start, end = _time_range(since, until)
         storage = await self.storage()
-        rows = await rollup.read_span(storage, int(start // 60), int(end // 60), queue)
-        return _percentiles(
-            merge_histograms(r.processing_hist for r in rows),
-            merge_histograms(r.e2e_hist for r in rows),
+        processing, e2e = await rollup.span_histograms(
+            storage, int(start // 60), int(end // 60), queue
         )
+        return _percentiles(processing, e2e)
 
     async def metrics_frame(
         self,

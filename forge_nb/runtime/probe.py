@@ -29,6 +29,8 @@ READ_OPS = frozenset(
         "leases",
         "rate_limits",
         "read_metrics",
+        "sum_metrics",
+        "sum_histograms",
         "read_rollups",
         "rollup_marks",
         "read_samples",

@@ -52,18 +52,20 @@ def aggregate(rows: Iterable[MetricRow], step: int) -> list[MetricRow]:
     ]
 
 
-async def _read(
-    storage: Storage,
-    step: int,
-    first: int,
-    last: int,
-    queue: str | None,
-    histograms: bool = True,
-) -> list[MetricRow]:
-    """Stored rows of one width whose first minute lies in [first, last]."""
+def _sources(first: int, last: int, step: int, marks: dict[int, int]) -> list[tuple[int, int, int]]:
+    """Where a ``step``-minute read of minutes [first, last] finds its rows.
+
+    ``(stored step, first, last)`` parts in time order, stored step 1 being minute
+    rows: roll-ups of ``step`` up to its mark, then finer rows after it.
+    """
     if step == 1:
-        return await storage.read_metrics(first * 60, last * 60, queue, histograms)
-    return await storage.read_rollups(step, first * 60, last * 60, queue, histograms)
+        return [(1, first, last)]
+    mark = marks.get(step, first)
+    parts = [(step, first, min(last, mark - 1))] if mark > first else []
+    rest = max(first, mark)
+    if rest <= last:
+        parts += _sources(rest, last, _finer(step), marks)
+    return parts
 
 
 async def read_rows(
@@ -86,45 +88,60 @@ async def read_rows(
     first = first // step * step
     if last < first:
         return []
-    if step == 1:
-        return aggregate(await _read(storage, 1, first, last, queue, histograms), 1)
-    if marks is None:
+    if step != 1 and marks is None:
         marks = await storage.rollup_marks()
-    mark = marks.get(step, first)
-    rolled: list[MetricRow] = []
-    if mark > first:
-        rolled = await _read(storage, step, first, min(last, mark - 1), queue, histograms)
-    rest = max(first, mark)
-    if rest > last:
-        return rolled
-    finer = await read_rows(storage, rest, last, queue, _finer(step), marks, histograms)
+    rolled: list[MetricRow] = []  # one row per bucket already
+    finer: list[MetricRow] = []  # to be added up per bucket (finer parts may share one)
+    for source, lo, hi in _sources(first, last, step, marks or {}):
+        since, until = lo * 60, hi * 60
+        if source == step != 1:
+            rolled += await storage.read_rollups(step, since, until, queue, histograms)
+        elif source != 1:
+            finer += await storage.read_rollups(source, since, until, queue, histograms)
+        elif histograms:
+            finer += await storage.read_metrics(since, until, queue)
+        else:  # the database adds hosts and minutes up (minutes are always the last part)
+            summed = await storage.sum_metrics(step, since, until, queue)
+            if not finer:
+                return rolled + summed
+            finer += summed
     return rolled + aggregate(finer, step)
 
 
-async def read_span(
-    storage: Storage,
-    first: int,
-    last: int,
-    queue: str | None = None,
-    marks: dict[int, int] | None = None,
-) -> list[MetricRow]:
-    """Rows covering exactly minutes [first, last], as coarse as possible (for totals).
+def _span_sources(first: int, last: int, marks: dict[int, int]) -> list[tuple[int, int, int]]:
+    """Stored rows covering exactly minutes [first, last], as coarse as possible.
 
     Whole hours come from hourly rows, the partial hours at either end from
     5-minute rows, and the partial 5 minutes from minute rows.
     """
-    if marks is None:
-        marks = await storage.rollup_marks()
     lo, hi = first, last + 1  # half-open
     for step in reversed(STEPS):
         inner_lo, inner_hi = math.ceil(lo / step) * step, hi // step * step
         if inner_hi - inner_lo >= step:
-            out = await read_rows(storage, inner_lo, inner_hi - 1, queue, step, marks)
+            parts = _sources(inner_lo, inner_hi - 1, step, marks)
             for a, b in ((lo, inner_lo), (inner_hi, hi)):
                 if b > a:
-                    out += await read_span(storage, a, b - 1, queue, marks)
-            return out
-    return await read_rows(storage, first, last, queue, 1, marks)
+                    parts += _span_sources(a, b - 1, marks)
+            return parts
+    return [(1, first, last)]
+
+
+async def span_histograms(
+    storage: Storage, first: int, last: int, queue: str | None = None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Processing and end-to-end histograms over exactly minutes [first, last].
+
+    The database adds each stored part up, so a week costs a few small queries.
+    """
+    marks = await storage.rollup_marks()
+    parts = [
+        await storage.sum_histograms(source, lo * 60, hi * 60, queue)
+        for source, lo, hi in _span_sources(first, last, marks)
+    ]
+    return (
+        merge_histograms(processing for processing, _ in parts),
+        merge_histograms(e2e for _, e2e in parts),
+    )
 
 
 async def roll_up(storage: Storage, now: float, keep_min: int) -> int:
@@ -145,7 +162,13 @@ async def roll_up(storage: Storage, now: float, keep_min: int) -> int:
         start = marks.get(step, (current - keep_min) // STEPS[-1] * STEPS[-1])
         while start < ready:
             end = min(ready, start + CHUNK_MIN)
-            rows = aggregate(await _read(storage, finer, start, end - 1, None), step)
+            since, until = start * 60, (end - 1) * 60
+            found = await (
+                storage.read_metrics(since, until)
+                if finer == 1
+                else storage.read_rollups(finer, since, until)
+            )
+            rows = aggregate(found, step)
             await storage.write_rollups(step, rows, end)
             written += len(rows)
             marks[step] = start = end

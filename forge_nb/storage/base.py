@@ -258,6 +258,25 @@ class Storage(Protocol):
         ``histograms=False`` leaves them empty (counters only: much cheaper to read).
         """
 
+    async def sum_metrics(
+        self, step: int, since: float, until: float, queue: str | None = None
+    ) -> list[MetricRow]:
+        """Counters summed per (``step``-minute bucket, queue) over all hosts, oldest first.
+
+        Rows of minutes in [since, until]; ``minute`` is the bucket's first minute,
+        ``host_id`` is ``'*'`` and histograms are empty. Summing in the database
+        returns one row per bucket instead of one per host and minute.
+        """
+
+    async def sum_histograms(
+        self, step: int, since: float, until: float, queue: str | None = None
+    ) -> tuple[dict[int, int], dict[int, int]]:
+        """Processing and end-to-end histograms added up over a range, in the database.
+
+        ``step`` 1 reads minute rows, 5 or 60 that step's roll-ups (whose first minute
+        lies in [since, until]). Totals over days need no row decoded here.
+        """
+
     async def write_rollups(self, step: int, rows: Sequence[MetricRow], through: int) -> None:
         """Replace ``step``-minute roll-up rows and mark minutes before ``through`` rolled up.
 

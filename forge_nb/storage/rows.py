@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from forge_nb.storage.records import (
@@ -144,6 +144,15 @@ def encode_histogram(hist: dict[int, int]) -> str:
 def decode_histogram(text: str) -> dict[int, int]:
     """Inverse of `encode_histogram`."""
     return {int(k): int(v) for k, v in json.loads(text).items()}
+
+
+def histogram_totals(found: Iterable[Row]) -> tuple[dict[int, int], dict[int, int]]:
+    """(which, bucket, count) rows, which 0 = processing and 1 = end-to-end, as two histograms."""
+    hists: tuple[dict[int, int], dict[int, int]] = ({}, {})
+    for which, bucket, count in found:
+        if count:
+            hists[which][int(bucket)] = int(count)
+    return hists
 
 
 def metric_row(row: Row, histograms: bool = True) -> MetricRow:

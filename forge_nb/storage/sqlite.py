@@ -654,6 +654,23 @@ class SqliteStorage:
             rows.metric_row(r, histograms) for r in await self._fetchall(Q["read_metrics"], params)
         ]
 
+    async def sum_metrics(
+        self, step: int, since: float, until: float, queue: str | None = None
+    ) -> list[MetricRow]:
+        """Counters per bucket and queue, summed over hosts by SQLite."""
+        params = (step, int(since // 60), int(until // 60), queue)
+        return [rows.metric_row(r, False) for r in await self._fetchall(Q["sum_metrics"], params)]
+
+    async def sum_histograms(
+        self, step: int, since: float, until: float, queue: str | None = None
+    ) -> tuple[dict[int, int], dict[int, int]]:
+        """Both histograms summed by SQLite's json_each."""
+        params: tuple[Any, ...] = (int(since // 60), int(until // 60), queue)
+        if step != 1:
+            params += (step,)
+        sql = Q["sum_histograms_minutes" if step == 1 else "sum_histograms_rollups"]
+        return rows.histogram_totals(await self._fetchall(sql, params))
+
     async def write_rollups(self, step: int, rows: Sequence[MetricRow], through: int) -> None:
         """Replace roll-up rows and move the step's mark, in one transaction."""
         params = [rollup_params(step, r) for r in rows]

@@ -1489,6 +1489,74 @@ async def test_write_metrics_replaces_the_row_of_a_minute_queue_and_host(storage
     await storage.write_metrics([])
 
 
+async def test_sum_metrics_adds_hosts_and_minutes_up_per_bucket_and_queue(
+    storage: Storage,
+) -> None:
+    base = MINUTE // 5 * 5
+    await storage.write_metrics(
+        [
+            MetricRow(base, "q", "A", enqueued=1, completed=2, processing_hist={3: 1}),
+            MetricRow(base, "q", "B", completed=5, dead=1),
+            MetricRow(base + 4, "q", "A", failed=3, retried=2, throttled=1, started=7),
+            MetricRow(base + 5, "q", "A", completed=1),
+            MetricRow(base, "other", "A", enqueued=4),
+            MetricRow(base + 20, "q", "A", completed=100),  # outside the range read below
+        ]
+    )
+    until = (base + 19) * 60
+    assert await storage.sum_metrics(1, base * 60, until, "q") == [
+        MetricRow(base, "q", "*", enqueued=1, completed=7, dead=1),
+        MetricRow(base + 4, "q", "*", failed=3, retried=2, throttled=1, started=7),
+        MetricRow(base + 5, "q", "*", completed=1),
+    ], "per minute: hosts added up, histograms left empty"
+    assert await storage.sum_metrics(5, base * 60, until) == [
+        MetricRow(base, "other", "*", enqueued=4),
+        MetricRow(
+            base,
+            "q",
+            "*",
+            enqueued=1,
+            started=7,
+            completed=7,
+            failed=3,
+            retried=2,
+            throttled=1,
+            dead=1,
+        ),
+        MetricRow(base + 5, "q", "*", completed=1),
+    ], "5-minute buckets, oldest first, queues by name"
+    assert await storage.sum_metrics(5, base * 60, until, "nowhere") == []
+
+
+async def test_sum_histograms_adds_buckets_up_over_minutes_or_rollups(storage: Storage) -> None:
+    await storage.write_metrics(
+        [
+            MetricRow(MINUTE, "q", "A", processing_hist={3: 1, 40: 2}, e2e_hist={50: 1}),
+            MetricRow(MINUTE, "q", "B", processing_hist={3: 4}),
+            MetricRow(MINUTE + 1, "q", "A", e2e_hist={50: 2, 51: 1}),
+            MetricRow(MINUTE + 1, "other", "A", processing_hist={9: 9}),
+            MetricRow(MINUTE + 2, "q", "A", processing_hist={3: 100}),
+        ]
+    )
+    span = (MINUTE * 60, (MINUTE + 1) * 60)
+    assert await storage.sum_histograms(1, *span, "q") == ({3: 5, 40: 2}, {50: 3, 51: 1})
+    assert await storage.sum_histograms(1, *span) == ({3: 5, 9: 9, 40: 2}, {50: 3, 51: 1})
+    assert await storage.sum_histograms(1, *span, "nowhere") == ({}, {})
+    await storage.write_rollups(
+        60,
+        [
+            MetricRow(MINUTE, "q", "*", processing_hist={1: 2}, e2e_hist={2: 3}),
+            MetricRow(MINUTE + 60, "q", "*", processing_hist={1: 5}),
+        ],
+        MINUTE + 120,
+    )
+    assert await storage.sum_histograms(60, MINUTE * 60, (MINUTE + 60) * 60) == (
+        {1: 7},
+        {2: 3},
+    ), "roll-ups of that step only, never minute rows"
+    assert await storage.sum_histograms(5, MINUTE * 60, (MINUTE + 60) * 60) == ({}, {})
+
+
 async def test_purge_metrics_removes_only_older_minutes(storage: Storage) -> None:
     rows = [
         MetricRow(MINUTE, "q", "A"),

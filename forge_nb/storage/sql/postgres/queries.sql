@@ -403,6 +403,39 @@ FROM forge_nb_metrics
 WHERE minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR queue = $3)
 ORDER BY minute, queue, host_id
 
+-- sum_metrics --
+SELECT minute / $1 * $1 AS bucket, queue, '*', SUM(enqueued)::bigint, SUM(started)::bigint,
+       SUM(completed)::bigint, SUM(failed)::bigint, SUM(retried)::bigint,
+       SUM(throttled)::bigint, SUM(dead)::bigint, '{}', '{}'
+FROM forge_nb_metrics
+WHERE minute BETWEEN $2 AND $3 AND ($4::text IS NULL OR queue = $4)
+GROUP BY bucket, queue
+ORDER BY bucket, queue
+
+-- sum_histograms_minutes --
+-- Both latency histograms added up bucket by bucket (0 = processing, 1 = end-to-end).
+SELECT 0, h.key::int, SUM(h.value::bigint)::bigint
+FROM forge_nb_metrics AS m, jsonb_each_text(m.processing_hist::jsonb) AS h
+WHERE m.minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR m.queue = $3)
+GROUP BY 2
+UNION ALL
+SELECT 1, h.key::int, SUM(h.value::bigint)::bigint
+FROM forge_nb_metrics AS m, jsonb_each_text(m.e2e_hist::jsonb) AS h
+WHERE m.minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR m.queue = $3)
+GROUP BY 2
+
+-- sum_histograms_rollups --
+-- Both latency histograms added up bucket by bucket (0 = processing, 1 = end-to-end).
+SELECT 0, h.key::int, SUM(h.value::bigint)::bigint
+FROM forge_nb_metric_rollups AS m, jsonb_each_text(m.processing_hist::jsonb) AS h
+WHERE m.minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR m.queue = $3) AND m.step = $4
+GROUP BY 2
+UNION ALL
+SELECT 1, h.key::int, SUM(h.value::bigint)::bigint
+FROM forge_nb_metric_rollups AS m, jsonb_each_text(m.e2e_hist::jsonb) AS h
+WHERE m.minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR m.queue = $3) AND m.step = $4
+GROUP BY 2
+
 -- purge_jobs --
 -- The outer status/finished_at test is re-checked on rows changed concurrently (a retry).
 WITH gone AS (

@@ -210,6 +210,37 @@ SELECT minute, queue, host_id, enqueued, started, completed, failed, retried, th
 FROM forge_nb_metrics WHERE minute BETWEEN ? AND ? AND (? IS NULL OR queue = ?)
 ORDER BY minute, queue, host_id
 
+-- sum_metrics --
+SELECT minute / ?1 * ?1 AS bucket, queue, '*', SUM(enqueued), SUM(started), SUM(completed),
+       SUM(failed), SUM(retried), SUM(throttled), SUM(dead), '{}', '{}'
+FROM forge_nb_metrics WHERE minute BETWEEN ?2 AND ?3 AND (?4 IS NULL OR queue = ?4)
+GROUP BY bucket, queue
+ORDER BY bucket, queue
+
+-- sum_histograms_minutes --
+-- Both latency histograms added up bucket by bucket (0 = processing, 1 = end-to-end).
+SELECT 0, CAST(h.key AS INTEGER), SUM(h.value)
+FROM forge_nb_metrics AS m, json_each(m.processing_hist) AS h
+WHERE m.minute BETWEEN ?1 AND ?2 AND (?3 IS NULL OR m.queue = ?3)
+GROUP BY 2
+UNION ALL
+SELECT 1, CAST(h.key AS INTEGER), SUM(h.value)
+FROM forge_nb_metrics AS m, json_each(m.e2e_hist) AS h
+WHERE m.minute BETWEEN ?1 AND ?2 AND (?3 IS NULL OR m.queue = ?3)
+GROUP BY 2
+
+-- sum_histograms_rollups --
+-- Both latency histograms added up bucket by bucket (0 = processing, 1 = end-to-end).
+SELECT 0, CAST(h.key AS INTEGER), SUM(h.value)
+FROM forge_nb_metric_rollups AS m, json_each(m.processing_hist) AS h
+WHERE m.minute BETWEEN ?1 AND ?2 AND (?3 IS NULL OR m.queue = ?3) AND m.step = ?4
+GROUP BY 2
+UNION ALL
+SELECT 1, CAST(h.key AS INTEGER), SUM(h.value)
+FROM forge_nb_metric_rollups AS m, json_each(m.e2e_hist) AS h
+WHERE m.minute BETWEEN ?1 AND ?2 AND (?3 IS NULL OR m.queue = ?3) AND m.step = ?4
+GROUP BY 2
+
 -- purge_jobs --
 DELETE FROM forge_nb_jobs WHERE id IN (
     SELECT id FROM forge_nb_jobs
