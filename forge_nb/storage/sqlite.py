@@ -843,8 +843,11 @@ def _insert_plain(c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: f
 
 
 def _count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None:
+    """New jobs (one entry per job: its queue) into the minute's metric and the live counts."""
     minute = int(now // 60)
-    c.executemany(Q["count_enqueued"], [(minute, q, n) for q, n in Counter(queues).items()])
+    per_queue = Counter(queues).items()
+    c.executemany(Q["count_enqueued"], [(minute, q, n) for q, n in per_queue])
+    c.executemany(Q["count_pending"], [(n, q) for q, n in per_queue])
 
 
 def _finish(

@@ -18,6 +18,10 @@ DO NOTHING
 INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued) VALUES (?, ?, '*', ?)
 ON CONFLICT (minute, queue, host_id) DO UPDATE SET enqueued = enqueued + excluded.enqueued
 
+-- count_pending --
+-- New jobs of one queue added to the live counts, once per enqueue batch (no insert trigger).
+UPDATE forge_nb_job_counts SET n = n + ? WHERE queue = ? AND status = 'pending'
+
 -- live_job_by_unique_key --
 SELECT id, status FROM forge_nb_jobs
 WHERE unique_key = ? AND status IN ('pending', 'running', 'failed')
