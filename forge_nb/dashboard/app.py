@@ -372,4 +372,35 @@ def _frozen_server_doc(
     if doc is None:
         return server_doc(doc=doc, title=title, location=location)
     with doc.models.freeze():
-        return server_doc(doc=doc, title=title, location=location)
+        local = _serve_stylesheets_locally(doc)
+        built = server_doc(doc=doc, title=title, location=location)
+        if local is not None:
+            for root in doc.roots:
+                local(root)
+        return built
+
+
+def _serve_stylesheets_locally(doc: Any) -> Callable[[Any], None] | None:
+    """Point the page's stylesheets at this server, as Panel does when it renders a page.
+
+    Panel sets the document's ``dist_url`` and rewrites its models' CDN stylesheet URLs
+    to the server's own static files while it renders that session's HTML. With
+    ``reuse_sessions`` the HTML is rendered from another (kept) session, so a new
+    session would reach the browser pointing at cdn.holoviz.org (offline: failed
+    requests, unstyled widgets). Done here, before its models exist, for every served
+    session; returns what patches a root's stylesheets (None: nothing to do). Only
+    with Bokeh's "server" resources (the default; ``BOKEH_RESOURCES`` may change it).
+    """
+    if not pn.config.reuse_sessions or doc.session_context is None:
+        return None
+    from bokeh.settings import settings
+    from panel.io.resources import LOCAL_DIST, patch_model_css
+    from panel.io.state import set_curdoc, state
+
+    if settings.resources(default="server") != "server":
+        return None
+    with set_curdoc(doc):
+        dist_url = f"{state.rel_path}/{LOCAL_DIST}" if state.rel_path else LOCAL_DIST
+    doc._template_variables["dist_url"] = dist_url
+    doc._template_variables["theme_name"] = pn.config.theme
+    return functools.partial(patch_model_css, dist_url=dist_url)

@@ -100,6 +100,7 @@ def build_server(
     insecure_no_auth: bool = False,
     allow_websocket_origin: Sequence[str] = (),
     api_thread: bool = False,
+    reuse_sessions: bool | None = None,
 ) -> Any:
     """A Panel/Bokeh server (not started) with the dashboard at ``/`` and the API at ``/api/``.
 
@@ -113,6 +114,14 @@ def build_server(
     API answers never wait behind a page build. ``forge-nb dashboard`` does this;
     a notebook's server keeps the API on the kernel's `App` (same process: a
     cancel reaches the kernel's running jobs at once, enqueues see its handlers).
+
+    ``reuse_sessions`` (default: what ``api_thread`` is, i.e. on for ``forge-nb
+    dashboard``, off in a notebook) answers a page request with the HTML of an
+    already built session and builds the new session right after the answer
+    (Panel's ``reuse_sessions="warm"``), so the HTML no longer waits for the page
+    build; the browser gets its own session over the websocket as before (see
+    `enable_session_reuse`: it sets Panel's process-wide config, hence off in a
+    notebook kernel, where other Panel servers may run).
     """
     import panel as pn
 
@@ -148,6 +157,8 @@ def build_server(
         )
     finally:
         _restore_sigint(previous)
+    if api_thread if reuse_sessions is None else reuse_sessions:
+        enable_session_reuse(server, int(port))
     if api_thread:
         from forge_nb.dashboard.api_thread import ApiThread
 
@@ -161,6 +172,44 @@ def build_server(
             ),
         )
     return server
+
+
+def session_key(request: Any) -> tuple[str, str, str, str]:
+    """The key of the kept session a page request may reuse the HTML of: one per server
+    (host and port as requested), path and theme. Panel's default key has no host: two
+    servers in one process would answer with each other's page."""
+    theme = request.arguments.get("theme", [b"default"])[0].decode("utf-8", "replace")
+    return ("forge-nb", request.host, request.path, theme)
+
+
+def enable_session_reuse(server: Any, port: int) -> None:
+    """Answer page requests from a kept session's HTML; build the new session right after.
+
+    Panel's ``reuse_sessions="warm"``: the first request of a path builds a session as
+    usual and Panel keeps it; later requests get HTML rendered from that kept document
+    (the template with empty root elements: the content comes over the websocket) and a
+    token for a new session id, and that session is built on the loop right after the
+    HTML went out, while the browser loads the scripts. Each session still sees its own
+    URL (``?tab=``), user and cookies: they travel in its token. This is process-wide
+    Panel config (``pn.config.reuse_sessions``, ``session_key_func``), so only for a
+    server that owns its process. ``server.stop()`` forgets the sessions kept for it.
+    """
+    import panel as pn
+    from panel.io.state import state
+
+    pn.config.reuse_sessions = "warm"
+    if pn.config.session_key_func is None:
+        pn.config.session_key_func = session_key
+    stop = server.stop
+    suffix = f":{port}"
+
+    def stop_and_forget(*args: Any, **kwargs: Any) -> None:
+        stop(*args, **kwargs)
+        for key in list(state._sessions):
+            if isinstance(key, tuple) and key[:1] == ("forge-nb",) and key[1].endswith(suffix):
+                state._sessions.pop(key, None)
+
+    server.stop = stop_and_forget
 
 
 def split_api(server: Any, api: Any) -> None:
