@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 from collections import Counter
@@ -294,7 +293,7 @@ class PostgresStorage:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 timeout=CONNECT_TIMEOUT_S,
-                **_POOL_EXTRAS,
+                reset=_keep_session,
             )
             try:  # min_size may be 0: make sure the server answers before going on
                 async with pool.acquire() as conn:
@@ -847,12 +846,6 @@ async def _keep_session(conn: Any) -> None:
     Safe because this module never changes session state: no SET, LISTEN, cursors or
     session-level advisory locks; asyncpg still rolls back an unfinished transaction.
     """
-
-
-#: asyncpg >= 0.30 lets the pool skip its reset query; older versions run it.
-_POOL_EXTRAS: dict[str, Any] = (
-    {"reset": _keep_session} if "reset" in inspect.signature(asyncpg.create_pool).parameters else {}
-)
 
 
 def _password_forms(url: str) -> list[str]:
