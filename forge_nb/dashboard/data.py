@@ -53,6 +53,18 @@ class SnapshotSource:
         self.ttl = ttl
         self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+        #: The newest snapshot a session's tick showed, and when (`time.monotonic`).
+        self._latest: tuple[float, Snapshot] | None = None
+
+    def remember(self, snap: Snapshot) -> None:
+        """Keep ``snap`` (read by a tick) for the next session's first render."""
+        self._latest = (time.monotonic(), snap)
+
+    def latest(self, max_age: float) -> Snapshot | None:
+        """The newest snapshot a tick read, if younger than ``max_age`` seconds."""
+        if self._latest is None or time.monotonic() - self._latest[0] > max_age:
+            return None
+        return self._latest[1]
 
     async def cached(
         self, key: tuple[Any, ...], fetch: Callable[[], Awaitable[T]], ttl: float | None = None

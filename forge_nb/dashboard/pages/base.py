@@ -192,6 +192,11 @@ class LiveTable:
         self._version += 1
         self.widget.value = self._stamp(frame)
 
+    @property
+    def settled(self) -> bool:
+        """In the page, and no re-sends pending (what the browser shows is what was set)."""
+        return self.panel.objects[0] is self.widget and self._resends == 0
+
     def tick(self) -> None:
         """Called every tick while shown: re-send during the settling ticks."""
         if self._resends > 0 and self.panel.objects[0] is self.widget:
