@@ -17,6 +17,8 @@ worker's RSS, the database size, and how fast the dashboard answers, in separate
 - ``ttfb``: time to the first byte of the page HTML, from the browser's navigation timing of
   the reload below (the server builds the session's document before it answers);
 - ``reload``: a full page reload in Chromium until ``load`` and the first chart canvas;
+- ``data``: the same reload until the Overview also shows its live-process table's rows
+  (the page with its data, whichever part the server sends first);
 - ``api``: the slowest ``GET /api/counts`` since the last row (probed every 0.5 s from a
   separate process, one keep-alive connection, so the page reloads' server work shows up in
   it and this script's own busy loop does not); ``db``: one ``counts()`` query straight from
@@ -141,6 +143,7 @@ class Sample:
     db_bytes: int | None
     ttfb_s: float | None
     page_s: float | None
+    data_s: float | None
     api_s: float | None
     db_counts_s: float
     tick_s: float | None
@@ -319,7 +322,8 @@ async def sample_loop(
 
     header = (
         f"{'t':>5} {'enq':>8} {'done':>8} {'dead':>6} {'backlog':>7} "
-        f"{'worker RSS MB':>20} {'db MB':>7} {'ttfb ms':>7} {'reload ms':>9} {'api ms':>6} "
+        f"{'worker RSS MB':>20} {'db MB':>7} {'ttfb ms':>7} {'reload ms':>9} {'data ms':>7} "
+        f"{'api ms':>6} "
         f"{'db ms':>5} {'tick ms':>7}"
     )
     print(header, flush=True)
@@ -335,7 +339,7 @@ async def sample_loop(
                 rss.append(psutil.Process(proc.pid).memory_info().rss)
             except psutil.Error:
                 rss.append(0)
-        ttfb_s, page_s = await time_reload(run, page)
+        ttfb_s, page_s, data_s = await time_reload(run, page)
         api_s = new_probes_max(run)  # after the reload: its row shows what it cost
         tick_s = new_ticks_max(run)
         sample = Sample(
@@ -348,6 +352,7 @@ async def sample_loop(
             db_bytes=await db_size(run.url),
             ttfb_s=ttfb_s,
             page_s=page_s,
+            data_s=data_s,
             api_s=api_s,
             db_counts_s=db_counts_s,
             tick_s=tick_s,
@@ -356,7 +361,7 @@ async def sample_loop(
         print(
             f"{sample.t:5.0f} {sample.enqueued:8d} {sample.done:8d} {sample.dead:6d} "
             f"{sample.backlog:7d} {'/'.join(mb(r) for r in rss):>20} {mb(sample.db_bytes):>7} "
-            f"{ms(ttfb_s):>7} {ms(page_s):>9} {ms(api_s):>6} {ms(db_counts_s):>5} "
+            f"{ms(ttfb_s):>7} {ms(page_s):>9} {ms(data_s):>7} {ms(api_s):>6} {ms(db_counts_s):>5} "
             f"{ms(tick_s):>7}",
             flush=True,
         )
@@ -438,20 +443,23 @@ TTFB_JS = """() => {
 }"""
 
 
-async def time_reload(run: Run, page: Any) -> tuple[float | None, float | None]:
-    """(HTML time to first byte, full reload until load + first canvas), in seconds."""
+async def time_reload(run: Run, page: Any) -> tuple[float | None, float | None, float | None]:
+    """(HTML time to first byte, full reload until load + first canvas, until the
+    live-process table has rows too), in seconds."""
     if page is None:
-        return None, None
+        return None, None, None
     t0 = time.monotonic()
     try:
         await page.reload(wait_until="load", timeout=60_000)
         await page.locator("canvas").first.wait_for(timeout=60_000)
         page_s = time.monotonic() - t0
+        await page.locator(".fnb-process-strip .tabulator-row").first.wait_for(timeout=60_000)
+        data_s = time.monotonic() - t0
         ttfb_ms = await page.evaluate(TTFB_JS)
     except Exception as exc:
         run.browser_errors.append(f"reload: {type(exc).__name__}: {exc}")
-        return None, None
-    return (None if ttfb_ms is None else ttfb_ms / 1000), page_s
+        return None, None, None
+    return (None if ttfb_ms is None else ttfb_ms / 1000), page_s, data_s
 
 
 def new_ticks_max(run: Run) -> float | None:
@@ -578,6 +586,7 @@ def report(run: Run, codes: dict[str, int | None], wall_s: float) -> dict[str, A
     samples = run.samples
     new_ticks_max(run)  # the ticks logged after the last sample
     pages = [s.page_s for s in samples if s.page_s is not None]
+    with_data = [s.data_s for s in samples if s.data_s is not None]
     ttfbs = [s.ttfb_s for s in samples if s.ttfb_s is not None]
     rss_total = [float(sum(s.rss)) for s in samples]
     dbs = [float(s.db_bytes) for s in samples if s.db_bytes is not None]
@@ -597,6 +606,7 @@ def report(run: Run, codes: dict[str, int | None], wall_s: float) -> dict[str, A
         "db_size_max_mb": round(max(dbs) / 1e6, 1) if dbs else None,
         "page_html_ttfb_ms": spread_ms(ttfbs),
         "page_full_reload_ms": spread_ms(pages),
+        "page_with_data_ms": spread_ms(with_data),
         "api_counts_ms": spread_ms(run.probes),
         "api_counts_errors": run.probe_errors,
         "db_counts_ms": spread_ms([s.db_counts_s for s in samples]),
