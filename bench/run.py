@@ -3,6 +3,7 @@
     python bench/run.py                  # both backends (starts a throwaway Postgres, fsync on)
     python bench/run.py --backends sqlite --jobs 20000
     python bench/run.py --pg-url postgresql://user@host/db
+    python bench/run.py --compare --jobs 10000 --repeat 3   # with the peers: bench/compare.py
 
 Scenarios (each checks every job ran exactly once):
 - enqueue one at a time (awaited), jobs/s
@@ -250,6 +251,18 @@ def print_table(results: list[dict[str, Any]]) -> None:
         )
 
 
+def compare_command(args: argparse.Namespace) -> list[str]:
+    """bench/compare.py with this run's sizes (its own defaults for the rest)."""
+    command = [sys.executable, str(REPO / "bench" / "compare.py"), "--repeat", str(args.repeat)]
+    command += ["--jobs", str(args.jobs), "--enqueue-one", str(args.enqueue_one)]
+    command += ["--latency-jobs", str(args.latency_jobs), "--workers", str(args.workers)]
+    if args.pg_url:
+        command += ["--pg-url", args.pg_url]
+    if args.venv:
+        command += ["--venv", args.venv]
+    return command
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -261,7 +274,16 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario (median reported)")
     parser.add_argument("--pg-url", help="use this Postgres instead of starting one")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run bench/compare.py instead: the same scenarios for forge-nb and for pgqueuer, "
+        "procrastinate and huey (installed into a throwaway venv), in one run, with ratios",
+    )
+    parser.add_argument("--venv", help="with --compare: the peers' venv to create or reuse")
     args = parser.parse_args()
+    if args.compare:
+        raise SystemExit(subprocess.call(compare_command(args)))
     backends = args.backends.split(",")
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="forge_nb_bench_"))
