@@ -409,7 +409,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 query(
                     "search",
                     "substring of the payload JSON (case-insensitive ASCII); empty: any. "
-                    "A search page scans 100,000 job ids, so it may hold fewer than `limit` "
+                    "A search page scans 50,000 job ids, so it may hold fewer than `limit` "
                     "jobs and still have a `next_cursor` to the older ids",
                 ),
                 query(

@@ -361,7 +361,7 @@ class App:
     ) -> JobPage:
         """One keyset page plus ``next_cursor``, for tables that page.
 
-        Newest first. A payload ``search`` scans a window of 100,000 job ids per page,
+        Newest first. A payload ``search`` scans a window of 50,000 job ids per page,
         so its page may hold fewer than ``limit`` jobs yet have a ``next_cursor``
         (more windows below): every page stays fast at any table size. With
         ``scheduled_after`` (e.g. now), the pending jobs due after it, soonest first —

@@ -262,12 +262,13 @@ class RateLimit:
     held_until: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MetricRow:
     """One process's totals for one queue and one minute.
 
     Each process rewrites its own row for the current minute; readers add rows up.
     Histograms map a latency bucket index (see ``runtime.metrics``) to a count.
+    Not frozen: a 6-hour read builds thousands, and a frozen __init__ cost twice as much.
     """
 
     minute: int
