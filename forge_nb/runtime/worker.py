@@ -72,6 +72,8 @@ class QueuePool:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        #: ``now`` of claims that raised: they may have committed before the reply was lost.
+        self._unanswered: list[float] = []
 
     # -- slots ------------------------------------------------------------------
     def slot_id(self, slot: int) -> str:
@@ -167,14 +169,19 @@ class QueuePool:
         poll = self.handle.poll_interval
         while not self._stopping:
             self._wake.clear()
+            if self._unanswered and not await self._release_unanswered():
+                await _wait(self._wake, ERROR_RETRY_S)
+                continue
             size, excluded = self._claim_size()
             jobs: list[ClaimedJob] = []
             if size > 0:
+                now = time.time()
                 try:
                     jobs = await self.handle.storage.claim(
-                        self.name, self.handle.host_id, size, time.time(), excluded
+                        self.name, self.handle.host_id, size, now, excluded
                     )
                 except StorageError as exc:
+                    self._unanswered.append(now)
                     self.handle.health.failed(f"claim from {self.name}", exc)
                     await _wait(self._wake, ERROR_RETRY_S)
                     continue
@@ -185,6 +192,29 @@ class QueuePool:
                 await asyncio.sleep(0)  # a full batch: there may be more right away
             else:
                 await _wait(self._wake, poll)
+
+    async def _release_unanswered(self) -> bool:
+        """Give back what claims that raised may have taken; False while that fails.
+
+        A claim can commit and then lose its reply with the connection: its jobs would
+        stay ``running`` under this live process, where the reaper never looks.
+        """
+        try:
+            released = await self.handle.storage.release_claims(
+                self.name, self.handle.host_id, self._unanswered
+            )
+        except StorageError as exc:
+            self.handle.health.failed(f"release of unanswered claims from {self.name}", exc)
+            return False
+        self._unanswered.clear()
+        if released:
+            log.warning(
+                "%d job(s) of %s taken by a claim whose reply was lost went back to pending: %s",
+                len(released),
+                self.name,
+                ", ".join(released[:10]),
+            )
+        return True
 
     def _start(self, job: ClaimedJob) -> None:
         slot = self._take_slot()

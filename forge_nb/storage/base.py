@@ -91,6 +91,17 @@ class Storage(Protocol):
         handed to two claimers.
         """
 
+    async def release_claims(
+        self, queue: str, host_id: str, claimed_at: Sequence[float]
+    ) -> list[str]:
+        """Return to ``pending`` what claims of ``queue`` by ``host_id`` at these times took.
+
+        For a claim whose reply was lost (the connection broke after the commit): its
+        jobs would stay ``running`` under a live host the reaper never suspects. Each
+        claim stamps ``started_at`` with its own ``now``, so exactly its jobs match.
+        The attempt the claim spent is given back. Returns their ids.
+        """
+
     async def finish(self, host_id: str, finishes: Sequence[Finish], now: float) -> list[str]:
         """Apply run outcomes in one transaction; return the ids actually finalized.
 

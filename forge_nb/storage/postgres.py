@@ -436,6 +436,15 @@ class PostgresStorage:
         found = await self._fetch(Q["claim"], queue, now, list(exclude_kinds), limit, host_id)
         return sorted(map(rows.claimed_job, found), key=rows.claim_order)
 
+    async def release_claims(
+        self, queue: str, host_id: str, claimed_at: Sequence[float]
+    ) -> list[str]:
+        """Jobs of claims whose reply was lost, back to pending (see `Storage`)."""
+        if not claimed_at:
+            return []
+        found = await self._fetch(Q["release_claims"], queue, host_id, list(claimed_at))
+        return sorted((str(r[0]) for r in found), key=int)
+
     async def finish(self, host_id: str, finishes: Sequence[Finish], now: float) -> list[str]:
         """Apply a batch of outcomes in one statement; only runs this host still owns."""
         batch: dict[int, Finish] = {}

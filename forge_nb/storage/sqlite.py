@@ -380,6 +380,19 @@ class SqliteStorage:
         found = await self._write(lambda c: c.execute(Q["claim"], params).fetchall())
         return sorted(map(rows.claimed_job, found), key=rows.claim_order)
 
+    async def release_claims(
+        self, queue: str, host_id: str, claimed_at: Sequence[float]
+    ) -> list[str]:
+        """Jobs of claims whose reply was lost, back to pending (see `Storage`)."""
+        if not claimed_at:
+            return []
+
+        def run(c: sqlite3.Connection) -> list[Any]:  # floats bound as they are: exact match
+            sql = Q["release_claims"]
+            return [r for at in claimed_at for r in c.execute(sql, (queue, host_id, at))]
+
+        return sorted((str(r[0]) for r in await self._write(run)), key=int)
+
     async def finish(self, host_id: str, finishes: Sequence[Finish], now: float) -> list[str]:
         """Apply outcomes; only runs still owned by this host and attempt count."""
         if not finishes:

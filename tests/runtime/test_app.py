@@ -244,6 +244,48 @@ async def test_enqueued_in_process_starts_without_waiting_for_a_poll(db_url: str
         assert await (await quick.enqueue()).wait(timeout=10) == "ok"
 
 
+async def test_jobs_of_a_claim_whose_reply_was_lost_still_run_once(
+    app: fnb.App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The claim commits, then the connection drops its reply: the worker hears an error.
+
+    The database is real; only the reply is thrown away, the way a connection that breaks
+    after the commit (a Postgres restart, a network cut) throws it away.
+    """
+    ran: list[str] = []
+
+    @app.job(queue="default")
+    async def work(ctx: fnb.JobCtx, n: int) -> None:
+        ran.append(ctx.job_id)
+
+    refs = [await work.enqueue(n) for n in range(3)]
+    storage = await app.storage()
+    real_claim = storage.claim
+    dropped: list[list[str]] = []
+
+    async def claim_losing_the_first_reply(*args, **kwargs):  # type: ignore[no-untyped-def]
+        jobs = await real_claim(*args, **kwargs)
+        if jobs and not dropped:
+            dropped.append([j.id for j in jobs])
+            raise fnb.StorageError("connection lost after the claim committed (test)")
+        return jobs
+
+    storage.claim = claim_losing_the_first_reply  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="forge_nb.worker"):
+        await app.start()
+
+        async def all_done() -> bool:
+            jobs = [await app.job(r.id) for r in refs]
+            return all(j is not None and j.status == "done" for j in jobs)
+
+        await eventually(all_done, timeout=15)
+    assert dropped and set(dropped[0]) <= {r.id for r in refs}
+    assert sorted(ran) == sorted(r.id for r in refs), "each job ran exactly once"
+    jobs = [await app.job(r.id) for r in refs]
+    assert [j.attempts for j in jobs] == [1, 1, 1], "the lost claim's attempt is refunded"
+    assert any("reply was lost" in r.message for r in caplog.records)
+
+
 # -- outcomes ---------------------------------------------------------------------------------
 
 

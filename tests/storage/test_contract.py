@@ -379,6 +379,43 @@ async def test_jobs_without_unique_key_never_clash(storage: Storage) -> None:
 # -- claim -----------------------------------------------------------------------------------------
 
 
+async def test_release_claims_gives_back_exactly_what_those_claims_took(
+    storage: Storage,
+) -> None:
+    """A claim whose reply was lost: its jobs go back to pending, attempt refunded."""
+    ids = [await enqueue_one(storage) for _ in range(5)]
+    await enqueue_one(storage, queue="other")
+    lost = await storage.claim("q", HOST, 2, NOW + 1.25)  # committed, reply never heard
+    kept = await storage.claim("q", HOST, 1, NOW + 2.5)
+    [elsewhere] = await storage.claim("other", HOST, 1, NOW + 1.25)
+    [theirs] = await storage.claim("q", "host-b", 1, NOW + 1.25)
+    finished = await storage.claim("q", HOST, 1, NOW + 3.75)
+    await storage.finish(HOST, [Finish(finished[0].id, 1, "done", "done")], NOW + 4)
+    assert await storage.release_claims("q", HOST, []) == []
+
+    released = await storage.release_claims("q", HOST, [NOW + 1.25, NOW + 3.75, NOW + 9])
+    assert released == sorted((j.id for j in lost), key=int)
+    for job_id in released:
+        job = await storage.get_job(job_id)
+        assert job is not None and (job.status, job.attempts) == ("pending", 0)
+    still_running = {kept[0].id, elsewhere.id, theirs.id}
+    for job_id in still_running:
+        job = await storage.get_job(job_id)
+        assert job is not None and job.status == "running", job_id
+    assert (await storage.get_job(finished[0].id)).status == "done"  # type: ignore[union-attr]
+    assert (await storage.counts())["q"] == {
+        "pending": 2,
+        "running": 2,
+        "failed": 0,
+        "done": 1,
+        "dead": 0,
+    }
+    again = await storage.claim("q", HOST, 5, NOW + 5)
+    assert sorted((j.id for j in again), key=int) == released
+    assert {j.attempt for j in again} == {1}, "the lost claim's attempt was given back"
+    assert set(ids) >= set(released)
+
+
 async def test_claim_order_is_priority_then_scheduled_at_then_id(storage: Storage) -> None:
     specs = [  # (label, priority, scheduled at NOW + offset)
         ("low-early", 0, -30),

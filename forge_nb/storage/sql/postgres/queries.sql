@@ -154,6 +154,15 @@ WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
           j.created_at, j.scheduled_at
 
+-- release_claims --
+-- Jobs that claims of one queue by one host at these times (started_at = the claim's now)
+-- took although the claimer never heard back: pending again, the claim's attempt refunded.
+UPDATE forge_nb_jobs
+SET status = 'pending', attempts = attempts - 1, claimed_by = NULL, started_at = NULL
+WHERE status = 'running' AND queue = $1 AND claimed_by = $2
+  AND started_at = ANY ($3::float8[])
+RETURNING id
+
 -- finish --
 -- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
 -- write the history events of the non-done ones, return the finalized ids.

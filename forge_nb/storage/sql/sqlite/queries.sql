@@ -41,6 +41,14 @@ WHERE id IN (
 )
 RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at
 
+-- release_claims --
+-- Jobs that a claim of one queue by one host at this time (started_at = the claim's now)
+-- took although the claimer never heard back: pending again, the claim's attempt refunded.
+UPDATE forge_nb_jobs
+SET status = 'pending', attempts = attempts - 1, claimed_by = NULL, started_at = NULL
+WHERE status = 'running' AND queue = ? AND claimed_by = ? AND started_at = ?
+RETURNING id
+
 -- finish_done --
 UPDATE forge_nb_jobs SET status = 'done', result = ?, finished_at = ?
 WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
