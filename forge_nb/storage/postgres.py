@@ -450,7 +450,12 @@ class PostgresStorage:
         batch: dict[int, Finish] = {}
         for f in finishes:
             key = rows.parse_job_id(f.job_id)
-            if key is not None and key not in batch:  # a repeat would find the job finished
+            if key is None:
+                continue
+            # One row per job in the statement. A repeat of the same run would find the job
+            # finished; an outcome of an earlier run (held back while the database was away,
+            # the job since reaped and claimed again) cannot match: keep the latest attempt.
+            if key not in batch or f.attempt > batch[key].attempt:
                 batch[key] = f
         if not batch:
             return []

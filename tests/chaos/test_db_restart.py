@@ -101,7 +101,19 @@ async def _outage_run(own_pg: OwnPostgres, workers: Workers) -> Outage:
 
         # The same App works again without being reopened.
         created.append((await work.enqueue(-1)).id)
-        await eventually(lambda: _settled(app, len(created)), timeout=60, interval=0.2)
+        try:
+            await eventually(lambda: _settled(app, len(created)), timeout=60, interval=0.2)
+        except AssertionError:  # say what is stuck, and what the workers said
+            stuck = [j for j in await app.jobs(limit=1000) if j.status != "done"]
+            raise AssertionError(
+                f"not settled: {(await app.counts())['default']}; stuck: "
+                + "; ".join(
+                    f"{j.id} {j.status} by {j.claimed_by} attempts={j.attempts} "
+                    f"started={j.started_at} error={j.last_error}"
+                    for j in stuck[:10]
+                )
+                + "".join(f"\n--- worker {p.pid}:\n{workers.log_text(p)[-3000:]}" for p in procs)
+            ) from None
         # Past the reaper's window nothing may still be claimed by anyone.
         await asyncio.sleep(3 + 0.5)
         run = Outage(

@@ -379,6 +379,22 @@ async def test_jobs_without_unique_key_never_clash(storage: Storage) -> None:
 # -- claim -----------------------------------------------------------------------------------------
 
 
+async def test_finish_applies_the_latest_run_when_a_batch_also_holds_an_earlier_ones(
+    storage: Storage,
+) -> None:
+    """An outcome held back through an outage, then the job reaped and claimed again."""
+    job_id = await enqueue_one(storage)
+    [first] = await storage.claim("q", HOST, 1, NOW)
+    await storage.reap(NOW + 10, NOW + 10, [HOST])  # presumed dead: back to the retry path
+    [second] = await storage.claim("q", HOST, 1, NOW + 11)
+    assert (first.id, first.attempt, second.attempt) == (job_id, 1, 2)
+    stale = Finish(job_id, 1, "done", "done", result_json='"first"')
+    latest = Finish(job_id, 2, "done", "done", result_json='"second"')
+    assert await storage.finish(HOST, [stale, latest], NOW + 12) == [job_id]
+    job = await storage.get_job(job_id)
+    assert job is not None and (job.status, job.result) == ("done", "second")
+
+
 async def test_release_claims_gives_back_exactly_what_those_claims_took(
     storage: Storage,
 ) -> None:
