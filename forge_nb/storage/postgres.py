@@ -795,11 +795,8 @@ class PostgresStorage:
         self, step: int, since: float, until: float, queue: str | None = None
     ) -> tuple[dict[int, int], dict[int, int]]:
         """Both histograms summed by Postgres's jsonb_each_text."""
-        args: tuple[Any, ...] = (int(since // 60), int(until // 60), queue)
-        if step != 1:
-            args += (step,)
-        sql = Q["sum_histograms_minutes" if step == 1 else "sum_histograms_rollups"]
-        return rows.histogram_totals(await self._fetch(sql, *args))
+        name, params = rows.histogram_query(step, since, until, queue)
+        return rows.histogram_totals(await self._fetch(Q[name], *params))
 
     async def write_rollups(self, step: int, rows: Sequence[MetricRow], through: int) -> None:
         """Replace roll-up rows and move the step's mark, in one transaction."""

@@ -146,6 +146,17 @@ def decode_histogram(text: str) -> dict[int, int]:
     return {int(k): int(v) for k, v in json.loads(text).items()}
 
 
+def histogram_query(
+    step: int, since: float, until: float, queue: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    """Name and parameters of the `sum_histograms` statement: minute rows for step 1,
+    else that step's roll-ups."""
+    params = (int(since // 60), int(until // 60), queue)
+    if step == 1:
+        return "sum_histograms_minutes", params
+    return "sum_histograms_rollups", (*params, step)
+
+
 def histogram_totals(found: Iterable[Row]) -> tuple[dict[int, int], dict[int, int]]:
     """(which, bucket, count) rows, which 0 = processing and 1 = end-to-end, as two histograms."""
     hists: tuple[dict[int, int], dict[int, int]] = ({}, {})

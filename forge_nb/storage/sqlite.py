@@ -678,11 +678,8 @@ class SqliteStorage:
         self, step: int, since: float, until: float, queue: str | None = None
     ) -> tuple[dict[int, int], dict[int, int]]:
         """Both histograms summed by SQLite's json_each."""
-        params: tuple[Any, ...] = (int(since // 60), int(until // 60), queue)
-        if step != 1:
-            params += (step,)
-        sql = Q["sum_histograms_minutes" if step == 1 else "sum_histograms_rollups"]
-        return rows.histogram_totals(await self._fetchall(sql, params))
+        name, params = rows.histogram_query(step, since, until, queue)
+        return rows.histogram_totals(await self._fetchall(Q[name], params))
 
     async def write_rollups(self, step: int, rows: Sequence[MetricRow], through: int) -> None:
         """Replace roll-up rows and move the step's mark, in one transaction."""

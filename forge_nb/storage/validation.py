@@ -145,13 +145,17 @@ def prepare_job(
     repeats a few, and checking each again cost a tenth of a bulk enqueue.
     """
     pair = (job.kind, job.queue)
-    if names is None or type(pair[0]) is not str or type(pair[1]) is not str:
-        check_name(job.kind, "kind")  # (also the clear error for a name that is not a str)
-        check_name(job.queue, "queue")
-    elif pair not in names:
+    # (a name that is not a str is never looked up: it may not hash, and gets its clear error)
+    if (
+        names is None
+        or type(job.kind) is not str
+        or type(job.queue) is not str
+        or (pair not in names)
+    ):
         check_name(job.kind, "kind")
         check_name(job.queue, "queue")
-        names.add(pair)
+        if names is not None:
+            names.add(pair)
     if not _int_in(job.priority, PRIORITY_MIN, PRIORITY_MAX):
         raise ValueError(
             f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX}, got {job.priority!r}"
