@@ -219,6 +219,8 @@ def check_queue_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
         else:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{key} must be a number, got {value!r}")
+            if isinstance(value, int) and not _float_holds(value):
+                raise ValueError(f"{key} must be a number a float holds exactly, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
             value = float(value)
@@ -226,6 +228,14 @@ def check_queue_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
     if clean.get("backoff_base_seconds") == 0.0:
         raise ValueError("backoff_base_seconds must be > 0")
     return clean
+
+
+def _float_holds(value: int) -> bool:
+    """True when ``value`` survives the float column unchanged (not so past 2**53)."""
+    try:
+        return float(value) == value
+    except OverflowError:
+        return False
 
 
 def escape_like(text: str) -> str:

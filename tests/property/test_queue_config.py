@@ -52,6 +52,8 @@ def plainly_invalid(knobs: dict[str, Any]) -> str | None:
                 return f"{key} is not a bool"
         elif isinstance(value, bool) or not isinstance(value, int | float):
             return f"{key} is not a number"
+        elif isinstance(value, int) and value != float(max(-(2**1000), min(value, 2**1000))):
+            return f"{key} is an int no float holds exactly"
         elif not math.isfinite(value) or value < 0:
             return f"{key} is not a finite number >= 0"
         elif key == "workers" and (not isinstance(value, int) or value > 10_000):
@@ -70,6 +72,9 @@ def plainly_invalid(knobs: dict[str, Any]) -> str | None:
 @example(knobs={"workers": 2**63})
 @example(knobs={"backoff_base_seconds": 5e-324, "backoff_max_seconds": 1e308})
 @example(knobs={"workers": 3, "backoff_base_seconds": -1.0})
+@example(knobs={"backoff_base_seconds": 2**53 + 1})  # a float column would store 2**53
+@example(knobs={"retain_dead_seconds": 10**400})
+@example(knobs={"workers": -(10**400)})
 async def test_set_queue_config_stores_valid_edits_and_rejects_the_rest_whole(
     app: fnb.App, knobs: dict[str, Any]
 ) -> None:
