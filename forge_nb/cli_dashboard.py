@@ -41,8 +41,9 @@ def add_dashboard_commands(subparsers: Any) -> None:
     dash.add_argument("--read-only", action="store_true", help="hide every mutation")
     dash.add_argument(
         "--basic-auth",
-        metavar="USER:PASSWORD",
-        help="require this login (dashboard) / HTTP Basic credentials (API)",
+        metavar="USER:PASSWORD|FILE",
+        help="require this login (dashboard) / HTTP Basic credentials (API); a JSON file of "
+        "{user: password} keeps it out of `ps`, as does $FORGE_NB_BASIC_AUTH",
     )
     dash.add_argument(
         "--insecure-no-auth",
@@ -55,6 +56,28 @@ def add_dashboard_commands(subparsers: Any) -> None:
         default=[],
         metavar="HOST:PORT",
         help="extra browser origin (e.g. a reverse proxy's host); repeatable",
+    )
+    dash.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="extra Host header name the server answers to ('*': any); repeatable. "
+        "Loopback names and the bound address are always allowed",
+    )
+    dash.add_argument(
+        "--max-body-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="largest request body accepted (default 10 MiB); larger ones get 413",
+    )
+    dash.add_argument(
+        "--frame-ancestors",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="a page origin allowed to frame the dashboard besides its own; repeatable",
     )
     dash.set_defaults(run=run_dashboard)
 
@@ -167,10 +190,13 @@ def _stop(server: Any) -> None:
 
 async def run_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard for ``--db`` until a signal arrives."""
-    from forge_nb.dashboard.server import check_binding, parse_basic_auth
-
     # Refuse an exposed, unauthenticated server before touching the database.
-    check_binding(args.address, parse_basic_auth(args.basic_auth), args.insecure_no_auth)
+    import os
+
+    from forge_nb.dashboard.server import ENV_BASIC_AUTH, check_binding, parse_basic_auth
+
+    basic_auth = args.basic_auth or os.environ.get(ENV_BASIC_AUTH) or None
+    check_binding(args.address, parse_basic_auth(basic_auth), args.insecure_no_auth)
     app = App(args.db)
     await app.storage()  # an unreachable database fails here, with its (masked) URL
     try:
@@ -179,9 +205,12 @@ async def run_dashboard(args: argparse.Namespace) -> int:
             args,
             address=args.address,
             read_only=args.read_only,
-            basic_auth=args.basic_auth,
+            basic_auth=basic_auth,
             insecure_no_auth=args.insecure_no_auth,
             allow_websocket_origin=args.allow_websocket_origin,
+            allow_host=args.allow_host,
+            max_body_bytes=args.max_body_size,
+            frame_ancestors=args.frame_ancestors,
             api_thread=True,  # API answers never wait behind a page build
         )
         mode = " (read-only)" if args.read_only else ""

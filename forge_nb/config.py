@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from forge_nb.errors import InvalidDatabaseUrl
 
@@ -33,22 +34,41 @@ def resolve_url(url: str | None) -> str:
     return f"sqlite:///{(data_dir() / DEFAULT_DB_FILENAME).resolve()}"
 
 
+#: Query parameters whose values are secrets (libpq's ``password``/``sslpassword`` among them).
+_SECRET_PARAM = re.compile(r"(?i)pass|pwd|secret|token|key")
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe for logs, errors and the UI."""
+    """The URL with any password replaced by ``***``: safe for logs, errors and the UI.
+
+    Both places a password can be: ``user:pw@host`` and a query parameter
+    (``?password=…``, ``?sslpassword=…``, anything naming a pass, secret, token or key).
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable database URL>"
-    if parts.password is None:
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        netloc = f"{user}:***@{host}" + (f":{port}" if port else "")
+    if query:
+        query = "&".join(_mask_param(item) for item in query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{user}:***@{host}" + (f":{port}" if port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _mask_param(item: str) -> str:
+    name, sep, value = item.partition("=")
+    return f"{name}=***" if sep and value and _SECRET_PARAM.search(unquote(name)) else item
 
 
 @dataclass(frozen=True, slots=True)

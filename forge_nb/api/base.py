@@ -18,7 +18,7 @@ import tornado.web
 
 from forge_nb.api.access import SAFE_METHODS, ApiAccess
 from forge_nb.api.convert import BadInput, dumps, parse_body
-from forge_nb.errors import PayloadError, StorageError, UnknownQueue
+from forge_nb.errors import DatabaseUnavailable, PayloadError, StorageError, UnknownQueue
 from forge_nb.runtime.app import App
 
 log = logging.getLogger("forge_nb.api")
@@ -51,8 +51,13 @@ def error_status(exc: BaseException) -> tuple[int, str] | None:
         return 404, str(exc)
     if isinstance(exc, PayloadError | ValueError):
         return 422, str(exc)
-    if isinstance(exc, StorageError):
-        return 503, str(exc)
+    if isinstance(exc, StorageError):  # details (user, host, port) stay in the server's log
+        log.warning("database error: %s", exc)
+        return 503, (
+            "database unreachable" if isinstance(exc, DatabaseUnavailable) else "database error"
+        )
+    if isinstance(exc, RecursionError):
+        return 400, "input nested too deeply"
     if isinstance(exc, tornado.web.HTTPError):
         return exc.status_code, exc.log_message or HTTPStatus(exc.status_code).phrase.lower()
     return None

@@ -75,6 +75,41 @@ def job_json(job: JobRecord) -> dict[str, Any]:
     return job.to_dict()
 
 
+#: In list answers, a payload or result whose JSON is longer than this is replaced by a
+#: preview (``payload_truncated: true``); ``GET /api/jobs/{id}`` has it whole.
+LIST_VALUE_CHARS = 4096
+#: Length of the preview text of a truncated payload or result, and of a long traceback.
+PREVIEW_CHARS = 512
+#: A list answer stops adding jobs past this much JSON; its ``next_cursor`` goes on from there.
+PAGE_BUDGET_CHARS = 1_000_000
+
+
+def job_summary_json(job: JobRecord) -> tuple[dict[str, Any], int]:
+    """A job as a list shows it, with its approximate JSON length.
+
+    Why: a page of 1,000 jobs with 1 MB payloads was a 56 MB answer that took the server's
+    memory up by 280 MB; lists show previews, the detail route the whole job.
+    """
+    out = job.to_dict()
+    size = 400
+    for name in ("payload", "result"):
+        text = dumps(out[name])
+        if len(text) > LIST_VALUE_CHARS:
+            out[name] = None
+            out[f"{name}_truncated"] = True
+            out[f"{name}_preview"] = text[:PREVIEW_CHARS]
+            size += PREVIEW_CHARS
+        else:
+            size += len(text)
+    traceback = out.get("last_traceback")
+    if isinstance(traceback, str) and len(traceback) > LIST_VALUE_CHARS:
+        out["last_traceback"] = "…" + traceback[-PREVIEW_CHARS:]  # its end names the error
+    for name in ("last_error", "last_traceback", "progress_message", "unique_key"):
+        value = out.get(name)
+        size += len(value) if isinstance(value, str) else 0
+    return out, size
+
+
 def event_json(event: JobEvent) -> dict[str, Any]:
     """One entry of a job's history."""
     return {

@@ -6,11 +6,13 @@ from typing import Any
 
 from forge_nb.api.base import ApiError, ApiHandler
 from forge_nb.api.convert import (
+    PAGE_BUDGET_CHARS,
     BadInput,
     body_object,
     check_time,
     event_json,
     job_json,
+    job_summary_json,
     optional_str,
     parse_limit,
     parse_status,
@@ -105,7 +107,16 @@ class JobsHandler(ApiHandler):
             )
         except ValueError as exc:  # a cursor we never handed out: a malformed query
             raise BadInput(str(exc)) from None
-        self.send({"jobs": [job_json(j) for j in page.jobs], "next_cursor": page.next_cursor})
+        jobs: list[dict[str, Any]] = []
+        used, next_cursor = 0, page.next_cursor
+        for job in page.jobs:
+            shown, size = job_summary_json(job)
+            if jobs and used + size > PAGE_BUDGET_CHARS:  # the rest on the next page
+                next_cursor = jobs[-1]["id"]
+                break
+            jobs.append(shown)
+            used += size
+        self.send({"jobs": jobs, "next_cursor": next_cursor})
 
     async def post(self) -> None:
         body = self.json_body()

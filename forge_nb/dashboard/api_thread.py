@@ -16,12 +16,16 @@ Routing is per connection. A keep-alive connection that began with a page and
 later asks for ``/api/…`` is answered by the API routes also mounted on the
 Bokeh server (as before); one that began with ``/api`` and later asks for
 anything else is forwarded over loopback to the same port (and lands on the
-Bokeh side). Nothing here is user-visible except the latency.
+Bokeh side, whose guard checks it again). Only an origin-form path (``/x``,
+never ``//host`` or ``http://host/x``) is forwarded, always to this server's own
+address: the request's text never chooses the host. Nothing here is
+user-visible except the latency.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import threading
@@ -36,6 +40,7 @@ import tornado.web
 
 from forge_nb.api import api_routes
 from forge_nb.api.access import Credentials
+from forge_nb.dashboard.guard import GuardPolicy, guard_http_server
 from forge_nb.runtime.app import App
 
 log = logging.getLogger("forge_nb.dashboard")
@@ -50,7 +55,7 @@ PEEK_RETRY_S = 0.005
 _METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")
 #: Response headers not copied when forwarding (hop-by-hop, or recomputed by Tornado).
 _HOP_HEADERS = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "server"}
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "server", "date"}
 )
 
 
@@ -75,6 +80,15 @@ def classify(head: bytes, api_root: str = "/api") -> str | None:
     return "dashboard"
 
 
+def origin_form(uri: str) -> bool:
+    """A request target that is a path on this server: ``/…`` but not ``//…``.
+
+    Anything else (``@host/x``, ``//host/x``, ``http://host/x``, ``*``) would let
+    the request line pick where a forwarded request goes.
+    """
+    return uri.startswith("/") and not uri.startswith("//") and "\\" not in uri
+
+
 class ForwardHandler(tornado.web.RequestHandler):
     """A non-API request on a connection that began with an API request: ask our own port."""
 
@@ -86,6 +100,10 @@ class ForwardHandler(tornado.web.RequestHandler):
 
     async def _forward(self) -> None:
         request = self.request
+        if not origin_form(request.uri or ""):
+            self.set_status(400)
+            self.finish("request target must be a path on this server")
+            return
         headers = {k: v for k, v in request.headers.get_all() if k.lower() not in _HOP_HEADERS}
         client = tornado.httpclient.AsyncHTTPClient()
         reply = await client.fetch(
@@ -125,8 +143,11 @@ class ApiThread:
         read_only: bool = False,
         basic_auth: Credentials | None = None,
         cookie_secret: str | None = None,
+        policy: GuardPolicy | None = None,
     ) -> None:
         self.url = url
+        #: The dashboard server's guard policy, minus session builds (none happen here).
+        self.policy = None if policy is None else dataclasses.replace(policy, builds=None)
         self.read_only = read_only
         self.basic_auth = basic_auth
         self.cookie_secret = cookie_secret
@@ -214,7 +235,10 @@ class ApiThread:
         settings: dict[str, Any] = {}
         if self.cookie_secret:
             settings["cookie_secret"] = self.cookie_secret
-        self._http = tornado.httpserver.HTTPServer(tornado.web.Application(routes, **settings))
+        application = tornado.web.Application(routes, **settings)
+        self._http = tornado.httpserver.HTTPServer(application)
+        if self.policy is not None:
+            guard_http_server(self._http, self.policy)
         removers = [
             tornado.netutil.add_accept_handler(sock, self._accepted) for sock in self._sockets
         ]

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from forge_nb.api.access import load_credentials
 from forge_nb.config import resolve_url
 from forge_nb.errors import ForgeError
 from forge_nb.runtime.app import App
@@ -24,6 +25,10 @@ from forge_nb.runtime.app import App
 ENV_READ_ONLY = "FORGE_NB_READ_ONLY"
 LOGIN_TEMPLATE = Path(__file__).parent / "templates" / "login.html"
 ENV_COOKIE_SECRET = "FORGE_NB_COOKIE_SECRET"
+#: Credentials from the environment (``user:password``): unlike ``--basic-auth``, not in ``ps``.
+ENV_BASIC_AUTH = "FORGE_NB_BASIC_AUTH"
+#: Extra Host names the server answers to (comma-separated), like ``--allow-host``.
+ENV_ALLOW_HOSTS = "FORGE_NB_ALLOW_HOSTS"
 #: Credentials: ``"user:password"``, a bare password (any user), a ``{user: password}``
 #: mapping, or the path of a JSON file holding one (Panel's ``basic_auth`` convention).
 BasicAuth = str | Mapping[str, str]
@@ -70,6 +75,35 @@ def check_binding(address: str, basic_auth: BasicAuth | None, insecure_no_auth: 
     )
 
 
+def allowed_hosts(
+    address: str, extra: Sequence[str] = (), origins: Sequence[str] = ()
+) -> frozenset[str]:
+    """Host names (no port) the server answers to: loopback names, the bound address (all of
+    this machine's names when bound to every interface), ``extra`` (``--allow-host``,
+    `ENV_ALLOW_HOSTS`; ``*`` for any) and the hosts of the extra websocket origins.
+
+    Why: with auth off, a page on another site whose name resolves to 127.0.0.1 (DNS
+    rebinding) would otherwise reach the API with the browser's help.
+    """
+    from forge_nb.dashboard.guard import host_name
+
+    hosts = {"localhost", "127.0.0.1", "::1", host_name(address) if address else ""}
+    if address in ("0.0.0.0", "::", ""):
+        name = socket.gethostname()
+        hosts |= {name.lower(), socket.getfqdn().lower()}
+        try:
+            hosts |= {str(info[4][0]).lower() for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            pass
+    env = [h for h in os.environ.get(ENV_ALLOW_HOSTS, "").split(",") if h.strip()]
+    for item in (*extra, *env, *origins):
+        item = item.strip()
+        if "://" in item:
+            item = item.split("://", 1)[1].split("/", 1)[0]
+        hosts.add("*" if item == "*" else host_name(item))
+    return frozenset(h for h in hosts if h)
+
+
 def websocket_origins(address: str, port: int, extra: Sequence[str] = ()) -> list[str]:
     """Origins the browser may open the dashboard's websocket from."""
     hosts = {address, "127.0.0.1", "localhost"}
@@ -101,6 +135,9 @@ def build_server(
     allow_websocket_origin: Sequence[str] = (),
     api_thread: bool = False,
     reuse_sessions: bool | None = None,
+    allow_host: Sequence[str] = (),
+    max_body_bytes: int | None = None,
+    frame_ancestors: Sequence[str] = (),
 ) -> Any:
     """A Panel/Bokeh server (not started) with the dashboard at ``/`` and the API at ``/api/``.
 
@@ -122,16 +159,28 @@ def build_server(
     build; the browser gets its own session over the websocket as before (see
     `enable_session_reuse`: it sets Panel's process-wide config, hence off in a
     notebook kernel, where other Panel servers may run).
+
+    Every request first passes `forge_nb.dashboard.guard`: ``Host`` in
+    `allowed_hosts` (plus ``allow_host``), bodies up to ``max_body_bytes`` (default
+    10 MiB), credentials checked before a body is read, framing only by ``'self'``
+    and ``frame_ancestors``, a bounded number of page sessions built at once.
     """
     import panel as pn
 
     from forge_nb.api import api_routes
     from forge_nb.dashboard.app import TITLE, create_page
+    from forge_nb.dashboard.guard import DEFAULT_MAX_BODY_BYTES, GuardPolicy, SessionBuilds
 
+    if basic_auth is None and os.environ.get(ENV_BASIC_AUTH):
+        basic_auth = os.environ[ENV_BASIC_AUTH]
     credentials = parse_basic_auth(basic_auth)
     check_binding(address, credentials, insecure_no_auth)
     if not 0 < int(port) < 65536:
         raise ValueError(f"port must be between 1 and 65535, got {port!r}")
+    body_limit = DEFAULT_MAX_BODY_BYTES if max_body_bytes is None else int(max_body_bytes)
+    if body_limit < 1:
+        raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes!r}")
+    origins = websocket_origins(address, int(port), allow_websocket_origin)
 
     def page() -> Any:
         return create_page(app, read_only=read_only)
@@ -151,12 +200,21 @@ def build_server(
             start=False,
             verbose=False,
             title=TITLE,
-            websocket_origin=websocket_origins(address, int(port), allow_websocket_origin),
+            websocket_origin=origins,
             extra_patterns=api_routes(app, read_only=read_only, basic_auth=credentials),
             **options,
         )
     finally:
         _restore_sigint(previous)
+    policy = GuardPolicy(
+        allowed_hosts=allowed_hosts(address, allow_host, allow_websocket_origin),
+        max_body_bytes=body_limit,
+        credentials=load_credentials(credentials),
+        cookie_secret=options.get("cookie_secret"),
+        builds=SessionBuilds(),
+        frame_ancestors=tuple(frame_ancestors),
+    )
+    guard_server(server, policy)
     if api_thread if reuse_sessions is None else reuse_sessions:
         enable_session_reuse(server, int(port))
     if api_thread:
@@ -169,9 +227,19 @@ def build_server(
                 read_only=read_only,
                 basic_auth=credentials,
                 cookie_secret=options.get("cookie_secret"),
+                policy=policy,
             ),
         )
     return server
+
+
+def guard_server(server: Any, policy: Any) -> None:
+    """Every request to this Bokeh server passes the guard (`forge_nb.dashboard.guard`)."""
+    from forge_nb.dashboard.guard import guard_http_server
+
+    guard_http_server(server._http, policy)
+    policy.builds.wrap_application_contexts(server._tornado._applications.values())
+    server.guard = policy
 
 
 def session_key(request: Any) -> tuple[str, str, str, str]:

@@ -160,8 +160,12 @@ class JobRecord:
     cancel_requested_at: datetime | None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (datetimes as ISO 8601 strings)."""
-        out = dataclasses.asdict(self)
+        """JSON-ready dict (datetimes as ISO 8601 strings).
+
+        Field by field, not ``dataclasses.asdict``: that copies the payload and result
+        recursively, which is wasted work and fails on deeply nested values.
+        """
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
         for key, value in out.items():
             if isinstance(value, datetime):
                 out[key] = value.isoformat()

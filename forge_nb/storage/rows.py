@@ -20,8 +20,24 @@ from forge_nb.storage.records import (
     Status,
     to_datetime,
 )
+from forge_nb.storage.validation import MAX_JSON_DEPTH, json_depth_over
 
 Row = Sequence[Any]
+
+#: What a stored value nested deeper than `MAX_JSON_DEPTH` reads as (stored before the cap).
+TOO_DEEP = "_forge_nb_unreadable"
+
+
+def load_json(text: str) -> Any:
+    """Stored JSON text as a value; one nested too deeply to walk safely becomes a marker
+    object naming the problem and showing the text's start, so lists and views still work.
+    """
+    if json_depth_over(text, MAX_JSON_DEPTH):
+        return {
+            TOO_DEEP: f"stored JSON nested more than {MAX_JSON_DEPTH} levels deep; "
+            f"it starts: {text[:200]}"
+        }
+    return json.loads(text)
 
 
 def claimed_job(row: Row) -> ClaimedJob:
@@ -30,7 +46,7 @@ def claimed_job(row: Row) -> ClaimedJob:
         id=str(row[0]),
         kind=row[1],
         queue=row[2],
-        payload=json.loads(row[3]),
+        payload=load_json(row[3]),
         attempt=row[4],
         max_attempts=row[5],
         priority=row[6],
@@ -57,8 +73,8 @@ def job_record(row: Row) -> JobRecord:
         priority=row[4],
         attempts=row[5],
         max_attempts=row[6],
-        payload=json.loads(row[7]),
-        result=None if row[8] is None else json.loads(row[8]),
+        payload=load_json(row[7]),
+        result=None if row[8] is None else load_json(row[8]),
         last_error=row[9],
         last_traceback=row[10],
         progress=row[11],
@@ -117,7 +133,7 @@ def schedule(row: Row) -> Schedule:
         name=row[0],
         cron=row[1],
         kind=row[2],
-        payload=json.loads(row[3]),
+        payload=load_json(row[3]),
         queue=row[4],
         enabled=bool(row[5]),
         tz=row[6],

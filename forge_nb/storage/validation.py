@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import json.encoder
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,10 @@ from forge_nb.storage.records import QUEUE_KNOBS, JobFilter, NewJob
 
 #: Largest payload accepted, as encoded JSON text (bytes of UTF-8).
 MAX_PAYLOAD_BYTES = 1_000_000
+#: Deepest nesting of arrays and objects stored (payloads, results, schedule payloads).
+#: Readers walk JSON recursively (Python's own json module among them); a cap keeps every
+#: stored value readable and listable. Protocol Buffers' parsers use the same default.
+MAX_JSON_DEPTH = 100
 MAX_NAME_LENGTH = 200
 MAX_FILTER_LENGTH = 1000
 #: Priorities are 32-bit signed ints; attempts are capped so counters never overflow.
@@ -22,6 +27,11 @@ MAX_ATTEMPTS_LIMIT = 1_000_000
 MAX_TIMESTAMP = 253_402_300_799.0
 MAX_DELAY_S = 100 * 365.25 * 86_400
 
+
+#: JSON string literals, and everything that is not a bracket (for `json_depth_over`).
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
 
 #: One encoder for every call: ``json.dumps`` with options builds a new one each time.
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
@@ -44,17 +54,39 @@ _C_ENCODE = (
 
 
 def dump_json(value: Any, *, what: str) -> str:
-    """Strict JSON: no NaN/Infinity, no arbitrary objects; a clear error otherwise."""
+    """Strict JSON: no NaN/Infinity, no arbitrary objects, at most `MAX_JSON_DEPTH` levels
+    deep; a clear error otherwise."""
     try:
-        if _C_ENCODE is not None:
-            return "".join(_C_ENCODE(value, 0))
-        return _ENCODER.encode(value)
+        text = "".join(_C_ENCODE(value, 0)) if _C_ENCODE is not None else _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"{what} is not JSON-serialisable: {exc}") from None
     except RecursionError:
         raise PayloadError(
-            f"{what} is nested too deeply (or contains itself) to store as JSON"
+            f"{what} is nested more than {MAX_JSON_DEPTH} levels deep (or contains itself)"
         ) from None
+    if json_depth_over(text, MAX_JSON_DEPTH):
+        raise PayloadError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    return text
+
+
+def json_depth_over(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` nests arrays/objects more than ``limit`` deep.
+
+    Cheap for what is stored every day: fewer brackets than the limit means it cannot
+    be deeper (two C-speed counts). Otherwise strings are cut out and innermost bracket
+    pairs are peeled off one level per pass, all in C.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    skeleton = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    for _ in range(limit):
+        peeled = _INNERMOST.sub("", skeleton)  # one level: pairs it makes wait for next pass
+        if not peeled:
+            return False
+        if peeled == skeleton:  # not balanced: not JSON this module wrote; judge by length
+            break
+        skeleton = peeled
+    return bool(skeleton)
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:

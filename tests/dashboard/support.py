@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -402,3 +403,58 @@ def save_screenshot(page: Page, tmp: Path, name: str, *, publish: bool = True) -
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         (SCREENSHOTS / name).write_bytes(path.read_bytes())
     return path
+
+
+# -- an in-process `forge-nb dashboard` server ----------------------------------------------
+
+
+@contextmanager
+def served(
+    tmp_path: Path, *, url: str | None = None, state: dict[str, Any] | None = None, **options: Any
+) -> Iterator[str]:
+    """``build_server(..., api_thread=True)`` on a loop in a helper thread; yields the base URL.
+
+    ``state`` (if given) receives the ``server`` object once it runs.
+    """
+    from forge_nb.dashboard.server import build_server
+
+    port = free_port()
+    url = url or f"sqlite:///{tmp_path}/jobs.db"
+    ready = threading.Event()
+    box: dict[str, Any] = {} if state is None else state
+
+    async def main() -> None:
+        async with fnb.App(url) as app:
+            await app.enqueue(fnb.EnqueueRequest(kind="forge_nb.echo", queue="mail"))
+            server = build_server(app, port=port, api_thread=True, **options)
+            server.start()
+            box["server"] = server
+            box["stop"] = stop = asyncio.Event()
+            box["loop"] = asyncio.get_running_loop()
+            ready.set()
+            try:
+                await stop.wait()
+            finally:
+                server.stop()
+                server.unlisten()
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            box["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert ready.wait(60), "server did not start"
+    if "error" in box:
+        raise box["error"]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(60)
+        assert not thread.is_alive(), "server did not stop"
+        if "error" in box:
+            raise box["error"]

@@ -12,8 +12,6 @@ import base64
 import http.client
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import pytest
 
 import forge_nb as fnb
 from forge_nb.dashboard.api_thread import classify
-from tests.dashboard.support import free_port, http_get
+from tests.dashboard.support import http_get, served
 
 
 @pytest.mark.parametrize(
@@ -62,52 +60,6 @@ class Blocker:
         self.building.set()
         self.release.wait(60)  # blocks the whole loop, as a slow document build does
         return pn.pane.Markdown("# built")
-
-
-@contextmanager
-def served(tmp_path: Path, **options: Any) -> Iterator[str]:
-    """``build_server(..., api_thread=True)`` on a loop in a helper thread; yields the base URL."""
-    from forge_nb.dashboard.server import build_server
-
-    port = free_port()
-    url = f"sqlite:///{tmp_path}/jobs.db"
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
-        async with fnb.App(url) as app:
-            await app.enqueue(fnb.EnqueueRequest(kind="forge_nb.echo", queue="mail"))
-            server = build_server(app, port=port, api_thread=True, **options)
-            server.start()
-            box["stop"] = stop = asyncio.Event()
-            box["loop"] = asyncio.get_running_loop()
-            ready.set()
-            try:
-                await stop.wait()
-            finally:
-                server.stop()
-                server.unlisten()
-
-    def target() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            box["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    assert ready.wait(60), "server did not start"
-    if "error" in box:
-        raise box["error"]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        box["loop"].call_soon_threadsafe(box["stop"].set)
-        thread.join(60)
-        assert not thread.is_alive(), "server did not stop"
-        if "error" in box:
-            raise box["error"]
 
 
 def test_api_answers_while_a_page_build_holds_the_dashboard_loop(
