@@ -76,6 +76,16 @@ OPERATIONS = sorted(
     if method in HTTP_METHODS
 )
 ECHO = "forge_nb.echo"
+
+
+def deep(depth: int) -> Any:
+    """``depth`` nested lists and objects, alternating."""
+    value: Any = 0
+    for level in range(depth):
+        value = {"a": value} if level % 2 else [value]
+    return value
+
+
 #: Read routes that must keep answering 200 whatever the fuzzing stored.
 READS = ["/api/jobs?limit=1000", "/api/counts", "/api/queues", "/api/schedules", "/api/metrics"]
 
@@ -98,6 +108,11 @@ EDGE_CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
         ({"body": {"kind": ECHO, "delay": 1e300}}, REFUSED),
         ({"body": {"kind": ECHO, "scheduled_at": 1e300}}, REFUSED),
         ({"body": {"kind": ECHO, "scheduled_at": 253402300799}}, ACCEPTED),  # 9999-12-31
+        ({"body": {"kind": ECHO, "payload": {"v": deep(98)}}}, ACCEPTED),  # 99 levels
+        ({"body": {"kind": ECHO, "payload": {"v": deep(100)}}}, REFUSED),
+        ({"body": {"kind": ECHO, "payload": {"v": deep(490)}}}, REFUSED),  # broke listing once
+        ({"body": [{"kind": ECHO}, {"kind": ECHO, "payload": {"v": deep(150)}}]}, REFUSED),
+        ({"body": {"kind": ECHO, "payload": {"v": "x" * 1_500_000}}}, REFUSED),  # huge body
     ],
     "POST /api/jobs/retry": [  # null or empty: no filter, status dead
         ({"body": None}, ACCEPTED),

@@ -562,3 +562,45 @@ def test_cookies_are_secure_behind_a_tls_proxy(tmp_path: Path) -> None:
         )
         assert status == 302
         assert "Secure" in headers["set-cookie"] and "SameSite=Lax" in headers["set-cookie"]
+
+
+def test_forged_websocket_sessions_are_bounded(tmp_path: Path) -> None:
+    """The finding: 50 websockets with made-up session ids each built a whole dashboard."""
+    import asyncio
+
+    import tornado.httpclient
+    import tornado.websocket
+    from bokeh.util.token import generate_jwt_token, generate_session_id
+
+    state: dict[str, Any] = {}
+    with served(tmp_path, state=state) as base:
+
+        async def one() -> int:
+            token = generate_jwt_token(generate_session_id(), signed=False)
+            request = tornado.httpclient.HTTPRequest(
+                base.replace("http://", "ws://") + "/ws",
+                headers={"Origin": base},
+                request_timeout=120,
+            )
+            try:
+                socket_ = await tornado.websocket.websocket_connect(
+                    request, subprotocols=["bokeh", token]
+                )
+            except tornado.httpclient.HTTPClientError as exc:
+                assert exc.response is not None
+                assert exc.response.headers.get("Retry-After") == "2"
+                return exc.code
+            socket_.close()
+            return 101
+
+        async def many() -> list[int]:
+            return list(await asyncio.gather(*(one() for _ in range(30))))
+
+        codes = asyncio.run(many())
+        assert codes.count(503) >= 20, codes
+        assert 101 in codes
+        builds = state["server"].guard.builds
+        wait_for(lambda: builds.in_use() == 0, timeout=90)
+        started = time.monotonic()
+        assert request(base, "GET", "/api/counts")[0] == 200
+        assert time.monotonic() - started < 5

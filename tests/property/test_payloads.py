@@ -87,21 +87,29 @@ async def test_valid_payloads_round_trip_exactly(app: fnb.App, payload: dict[str
 
 
 @DB_SETTINGS
-@given(depth=st.integers(min_value=1, max_value=3000))
-@example(depth=900)
-@example(depth=1200)
-async def test_deep_nesting_round_trips_or_is_refused_clearly(
-    request: pytest.FixtureRequest, app: fnb.App, depth: int
+@given(depth=st.integers(min_value=1, max_value=3000), leaf=st.sampled_from(["]", "[", "x", 1]))
+@example(depth=98, leaf="[[[")  # brackets in strings do not count
+@example(depth=99, leaf="]")  # the deepest accepted: 99 lists in the payload object
+@example(depth=100, leaf="x")  # the shallowest refused
+@example(depth=900, leaf="x")
+@example(depth=1200, leaf="x")
+async def test_deep_nesting_round_trips_up_to_the_cap_and_is_refused_beyond(
+    request: pytest.FixtureRequest, app: fnb.App, depth: int, leaf: Any
 ) -> None:
+    """The payload object plus ``depth`` lists: accepted exactly up to `MAX_JSON_DEPTH`."""
+    from forge_nb.storage.validation import MAX_JSON_DEPTH
+
     before = await job_count(app)
     try:
-        ref = await enqueue(app, nested(depth))
+        ref = await enqueue(app, nested(depth, leaf))
     except fnb.PayloadError as exc:
-        assert "payload" in str(exc)
+        assert depth + 1 > MAX_JSON_DEPTH
+        assert "payload" in str(exc) and f"more than {MAX_JSON_DEPTH} levels" in str(exc)
         assert await job_count(app) == before
         return
+    assert depth + 1 <= MAX_JSON_DEPTH
     job = await app.job(ref.id)
-    assert job is not None and job.payload == nested(depth)
+    assert job is not None and job.payload == nested(depth, leaf)
     await app.delete(ref.id)
 
 
