@@ -21,6 +21,7 @@ framing, cookie and ``Retry-After`` headers to every answer.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
@@ -190,7 +191,13 @@ class GuardPolicy:
         """A request without ``Host`` (HTTP/1.0) is for the bound address."""
         if not host_header or "*" in self.allowed_hosts:
             return True
-        return host_name(host_header) in self.allowed_hosts
+        name = host_name(host_header)
+        if name in self.allowed_hosts:
+            return True
+        try:  # any loopback address (127.0.0.0/8, ::1): a rebinding attack needs a name
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
 
     def authenticated(self, headers: tornado.httputil.HTTPHeaders) -> bool:
         """Basic credentials, or a signed login cookie that was not logged out."""

@@ -242,12 +242,22 @@ def guard_server(server: Any, policy: Any) -> None:
     server.guard = policy
 
 
+#: Themes the page has; any other ``?theme=`` value is the default one.
+THEMES = ("default", "dark")
+
+
 def session_key(request: Any) -> tuple[str, str, str, str]:
     """The key of the kept session a page request may reuse the HTML of: one per server
-    (host and port as requested), path and theme. Panel's default key has no host: two
-    servers in one process would answer with each other's page."""
+    (the local port the request came in on), path and theme. Panel's default key has no
+    server: two servers in one process would answer with each other's page. Only values
+    the server picks go in: a key from the request's own text (its ``Host``, any
+    ``?theme=``) would let each new value build and keep another whole session."""
     theme = request.arguments.get("theme", [b"default"])[0].decode("utf-8", "replace")
-    return ("forge-nb", request.host, request.path, theme)
+    try:
+        port = request.connection.stream.socket.getsockname()[1]
+    except (AttributeError, OSError, IndexError):
+        port = 0
+    return ("forge-nb", f"local:{port}", request.path, theme if theme in THEMES else "default")
 
 
 def enable_session_reuse(server: Any, port: int) -> None:

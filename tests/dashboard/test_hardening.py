@@ -207,8 +207,11 @@ def test_oversized_body_gets_413_before_it_is_sent(tmp_path: Path) -> None:
         # A body within the limit is fine; one just over it is refused.
         small = json.dumps({"kind": "forge_nb.echo", "payload": {"x": "y" * 1000}}).encode()
         assert request(base, "POST", "/api/jobs", small)[0] == 201
-        big = json.dumps({"kind": "forge_nb.echo", "payload": {"x": "y" * 1_000_001}}).encode()
-        assert request(base, "POST", "/api/jobs", big)[0] == 413
+        just_over = raw_exchange(
+            base,
+            b"POST /api/jobs HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: 1000001\r\n\r\n",
+        )
+        assert statuses(just_over) == [413]
 
 
 def test_credentials_are_checked_before_the_body_is_read(tmp_path: Path) -> None:
@@ -596,7 +599,7 @@ def test_forged_websocket_sessions_are_bounded(tmp_path: Path) -> None:
         async def many() -> list[int]:
             return list(await asyncio.gather(*(one() for _ in range(30))))
 
-        codes = asyncio.run(many())
+        codes = run_sync(many)
         assert codes.count(503) >= 20, codes
         assert 101 in codes
         builds = state["server"].guard.builds
@@ -604,3 +607,17 @@ def test_forged_websocket_sessions_are_bounded(tmp_path: Path) -> None:
         started = time.monotonic()
         assert request(base, "GET", "/api/counts")[0] == 200
         assert time.monotonic() - started < 5
+
+
+def test_made_up_hosts_and_themes_do_not_keep_more_sessions(tmp_path: Path) -> None:
+    """Kept (reused) page sessions are keyed by what the server picks, not the request's text."""
+    from panel.io.state import state
+
+    with served(tmp_path) as base:
+        port = base.rsplit(":", 1)[1]
+        for i in range(6):
+            assert request(base, "GET", f"/?theme=made-up-{i}")[0] == 200
+            assert request(base, "GET", "/", None, {"Host": f"127.0.0.{i + 2}:{port}"})[0] == 200
+        assert request(base, "GET", "/?theme=dark")[0] == 200
+        kept = [k for k in state._sessions if isinstance(k, tuple) and k[:1] == ("forge-nb",)]
+        assert len(kept) == 2, kept  # default and dark
