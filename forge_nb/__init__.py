@@ -61,3 +61,10 @@ __all__ = [
     "__version__",
     "open_storage",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext forge_nb``: registers the ``%fnb`` magic (see `forge_nb.notebook.magics`)."""
+    from forge_nb.notebook.magics import load
+
+    load(ipython)
