@@ -27,7 +27,80 @@ def inline_dashboard(app: App, *, read_only: bool = False) -> Any:
     from forge_nb.dashboard.app import create_dashboard
 
     pn.extension(*NOTEBOOK_EXTENSIONS, inline=True)
-    return create_dashboard(app, read_only=read_only)
+    view = create_dashboard(app, read_only=read_only)
+    _hook_all(view)
+    return view
+
+
+def _hook_all(viewable: Any) -> None:
+    """`inline_stylesheets` on ``viewable`` and everything inside it (each re-processes itself)."""
+    for item in viewable.select():
+        hooks = getattr(item, "_hooks", None)
+        if hooks is not None and inline_stylesheets not in hooks:
+            hooks.append(inline_stylesheets)
+
+
+def inline_stylesheets(viewable: Any, root: Any, *args: Any) -> None:
+    """Put Panel's own stylesheets into the output instead of links to its CDN.
+
+    Panel inlines them only for the models of the first render; the dashboard's tabs
+    build their content later, and the theme's sheets come with it, so without this a
+    notebook without internet access asks a CDN for ``loading.css``, ``default.css``
+    and ``native.css``. Runs as a Panel pre-processing hook: on the first render and
+    whenever Panel re-processes the tree after a change.
+    """
+    from bokeh.models.ui import UIElement
+    from panel.io.notebook import patch_inline_stylesheets
+
+    for model in root.select({"type": UIElement}):
+        patch_inline_stylesheets(model)
+    _hook_all(viewable)  # a page built just now brings objects of its own
+    document = root.document
+    if document is not None and not getattr(document, "_forge_nb_inline_css", False):
+        document._forge_nb_inline_css = True
+        document.on_change(_inline_new_models)
+        _inline_before_each_push()
+
+
+def _inline_before_each_push() -> None:
+    """Panel sends a notebook output's later changes as held document events, which reach
+    no ``on_change`` callback: before each such message, inline the stylesheets of every
+    model of a forge-nb dashboard document (other documents are left as they are)."""
+    import panel.io.notebook as notebook
+    from bokeh.models.ui import UIElement
+    from panel.io.notebook import patch_inline_stylesheets
+
+    original = notebook.diff
+    if getattr(original, "forge_nb_inlines_css", False):
+        return
+
+    def diff(doc: Any, binary: bool = True, events: Any = None) -> Any:
+        if events is None and getattr(doc, "_forge_nb_inline_css", False):
+            for model in list(doc.models):
+                if isinstance(model, UIElement):
+                    patch_inline_stylesheets(model)
+        return original(doc, binary, events)
+
+    diff.forge_nb_inlines_css = True  # type: ignore[attr-defined]
+    notebook.diff = diff
+
+
+def _inline_new_models(event: Any) -> None:
+    """Models that arrive by a property change (a pane re-rendered, a page shown) get their
+    stylesheets inlined before the change is sent to the notebook."""
+    from bokeh.model import Model
+    from bokeh.models.ui import UIElement
+    from panel.io.notebook import patch_inline_stylesheets
+
+    new = getattr(event, "new", None)
+    found = new if isinstance(new, list | tuple) else [new]
+    model = getattr(event, "model", None)
+    if getattr(event, "attr", None) == "stylesheets":
+        found = [*found, model]
+    for item in found:
+        if isinstance(item, Model):
+            for sub in item.select({"type": UIElement}):
+                patch_inline_stylesheets(sub)
 
 
 def serve_dashboard(
