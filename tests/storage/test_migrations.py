@@ -244,14 +244,20 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
     finally:
         await storage.close()
     # Back to the schema before the counts existed (what an older forge-nb left behind).
+    undo = [  # v9 (claims by kind) first: the later migrations run again too
+        "DROP INDEX forge_nb_jobs_claim_kind",
+        "CREATE INDEX forge_nb_jobs_claim ON forge_nb_jobs (queue, priority DESC, scheduled_at, id)"
+        " WHERE status IN ('pending', 'failed')",
+        "ALTER TABLE forge_nb_processes DROP COLUMN kinds",
+    ]
     if backend == "sqlite":
-        undo = [
+        undo += [
             "DROP TRIGGER forge_nb_queues_count_rows",  # (v8 already dropped the insert one)
             "DROP TRIGGER forge_nb_jobs_count_update",
             "DROP TRIGGER forge_nb_jobs_count_delete",
         ]
     else:  # Postgres counts inserts in the enqueue statements themselves
-        undo = [
+        undo += [
             "DROP TRIGGER forge_nb_jobs_count_update ON forge_nb_jobs",
             "DROP TRIGGER forge_nb_jobs_count_delete ON forge_nb_jobs",
             "DROP TRIGGER forge_nb_jobs_count_truncate ON forge_nb_jobs",
