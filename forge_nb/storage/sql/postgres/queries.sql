@@ -163,12 +163,13 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priori
 -- the ranges of `kind = ANY (...)` in order). Each arm and the merge stop after $5 rows
 -- (the claim's size plus room to skip rows that concurrent claimers hold). The LATERAL locks
 -- the candidates one by one in that order, skipping locked ones, until $3 are taken; the
--- LATERAL keeps the join a nested loop that stops there (a hash join would read them all).
--- It re-checks status and time on the locked row: a concurrent claim may have moved it.
+-- LATERAL keeps the join a nested loop that stops there (a hash join would read them all),
+-- and finds each row by its ctid (a TID scan: no second index descent). It re-checks status
+-- and time on the locked row version: a concurrent claim may have moved it.
 WITH picked AS (
     SELECT l.id
     FROM (
-        SELECT id, priority, scheduled_at FROM (
+        SELECT tid, id, priority, scheduled_at FROM (
             {arms}
         ) AS arms
         ORDER BY priority DESC, scheduled_at, id
@@ -176,7 +177,8 @@ WITH picked AS (
     ) AS c
     CROSS JOIN LATERAL (
         SELECT j.id FROM forge_nb_jobs j
-        WHERE j.id = c.id AND j.status IN ('pending', 'failed') AND j.scheduled_at <= $2
+        WHERE j.ctid = c.tid AND j.id = c.id
+          AND j.status IN ('pending', 'failed') AND j.scheduled_at <= $2
         FOR UPDATE SKIP LOCKED
     ) AS l
     WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = $1 AND q.paused)
@@ -193,7 +195,7 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priori
 -- claim_arm --
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
 -- Its own ORDER BY and LIMIT keep it an ordered index range under the merge.
-(SELECT id, priority, scheduled_at FROM forge_nb_jobs
+(SELECT ctid AS tid, id, priority, scheduled_at FROM forge_nb_jobs
  WHERE queue = $1 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= $2
  ORDER BY priority DESC, scheduled_at, id
  LIMIT $5)
