@@ -405,7 +405,7 @@ class App:
 
         Processes claim only the kinds they have handlers for, so such jobs wait, attempts
         unspent, until one that runs the kind starts. Live: heartbeated within
-        ``stale_after``. Each count stops at 10,000 (``capped``).
+        ``stale_after``. Each count stops at 1,000 (``capped``); at most 50 kinds.
         """
         return await (await self.storage()).stranded_kinds(time.time() - self.stale_after)
 

@@ -204,7 +204,7 @@ class Storage(Protocol):
         """Every registered worker slot."""
 
     async def stranded_kinds(
-        self, live_since: float, count_up_to: int = 10_000, limit: int = 50
+        self, live_since: float, count_up_to: int = 1_000, limit: int = 50
     ) -> list[StrandedKind]:
         """(queue, kind) pairs with waiting jobs that no live process runs, by queue and kind.
 

@@ -575,7 +575,7 @@ class SqliteStorage:
         return [rows.process_record(r) for r in await self._fetchall(Q["processes"])]
 
     async def stranded_kinds(
-        self, live_since: float, count_up_to: int = 10_000, limit: int = 50
+        self, live_since: float, count_up_to: int = 1_000, limit: int = 50
     ) -> list[StrandedKind]:
         """Waiting kinds no live process runs (see `Storage.stranded_kinds`)."""
         found = await self._fetchall(Q["stranded_kinds"], (live_since, count_up_to, limit))

@@ -31,7 +31,6 @@ async def test_a_bare_worker_leaves_jobs_it_cannot_run_pending_until_an_app_runs
         await notebook.ensure_queue("default", workers=4)
         bare = spawn_worker(db_url, "--poll-interval", "0.05", app=None)
         await eventually(lambda: hosts_registered(notebook, 1), timeout=20)
-        assert {p.kinds for p in await notebook.processes()} == {("forge_nb.echo",)}
 
         score = notebook.job(kind="score")(lambda ctx, n: n * 2)  # defined, not started yet
         refs = await score.enqueue_many([(i,) for i in range(20)])
@@ -40,6 +39,7 @@ async def test_a_bare_worker_leaves_jobs_it_cannot_run_pending_until_an_app_runs
         await asyncio.sleep(1.0)  # twenty claims of the bare worker go by
         jobs = [await notebook.job(r.id) for r in refs]
         assert {(j.status, j.attempts, j.last_error) for j in jobs} == {("pending", 0, None)}
+        assert {p.kinds for p in await notebook.processes()} == {("forge_nb.echo",)}
         [flag] = await notebook.stranded_kinds()
         assert (flag.queue, flag.kind, flag.jobs) == ("default", "score", 20)
         assert flag.describe() == (

@@ -357,7 +357,7 @@ FROM forge_nb_processes ORDER BY id
 -- Kinds with jobs waiting (pending or failed) in a queue where no live process runs them:
 -- no slot row of that queue that heartbeated since $1 lists the kind. The (queue, kind)
 -- pairs come from a skip scan of the claim index (one descent per pair, however many jobs
--- each has); each stranded pair's jobs are counted up to $2; at most $3 pairs.
+-- each has). At most $3 stranded pairs, each counted up to $2.
 WITH RECURSIVE pairs AS (
     (SELECT queue, kind FROM forge_nb_jobs
      WHERE status IN ('pending', 'failed') ORDER BY queue, kind LIMIT 1)
@@ -373,18 +373,22 @@ WITH RECURSIVE pairs AS (
 live AS (
     SELECT DISTINCT queue COLLATE "C" AS queue, unnest(kinds) AS kind
     FROM forge_nb_processes WHERE last_heartbeat >= $1
+),
+stranded AS (
+    SELECT queue, kind FROM pairs AS p
+    WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.queue = p.queue AND live.kind = p.kind)
+    ORDER BY queue, kind
+    LIMIT $3
 )
-SELECT p.queue, p.kind, (
+SELECT s.queue, s.kind, (
     SELECT count(*) FROM (
         SELECT 1 FROM forge_nb_jobs j
-        WHERE j.queue = p.queue AND j.kind = p.kind AND j.status IN ('pending', 'failed')
+        WHERE j.queue = s.queue AND j.kind = s.kind AND j.status IN ('pending', 'failed')
         LIMIT $2
     ) AS waiting
 )
-FROM pairs AS p
-WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.queue = p.queue AND live.kind = p.kind)
-ORDER BY p.queue, p.kind
-LIMIT $3
+FROM stranded AS s
+ORDER BY s.queue, s.kind
 
 -- reap --
 -- Running jobs whose owner has no slot that heartbeated since $2 (or is listed in $3)

@@ -181,35 +181,44 @@ FROM forge_nb_processes ORDER BY id
 -- stranded_kinds --
 -- Kinds with jobs waiting (pending or failed) in a queue where no live process runs them:
 -- no slot row of that queue that heartbeated since ?1 lists the kind. The (queue, kind)
--- pairs come from a skip scan of the claim index (one seek per pair, however many jobs
--- each has); each stranded pair's jobs are counted up to ?2; at most ?3 pairs.
+-- pairs come from a skip scan of the claim index: each step seeks the next kind of the same
+-- queue, else the first of the next queue (two index seeks, however many jobs each pair
+-- has; a row-value seek would scan the rest of the queue). At most ?3 stranded pairs, each
+-- counted up to ?2.
 WITH RECURSIVE pairs(queue, kind) AS (
     SELECT queue, kind FROM (
         SELECT queue, kind FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
         WHERE status IN ('pending', 'failed') ORDER BY queue, kind LIMIT 1
     )
     UNION ALL
-    SELECT j.queue, j.kind FROM pairs AS p JOIN forge_nb_jobs AS j ON j.id = (
-        SELECT id FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
-        WHERE status IN ('pending', 'failed') AND (queue, kind) > (p.queue, p.kind)
-        ORDER BY queue, kind LIMIT 1
+    SELECT j.queue, j.kind FROM pairs AS p JOIN forge_nb_jobs AS j ON j.id = coalesce(
+        (SELECT id FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
+         WHERE status IN ('pending', 'failed') AND queue = p.queue AND kind > p.kind
+         ORDER BY queue, kind LIMIT 1),
+        (SELECT id FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
+         WHERE status IN ('pending', 'failed') AND queue > p.queue
+         ORDER BY queue, kind LIMIT 1)
     )
 ),
 live(queue, kind) AS (
     SELECT DISTINCT p.queue, k.value FROM forge_nb_processes AS p, json_each(p.kinds) AS k
     WHERE p.last_heartbeat >= ?1
+),
+stranded AS (
+    SELECT queue, kind FROM pairs AS p
+    WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.queue = p.queue AND live.kind = p.kind)
+    ORDER BY queue, kind
+    LIMIT ?3
 )
-SELECT p.queue, p.kind, (
+SELECT s.queue, s.kind, (
     SELECT count(*) FROM (
         SELECT 1 FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
-        WHERE queue = p.queue AND kind = p.kind AND status IN ('pending', 'failed')
+        WHERE queue = s.queue AND kind = s.kind AND status IN ('pending', 'failed')
         LIMIT ?2
     )
 )
-FROM pairs AS p
-WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.queue = p.queue AND live.kind = p.kind)
-ORDER BY p.queue, p.kind
-LIMIT ?3
+FROM stranded AS s
+ORDER BY s.queue, s.kind
 
 -- stale_running_jobs --
 -- Running jobs whose owner has no slot that heartbeated since the cutoff.
