@@ -179,7 +179,8 @@ class QueueHandle:
     def _handlers_changed(self) -> None:
         """A kind was registered or dropped: claim with the new set now (the tick
         publishes it to the process rows)."""
-        self.loop.call_soon_threadsafe(self._wake_pools)
+        with contextlib.suppress(RuntimeError):  # a loop closed without shutdown: nothing to wake
+            self.loop.call_soon_threadsafe(self._wake_pools)
 
     def _wake_pools(self) -> None:
         for pool in self.pools.values():
