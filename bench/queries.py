@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from run import throwaway_postgres  # noqa: E402
 
 import forge_nb as fnb  # noqa: E402
-from forge_nb.storage.records import MetricRow  # noqa: E402
+from forge_nb.storage.records import MetricRow, ProcessRecord  # noqa: E402
 
 QUEUES = [f"queue-{i:02d}" for i in range(20)]
 KINDS = [f"kind.{i:02d}" for i in range(50)]
@@ -109,7 +110,7 @@ async def timed(fn: Callable[[], Awaitable[Any]], runs: int = 5) -> float:
     return statistics.median(samples)
 
 
-async def measure(url: str, n: int) -> dict[str, float]:
+async def measure(url: str, n: int, only: str | None = None) -> dict[str, float]:
     async with fnb.App(url) as app:
         await seed(app, n)
         day, week = time.time() - 86400, time.time() - 7 * 86400
@@ -146,8 +147,41 @@ async def measure(url: str, n: int) -> dict[str, float]:
             ),
             "latency p50/p95/p99 over 7 d, all queues": lambda: app.latency(since=week),
             "processes + queues": lambda: asyncio.gather(app.processes(), app.queues()),
+            "kinds no live worker runs: none live (100 pairs flagged)": app.stranded_kinds,
+            "kinds no live worker runs: every kind live (none flagged)": lambda: live_everywhere(
+                app
+            ),
         }
+        if only:
+            queries = {k: v for k, v in queries.items() if only in k}
         return {name: await timed(fn) for name, fn in queries.items()}
+
+
+async def live_everywhere(app: fnb.App) -> Any:
+    """`stranded_kinds` with one live worker slot per queue that runs every kind."""
+    storage = await app.storage()
+    if not any(p.host_id == "bench-live" for p in await storage.processes()):
+        now = datetime.now(UTC)
+        await storage.register_processes(
+            [
+                ProcessRecord(
+                    f"{q}-0-bench-live",
+                    "bench-live",
+                    "bench",
+                    1,
+                    q,
+                    None,
+                    now,
+                    now,
+                    kinds=tuple(KINDS),
+                )
+                for q in QUEUES
+            ]
+        )
+    await storage.heartbeat("bench-live", time.time(), {})
+    found = await app.stranded_kinds()
+    assert found == [], found
+    return found
 
 
 async def main() -> None:
@@ -156,17 +190,18 @@ async def main() -> None:
     )
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--only", help="time only the queries whose name contains this")
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     tmp = Path(tempfile.mkdtemp(prefix="forge_nb_q_"))
     try:
         if "sqlite" in args.backends:
             print("SQLite:")
-            results["SQLite"] = await measure(f"sqlite:///{tmp}/q.db", args.jobs)
+            results["SQLite"] = await measure(f"sqlite:///{tmp}/q.db", args.jobs, args.only)
         if "postgres" in args.backends:
             print("Postgres:")
             with throwaway_postgres() as dsn:
-                results["Postgres"] = await measure(dsn, args.jobs)
+                results["Postgres"] = await measure(dsn, args.jobs, args.only)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     names = list(next(iter(results.values())))

@@ -65,6 +65,8 @@ async def run_worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if not app.handlers.user_kinds():
+        warn_no_user_kinds(app)
     handle = await app.start()
     log.info("ready: %d job kind(s) registered", len(app.handlers))
     await stop.wait()
@@ -72,6 +74,22 @@ async def run_worker(args: argparse.Namespace) -> int:
     await handle.shutdown(args.shutdown_timeout)
     await app.close()
     return 0
+
+
+def warn_no_user_kinds(app: App) -> None:
+    """Say loudly that a worker without user handlers will run next to nothing.
+
+    It claims only the kinds it runs, so it leaves every other job pending (no harm done),
+    but a worker started without ``--app`` is almost always a mistake.
+    """
+    log.warning(
+        "this worker on %s has no job kinds of its own: it will claim nothing but "
+        "forge-nb's built-ins (%s); jobs of every other kind stay pending for a worker "
+        "that runs them. To run your jobs, start it with your App: "
+        "forge-nb worker --app module:attr",
+        app.safe_url,
+        ", ".join(app.handlers.kinds()) or "none",
+    )
 
 
 async def run_migrate(args: argparse.Namespace) -> int:

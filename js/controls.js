@@ -121,6 +121,17 @@ export function summaryText(counts) {
 }
 
 /** Whether a job status is final. */
+/**
+ * Lines for the "no live worker runs it" flags: each flag's message, at most `shown` of
+ * them, then "… and N more". Flags come from Python (`StrandedKind.to_dict`).
+ */
+export function flagLines(flags, shown = 4) {
+  const list = Array.isArray(flags) ? flags : [];
+  const lines = list.slice(0, shown).map((f) => `⚠ ${String(f.message || "")}`);
+  if (list.length > shown) lines.push(`… and ${list.length - shown} more kind(s) no live worker runs`);
+  return lines;
+}
+
 export function isTerminal(status) {
   return status === "done" || status === "dead";
 }
@@ -249,12 +260,13 @@ function renderQueues(model, el) {
   const table = h("table", { cls: "fnb-queues" }, [h("thead", {}, [head]), tbody]);
   const empty = h("div", { cls: "fnb-empty", text: "No queues yet: enqueue a job or call app.ensure_queue()." });
 
+  const flags = h("div", { cls: "fnb-flags" });
   const runTitle = h("div", { cls: "fnb-subtitle" });
   const runList = h("div", { cls: "fnb-running" });
   const more = h("div", { cls: "fnb-more" });
   const notice = noticeLine(model, pending);
 
-  root.append(header, table, empty, runTitle, runList, more, notice.el);
+  root.append(header, flags, table, empty, runTitle, runList, more, notice.el);
   el.appendChild(root);
 
   /** @type {Map<string, any>} */
@@ -380,6 +392,16 @@ function renderQueues(model, el) {
     more.hidden = hidden === 0;
   }
 
+  /** Jobs that wait because no live worker runs their kind (workers claim only their kinds). */
+  function updateFlags() {
+    const lines = flagLines(model.get("stranded"));
+    const current = Array.from(flags.children).map((d) => d.textContent);
+    if (current.length !== lines.length || current.some((t, i) => t !== lines[i])) {
+      flags.replaceChildren(...lines.map((text) => h("div", { cls: "fnb-flag", text })));
+    }
+    flags.hidden = lines.length === 0;
+  }
+
   function updateHeader() {
     setText(source, model.get("source") || "");
     const on = Boolean(model.get("live"));
@@ -388,9 +410,11 @@ function renderQueues(model, el) {
   }
 
   updateHeader();
+  updateFlags();
   updateQueues();
   updateRunning();
   const offs = [
+    listen(model, ["stranded"], updateFlags),
     listen(model, ["queues"], updateQueues),
     listen(model, ["running", "running_total"], updateRunning),
     listen(model, ["source", "live"], updateHeader),

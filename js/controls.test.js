@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import {
+  flagLines,
   formatCount,
   formatDuration,
   formatRate,
@@ -107,4 +108,14 @@ test("isTerminal", () => {
   assert.equal(isTerminal("dead"), true);
   assert.equal(isTerminal("failed"), false);
   assert.equal(isTerminal("running"), false);
+});
+
+test("flagLines lists the kinds no live worker runs, a few by name", () => {
+  const flag = (kind) => ({ kind, message: `2 pending jobs of kind \`${kind}\` in queue \`q\`: no live worker runs it` });
+  assert.deepEqual(flagLines([]), []);
+  assert.deepEqual(flagLines(undefined), []);
+  assert.deepEqual(flagLines([flag("x")]), ["⚠ 2 pending jobs of kind `x` in queue `q`: no live worker runs it"]);
+  const many = flagLines(["a", "b", "c", "d", "e", "f"].map(flag), 4);
+  assert.equal(many.length, 5);
+  assert.equal(many[4], "… and 2 more kind(s) no live worker runs");
 });

@@ -251,6 +251,11 @@ SCHEMAS: dict[str, Schema] = {
             "last_heartbeat": TIME,
             "started_at": TIME,
             "version": {"type": "string"},
+            "kinds": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the kinds this process runs: it claims only these",
+            },
         },
         ["id", "host_id", "hostname", "pid", "queue", "current_job", "last_heartbeat"],
     ),

@@ -281,12 +281,19 @@ class Dashboard:
         page = self.active_page
         try:
             source = self.ctx.source
-            snap.counts, snap.processes, snap.queues, snap.metrics = await asyncio.gather(
+            (
+                snap.counts,
+                snap.processes,
+                snap.queues,
+                snap.metrics,
+                snap.stranded,
+            ) = await asyncio.gather(
                 source.counts(),
                 source.processes(),
                 source.queues(),
                 # The timeline shows counts; only the latency cards' minutes need histograms.
                 source.metric_rows(snap.metrics_since, histograms_from=now - LATENCY_WINDOW_S),
+                source.stranded(),
             )
             if page is not self.overview:
                 await page.fetch(snap)

@@ -25,12 +25,16 @@ from forge_nb.storage.records import (
     QueueConfig,
     RateLimit,
     Schedule,
+    StrandedKind,
 )
 
 T = TypeVar("T")
 
 #: How long one fetched answer is reused by other sessions (seconds).
 SHARED_TTL_S = 1.0
+#: How long the "no live worker runs it" flags are reused: a skip scan of the claim index
+#: (one seek per waiting queue and kind) is cheap at 1,000,000 jobs, but no tick needs it fresh.
+STRANDED_TTL_S = 5.0
 #: Percentile series names, as plotted.
 PERCENTILES = ("p50", "p95", "p99")
 #: Ranges of the per-queue metrics page: label → (seconds, bucket seconds).
@@ -111,6 +115,10 @@ class SnapshotSource:
     async def processes(self) -> list[ProcessRecord]:
         """Live worker slots."""
         return await self.cached(("processes",), self.app.processes)
+
+    async def stranded(self) -> list[StrandedKind]:
+        """Kinds with waiting jobs that no live worker runs (re-read every few seconds)."""
+        return await self.cached(("stranded",), self.app.stranded_kinds, STRANDED_TTL_S)
 
     async def queues(self) -> list[QueueConfig]:
         """Queue configs."""
@@ -194,6 +202,8 @@ class Snapshot:
     #: Metric rows since ``metrics_since`` (the timeline's tail, or its whole window).
     metrics: list[MetricRow] = field(default_factory=list)
     metrics_since: float = 0.0
+    #: Kinds with waiting jobs that no live worker runs (the Overview and Queues flag them).
+    stranded: list[StrandedKind] = field(default_factory=list)
     schedules: list[Schedule] | None = None
     rate_limits: list[RateLimit] | None = None
     resources: list[dict[str, Any]] | None = None

@@ -1,8 +1,9 @@
 """What the queue widget shows, read from the App in a few bounded queries.
 
 Each refresh costs the same whatever the backlog: one counts query, one
-queue-config query, one page of running jobs (capped), and a metrics read
-every few seconds. The results are plain JSON-ready dicts for the synced traits.
+queue-config query, one page of running jobs (capped), and a metrics read and
+the "no live worker runs it" flags every few seconds. The results are plain
+JSON-ready dicts for the synced traits.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.storage.records import STATUSES, JobRecord
@@ -28,6 +29,8 @@ METRICS_REFRESH_S = 5.0
 METRICS_MIN_BUCKETS = 3
 #: Longest text of a result or error sent to the browser.
 MAX_TEXT = 4000
+#: How often the kinds no live worker runs are re-read (a skip scan of the claim index).
+STRANDED_REFRESH_S = 5.0
 
 
 def finished(counts: Mapping[Any, int]) -> int:
@@ -105,6 +108,8 @@ class Snapshot:
     queues: list[dict[str, Any]]
     running: list[dict[str, Any]]
     running_total: int
+    #: Kinds with waiting jobs that no live worker runs (`StrandedKind.to_dict` each).
+    stranded: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SnapshotReader:
@@ -116,6 +121,8 @@ class SnapshotReader:
         self.deltas = DeltaThroughput()
         self.minutes = MetricsThroughput()
         self.metrics_error: str | None = None
+        self._stranded: list[dict[str, Any]] = []
+        self._stranded_at = float("-inf")
 
     async def read(self) -> Snapshot:
         """Query the App once and build the widget state."""
@@ -157,10 +164,14 @@ class SnapshotReader:
                 }
             )
         running_total = sum(int(c.get("running", 0)) for c in counts.values())
+        if now - self._stranded_at >= STRANDED_REFRESH_S:
+            self._stranded = [flag.to_dict() for flag in await app.stranded_kinds()]
+            self._stranded_at = now
         return Snapshot(
             queues=rows,
             running=[running_row(job) for job in running],
             running_total=max(running_total, len(running)),
+            stranded=self._stranded,
         )
 
 

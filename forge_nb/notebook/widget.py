@@ -60,6 +60,8 @@ class QueueWidget(anywidget.AnyWidget):
     queues: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     running: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     running_total = traitlets.Int(0).tag(sync=True)
+    #: Kinds with waiting jobs that no live worker runs: {"queue", "kind", "jobs", "message"}.
+    stranded: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     #: The last action's outcome: {"text", "level": "info"|"error", "seq"}.
     notice = traitlets.Dict().tag(sync=True)
     #: Fallback action channel for hosts whose model has no ``send``.
@@ -100,6 +102,7 @@ class QueueWidget(anywidget.AnyWidget):
             self.queues = snap.queues
             self.running = snap.running
             self.running_total = snap.running_total
+            self.stranded = snap.stranded
 
     async def _run(self) -> None:
         self._wake = asyncio.Event()

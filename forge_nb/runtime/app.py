@@ -40,6 +40,7 @@ from forge_nb.storage.records import (
     RateLimit,
     Schedule,
     Status,
+    StrandedKind,
 )
 from forge_nb.storage.validation import MAX_TIMESTAMP, check_name
 
@@ -398,6 +399,15 @@ class App:
     async def processes(self) -> list[ProcessRecord]:
         """One record per worker slot of every live process."""
         return await (await self.storage()).processes()
+
+    async def stranded_kinds(self) -> list[StrandedKind]:
+        """Kinds with jobs waiting in a queue where no live worker runs them.
+
+        Processes claim only the kinds they have handlers for, so such jobs wait, attempts
+        unspent, until one that runs the kind starts. Live: heartbeated within
+        ``stale_after``. Each count stops at 1,000 (``capped``); at most 50 kinds.
+        """
+        return await (await self.storage()).stranded_kinds(time.time() - self.stale_after)
 
     # -- admin ----------------------------------------------------------------------------
     async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:

@@ -46,16 +46,46 @@ class Handler:
     check_payload: Callable[[Mapping[str, Any]], None] | None = None
 
 
+#: Kinds under this prefix are forge-nb's own (``forge_nb.echo``): built-ins, not user jobs.
+BUILTIN_PREFIX = "forge_nb."
+
+
 class HandlerRegistry:
-    """Kind → `Handler` (pinned). Registering a kind again replaces it (cell re-runs)."""
+    """Kind → `Handler` (pinned). Registering a kind again replaces it (cell re-runs).
+
+    The registered kinds are what a process claims: a change takes effect on its next
+    claim, and ``on_change`` callbacks (the running process) hear of it at once.
+    """
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        #: Bumped by every registration or removal (cheap "did the kinds change?").
+        self.version = 0
+        self.on_change: list[Callable[[], None]] = []
 
     def add(self, handler: Handler) -> Handler:
         """Register (or replace) a handler."""
+        new_kind = handler.kind not in self._handlers
         self._handlers[handler.kind] = handler
+        if new_kind:
+            self._changed()
         return handler
+
+    def remove(self, kind: str) -> Handler | None:
+        """Unregister ``kind``: this process stops claiming it. Returns the handler, if any."""
+        handler = self._handlers.pop(kind, None)
+        if handler is not None:
+            self._changed()
+        return handler
+
+    def user_kinds(self) -> list[str]:
+        """Registered kinds that are not forge-nb built-ins, sorted."""
+        return [k for k in self.kinds() if not k.startswith(BUILTIN_PREFIX)]
+
+    def _changed(self) -> None:
+        self.version += 1
+        for callback in list(self.on_change):
+            callback()
 
     def register(
         self,

@@ -61,6 +61,9 @@ class QueueHandle:
         self.health = DatabaseHealth(storage.safe_url)
         self.resources = ResourceSampler(app.data_path)
         self._kind_running: Counter[str] = Counter()
+        self._kinds: tuple[int, frozenset[str]] = (-1, frozenset())
+        #: The kinds the process rows list (None: not published yet).
+        self._published_kinds: frozenset[str] | None = None
         self._kinds_since_probe: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -85,6 +88,19 @@ class QueueHandle:
         """How many runs of ``kind`` are in flight here."""
         return self._kind_running[kind]
 
+    def runnable_kinds(self) -> frozenset[str]:
+        """The kinds this process can run, hence claims: its registered handlers.
+
+        Read on every claim (cached while the registry is unchanged), so a kind
+        registered or dropped at runtime counts from the next claim on.
+        """
+        registry = self.app.handlers
+        version, kinds = self._kinds
+        if version != registry.version:
+            kinds = frozenset(registry.kinds())
+            self._kinds = (registry.version, kinds)
+        return kinds
+
     def global_room(self) -> int:
         """Free room under the process-wide cap (large when there is none)."""
         cap = self.app.max_concurrency
@@ -105,12 +121,15 @@ class QueueHandle:
             last_heartbeat=now,
             started_at=datetime.fromtimestamp(self.started_at, UTC),
             version=VERSION,
+            kinds=tuple(sorted(self.runnable_kinds())),
         )
 
     # -- start ---------------------------------------------------------------------
     async def start(self) -> None:
         """Reclaim our host's leftovers, start pools and the background loops."""
         await self._reclaim_dead_neighbours()
+        self.app.handlers.on_change.append(self._handlers_changed)
+        self._published_kinds = self.runnable_kinds()  # what the slot rows will list
         await self.storage.watch(self._on_db_change)
         for config in await self.storage.queues():
             if self.app.works_queue(config.name):
@@ -120,10 +139,11 @@ class QueueHandle:
         self._spawn(self._lead(), "leader")
         self._spawn(self._watch_loop_lag(), "loop watchdog")
         log.info(
-            "worker %s started on %s (queues: %s)",
+            "worker %s started on %s (queues: %s; kinds: %s)",
             self.host_id,
             self.storage.safe_url,
             ", ".join(self.queues) or "none yet",
+            ", ".join(sorted(self.runnable_kinds())) or "none",
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -155,6 +175,16 @@ class QueueHandle:
             pool.wake()
         elif self.app.works_queue(queue) and not self._stopping:
             self._spawn(self._adopt_queue(queue), f"adopt {queue}")
+
+    def _handlers_changed(self) -> None:
+        """A kind was registered or dropped: claim with the new set now (the tick
+        publishes it to the process rows)."""
+        with contextlib.suppress(RuntimeError):  # a loop closed without shutdown: nothing to wake
+            self.loop.call_soon_threadsafe(self._wake_pools)
+
+    def _wake_pools(self) -> None:
+        for pool in self.pools.values():
+            pool.wake()
 
     def _on_db_change(self, queue: str | None) -> None:
         """Another process enqueued (into ``queue``, or somewhere when None): claim now."""
@@ -259,7 +289,15 @@ class QueueHandle:
                     await pool.apply_config(config)
             elif self.app.works_queue(config.name) and not self._stopping:
                 await self._add_pool(config)
+        await self._publish_kinds()
         await self.flush()
+
+    async def _publish_kinds(self) -> None:
+        """Rewrite the kinds our process rows list when the handlers changed."""
+        kinds = self.runnable_kinds()
+        if kinds != self._published_kinds:
+            await self.storage.heartbeat(self.host_id, time.time(), {}, kinds=sorted(kinds))
+            self._published_kinds = kinds
 
     async def flush(self) -> None:
         """Write progress and metrics gathered in memory."""
@@ -307,6 +345,8 @@ class QueueHandle:
             await self._stopped.wait()
             return
         self._stopping = True
+        with contextlib.suppress(ValueError):
+            self.app.handlers.on_change.remove(self._handlers_changed)
         with contextlib.suppress(StorageError):
             await self.storage.watch(None)
         await asyncio.gather(*(p.stop_claiming() for p in self.pools.values()))

@@ -151,9 +151,11 @@ class QueuePool:
             self._registered.clear()
 
     # -- claiming --------------------------------------------------------------------
-    def _claim_size(self) -> tuple[int, list[str]]:
-        """How many jobs to claim now, and which kinds are at their limit."""
+    def _claim_size(self) -> tuple[int, frozenset[str]]:
+        """How many jobs to claim now, and of which kinds: those this process runs, less
+        those at their concurrency limit."""
         size = min(self.target - len(self.running), CLAIM_BATCH_MAX, self.handle.global_room())
+        kinds = self.handle.runnable_kinds()
         excluded = []
         for handler in self.handle.app.handlers:
             if handler.concurrency is None or handler.queue not in (None, self.name):
@@ -163,7 +165,7 @@ class QueuePool:
                 excluded.append(handler.kind)
             else:
                 size = min(size, room)
-        return size, excluded
+        return size, kinds.difference(excluded) if excluded else kinds
 
     async def _claim_loop(self) -> None:
         poll = self.handle.poll_interval
@@ -172,13 +174,13 @@ class QueuePool:
             if self._unanswered and not await self._release_unanswered():
                 await _wait(self._wake, ERROR_RETRY_S)
                 continue
-            size, excluded = self._claim_size()
+            size, kinds = self._claim_size()
             jobs: list[ClaimedJob] = []
-            if size > 0:
+            if size > 0 and kinds:
                 now = time.time()
                 try:
                     jobs = await self.handle.storage.claim(
-                        self.name, self.handle.host_id, size, now, excluded
+                        self.name, self.handle.host_id, size, now, kinds=kinds
                     )
                 except StorageError as exc:
                     self._unanswered.append(now)
@@ -260,7 +262,15 @@ class Runner:
         job = rj.job
         handler = self.handle.app.handlers.get(job.kind)
         if handler is None:
-            return _finish(job, "dead", "dead", error=f"no handler for kind {job.kind}")
+            # Claims take only registered kinds: this one was unregistered since. Not the
+            # job's fault: back to pending, attempt refunded, for a process that runs it.
+            return _finish(
+                job,
+                "pending",
+                "released",
+                error=f"no handler for kind {job.kind} here (unregistered while claimed)",
+                refund=True,
+            )
         rj.handler = handler
         ctx = JobCtx(
             job_id=job.id,

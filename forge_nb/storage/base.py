@@ -11,7 +11,7 @@ input raises before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from forge_nb.storage.records import (
@@ -31,6 +31,7 @@ from forge_nb.storage.records import (
     ReapedJob,
     Schedule,
     Status,
+    StrandedKind,
 )
 
 
@@ -81,14 +82,19 @@ class Storage(Protocol):
         host_id: str,
         limit: int,
         now: float,
-        exclude_kinds: Sequence[str] = (),
+        *,
+        kinds: Collection[str] | None = None,
     ) -> list[ClaimedJob]:
         """Atomically move up to ``limit`` runnable jobs of ``queue`` to ``running``.
 
-        Runnable: status pending or failed, ``scheduled_at <= now``, kind not in
-        ``exclude_kinds``, queue not paused. Order: priority desc, scheduled_at,
-        id. Sets claimed_by=host_id, started_at=now, attempts+1. A job is never
-        handed to two claimers.
+        Runnable: status pending or failed, ``scheduled_at <= now``, kind in ``kinds``,
+        queue not paused. Order: priority desc, scheduled_at, id. Sets claimed_by=host_id,
+        started_at=now, attempts+1. A job is never handed to two claimers.
+
+        ``kinds`` is what the claiming process can run (its handlers): jobs of other kinds
+        stay pending, attempts unspent, and cost the claim nothing however many wait ahead
+        of runnable ones. Empty: nothing is claimed. ``None`` (tools and tests) claims any
+        kind, by sorting the queue's runnable jobs: slow on a big backlog.
         """
 
     async def release_claims(
@@ -182,12 +188,32 @@ class Storage(Protocol):
         """Remove worker-slot rows (a pool shrank or a process stopped)."""
 
     async def heartbeat(
-        self, host_id: str, now: float, current_jobs: Mapping[str, str | None]
+        self,
+        host_id: str,
+        now: float,
+        current_jobs: Mapping[str, str | None],
+        kinds: Collection[str] | None = None,
     ) -> None:
-        """Touch every slot row of ``host_id``; set each slot's current job."""
+        """Touch every slot row of ``host_id``; set each slot's current job.
+
+        ``kinds``, when given, replaces the kinds every slot row of the host lists (the
+        process registered or dropped a handler).
+        """
 
     async def processes(self) -> list[ProcessRecord]:
         """Every registered worker slot."""
+
+    async def stranded_kinds(
+        self, live_since: float, count_up_to: int = 1_000, limit: int = 50
+    ) -> list[StrandedKind]:
+        """(queue, kind) pairs with waiting jobs that no live process runs, by queue and kind.
+
+        Waiting: pending or failed. Live: a slot row of that queue heartbeated since
+        ``live_since`` and lists the kind. Each pair's jobs are counted up to
+        ``count_up_to`` (``capped`` beyond); at most ``limit`` pairs. Cheap at any table
+        size: one index seek per distinct (queue, kind) with waiting jobs, plus the capped
+        counts of the stranded ones.
+        """
 
     async def reap(
         self, now: float, stale_before: float, host_ids: Sequence[str] = ()

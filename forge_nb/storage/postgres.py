@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -32,6 +33,7 @@ from forge_nb.errors import (
     UnknownRateLimit,
 )
 from forge_nb.storage import rows
+from forge_nb.storage.kinds import build_claim, claim_arms
 from forge_nb.storage.records import (
     STATUSES,
     ClaimedJob,
@@ -50,6 +52,7 @@ from forge_nb.storage.records import (
     ReapedJob,
     Schedule,
     Status,
+    StrandedKind,
 )
 from forge_nb.storage.rows import metric_params, rollup_params
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations, load_queries
@@ -78,6 +81,10 @@ MIGRATION_LOCK_KEY = 0x666F7267655F6E62
 #: Batches of key-less jobs from this size on travel by binary COPY (ids drawn first):
 #: 1.5x the rows/s of one INSERT … unnest, for three more round trips.
 COPY_MIN_ROWS = 1000
+#: Candidates a claim may read past its size: rows concurrent claimers hold (skipped, not
+#: waited for) or took since this claim's snapshot. Each process has at most a claim per
+#: queue in flight, so this is room for ten others claiming 100 jobs each.
+CLAIM_SKIP_ROOM = 1000
 #: Columns of a COPY into the jobs table, in `_copy_plain`'s record order.
 COPY_COLUMNS = (
     "id",
@@ -428,12 +435,22 @@ class PostgresStorage:
         host_id: str,
         limit: int,
         now: float,
-        exclude_kinds: Sequence[str] = (),
+        *,
+        kinds: Collection[str] | None = None,
     ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` jobs in one statement."""
+        """Claim up to ``limit`` jobs of ``kinds`` in one statement (see `Storage.claim`)."""
         if limit <= 0:
             return []
-        found = await self._fetch(Q["claim"], queue, now, list(exclude_kinds), limit, host_id)
+        if kinds is None:
+            found = await self._fetch(Q["claim"], queue, now, limit, host_id)
+        else:
+            arms = claim_arms(kinds)
+            if not arms:
+                return []
+            window = limit + CLAIM_SKIP_ROOM
+            found = await self._fetch(
+                _claim_sql(len(arms)), queue, now, limit, host_id, window, *arms
+            )
         return sorted(map(rows.claimed_job, found), key=rows.claim_order)
 
     async def release_claims(
@@ -633,7 +650,7 @@ class PostgresStorage:
     # -- processes -----------------------------------------------------------------------
     async def register_processes(self, processes: Sequence[ProcessRecord]) -> None:
         """Insert or replace slot rows."""
-        params = [rows.process_params(p) for p in processes]
+        params = [rows.process_params(p, list) for p in processes]
         if params:
             async with self._tx() as conn:
                 await conn.executemany(Q["register_process"], params)
@@ -644,11 +661,16 @@ class PostgresStorage:
             await self._execute(Q["unregister_processes"], list(process_ids))
 
     async def heartbeat(
-        self, host_id: str, now: float, current_jobs: Mapping[str, str | None]
+        self,
+        host_id: str,
+        now: float,
+        current_jobs: Mapping[str, str | None],
+        kinds: Collection[str] | None = None,
     ) -> None:
-        """Touch a host's slots and record what each runs."""
+        """Touch a host's slots, record what each runs (and the kinds, when given)."""
+        listed = None if kinds is None else list(kinds)
         async with self._tx() as conn:
-            await conn.execute(Q["heartbeat_host"], now, host_id)
+            await conn.execute(Q["heartbeat_host"], now, host_id, listed)
             if current_jobs:
                 slots = list(current_jobs)
                 jobs = [current_jobs[s] for s in slots]
@@ -657,6 +679,13 @@ class PostgresStorage:
     async def processes(self) -> list[ProcessRecord]:
         """Every slot row."""
         return [rows.process_record(r) for r in await self._fetch(Q["processes"])]
+
+    async def stranded_kinds(
+        self, live_since: float, count_up_to: int = 1_000, limit: int = 50
+    ) -> list[StrandedKind]:
+        """Waiting kinds no live process runs (see `Storage.stranded_kinds`)."""
+        found = await self._fetch(Q["stranded_kinds"], live_since, count_up_to, limit)
+        return [rows.stranded_kind(r, count_up_to) for r in found]
 
     async def reap(
         self, now: float, stale_before: float, host_ids: Sequence[str] = ()
@@ -1085,3 +1114,9 @@ def _tokens_wait(found: Any, scope: str, n: float, now: float) -> float:
 
 
 __all__ = ["PostgresStorage"]
+
+
+@functools.lru_cache(maxsize=32)
+def _claim_sql(arms: int) -> str:
+    """The ``claim_kinds`` statement with ``arms`` arms (kinds are $6, $7, …)."""
+    return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"${6 + i}")

@@ -221,13 +221,51 @@ class ProcessRecord:
     last_heartbeat: datetime
     started_at: datetime
     version: str = ""
+    #: The kinds this process runs (its handlers): it claims only these.
+    kinds: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         out = dataclasses.asdict(self)
         out["last_heartbeat"] = self.last_heartbeat.isoformat()
         out["started_at"] = self.started_at.isoformat()
+        out["kinds"] = list(self.kinds)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class StrandedKind:
+    """Jobs of one kind waiting in a queue where no live process runs that kind.
+
+    Nothing claims them (a process claims only the kinds it has handlers for), so they
+    wait, attempts unspent, until a process that runs the kind starts: worth a flag.
+    """
+
+    queue: str
+    kind: str
+    #: Waiting (pending or failed) jobs, counted up to a cap.
+    jobs: int
+    #: True when counting stopped at the cap: there are at least ``jobs``.
+    capped: bool = False
+
+    def describe(self) -> str:
+        """One line for people, e.g. "3 pending jobs of kind `x` in queue `default`: …"."""
+        n = f"{self.jobs:,}{'+' if self.capped else ''}"
+        noun = "job" if self.jobs == 1 and not self.capped else "jobs"
+        return (
+            f"{n} pending {noun} of kind `{self.kind}` in queue `{self.queue}`: "
+            "no live worker runs it"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (with the `describe` text as ``message``)."""
+        return {
+            "queue": self.queue,
+            "kind": self.kind,
+            "jobs": self.jobs,
+            "capped": self.capped,
+            "message": self.describe(),
+        }
 
 
 @dataclass(frozen=True, slots=True)

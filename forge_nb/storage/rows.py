@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from forge_nb.storage.records import (
@@ -18,6 +18,7 @@ from forge_nb.storage.records import (
     RateLimit,
     Schedule,
     Status,
+    StrandedKind,
     to_datetime,
 )
 from forge_nb.storage.validation import MAX_JSON_DEPTH, json_depth_over
@@ -110,7 +111,8 @@ def queue_config(row: Row) -> QueueConfig:
 
 
 def process_record(row: Row) -> ProcessRecord:
-    """(id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version)."""
+    """(id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
+    kinds): kinds a JSON array (SQLite) or a list (Postgres)."""
     last_heartbeat = to_datetime(row[6])
     started_at = to_datetime(row[7])
     assert last_heartbeat is not None and started_at is not None
@@ -124,7 +126,13 @@ def process_record(row: Row) -> ProcessRecord:
         last_heartbeat=last_heartbeat,
         started_at=started_at,
         version=row[8],
+        kinds=tuple(json.loads(row[9]) if isinstance(row[9], str) else row[9]),
     )
+
+
+def stranded_kind(row: Row, count_up_to: int) -> StrandedKind:
+    """(queue, kind, waiting jobs counted up to ``count_up_to``)."""
+    return StrandedKind(queue=row[0], kind=row[1], jobs=row[2], capped=row[2] >= count_up_to)
 
 
 def schedule(row: Row) -> Schedule:
@@ -268,8 +276,11 @@ def parse_job_id(job_id: object) -> int | None:
     return None
 
 
-def process_params(p: ProcessRecord) -> tuple[Any, ...]:
-    """Parameters for the ``register_process`` statement (both dialects, same order)."""
+def process_params(
+    p: ProcessRecord, kinds: Callable[[Sequence[str]], Any] = list
+) -> tuple[Any, ...]:
+    """Parameters for the ``register_process`` statement (both dialects, same order);
+    ``kinds`` encodes the kinds (SQLite: a JSON array, Postgres: a list)."""
     return (
         p.id,
         p.host_id,
@@ -280,6 +291,7 @@ def process_params(p: ProcessRecord) -> tuple[Any, ...]:
         p.last_heartbeat.timestamp(),
         p.started_at.timestamp(),
         p.version,
+        kinds(p.kinds),
     )
 
 

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -36,6 +36,7 @@ from forge_nb.errors import (
     UnknownRateLimit,
 )
 from forge_nb.storage import rows
+from forge_nb.storage.kinds import build_claim, claim_arms
 from forge_nb.storage.records import (
     STATUSES,
     ClaimedJob,
@@ -54,6 +55,7 @@ from forge_nb.storage.records import (
     ReapedJob,
     Schedule,
     Status,
+    StrandedKind,
 )
 from forge_nb.storage.rows import metric_params, rollup_params
 from forge_nb.storage.schema import (
@@ -75,6 +77,9 @@ from forge_nb.storage.validation import (
 )
 
 Q = load_queries("sqlite")
+#: Most arms of one claim statement (SQLite allows 500 SELECTs in one compound): beyond,
+#: the claim filters by a JSON list of kinds instead (correct, but it sorts).
+MAX_ARMS = 500
 log = logging.getLogger("forge_nb.storage")
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 30.0
@@ -371,13 +376,26 @@ class SqliteStorage:
         host_id: str,
         limit: int,
         now: float,
-        exclude_kinds: Sequence[str] = (),
+        *,
+        kinds: Collection[str] | None = None,
     ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` jobs in one statement."""
+        """Claim up to ``limit`` jobs of ``kinds`` in one statement (see `Storage.claim`)."""
         if limit <= 0:
             return []
-        params = (host_id, now, queue, now, json.dumps(list(exclude_kinds)), limit)
-        found = await self._write(lambda c: c.execute(Q["claim"], params).fetchall())
+        params: list[Any] = [host_id, now, queue, limit]
+        if kinds is None:
+            sql = Q["claim"]
+        else:
+            arms = claim_arms(kinds)
+            if not arms:
+                return []
+            if len(arms) > MAX_ARMS:
+                sql = Q["claim_kinds_filtered"]
+                params.append(json.dumps(arms))
+            else:
+                sql = _claim_sql(len(arms))
+                params += arms
+        found = await self._write(lambda c: c.execute(sql, params).fetchall())
         return sorted(map(rows.claimed_job, found), key=rows.claim_order)
 
     async def release_claims(
@@ -528,7 +546,7 @@ class SqliteStorage:
     # -- processes -----------------------------------------------------------------------
     async def register_processes(self, processes: Sequence[ProcessRecord]) -> None:
         """Insert or replace slot rows."""
-        params = [rows.process_params(p) for p in processes]
+        params = [rows.process_params(p, _json_list) for p in processes]
         await self._write(lambda c: c.executemany(Q["register_process"], params))
 
     async def unregister_processes(self, process_ids: Sequence[str]) -> None:
@@ -537,12 +555,17 @@ class SqliteStorage:
         await self._write(lambda c: c.executemany(Q["unregister_process"], params))
 
     async def heartbeat(
-        self, host_id: str, now: float, current_jobs: Mapping[str, str | None]
+        self,
+        host_id: str,
+        now: float,
+        current_jobs: Mapping[str, str | None],
+        kinds: Collection[str] | None = None,
     ) -> None:
-        """Touch a host's slots and record what each runs."""
+        """Touch a host's slots, record what each runs (and the kinds, when given)."""
+        listed = None if kinds is None else _json_list(kinds)
 
         def run(c: sqlite3.Connection) -> None:
-            c.execute(Q["heartbeat_host"], (now, host_id))
+            c.execute(Q["heartbeat_host"], (now, host_id, listed))
             c.executemany(Q["set_current_job"], [(j, s) for s, j in current_jobs.items()])
 
         await self._write(run)
@@ -550,6 +573,13 @@ class SqliteStorage:
     async def processes(self) -> list[ProcessRecord]:
         """Every slot row."""
         return [rows.process_record(r) for r in await self._fetchall(Q["processes"])]
+
+    async def stranded_kinds(
+        self, live_since: float, count_up_to: int = 1_000, limit: int = 50
+    ) -> list[StrandedKind]:
+        """Waiting kinds no live process runs (see `Storage.stranded_kinds`)."""
+        found = await self._fetchall(Q["stranded_kinds"], (live_since, count_up_to, limit))
+        return [rows.stranded_kind(r, count_up_to) for r in found]
 
     async def reap(
         self, now: float, stale_before: float, host_ids: Sequence[str] = ()
@@ -1036,3 +1066,13 @@ def _purge(c: sqlite3.Connection, queue: str, status: str, before: float, limit:
 
 
 __all__ = ["SqliteStorage"]
+
+
+@functools.lru_cache(maxsize=32)
+def _claim_sql(arms: int) -> str:
+    """The ``claim_kinds`` statement with ``arms`` arms (kinds are ?5, ?6, …)."""
+    return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"?{5 + i}")
+
+
+def _json_list(values: Collection[str]) -> str:
+    return json.dumps(list(values))

@@ -270,6 +270,64 @@ def test_worker_count_edit_reaches_a_running_worker(served: Any, page: Page) -> 
         assert worker.wait(30) == 0
 
 
+def flat(page: Page, css: str) -> str:
+    """`Page.text` without the space it puts after each element before punctuation."""
+    return re.sub(r"\s+([:,.])", r"\1", page.text(css))
+
+
+def test_jobs_of_kinds_no_live_worker_runs_are_flagged(served: Any, page: Page) -> None:
+    """Workers claim only the kinds they run: the Overview and Queues say which jobs wait for
+    want of one, and the flag goes once a worker that runs the kind is live."""
+    seeded, server, tmp = served
+    odd_kind = "<b>odd</b>"  # kinds are data: shown as text
+
+    async def enqueue(app: fnb.App) -> None:
+        await app.ensure_queue("strand", workers=1)
+        await app.pause_queue("strand")  # the jobs stay pending whoever is live
+        await app.enqueue_many(
+            [fnb.EnqueueRequest(kind="record", queue="strand", payload={"n": i}) for i in range(3)]
+        )
+        await app.enqueue(fnb.EnqueueRequest(kind=odd_kind, queue="strand"))
+
+    async def clean_up(app: fnb.App) -> None:
+        await app.delete_all(queue="strand")
+
+    query(seeded.url, enqueue)
+    worker = None
+    try:
+        page.open(server.url)
+        flag = "3 pending jobs of kind record in queue strand: no live worker runs it"
+        wait_for(lambda: flag in flat(page, ".fnb-stranded"), timeout=30)
+        overview = flat(page, ".fnb-stranded")
+        assert f"1 pending job of kind {odd_kind} in queue strand" in overview
+        assert "forge-nb worker --app module:attr" in overview
+        page.tab("Queues")
+        card = ".fnb-queue-stranded-strand"
+        page.page.locator(card).first.wait_for()
+        wait_for(
+            lambda: "3 pending jobs of kind record: no live worker runs it" in flat(page, card)
+        )
+        save_screenshot(page, tmp, "queues-stranded.png", publish=False)
+
+        argv = forge_cli("worker", "--db", seeded.url, "--app", "workerapp:app")
+        worker = subprocess.Popen(  # runs `record` (tests/workerapp.py), works queue strand
+            [*argv, "--queues", "strand", "--heartbeat-interval", "0.2"],
+            env=subprocess_env(
+                tmp, PYTHONPATH=str(Path(__file__).parents[1]), FORGE_NB_TEST_DIR=str(tmp)
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp / "strand-worker.log").open("w"),
+        )
+        wait_for(lambda: "kind record" not in flat(page, card), timeout=30)
+        assert f"1 pending job of kind {odd_kind}: no live worker runs it" in flat(page, card)
+        assert page.page.evaluate("window.__xss === undefined")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            assert worker.wait(30) == 0
+        query(seeded.url, clean_up)
+
+
 def test_dragging_the_range_overview_moves_the_timeline(served: Any, page: Page) -> None:
     _seeded, server, _ = served
     page.open(server.url)

@@ -324,3 +324,43 @@ async def test_closing_the_app_stops_the_widget_without_reopening_the_database(
 
 async def _has_rows(widget: QueueWidget) -> bool:
     return bool(widget.queues)
+
+
+async def test_the_widget_flags_jobs_no_live_worker_runs(
+    app: fnb.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("forge_nb.notebook.snapshot.STRANDED_REFRESH_S", 0.0)
+
+    @app.job(kind="mine")
+    async def mine(ctx: fnb.JobCtx) -> int:
+        return 1
+
+    await app.start()
+    await app.enqueue_many([fnb.EnqueueRequest(kind="score") for _ in range(3)])
+    assert await (await mine.enqueue()).wait(10) == 1
+    widget = QueueWidget(app, interval=60)  # refreshed by hand below
+    try:
+        await widget.refresh()
+        assert widget.stranded == [
+            {
+                "queue": "default",
+                "kind": "score",
+                "jobs": 3,
+                "capped": False,
+                "message": "3 pending jobs of kind `score` in queue `default`: "
+                "no live worker runs it",
+            }
+        ]
+        assert row(widget, "default")["counts"]["pending"] == 3, "waiting, not dead"
+
+        @app.job(kind="score")  # the cell that defines it is run: they run, the flag goes
+        async def score(ctx: fnb.JobCtx) -> int:
+            return 2
+
+        async def cleared() -> bool:
+            await widget.refresh()
+            return widget.stranded == [] and row(widget, "default")["counts"]["done"] == 4
+
+        await eventually(cleared)
+    finally:
+        widget.close()

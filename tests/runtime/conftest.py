@@ -19,10 +19,11 @@ Spawn = Callable[..., subprocess.Popen[bytes]]
 
 @pytest.fixture
 def spawn_worker(tmp_path: Path) -> Iterator[Spawn]:
-    """Start `forge-nb worker --app workerapp:app` processes; kill leftovers after the test."""
+    """Start `forge-nb worker --app workerapp:app` processes (``app=None``: a bare worker,
+    no ``--app``); kill leftovers after the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(url: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(url: str, *args: str, app: str | None = "workerapp:app") -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "FORGE_NB_TEST_DIR": str(tmp_path),
@@ -30,7 +31,9 @@ def spawn_worker(tmp_path: Path) -> Iterator[Spawn]:
         }
         log = open(tmp_path / f"worker-{len(procs)}.log", "wb")  # noqa: SIM115
         cmd = [sys.executable, "-m", "forge_nb.cli", "worker", "--db", url]
-        cmd += ["--app", "workerapp:app", "--heartbeat-interval", HEARTBEAT]
+        if app is not None:
+            cmd += ["--app", app]
+        cmd += ["--heartbeat-interval", HEARTBEAT]
         if "--stale-after" not in args:
             # Generous: a CPU-starved CI machine must not make a live worker look dead.
             cmd += ["--stale-after", STALE_AFTER]

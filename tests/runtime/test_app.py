@@ -372,7 +372,7 @@ async def test_throttled_spends_no_attempt_and_dead_skips_retries(app: fnb.App) 
     assert (await app.job(dead.id)).attempts == 1
 
 
-async def test_unknown_kind_and_base_exceptions_do_not_kill_the_worker(app: fnb.App) -> None:
+async def test_base_exceptions_do_not_kill_the_worker(app: fnb.App) -> None:
     class Weird(BaseException):
         pass
 
@@ -397,15 +397,107 @@ async def test_unknown_kind_and_base_exceptions_do_not_kill_the_worker(app: fnb.
         return "still alive"
 
     await app.start()
-    unknown = await app.enqueue(fnb.EnqueueRequest(kind="nobody.home"))
     refs = [await f.enqueue() for f in (exits, interrupts, weird, not_json)]
-    with pytest.raises(fnb.JobDead, match="no handler for kind nobody.home"):
-        await unknown.wait(10)
     for ref in refs:
         with pytest.raises(fnb.JobDead):
             await ref.wait(10)
     assert "not JSON" in (await app.job(refs[3].id)).last_error
     assert await (await fine.enqueue()).wait(10) == "still alive"
+
+
+# -- kinds: a process claims only what it can run ----------------------------------------------
+
+
+async def test_a_job_of_a_kind_this_process_lacks_waits_until_its_handler_is_registered(
+    app: fnb.App,
+) -> None:
+    @app.job
+    async def fine(ctx: fnb.JobCtx) -> str:
+        return "ran"
+
+    await app.start()
+    unknown = await app.enqueue(fnb.EnqueueRequest(kind="nobody.home", payload={"n": 1}))
+    assert await (await fine.enqueue()).wait(10) == "ran"
+    await asyncio.sleep(3 * FAST["poll_interval"])  # several claims go by
+    job = await app.job(unknown.id)
+    assert (job.status, job.attempts, job.last_error) == ("pending", 0, None)
+    assert [(s.kind, s.jobs) for s in await app.stranded_kinds()] == [("nobody.home", 1)]
+
+    @app.job(kind="nobody.home")  # registered at runtime (a cell run later): the next claim
+    async def home(ctx: fnb.JobCtx, n: int) -> int:
+        return n + 1
+
+    assert await unknown.wait(10) == 2
+    assert (await app.job(unknown.id)).attempts == 1
+
+    async def flag_cleared() -> bool:
+        return await app.stranded_kinds() == []
+
+    await eventually(flag_cleared)
+
+
+async def test_process_rows_list_the_kinds_and_follow_registrations(app: fnb.App) -> None:
+    @app.job(kind="first")
+    async def first(ctx: fnb.JobCtx) -> None:
+        pass
+
+    await app.ensure_queue("default", workers=2)
+    await app.start()
+    rows = await app.processes()
+    assert rows and {r.kinds for r in rows} == {("first", "forge_nb.echo")}
+
+    @app.job(kind="second")
+    async def second(ctx: fnb.JobCtx) -> None:
+        pass
+
+    async def listed() -> bool:
+        return {r.kinds for r in await app.processes()} == {("first", "forge_nb.echo", "second")}
+
+    await eventually(listed, timeout=5)
+    app.handlers.remove("first")
+
+    async def dropped() -> bool:
+        return {r.kinds for r in await app.processes()} == {("forge_nb.echo", "second")}
+
+    await eventually(dropped, timeout=5)
+
+
+async def test_a_job_whose_handler_is_dropped_while_claimed_goes_back_with_its_attempt(
+    app: fnb.App,
+) -> None:
+    """The one way a claimed job can lack a handler: unregistered between claim and run."""
+    ran: list[int] = []
+
+    @app.job(kind="fleeting")
+    async def fleeting(ctx: fnb.JobCtx) -> None:
+        ran.append(ctx.attempt)
+
+    ref = await fleeting.enqueue()
+    storage = await app.storage()
+    real_claim = storage.claim
+    dropped: list[str] = []
+
+    async def claim_then_drop_the_handler(*args, **kwargs):  # type: ignore[no-untyped-def]
+        jobs = await real_claim(*args, **kwargs)
+        if jobs and not dropped:
+            dropped.append(jobs[0].id)
+            app.handlers.remove("fleeting")  # lands between the claim and the run
+        return jobs
+
+    storage.claim = claim_then_drop_the_handler  # type: ignore[method-assign]
+    await app.start()
+
+    async def released() -> fnb.JobRecord | None:
+        job = await app.job(ref.id)
+        return job if job.status == "pending" and job.last_error else None
+
+    job = await eventually(released)
+    assert job.attempts == 0 and "no handler for kind fleeting" in job.last_error
+    assert "released" in [e.event for e in await app.job_history(ref.id)]
+    assert ran == [] and dropped == [ref.id]
+    app.handlers.add(fleeting._handler)  # back: the job runs, as attempt 1
+    await ref.wait(10)
+    assert ran == [1] and (await app.job(ref.id)).attempts == 1
 
 
 async def test_timeout_bounds_a_handler(app: fnb.App) -> None:

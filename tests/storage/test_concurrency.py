@@ -1,7 +1,8 @@
 """Claims from several OS processes at once: no job is handed out twice, none is lost.
 
 Each claimer is a separate Python process with its own storage (the same SQLite file, or the
-same Postgres database), claiming batches of 1..10 and finishing them until the queue is empty.
+same Postgres database), claiming batches of 1..10 of the kinds it runs (as workers do) and
+finishing them until none is left; jobs of a kind none of them runs wait ahead, untouched.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ REPO = Path(__file__).resolve().parents[2]
 NOW = 1_700_000_000.0
 JOBS = 5_000
 CLAIMERS = 4
+#: Jobs of a kind no claimer runs, ahead of the rest (higher priority): they stay pending.
+FOREIGN = 500
 
 CLAIMER = """
 import asyncio, json, random, sys
 from forge_nb.storage import open_storage
 from forge_nb.storage.records import Finish
+
+KINDS = ["other", "work"]
 
 async def main(url, host, seed, now):
     rng = random.Random(seed)
@@ -37,7 +42,7 @@ async def main(url, host, seed, now):
         sys.stdin.readline()
         claimed, empty_in_a_row = [], 0
         while empty_in_a_row < 3:
-            jobs = await storage.claim("q", host, rng.randint(1, 10), now)
+            jobs = await storage.claim("q", host, rng.randint(1, 10), now, kinds=KINDS)
             if not jobs:
                 empty_in_a_row += 1
                 await asyncio.sleep(0.05)
@@ -73,8 +78,11 @@ def start_claimer(url: str, host: str, seed: int) -> subprocess.Popen[str]:
 async def test_concurrent_claimers_in_separate_processes_never_share_a_job(
     storage: Storage, db_url: str
 ) -> None:
+    foreign = [NewJob(kind="foreign", queue="q", priority=5) for _ in range(FOREIGN)]
+    await storage.enqueue(foreign, NOW - 1)
     results = await storage.enqueue(
-        [NewJob(kind="work", queue="q", payload={"i": i}) for i in range(JOBS)], NOW
+        [NewJob(kind=("work", "other")[i % 2], queue="q", payload={"i": i}) for i in range(JOBS)],
+        NOW,
     )
     all_ids = {r.id for r in results}
     assert len(all_ids) == JOBS
@@ -107,7 +115,7 @@ async def test_concurrent_claimers_in_separate_processes_never_share_a_job(
     assert sum(1 for ids in claimed_by.values() if ids) >= 2, "the claimers did not overlap"
 
     assert await storage.counts() == {
-        "q": {"pending": 0, "running": 0, "failed": 0, "done": JOBS, "dead": 0}
+        "q": {"pending": FOREIGN, "running": 0, "failed": 0, "done": JOBS, "dead": 0}
     }
     owner = {job_id: host for host, ids in claimed_by.items() for job_id in ids}
     seen = 0
@@ -115,13 +123,16 @@ async def test_concurrent_claimers_in_separate_processes_never_share_a_job(
     while True:
         page = await storage.list_jobs(JobFilter(queue="q"), limit=1000, cursor=cursor)
         for job in page.jobs:
+            if job.kind == "foreign":
+                assert (job.status, job.attempts, job.claimed_by) == ("pending", 0, None), job
+                continue
             assert (job.status, job.attempts) == ("done", 1), job
             assert job.result == owner[job.id] == job.claimed_by
         seen += len(page.jobs)
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    assert seen == JOBS
+    assert seen == JOBS + FOREIGN
 
 
 # -- races between separate connections (one storage each, same database) --------------------------

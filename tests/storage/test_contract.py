@@ -488,12 +488,86 @@ async def test_paused_queue_claims_nothing(storage: Storage) -> None:
     assert [j.id for j in await storage.claim("q", HOST, 10, NOW)] == [job_id]
 
 
-async def test_claim_skips_excluded_kinds(storage: Storage) -> None:
+async def test_claim_takes_only_the_kinds_it_is_given(storage: Storage) -> None:
     slow = await enqueue_one(storage, kind="slow", priority=9)
     fast = await enqueue_one(storage, kind="fast")
-    claimed = await storage.claim("q", HOST, 10, NOW, exclude_kinds=["slow", "other"])
+    claimed = await storage.claim("q", HOST, 10, NOW, kinds=["fast", "other"])
     assert [j.id for j in claimed] == [fast]
-    assert [j.id for j in await storage.claim("q", HOST, 10, NOW)] == [slow]
+    assert await storage.claim("q", HOST, 10, NOW, kinds=["other"]) == []
+    assert await storage.claim("q", HOST, 10, NOW, kinds=[]) == [], "no kinds: nothing"
+    assert [j.id for j in await storage.claim("q", HOST, 10, NOW, kinds={"slow"})] == [slow]
+
+
+async def test_jobs_of_kinds_no_claimer_runs_stay_pending_with_attempts_unspent(
+    storage: Storage,
+) -> None:
+    failed_id = await job_in_status(storage, "failed", kind="score")  # waiting for a retry
+    foreign = [await enqueue_one(storage, kind=k, priority=5) for k in ("score", "slow_sync")]
+    mine = [await enqueue_one(storage, kind="mine") for _ in range(3)]
+    for t in range(3):  # claim after claim, as a worker does
+        claimed = await storage.claim("q", HOST, 10, NOW + 7200 + t, kinds=["mine", "echo"])
+        assert {j.id for j in claimed} == ({*mine} if t == 0 else set())
+    for job_id in foreign:
+        job = await get(storage, job_id)
+        assert (job.status, job.attempts, job.claimed_by, job.started_at) == (
+            "pending",
+            0,
+            None,
+            None,
+        )
+    assert (await get(storage, failed_id)).status == "failed"
+    assert (await storage.counts())["q"] == zero_counts(pending=2, running=3, failed=1)
+
+
+async def test_claim_by_kind_keeps_claim_order_across_kinds(storage: Storage) -> None:
+    specs = [  # (kind, priority, schedule offset)
+        ("a", 0, -50),
+        ("b", 5, -20),
+        ("c", 5, -30),
+        ("a", 5, -10),
+        ("b", 0, -60),
+        ("c", 0, -40),
+        ("x", 9, -90),  # not claimed: a kind nobody here runs, ahead of everything
+    ]
+    for kind, priority, offset in specs:
+        await enqueue_one(
+            storage, kind=kind, priority=priority, scheduled_at=NOW + offset, payload={"k": kind}
+        )
+    order = []
+    for _ in range(6):
+        [job] = await storage.claim("q", HOST, 1, NOW, kinds=["a", "b", "c"])
+        order.append((job.kind, job.priority, job.scheduled_at - NOW))
+    assert order == [
+        ("c", 5, at(-30)),
+        ("b", 5, at(-20)),
+        ("a", 5, at(-10)),
+        ("b", 0, at(-60)),
+        ("a", 0, at(-50)),
+        ("c", 0, at(-40)),
+    ]
+    assert await storage.claim("q", HOST, 10, NOW, kinds=["a", "b", "c"]) == []
+
+
+async def test_a_backlog_of_other_kinds_ahead_does_not_hide_runnable_jobs(
+    storage: Storage,
+) -> None:
+    await storage.enqueue([new_job(kind="other", priority=1) for _ in range(300)], NOW - 10)
+    mine = await storage.enqueue([new_job(kind="mine", payload={"i": i}) for i in range(30)], NOW)
+    first = await storage.claim("q", HOST, 20, NOW, kinds=["mine"])
+    rest = await storage.claim("q", HOST, 20, NOW, kinds=["mine"])
+    assert [j.payload["i"] for j in first + rest] == list(range(30)), "in id order, all of them"
+    assert {j.id for j in first + rest} == {r.id for r in mine}
+
+
+@pytest.mark.parametrize("n_kinds", [1, 3, 5, 257, 600])
+async def test_claim_by_kind_works_for_any_number_of_kinds(storage: Storage, n_kinds: int) -> None:
+    kinds = [f"k{i:03d}" for i in range(n_kinds)]
+    wanted = kinds[:: max(1, n_kinds // 4)]
+    ids = [await enqueue_one(storage, kind=k, payload={"k": k}) for k in wanted]
+    await enqueue_one(storage, kind="nobody")
+    claimed = await storage.claim("q", HOST, 100, NOW, kinds=kinds)
+    assert sorted(j.id for j in claimed) == sorted(ids)
+    assert (await storage.counts())["q"]["pending"] == 1
 
 
 async def test_claim_marks_the_job_running_and_counts_the_attempt(storage: Storage) -> None:
@@ -1148,6 +1222,69 @@ async def test_register_heartbeat_and_unregister_processes(storage: Storage) -> 
     assert set(await processes_by_id(storage)) == {"q-0-A", "other-0-B"}
     await storage.unregister_processes(["q-0-A", "other-0-B", "never-registered"])
     assert await storage.processes() == []
+
+
+async def test_processes_register_the_kinds_they_run_and_heartbeats_replace_them(
+    storage: Storage,
+) -> None:
+    await storage.register_processes(
+        [slot("A", 0, kinds=("a", "b")), slot("A", 1, kinds=("a", "b")), slot("B")]
+    )
+    found = await processes_by_id(storage)
+    assert (found["q-0-A"].kinds, found["q-1-A"].kinds, found["q-0-B"].kinds) == (
+        ("a", "b"),
+        ("a", "b"),
+        (),
+    )
+    assert found["q-0-A"].to_dict()["kinds"] == ["a", "b"]
+
+    await storage.heartbeat("A", NOW + 10, {}, kinds=["a", "b", "c"])
+    await storage.heartbeat("B", NOW + 10, {})  # no kinds given: unchanged
+    found = await processes_by_id(storage)
+    assert found["q-0-A"].kinds == found["q-1-A"].kinds == ("a", "b", "c")
+    assert found["q-0-B"].kinds == ()
+    assert ts(found["q-0-A"].last_heartbeat) == at(NOW + 10)
+
+
+async def test_stranded_kinds_are_waiting_kinds_no_live_process_of_the_queue_runs(
+    storage: Storage,
+) -> None:
+    assert await storage.stranded_kinds(NOW - 30) == []
+    await job_in_status(storage, "done", kind="finished")  # not waiting: never stranded
+    await job_in_status(storage, "failed", kind="retrying")  # waiting for its retry
+    await storage.enqueue([new_job(kind="score") for _ in range(3)], NOW)
+    await storage.enqueue([new_job(kind="mine"), new_job(kind="done-kind")], NOW)
+    await storage.enqueue([new_job(kind="mine", queue="other")], NOW)
+    no_worker = await storage.stranded_kinds(NOW - 30)
+    assert [(s.queue, s.kind, s.jobs, s.capped) for s in no_worker] == [
+        ("other", "mine", 1, False),
+        ("q", "done-kind", 1, False),
+        ("q", "mine", 1, False),
+        ("q", "retrying", 1, False),
+        ("q", "score", 3, False),
+    ]
+    assert no_worker[-1].describe() == (
+        "3 pending jobs of kind `score` in queue `q`: no live worker runs it"
+    )
+
+    await storage.register_processes(
+        [
+            slot("A", kinds=("mine", "retrying", "done-kind")),
+            slot("B", queue="other", kinds=("elsewhere",)),
+            slot("C", heartbeat=NOW - 60, kinds=("score",)),  # silent: not live
+        ]
+    )
+    stranded = await storage.stranded_kinds(NOW - 30)
+    assert [(s.queue, s.kind, s.jobs) for s in stranded] == [
+        ("other", "mine", 1),
+        ("q", "score", 3),
+    ]
+    assert [s.kind for s in await storage.stranded_kinds(NOW - 90)] == ["mine"]
+    [capped] = await storage.stranded_kinds(NOW - 30, count_up_to=2, limit=1)
+    assert (capped.queue, capped.kind, capped.jobs, capped.capped) == ("other", "mine", 1, False)
+    capped = (await storage.stranded_kinds(NOW - 30, count_up_to=2))[-1]
+    assert (capped.kind, capped.jobs, capped.capped) == ("score", 2, True)
+    assert capped.describe().startswith("2+ pending jobs of kind `score`")
 
 
 async def test_registering_a_slot_again_replaces_it(storage: Storage) -> None:

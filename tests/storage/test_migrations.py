@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from forge_nb.errors import (
     StorageError,
 )
 from forge_nb.storage import Storage, open_storage
-from forge_nb.storage.records import Finish, NewJob
+from forge_nb.storage.records import Finish, NewJob, ProcessRecord
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = Path(forge_nb.storage.__file__).parent / "migrations"
@@ -244,14 +245,20 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
     finally:
         await storage.close()
     # Back to the schema before the counts existed (what an older forge-nb left behind).
+    undo = [  # v9 (claims by kind) first: the later migrations run again too
+        "DROP INDEX forge_nb_jobs_claim_kind",
+        "CREATE INDEX forge_nb_jobs_claim ON forge_nb_jobs (queue, priority DESC, scheduled_at, id)"
+        " WHERE status IN ('pending', 'failed')",
+        "ALTER TABLE forge_nb_processes DROP COLUMN kinds",
+    ]
     if backend == "sqlite":
-        undo = [
+        undo += [
             "DROP TRIGGER forge_nb_queues_count_rows",  # (v8 already dropped the insert one)
             "DROP TRIGGER forge_nb_jobs_count_update",
             "DROP TRIGGER forge_nb_jobs_count_delete",
         ]
     else:  # Postgres counts inserts in the enqueue statements themselves
-        undo = [
+        undo += [
             "DROP TRIGGER forge_nb_jobs_count_update ON forge_nb_jobs",
             "DROP TRIGGER forge_nb_jobs_count_delete ON forge_nb_jobs",
             "DROP TRIGGER forge_nb_jobs_count_truncate ON forge_nb_jobs",
@@ -271,5 +278,38 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
         expected["r"]["pending"] = 0
         assert await storage.counts() == expected
         assert expected["q"] == {"pending": 2, "running": 0, "failed": 0, "done": 1, "dead": 0}
+    finally:
+        await storage.close()
+
+
+async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_url: str) -> None:
+    """Upgrading a v8 database: its pending jobs are claimable by kind, its process rows list
+    no kinds until their process registers again."""
+    backend = backend_of(db_url)
+    storage = await open_storage(db_url)
+    try:
+        await storage.enqueue([NewJob(kind=k, queue="q") for k in ("a", "b", "a")], 1.0)
+        now = datetime.fromtimestamp(1.0, UTC)
+        await storage.register_processes(
+            [ProcessRecord("q-0-h", "h", "box", 1, "q", None, now, now, kinds=("a",))]
+        )
+    finally:
+        await storage.close()
+    for statement in (  # back to v8: the v1 claim index, no kinds on process rows
+        "DROP INDEX forge_nb_jobs_claim_kind",
+        "CREATE INDEX forge_nb_jobs_claim ON forge_nb_jobs (queue, priority DESC, scheduled_at, id)"
+        " WHERE status IN ('pending', 'failed')",
+        "ALTER TABLE forge_nb_processes DROP COLUMN kinds",
+        f"DELETE FROM {VERSION_TABLE} WHERE version >= 9",
+    ):
+        await query(db_url, statement)
+    storage = await open_storage(db_url)
+    try:
+        assert await recorded_versions(db_url) == migration_versions(backend)
+        [process] = await storage.processes()
+        assert process.kinds == ()
+        claimed = await storage.claim("q", "h", 10, 2.0, kinds=["a"])
+        assert [j.kind for j in claimed] == ["a", "a"]
+        assert (await storage.counts())["q"]["pending"] == 1
     finally:
         await storage.close()

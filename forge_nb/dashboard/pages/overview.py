@@ -10,6 +10,7 @@ import panel as pn
 
 from forge_nb.dashboard.charts import StatusBars, Timeline
 from forge_nb.dashboard.data import Snapshot, latency_summary, metric_series, status_totals
+from forge_nb.dashboard.flags import FLAG_CSS, stranded_html
 from forge_nb.dashboard.format import STATUS_COLORS, TEXT_FORMATTER, duration, esc, utc
 from forge_nb.dashboard.pages.base import Context, LiveTable, Page
 
@@ -89,6 +90,10 @@ class OverviewPage(Page):
         super().__init__(ctx)
         now = time.time()
         self.timeline, self.bars = new_charts(now)
+        #: Jobs no live worker can run (empty when there are none).
+        self.flags = pn.pane.HTML(
+            "", stylesheets=[FLAG_CSS], sizing_mode="stretch_width", css_classes=["fnb-stranded"]
+        )
         self.strip = pn.pane.HTML(
             strip_html([]),
             stylesheets=[STRIP_CSS],
@@ -112,6 +117,7 @@ class OverviewPage(Page):
             css_classes=["fnb-process-strip"],
         )
         self._panel = pn.Column(
+            self.flags,
             self.strip,
             pn.pane.Bokeh(self.timeline.main, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.timeline.overview, sizing_mode="stretch_width"),
@@ -169,6 +175,9 @@ class OverviewPage(Page):
         html = strip_html(items)
         if self.strip.object != html:
             self.strip.object = html
+        flags = stranded_html(snap.stranded)
+        if self.flags.object != flags:
+            self.flags.object = flags
         self._update_latency(snap)
         self.bars.update(snap.counts)
         self._update_processes(snap)

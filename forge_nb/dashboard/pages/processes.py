@@ -17,6 +17,7 @@ PROCESS_COLUMNS = [
     "pid",
     "version",
     "queues",
+    "kinds",
     "slots",
     "busy",
     "last heartbeat",
@@ -41,6 +42,7 @@ def process_frames(processes: list[ProcessRecord], now: float) -> tuple[pd.DataF
                 "pid": pid,
                 "version": first.version,
                 "queues": ", ".join(sorted({s.queue for s in slots})),
+                "kinds": ", ".join(first.kinds),  # what it claims (its handlers)
                 "slots": len(slots),
                 "busy": sum(1 for s in slots if s.current_job),
                 "last heartbeat": f"{duration(now - beat.timestamp())} ago",
@@ -82,7 +84,7 @@ class ProcessesPage(Page):
             empty_p,
             height=240,
             css_classes=["fnb-processes-table"],
-            formatters={c: TEXT_FORMATTER for c in ("host", "version", "queues")},
+            formatters={c: TEXT_FORMATTER for c in ("host", "version", "queues", "kinds")},
             **common,
         )
         self.slots = LiveTable(

@@ -14,6 +14,7 @@ import panel as pn
 
 from forge_nb.dashboard.charts import BackoffPreview
 from forge_nb.dashboard.data import Snapshot
+from forge_nb.dashboard.flags import FLAG_CSS, stranded_html
 from forge_nb.dashboard.format import css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Notice, Page, run_action
 from forge_nb.runtime.outcomes import backoff_delay
@@ -67,6 +68,12 @@ class QueueEditor:
         self.state = pn.pane.HTML(
             "", margin=(5, 10), sizing_mode="stretch_width", css_classes=[f"fnb-queue-state-{slug}"]
         )
+        self.flags = pn.pane.HTML(
+            "",
+            stylesheets=[FLAG_CSS],
+            sizing_mode="stretch_width",
+            css_classes=[f"fnb-queue-stranded-{slug}"],
+        )
         self.schedule_text = pn.pane.HTML("", sizing_mode="stretch_width")
         self.preview = BackoffPreview(PREVIEW_ATTEMPTS)
         self.notice = Notice(f"fnb-queue-notice-{slug}")
@@ -103,6 +110,7 @@ class QueueEditor:
         self.synced = config
         self.card = pn.Card(
             self.state,
+            self.flags,
             pn.Row(self.workers, self.retain_done, self.retain_dead, *controls),
             pn.Row(self.backoff_enabled, self.base, self.max, self.jitter),
             self.notice.pane,
@@ -184,6 +192,9 @@ class QueueEditor:
             f"<span style='font-size:13px'>{state} · {figures} · worker slots live: "
             f"{len(slots)} ({busy} busy)</span>"
         )
+        flags = stranded_html(snap.stranded, queue=self.name)
+        if self.flags.object != flags:
+            self.flags.object = flags
         if not self.ctx.read_only:
             self.pause.name = "Resume" if config.paused else "Pause"
             self.pause.button_type = "success" if config.paused else "warning"
@@ -277,9 +288,13 @@ class QueuesPage(Page):
         if ctx.read_only:
             note = "Read-only: queue settings are shown, not changed."
         self.cards = pn.Column(sizing_mode="stretch_width")
+        self.flags = pn.pane.HTML(
+            "", stylesheets=[FLAG_CSS], sizing_mode="stretch_width", css_classes=["fnb-stranded"]
+        )
         self.limits = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["fnb-rate-limits"])
         self._panel = pn.Column(
             pn.pane.HTML(f"<span style='font-size:13px'>{note}</span>"),
+            self.flags,
             self.cards,
             self.limits,
             sizing_mode="stretch_width",
@@ -295,7 +310,10 @@ class QueuesPage(Page):
         snap.rate_limits = await self.ctx.source.rate_limits()
 
     def update(self, snap: Snapshot) -> None:
-        """Add cards for new queues; refresh each; show the rate limits."""
+        """Add cards for new queues; refresh each; show the rate limits and the flags."""
+        flags = stranded_html(snap.stranded)
+        if flags != self.flags.object:
+            self.flags.object = flags
         if snap.rate_limits is not None:
             html = rate_limits_html(snap.rate_limits, snap.now)
             if html != self.limits.object:

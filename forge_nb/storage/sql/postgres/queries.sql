@@ -136,23 +136,69 @@ SELECT id, status FROM forge_nb_jobs
 WHERE unique_key = $1 AND status IN ('pending', 'running', 'failed')
 
 -- claim --
--- Lock the best runnable jobs (skipping rows other claimers hold), then take them.
+-- Any kind (tools and tests; workers claim by kind with claim_kinds): lock the best runnable
+-- jobs of one queue (skipping rows other claimers hold), then take them. The claim index
+-- leads with (queue, kind), so this sorts the queue's runnable jobs: slow on a big backlog.
 WITH picked AS (
     SELECT id FROM forge_nb_jobs
     WHERE queue = $1 AND status IN ('pending', 'failed') AND scheduled_at <= $2
-      AND kind <> ALL ($3::text[])
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = $1 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
-    LIMIT $4
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
 UPDATE forge_nb_jobs j
-SET status = 'running', attempts = j.attempts + 1, claimed_by = $5, started_at = $2,
+SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at = $2,
     cancel_requested_at = NULL, progress = NULL, progress_message = NULL
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
           j.created_at, j.scheduled_at
+
+-- claim_kinds --
+-- The claim of a process: the best runnable jobs of one queue ($1) among the kinds it runs.
+-- The arms are one claim_arm per kind ($6, $7, …), joined by UNION ALL: each reads its kind's
+-- range of the claim index in claim order, and a Merge Append interleaves them lazily, so
+-- jobs of other kinds are never read however many wait ahead (Postgres 15 cannot return
+-- the ranges of `kind = ANY (...)` in order). Each arm and the merge stop after $5 rows
+-- (the claim's size plus room to skip rows that concurrent claimers hold). The LATERAL locks
+-- the candidates one by one in that order, skipping locked ones, until $3 are taken; the
+-- LATERAL keeps the join a nested loop that stops there (a hash join would read them all),
+-- and finds each row by its ctid (a TID scan: no second index descent). It re-checks status
+-- and time on the locked row version: a concurrent claim may have moved it.
+WITH picked AS (
+    SELECT l.id
+    FROM (
+        SELECT tid, id, priority, scheduled_at FROM (
+            {arms}
+        ) AS arms
+        ORDER BY priority DESC, scheduled_at, id
+        LIMIT $5
+    ) AS c
+    CROSS JOIN LATERAL (
+        SELECT j.id FROM forge_nb_jobs j
+        WHERE j.ctid = c.tid AND j.id = c.id
+          AND j.status IN ('pending', 'failed') AND j.scheduled_at <= $2
+        FOR UPDATE SKIP LOCKED
+    ) AS l
+    WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = $1 AND q.paused)
+    LIMIT $3
+)
+UPDATE forge_nb_jobs j
+SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at = $2,
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
+          j.created_at, j.scheduled_at
+
+-- claim_arm --
+-- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
+-- Its own ORDER BY and LIMIT keep it an ordered index range under the merge.
+(SELECT ctid AS tid, id, priority, scheduled_at FROM forge_nb_jobs
+ WHERE queue = $1 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= $2
+ ORDER BY priority DESC, scheduled_at, id
+ LIMIT $5)
 
 -- release_claims --
 -- Jobs that claims of one queue by one host at these times (started_at = the claim's now)
@@ -281,19 +327,21 @@ FROM forge_nb_queues ORDER BY name
 
 -- register_process --
 INSERT INTO forge_nb_processes
-    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version, kinds)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (id) DO UPDATE SET
     host_id = EXCLUDED.host_id, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
     queue = EXCLUDED.queue, current_job = EXCLUDED.current_job,
     last_heartbeat = EXCLUDED.last_heartbeat, started_at = EXCLUDED.started_at,
-    version = EXCLUDED.version
+    version = EXCLUDED.version, kinds = EXCLUDED.kinds
 
 -- unregister_processes --
 DELETE FROM forge_nb_processes WHERE id = ANY ($1::text[])
 
 -- heartbeat_host --
-UPDATE forge_nb_processes SET last_heartbeat = $1 WHERE host_id = $2
+-- kinds ($3) only when given: the process's handlers changed.
+UPDATE forge_nb_processes SET last_heartbeat = $1, kinds = coalesce($3::text[], kinds)
+WHERE host_id = $2
 
 -- set_current_jobs --
 UPDATE forge_nb_processes p SET current_job = u.job
@@ -301,8 +349,46 @@ FROM unnest($1::text[], $2::text[]) AS u (id, job)
 WHERE p.id = u.id
 
 -- processes --
-SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version
+SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
+       kinds
 FROM forge_nb_processes ORDER BY id
+
+-- stranded_kinds --
+-- Kinds with jobs waiting (pending or failed) in a queue where no live process runs them:
+-- no slot row of that queue that heartbeated since $1 lists the kind. The (queue, kind)
+-- pairs come from a skip scan of the claim index (one descent per pair, however many jobs
+-- each has). At most $3 stranded pairs, each counted up to $2.
+WITH RECURSIVE pairs AS (
+    (SELECT queue, kind FROM forge_nb_jobs
+     WHERE status IN ('pending', 'failed') ORDER BY queue, kind LIMIT 1)
+    UNION ALL
+    SELECT nxt.queue, nxt.kind
+    FROM pairs AS p
+    CROSS JOIN LATERAL (
+        SELECT queue, kind FROM forge_nb_jobs
+        WHERE status IN ('pending', 'failed') AND (queue, kind) > (p.queue, p.kind)
+        ORDER BY queue, kind LIMIT 1
+    ) AS nxt
+),
+live AS (
+    SELECT DISTINCT queue COLLATE "C" AS queue, unnest(kinds) AS kind
+    FROM forge_nb_processes WHERE last_heartbeat >= $1
+),
+stranded AS (
+    SELECT queue, kind FROM pairs AS p
+    WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.queue = p.queue AND live.kind = p.kind)
+    ORDER BY queue, kind
+    LIMIT $3
+)
+SELECT s.queue, s.kind, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM forge_nb_jobs j
+        WHERE j.queue = s.queue AND j.kind = s.kind AND j.status IN ('pending', 'failed')
+        LIMIT $2
+    ) AS waiting
+)
+FROM stranded AS s
+ORDER BY s.queue, s.kind
 
 -- reap --
 -- Running jobs whose owner has no slot that heartbeated since $2 (or is listed in $3)

@@ -27,17 +27,54 @@ SELECT id, status FROM forge_nb_jobs
 WHERE unique_key = ? AND status IN ('pending', 'running', 'failed')
 
 -- claim --
--- Move the best runnable jobs of one queue to running in one statement.
+-- Any kind (tools and tests; workers claim by kind with claim_kinds): the best runnable
+-- jobs of one queue to running in one statement. The claim index leads with (queue, kind),
+-- so this sorts the queue's runnable jobs: slow on a big backlog.
 UPDATE forge_nb_jobs
-SET status = 'running', attempts = attempts + 1, claimed_by = ?, started_at = ?,
+SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
     cancel_requested_at = NULL, progress = NULL, progress_message = NULL
 WHERE id IN (
     SELECT id FROM forge_nb_jobs
-    WHERE queue = ? AND status IN ('pending', 'failed') AND scheduled_at <= ?
-      AND kind NOT IN (SELECT value FROM json_each(?))
-      AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = forge_nb_jobs.queue AND q.paused)
+    WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+      AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
-    LIMIT ?
+    LIMIT ?4
+)
+RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at
+
+-- claim_kinds --
+-- The claim of a process: the best runnable jobs of one queue (?3) among the kinds it runs,
+-- to running in one statement. The arms are one claim_arm per kind (?5, ?6, …) joined by
+-- UNION ALL: each reads its kind's range of the claim index in claim order and the compound
+-- ORDER BY merges them (MERGE (UNION ALL), no sort), stopping after ?4 rows. Jobs of other
+-- kinds are never read, however many wait ahead.
+UPDATE forge_nb_jobs
+SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+WHERE id IN (
+    SELECT id FROM ({arms} ORDER BY priority DESC, scheduled_at, id LIMIT ?4)
+    WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
+)
+RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at
+
+-- claim_arm --
+-- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
+SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
+WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+
+-- claim_kinds_filtered --
+-- claim_kinds for more kinds than one compound SELECT may hold (?5: a JSON array of them):
+-- correct, but it sorts the queue's runnable jobs of those kinds.
+UPDATE forge_nb_jobs
+SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+WHERE id IN (
+    SELECT id FROM forge_nb_jobs
+    WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+      AND kind IN (SELECT value FROM json_each(?5))
+      AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT ?4
 )
 RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at
 
@@ -123,21 +160,65 @@ FROM forge_nb_queues ORDER BY name
 
 -- register_process --
 INSERT OR REPLACE INTO forge_nb_processes
-    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version, kinds)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- unregister_process --
 DELETE FROM forge_nb_processes WHERE id = ?
 
 -- heartbeat_host --
-UPDATE forge_nb_processes SET last_heartbeat = ? WHERE host_id = ?
+-- kinds (a JSON array) only when given: the process's handlers changed.
+UPDATE forge_nb_processes SET last_heartbeat = ?1, kinds = coalesce(?3, kinds) WHERE host_id = ?2
 
 -- set_current_job --
 UPDATE forge_nb_processes SET current_job = ? WHERE id = ?
 
 -- processes --
-SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version
+SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
+       kinds
 FROM forge_nb_processes ORDER BY id
+
+-- stranded_kinds --
+-- Kinds with jobs waiting (pending or failed) in a queue where no live process runs them:
+-- no slot row of that queue that heartbeated since ?1 lists the kind. The (queue, kind)
+-- pairs come from a skip scan of the claim index: each step seeks the next kind of the same
+-- queue, else the first of the next queue (two index seeks, however many jobs each pair
+-- has; a row-value seek would scan the rest of the queue). At most ?3 stranded pairs, each
+-- counted up to ?2.
+WITH RECURSIVE pairs(queue, kind) AS (
+    SELECT queue, kind FROM (
+        SELECT queue, kind FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
+        WHERE status IN ('pending', 'failed') ORDER BY queue, kind LIMIT 1
+    )
+    UNION ALL
+    SELECT j.queue, j.kind FROM pairs AS p JOIN forge_nb_jobs AS j ON j.id = coalesce(
+        (SELECT id FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
+         WHERE status IN ('pending', 'failed') AND queue = p.queue AND kind > p.kind
+         ORDER BY queue, kind LIMIT 1),
+        (SELECT id FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
+         WHERE status IN ('pending', 'failed') AND queue > p.queue
+         ORDER BY queue, kind LIMIT 1)
+    )
+),
+live(queue, kind) AS (
+    SELECT DISTINCT p.queue, k.value FROM forge_nb_processes AS p, json_each(p.kinds) AS k
+    WHERE p.last_heartbeat >= ?1
+),
+stranded AS (
+    SELECT queue, kind FROM pairs AS p
+    WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.queue = p.queue AND live.kind = p.kind)
+    ORDER BY queue, kind
+    LIMIT ?3
+)
+SELECT s.queue, s.kind, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
+        WHERE queue = s.queue AND kind = s.kind AND status IN ('pending', 'failed')
+        LIMIT ?2
+    )
+)
+FROM stranded AS s
+ORDER BY s.queue, s.kind
 
 -- stale_running_jobs --
 -- Running jobs whose owner has no slot that heartbeated since the cutoff.
