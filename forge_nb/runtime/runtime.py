@@ -65,6 +65,28 @@ class QueueHandle:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
+        #: Claims stopped from sync code (`halt_claims`); `shutdown` follows.
+        self._halted = False
+        #: Running jobs the last shutdown gave back to pending (attempt refunded).
+        self.released = 0
+
+    def __repr__(self) -> str:
+        state = (
+            "running"
+            if self.running and not self._halted
+            else ("stopping" if self.running else "stopped")
+        )
+        pools = ", ".join(
+            f"{name} ({pool.config.workers} workers{', paused' if pool.config.paused else ''})"
+            for name, pool in sorted(self.pools.items())
+        )
+        busy = sum(len(p.running) for p in self.pools.values())
+        kinds = len(self.app.user_kinds())
+        return (
+            f"<forge_nb.QueueHandle {state} on {self.storage.safe_url} · host {self.host_id} · "
+            f"queues: {pools or 'none yet'} · {busy} job{'' if busy == 1 else 's'} running · "
+            f"{kinds} handler{'' if kinds == 1 else 's'}>"
+        )
 
     # -- info ------------------------------------------------------------------------
     @property
@@ -134,8 +156,19 @@ class QueueHandle:
         pool = self.pools.get(config.name)
         if pool is None:
             pool = self.pools[config.name] = QueuePool(self, config)
+            if self._halted:
+                pool.halt()
             await pool.start()
         return pool
+
+    def halt_claims(self) -> None:
+        """Stop claiming at once, from sync code (an App replaced by a re-run cell).
+
+        Running jobs, heartbeats and the rest go on until `shutdown`.
+        """
+        self._halted = True
+        for pool in self.pools.values():
+            pool.halt()
 
     async def _reclaim_dead_neighbours(self) -> None:
         """Processes of this host whose pid is gone died without a goodbye: reap them now."""
@@ -355,6 +388,7 @@ class QueueHandle:
         tasks = [rj.task for rj in leftovers if rj.task is not None and not rj.in_thread]
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
+        self.released = len(leftovers)
         if leftovers:
             log.info("returned %d unfinished job(s) to pending", len(leftovers))
 
