@@ -18,6 +18,7 @@ from forge_nb.errors import StorageError
 from forge_nb.runtime.leader import Leader
 from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import ResourceSampler
+from forge_nb.runtime.stall import RunningJobInfo, StallWatch, describe
 from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob, reaped_summary
 from forge_nb.storage.records import Finish, ProcessRecord, QueueConfig
 
@@ -61,7 +62,6 @@ class QueueHandle:
         self.health = DatabaseHealth(storage.safe_url)
         self.resources = ResourceSampler(app.data_path)
         self._kind_running: Counter[str] = Counter()
-        self._kinds_since_probe: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -206,7 +206,6 @@ class QueueHandle:
     def job_started(self, rj: RunningJob) -> None:
         """Bookkeeping when a pool starts a job."""
         self._kind_running[rj.job.kind] += 1
-        self._kinds_since_probe.add(rj.job.kind)
 
     def job_ended(self, rj: RunningJob) -> None:
         """Bookkeeping when a job's task ends; other pools may now have room."""
@@ -265,22 +264,28 @@ class QueueHandle:
             await asyncio.sleep(delay)
 
     async def _watch_loop_lag(self) -> None:
-        """Name the async job kinds running when the loop was blocked (sync code in async def)."""
+        """Warn when the loop was blocked, naming what blocked it (see `stall`)."""
         loop = asyncio.get_running_loop()
-        while not self._stopping:
-            before = loop.time()
-            self._kinds_since_probe = {rj.job.kind for rj in self.running_jobs()}
-            await asyncio.sleep(LAG_PROBE_S)
-            lag = loop.time() - before - LAG_PROBE_S
-            if lag >= LAG_WARN_S:
-                sync_kinds = {h.kind for h in self.app.handlers if not h.is_async}
-                kinds = sorted(self._kinds_since_probe - sync_kinds)
-                log.warning(
-                    "event loop blocked for %.1f s; async jobs in flight: %s. A handler that "
-                    "blocks should be a plain def (it runs in a thread) or await instead",
-                    lag,
-                    ", ".join(kinds) or "none (the blocking code is outside forge-nb jobs)",
-                )
+        watch = StallWatch(loop, self._running_info)
+        try:
+            while not self._stopping:
+                before = loop.time()
+                watch.beat()
+                await asyncio.sleep(LAG_PROBE_S)
+                lag = loop.time() - before - LAG_PROBE_S
+                sample = watch.take()
+                if lag >= LAG_WARN_S:
+                    log.warning(describe(sample, lag))
+        finally:
+            watch.stop()
+
+    def _running_info(self) -> list[RunningJobInfo]:
+        """The running jobs, for the stall watch's thread (a copy: the loop is stuck)."""
+        return [
+            RunningJobInfo(rj.job.kind, rj.job.id, rj.task, rj.in_thread)
+            for pool in list(self.pools.values())
+            for rj in list(pool.running.values())
+        ]
 
     async def _tick(self) -> None:
         """Follow live config, keep the change listener up, store progress and metrics."""
