@@ -7,6 +7,7 @@ import {
   formatDuration,
   formatRate,
   isTerminal,
+  niceCeiling,
   normalizeCounts,
   percent,
   sparkPath,
@@ -64,10 +65,25 @@ test("sparkPath spans the width and puts the maximum at the top", () => {
   assert.equal(sparkPath([0, 5, 10], 100, 20), "M0,19L50,10L100,1");
   // A flat zero line sits at the bottom (the scale is at least 1).
   assert.equal(sparkPath([0, 0], 10, 20), "M0,19L10,19");
-  // One point draws a flat line across.
-  assert.equal(sparkPath([3], 10, 20), "M0,1L10,1");
+  // One point draws a flat line across (3 on a 0–5 scale).
+  assert.equal(sparkPath([3], 10, 20), "M0,8.2L10,8.2");
   // Bad and negative values count as zero.
   assert.equal(sparkPath([null, -4, 2], 10, 12), "M0,11L5,11L10,1");
+});
+
+test("the sparkline's scale moves in round steps, so the line does not rescale on every value", () => {
+  assert.equal(niceCeiling([]), 1);
+  assert.equal(niceCeiling([0, 0.4]), 1);
+  assert.equal(niceCeiling([3]), 5);
+  assert.equal(niceCeiling([12, 7]), 20);
+  assert.equal(niceCeiling([20]), 20);
+  assert.equal(niceCeiling([21]), 50);
+  assert.equal(niceCeiling([51, null, "x"]), 100);
+  assert.equal(niceCeiling([999]), 1000);
+  // 31 and 44 jobs/min draw on the same 0–50 scale: the same value keeps the same height.
+  assert.equal(sparkPath([31, 44], 10, 20).split("L")[0], sparkPath([31, 12], 10, 20).split("L")[0]);
+  // An explicit top wins.
+  assert.equal(sparkPath([5], 10, 20, 10), "M0,10L10,10");
 });
 
 test("normalizeCounts fills every status", () => {

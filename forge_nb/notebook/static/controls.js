@@ -58,13 +58,32 @@ export function percent(fraction) {
 }
 
 /**
- * An SVG path drawing `values` as a line inside width × height (y grows downwards).
- * The top is the largest value (at least 1, so a flat zero line sits on the bottom).
+ * The top of a sparkline's scale: the smallest of 1, 2, 5, 10, 20, 50, … at or above every
+ * value. Round steps keep the scale still while values move (it changes only when the
+ * busiest point crosses a step), and say something a person can read ("scale 0–50/min").
  */
-export function sparkPath(values, width, height) {
+export function niceCeiling(values) {
+  let max = 0;
+  for (const v of values || []) {
+    const n = Number(v);
+    if (Number.isFinite(n) && n > max) max = n;
+  }
+  if (max <= 1) return 1;
+  const power = 10 ** Math.floor(Math.log10(max));
+  for (const step of [1, 2, 5, 10]) {
+    if (step * power >= max) return step * power;
+  }
+  return 10 * power;
+}
+
+/**
+ * An SVG path drawing `values` as a line inside width × height (y grows downwards).
+ * The top is `top` (default: `niceCeiling(values)`, so a flat zero line sits on the bottom).
+ */
+export function sparkPath(values, width, height, top) {
   const pts = (values || []).map((v) => (Number.isFinite(Number(v)) ? Math.max(0, Number(v)) : 0));
   if (pts.length === 0) return "";
-  const max = Math.max(1, ...pts);
+  const max = Number.isFinite(Number(top)) && Number(top) > 0 ? Number(top) : niceCeiling(pts);
   const step = pts.length > 1 ? width / (pts.length - 1) : 0;
   const pad = 1;
   const y = (v) => height - pad - (v / max) * (height - 2 * pad);
@@ -206,10 +225,12 @@ function sparkline(width = 96, height = 22) {
   svg.setAttribute("width", String(width));
   svg.setAttribute("height", String(height));
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const title = document.createElementNS(SVG_NS, "title");
+  svg.appendChild(title);
   const path = document.createElementNS(SVG_NS, "path");
   path.setAttribute("fill", "none");
   svg.appendChild(path);
-  return { svg, path, width, height };
+  return { svg, path, title, width, height };
 }
 
 /** Wire a notice line and the pending-button map to the `notice` trait. */
@@ -313,10 +334,16 @@ function renderQueues(model, el) {
       row.retry.hidden = c.dead === 0;
       setText(row.retry, `Retry ${formatCount(c.dead)} dead`);
       const values = q.spark || [];
-      row.spark.path.setAttribute("d", sparkPath(values, row.spark.width, row.spark.height));
+      const unit = q.spark_unit || "";
+      const top = niceCeiling(values);
+      row.spark.path.setAttribute("d", sparkPath(values, row.spark.width, row.spark.height, top));
       const last = values.length ? values[values.length - 1] : null;
-      setText(row.rate, last === null ? "" : `${formatRate(last)}${q.spark_unit || ""}`);
-      row.rate.title = q.spark_label || "";
+      const rate = q.rate === null || q.rate === undefined ? last : q.rate;
+      setText(row.rate, rate === null ? "" : `${formatRate(rate)}${unit}`);
+      const label = `${q.spark_label || ""}; scale 0–${formatCount(top)}${unit}`;
+      row.rate.title = label;
+      row.spark.svg.setAttribute("aria-label", label);
+      row.spark.title.textContent = label;
     }
     for (const [name, row] of rows) {
       if (!seen.has(name)) {
