@@ -144,6 +144,26 @@ export function isTerminal(status) {
   return status === "done" || status === "dead";
 }
 
+/** Milliseconds without a beat after which a view counts as stopped (three missed beats). */
+export function staleAfterMs(beatS) {
+  const s = Number(beatS);
+  return Math.max(5000, 3 * (Number.isFinite(s) && s > 0 ? s : 2) * 1000);
+}
+
+/**
+ * What a view's live marker says: "live", "stopped", or null (nothing to show: the view
+ * shows a finished job, or its host sends no beats, as Panel does).
+ * `sinceBeatMs` is the time since the last beat arrived (or since the view was drawn),
+ * measured with the browser's own clock only; `disconnected` is set when the widget
+ * manager reports the comm gone (a kernel restart), until a beat proves otherwise.
+ */
+export function liveState({ live, finished, beatS, sinceBeatMs, disconnected }) {
+  if (finished) return null;
+  if (!live || disconnected) return "stopped";
+  if (!(Number(beatS) > 0)) return "live";
+  return sinceBeatMs > staleAfterMs(beatS) ? "stopped" : "live";
+}
+
 // -- DOM helpers -----------------------------------------------------------------------------
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -231,6 +251,65 @@ function sparkline(width = 96, height = 22) {
   path.setAttribute("fill", "none");
   svg.appendChild(path);
   return { svg, path, title, width, height };
+}
+
+/**
+ * Follow whether the kernel behind a view is alive: beats (the `beat` trait) and the
+ * widget manager's comm events. Calls `onChange()` when the answer may have changed
+ * (at most once a second). Returns {state(finished), off()}.
+ */
+function liveness(model, onChange) {
+  let lastBeat = Date.now();
+  let disconnected = false;
+  const onBeat = () => {
+    lastBeat = Date.now();
+    disconnected = false;
+    onChange();
+  };
+  const onGone = () => {
+    disconnected = true;
+    onChange();
+  };
+  const offBeat = listen(model, ["beat", "live"], onBeat);
+  const gone = ["comm_live_update", "comm:close"];
+  for (const name of gone) {
+    try {
+      model.on(name, onGone); // JupyterLab: fired when a kernel restart drops the comms
+    } catch (_e) {
+      // hosts whose model only knows change events
+    }
+  }
+  const timer = setInterval(onChange, 1000);
+  return {
+    state(finished) {
+      return liveState({
+        live: Boolean(model.get("live")),
+        finished,
+        beatS: model.get("beat_s"),
+        sinceBeatMs: Date.now() - lastBeat,
+        disconnected,
+      });
+    },
+    off() {
+      clearInterval(timer);
+      offBeat();
+      for (const name of gone) {
+        try {
+          model.off(name, onGone);
+        } catch (_e) {
+          // see above
+        }
+      }
+    },
+  };
+}
+
+/** Show `state` ("live" / "stopped" / null) in a `.fnb-live` marker. */
+function showLive(el, state) {
+  el.hidden = state === null;
+  setText(el, state || "");
+  el.classList.toggle("fnb-off", state !== "live");
+  el.title = state === "stopped" ? "no updates from the kernel: it was restarted, shut down, or is busy" : "";
 }
 
 /** Wire a notice line and the pending-button map to the `notice` trait. */
@@ -407,11 +486,10 @@ function renderQueues(model, el) {
     more.hidden = hidden === 0;
   }
 
+  const alive = liveness(model, () => updateHeader());
   function updateHeader() {
     setText(source, model.get("source") || "");
-    const on = Boolean(model.get("live"));
-    setText(live, on ? "live" : "stopped");
-    live.classList.toggle("fnb-off", !on);
+    showLive(live, alive.state(false));
   }
 
   updateHeader();
@@ -420,7 +498,8 @@ function renderQueues(model, el) {
   const offs = [
     listen(model, ["queues"], updateQueues),
     listen(model, ["running", "running_total"], updateRunning),
-    listen(model, ["source", "live"], updateHeader),
+    listen(model, ["source"], updateHeader),
+    alive.off,
     notice.off,
   ];
   return () => offs.forEach((off) => off());
@@ -437,17 +516,28 @@ function renderJob(model, el) {
     () => ({ type: "cancel" }), pending);
   const pb = progressBar();
   const msg = h("span", { cls: "fnb-job-message" });
+  const live = h("span", { cls: "fnb-live" });
   const result = h("pre", { cls: "fnb-result" });
   const error = h("pre", { cls: "fnb-error-text" });
+  // The traceback behind a toggle: the error line says what, the traceback says where.
+  const tracebackText = h("pre", { cls: "fnb-traceback-text" });
+  const traceback = h("details", { cls: "fnb-traceback" }, [
+    h("summary", { text: "Traceback" }),
+    tracebackText,
+  ]);
   const notice = noticeLine(model, pending);
   const root = h("div", { cls: "fnb-root fnb-jobview" }, [
-    h("div", { cls: "fnb-header" }, [label, status, attempts, cancel]),
+    h("div", { cls: "fnb-header" }, [label, status, attempts, live, cancel]),
     h("div", { cls: "fnb-progress-line" }, [pb.bar, msg]),
     result,
     error,
+    traceback,
     notice.el,
   ]);
   el.appendChild(root);
+  // A finished (or deleted) job needs no updates: its view shows no live marker.
+  const finished = (st) => isTerminal(st) || st === "missing";
+  const alive = liveness(model, () => showLive(live, alive.state(finished(String(model.get("status") || "")))));
 
   function update() {
     const st = String(model.get("status") || "");
@@ -470,11 +560,20 @@ function renderJob(model, el) {
     const e = model.get("error") || "";
     setText(error, e);
     error.hidden = e === "";
+    const tb = model.get("traceback") || "";
+    setText(tracebackText, tb);
+    traceback.hidden = tb === "";
+    showLive(live, alive.state(finished(st)));
   }
   update();
-  const off = listen(model, ["status", "progress", "message", "result", "error", "attempts", "max_attempts"], update);
+  const off = listen(
+    model,
+    ["status", "progress", "message", "result", "error", "traceback", "attempts", "max_attempts"],
+    update,
+  );
   return () => {
     off();
+    alive.off();
     notice.off();
   };
 }
@@ -484,14 +583,17 @@ function renderJob(model, el) {
 function renderSummary(model, el) {
   const label = h("span", { cls: "fnb-job-label" });
   const text = h("span", { cls: "fnb-summary-text" });
+  const live = h("span", { cls: "fnb-live" });
   const doneFill = h("div", { cls: "fnb-bar-fill fnb-fill-done" });
   const deadFill = h("div", { cls: "fnb-bar-fill fnb-fill-dead" });
   const bar = h("div", { cls: "fnb-bar fnb-bar-stacked", attrs: { role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 } }, [doneFill, deadFill]);
   const root = h("div", { cls: "fnb-root fnb-summary" }, [
-    h("div", { cls: "fnb-header" }, [label, text]),
+    h("div", { cls: "fnb-header" }, [label, text, live]),
     bar,
   ]);
   el.appendChild(root);
+  const allFinished = () => summarize(model.get("counts") || {}).fraction === 1;
+  const alive = liveness(model, () => showLive(live, alive.state(allFinished())));
   function update() {
     const counts = model.get("counts") || {};
     const s = summarize(counts);
@@ -500,9 +602,14 @@ function renderSummary(model, el) {
     doneFill.style.width = `${(s.doneShare * 100).toFixed(2)}%`;
     deadFill.style.width = `${(s.deadShare * 100).toFixed(2)}%`;
     bar.setAttribute("aria-valuenow", String(Math.round(s.fraction * 100)));
+    showLive(live, alive.state(s.fraction === 1));
   }
   update();
-  return listen(model, ["counts", "kinds"], update);
+  const off = listen(model, ["counts", "kinds"], update);
+  return () => {
+    off();
+    alive.off();
+  };
 }
 
 // -- entry point -----------------------------------------------------------------------------------

@@ -7,10 +7,12 @@ import {
   formatDuration,
   formatRate,
   isTerminal,
+  liveState,
   niceCeiling,
   normalizeCounts,
   percent,
   sparkPath,
+  staleAfterMs,
   summarize,
   summaryText,
   totals,
@@ -84,6 +86,28 @@ test("the sparkline's scale moves in round steps, so the line does not rescale o
   assert.equal(sparkPath([31, 44], 10, 20).split("L")[0], sparkPath([31, 12], 10, 20).split("L")[0]);
   // An explicit top wins.
   assert.equal(sparkPath([5], 10, 20, 10), "M0,10L10,10");
+});
+
+test("a view is stale after three missed beats (at least 5 s)", () => {
+  assert.equal(staleAfterMs(2), 6000);
+  assert.equal(staleAfterMs(0.5), 5000);
+  assert.equal(staleAfterMs(undefined), 6000);
+});
+
+test("the live marker: stopped when the kernel's beats stop or its comm is gone", () => {
+  const base = { live: true, finished: false, beatS: 2, sinceBeatMs: 1000, disconnected: false };
+  assert.equal(liveState(base), "live");
+  // After a kernel restart nothing arrives any more: stopped once the beats are overdue.
+  assert.equal(liveState({ ...base, sinceBeatMs: 5999 }), "live");
+  assert.equal(liveState({ ...base, sinceBeatMs: 6001 }), "stopped");
+  // JupyterLab drops the comms of a restarted kernel: stopped at once.
+  assert.equal(liveState({ ...base, disconnected: true }), "stopped");
+  // Python stopped updating (App closed or replaced, widget closed).
+  assert.equal(liveState({ ...base, live: false }), "stopped");
+  // A finished job needs no updates: no marker at all.
+  assert.equal(liveState({ ...base, finished: true, sinceBeatMs: 1e9 }), null);
+  // A host that sends no beats (Panel) is trusted on `live` alone.
+  assert.equal(liveState({ ...base, beatS: undefined, sinceBeatMs: 1e9 }), "live");
 });
 
 test("normalizeCounts fills every status", () => {

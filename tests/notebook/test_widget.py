@@ -276,6 +276,28 @@ async def test_sparkline_keeps_one_unit_and_a_fixed_half_hour(app: fnb.App) -> N
         widget.close()
 
 
+async def test_the_widget_beats_while_live_and_stops_with_its_app(app: fnb.App) -> None:
+    """The beat lets the browser tell a live kernel from a restarted one."""
+    await app.ensure_queue("default")
+    widget = app.widget()
+    widget.beat_s = 0.05
+    try:
+        first = widget.beat
+        await asyncio.sleep(0.3)
+        assert widget.live and widget.beat > first
+        await app.close()
+
+        async def stopped() -> bool:
+            return not widget.live
+
+        await eventually(stopped)
+        beat = widget.beat
+        await asyncio.sleep(0.2)
+        assert widget.beat == beat
+    finally:
+        widget.close()
+
+
 async def test_closing_the_widget_stops_its_updates(app: fnb.App) -> None:
     await app.ensure_queue("default")
     widget = app.widget()
