@@ -38,13 +38,15 @@ class FollowingKernel(Kernel):
     (a background task's print lands under the cell that created the task)."""
 
     def run_and_follow(self, code: str, expect: str, timeout: float = 30) -> str:
+        """Run a cell and return its printed text once it holds ``expect`` (or after
+        ``timeout`` seconds: the caller checks)."""
         msg_id = self.kc.execute(textwrap.dedent(code))
         out: list[str] = []
         deadline = time.monotonic() + timeout
         while expect not in "".join(out):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"{expect!r} not printed within {timeout} s: {out!r}")
+                break
             try:
                 msg = self.kc.get_iopub_msg(timeout=remaining)
             except Exception:
@@ -86,9 +88,8 @@ async def test_rerunning_the_app_cell_leaves_one_app_running_the_new_handlers(
     )
     # The user edits the job and runs the cells again, from the App cell down.
     notice = kernel.run_and_follow(
-        APP_CELL + "rerun_at = time.time()\n", expect="closed the previous App"
+        APP_CELL + "rerun_at = time.time()\n", expect="closed the previous App", timeout=15
     )
-    assert "forge-nb: closed the previous App on sqlite:///" in notice
     kernel.run(JOBS_CELL.format(version=2))
     kernel.run(
         """
@@ -119,3 +120,5 @@ async def test_rerunning_the_app_cell_leaves_one_app_running_the_new_handlers(
 
     processes, dead = await read_app(url(tmp_path), check)
     assert len({p.host_id for p in processes}) == 1 and dead == []
+    # One line under the re-run cell said what happened to the old App.
+    assert "forge-nb: closed the previous App on sqlite:///" in notice, notice
