@@ -17,13 +17,6 @@ if TYPE_CHECKING:
 RATE_LIMIT_MAX_SLEEP_S = 1.0
 
 
-def clamp_progress(fraction: float) -> float:
-    """A progress fraction checked (a finite number) and clamped to [0, 1]."""
-    if not isinstance(fraction, int | float) or not math.isfinite(fraction):
-        raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
-    return min(1.0, max(0.0, float(fraction)))
-
-
 class CancelToken:
     """Set when the job is cancelled; safe to check from the loop and from threads.
 
@@ -73,6 +66,13 @@ class RateLimiter:
             raise ValueError(f"retry_after must be a finite number >= 0, got {retry_after!r}")
         now = time.time()
         await self._storage.drain_rate_limit(scope, now + retry_after, now)
+
+
+def progress_fraction(fraction: float) -> float:
+    """A reported progress clamped to [0, 1]; ValueError for what is not a finite number."""
+    if not isinstance(fraction, int | float) or not math.isfinite(fraction):
+        raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
+    return min(1.0, max(0.0, float(fraction)))
 
 
 @dataclass(slots=True)
@@ -130,7 +130,7 @@ class JobCtx:
 
     def progress_sync(self, fraction: float, message: str = "") -> None:
         """`progress` for sync handlers (just records it; no waiting)."""
-        self.app._record_progress(self.job_id, clamp_progress(fraction), str(message))
+        self.app._record_progress(self.job_id, progress_fraction(fraction), str(message))
 
     async def enqueue(self, target: Any, *args: Any, **kwargs: Any) -> JobRef:
         """Enqueue a follow-up: an `EnqueueRequest`, a job function, or a kind with kwargs."""

@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from forge_nb.runtime.context import CancelToken, JobCtx, RateLimiter, clamp_progress
+from forge_nb.runtime.context import CancelToken, JobCtx, RateLimiter, progress_fraction
 from forge_nb.runtime.ids import new_ulid
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class StandaloneJobCtx(JobCtx):
 
     def progress_sync(self, fraction: float, message: str = "") -> None:
         """Record progress on the ctx (checked and clamped as a worker would)."""
-        self.progress_updates.append((clamp_progress(fraction), str(message)))
+        self.progress_updates.append((progress_fraction(fraction), str(message)))
 
     @property
     def rate_limit(self) -> RateLimiter:
