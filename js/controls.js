@@ -58,13 +58,32 @@ export function percent(fraction) {
 }
 
 /**
- * An SVG path drawing `values` as a line inside width × height (y grows downwards).
- * The top is the largest value (at least 1, so a flat zero line sits on the bottom).
+ * The top of a sparkline's scale: the smallest of 1, 2, 5, 10, 20, 50, … at or above every
+ * value. Round steps keep the scale still while values move (it changes only when the
+ * busiest point crosses a step), and say something a person can read ("scale 0–50/min").
  */
-export function sparkPath(values, width, height) {
+export function niceCeiling(values) {
+  let max = 0;
+  for (const v of values || []) {
+    const n = Number(v);
+    if (Number.isFinite(n) && n > max) max = n;
+  }
+  if (max <= 1) return 1;
+  const power = 10 ** Math.floor(Math.log10(max));
+  for (const step of [1, 2, 5, 10]) {
+    if (step * power >= max) return step * power;
+  }
+  return 10 * power;
+}
+
+/**
+ * An SVG path drawing `values` as a line inside width × height (y grows downwards).
+ * The top is `top` (default: `niceCeiling(values)`, so a flat zero line sits on the bottom).
+ */
+export function sparkPath(values, width, height, top) {
   const pts = (values || []).map((v) => (Number.isFinite(Number(v)) ? Math.max(0, Number(v)) : 0));
   if (pts.length === 0) return "";
-  const max = Math.max(1, ...pts);
+  const max = Number.isFinite(Number(top)) && Number(top) > 0 ? Number(top) : niceCeiling(pts);
   const step = pts.length > 1 ? width / (pts.length - 1) : 0;
   const pad = 1;
   const y = (v) => height - pad - (v / max) * (height - 2 * pad);
@@ -134,6 +153,26 @@ export function flagLines(flags, shown = 4) {
 
 export function isTerminal(status) {
   return status === "done" || status === "dead";
+}
+
+/** Milliseconds without a beat after which a view counts as stopped (three missed beats). */
+export function staleAfterMs(beatS) {
+  const s = Number(beatS);
+  return Math.max(5000, 3 * (Number.isFinite(s) && s > 0 ? s : 2) * 1000);
+}
+
+/**
+ * What a view's live marker says: "live", "stopped", or null (nothing to show: the view
+ * shows a finished job, or its host sends no beats, as Panel does).
+ * `sinceBeatMs` is the time since the last beat arrived (or since the view was drawn),
+ * measured with the browser's own clock only; `disconnected` is set when the widget
+ * manager reports the comm gone (a kernel restart), until a beat proves otherwise.
+ */
+export function liveState({ live, finished, beatS, sinceBeatMs, disconnected }) {
+  if (finished) return null;
+  if (!live || disconnected) return "stopped";
+  if (!(Number(beatS) > 0)) return "live";
+  return sinceBeatMs > staleAfterMs(beatS) ? "stopped" : "live";
 }
 
 // -- DOM helpers -----------------------------------------------------------------------------
@@ -217,10 +256,71 @@ function sparkline(width = 96, height = 22) {
   svg.setAttribute("width", String(width));
   svg.setAttribute("height", String(height));
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const title = document.createElementNS(SVG_NS, "title");
+  svg.appendChild(title);
   const path = document.createElementNS(SVG_NS, "path");
   path.setAttribute("fill", "none");
   svg.appendChild(path);
-  return { svg, path, width, height };
+  return { svg, path, title, width, height };
+}
+
+/**
+ * Follow whether the kernel behind a view is alive: beats (the `beat` trait) and the
+ * widget manager's comm events. Calls `onChange()` when the answer may have changed
+ * (at most once a second). Returns {state(finished), off()}.
+ */
+function liveness(model, onChange) {
+  let lastBeat = Date.now();
+  let disconnected = false;
+  const onBeat = () => {
+    lastBeat = Date.now();
+    disconnected = false;
+    onChange();
+  };
+  const onGone = () => {
+    disconnected = true;
+    onChange();
+  };
+  const offBeat = listen(model, ["beat", "live"], onBeat);
+  const gone = ["comm_live_update", "comm:close"];
+  for (const name of gone) {
+    try {
+      model.on(name, onGone); // JupyterLab: fired when a kernel restart drops the comms
+    } catch (_e) {
+      // hosts whose model only knows change events
+    }
+  }
+  const timer = setInterval(onChange, 1000);
+  return {
+    state(finished) {
+      return liveState({
+        live: Boolean(model.get("live")),
+        finished,
+        beatS: model.get("beat_s"),
+        sinceBeatMs: Date.now() - lastBeat,
+        disconnected,
+      });
+    },
+    off() {
+      clearInterval(timer);
+      offBeat();
+      for (const name of gone) {
+        try {
+          model.off(name, onGone);
+        } catch (_e) {
+          // see above
+        }
+      }
+    },
+  };
+}
+
+/** Show `state` ("live" / "stopped" / null) in a `.fnb-live` marker. */
+function showLive(el, state) {
+  el.hidden = state === null;
+  setText(el, state || "");
+  el.classList.toggle("fnb-off", state !== "live");
+  el.title = state === "stopped" ? "no updates from the kernel: it was restarted, shut down, or is busy" : "";
 }
 
 /** Wire a notice line and the pending-button map to the `notice` trait. */
@@ -325,10 +425,16 @@ function renderQueues(model, el) {
       row.retry.hidden = c.dead === 0;
       setText(row.retry, `Retry ${formatCount(c.dead)} dead`);
       const values = q.spark || [];
-      row.spark.path.setAttribute("d", sparkPath(values, row.spark.width, row.spark.height));
+      const unit = q.spark_unit || "";
+      const top = niceCeiling(values);
+      row.spark.path.setAttribute("d", sparkPath(values, row.spark.width, row.spark.height, top));
       const last = values.length ? values[values.length - 1] : null;
-      setText(row.rate, last === null ? "" : `${formatRate(last)}${q.spark_unit || ""}`);
-      row.rate.title = q.spark_label || "";
+      const rate = q.rate === null || q.rate === undefined ? last : q.rate;
+      setText(row.rate, rate === null ? "" : `${formatRate(rate)}${unit}`);
+      const label = `${q.spark_label || ""}; scale 0–${formatCount(top)}${unit}`;
+      row.rate.title = label;
+      row.spark.svg.setAttribute("aria-label", label);
+      row.spark.title.textContent = label;
     }
     for (const [name, row] of rows) {
       if (!seen.has(name)) {
@@ -402,11 +508,10 @@ function renderQueues(model, el) {
     flags.hidden = lines.length === 0;
   }
 
+  const alive = liveness(model, () => updateHeader());
   function updateHeader() {
     setText(source, model.get("source") || "");
-    const on = Boolean(model.get("live"));
-    setText(live, on ? "live" : "stopped");
-    live.classList.toggle("fnb-off", !on);
+    showLive(live, alive.state(false));
   }
 
   updateHeader();
@@ -417,7 +522,8 @@ function renderQueues(model, el) {
     listen(model, ["stranded"], updateFlags),
     listen(model, ["queues"], updateQueues),
     listen(model, ["running", "running_total"], updateRunning),
-    listen(model, ["source", "live"], updateHeader),
+    listen(model, ["source"], updateHeader),
+    alive.off,
     notice.off,
   ];
   return () => offs.forEach((off) => off());
@@ -434,17 +540,28 @@ function renderJob(model, el) {
     () => ({ type: "cancel" }), pending);
   const pb = progressBar();
   const msg = h("span", { cls: "fnb-job-message" });
+  const live = h("span", { cls: "fnb-live" });
   const result = h("pre", { cls: "fnb-result" });
   const error = h("pre", { cls: "fnb-error-text" });
+  // The traceback behind a toggle: the error line says what, the traceback says where.
+  const tracebackText = h("pre", { cls: "fnb-traceback-text" });
+  const traceback = h("details", { cls: "fnb-traceback" }, [
+    h("summary", { text: "Traceback" }),
+    tracebackText,
+  ]);
   const notice = noticeLine(model, pending);
   const root = h("div", { cls: "fnb-root fnb-jobview" }, [
-    h("div", { cls: "fnb-header" }, [label, status, attempts, cancel]),
+    h("div", { cls: "fnb-header" }, [label, status, attempts, live, cancel]),
     h("div", { cls: "fnb-progress-line" }, [pb.bar, msg]),
     result,
     error,
+    traceback,
     notice.el,
   ]);
   el.appendChild(root);
+  // A finished (or deleted) job needs no updates: its view shows no live marker.
+  const finished = (st) => isTerminal(st) || st === "missing";
+  const alive = liveness(model, () => showLive(live, alive.state(finished(String(model.get("status") || "")))));
 
   function update() {
     const st = String(model.get("status") || "");
@@ -467,11 +584,20 @@ function renderJob(model, el) {
     const e = model.get("error") || "";
     setText(error, e);
     error.hidden = e === "";
+    const tb = model.get("traceback") || "";
+    setText(tracebackText, tb);
+    traceback.hidden = tb === "";
+    showLive(live, alive.state(finished(st)));
   }
   update();
-  const off = listen(model, ["status", "progress", "message", "result", "error", "attempts", "max_attempts"], update);
+  const off = listen(
+    model,
+    ["status", "progress", "message", "result", "error", "traceback", "attempts", "max_attempts"],
+    update,
+  );
   return () => {
     off();
+    alive.off();
     notice.off();
   };
 }
@@ -481,14 +607,17 @@ function renderJob(model, el) {
 function renderSummary(model, el) {
   const label = h("span", { cls: "fnb-job-label" });
   const text = h("span", { cls: "fnb-summary-text" });
+  const live = h("span", { cls: "fnb-live" });
   const doneFill = h("div", { cls: "fnb-bar-fill fnb-fill-done" });
   const deadFill = h("div", { cls: "fnb-bar-fill fnb-fill-dead" });
   const bar = h("div", { cls: "fnb-bar fnb-bar-stacked", attrs: { role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 } }, [doneFill, deadFill]);
   const root = h("div", { cls: "fnb-root fnb-summary" }, [
-    h("div", { cls: "fnb-header" }, [label, text]),
+    h("div", { cls: "fnb-header" }, [label, text, live]),
     bar,
   ]);
   el.appendChild(root);
+  const allFinished = () => summarize(model.get("counts") || {}).fraction === 1;
+  const alive = liveness(model, () => showLive(live, alive.state(allFinished())));
   function update() {
     const counts = model.get("counts") || {};
     const s = summarize(counts);
@@ -497,9 +626,14 @@ function renderSummary(model, el) {
     doneFill.style.width = `${(s.doneShare * 100).toFixed(2)}%`;
     deadFill.style.width = `${(s.deadShare * 100).toFixed(2)}%`;
     bar.setAttribute("aria-valuenow", String(Math.round(s.fraction * 100)));
+    showLive(live, alive.state(s.fraction === 1));
   }
   update();
-  return listen(model, ["counts", "kinds"], update);
+  const off = listen(model, ["counts", "kinds"], update);
+  return () => {
+    off();
+    alive.off();
+  };
 }
 
 // -- entry point -----------------------------------------------------------------------------------

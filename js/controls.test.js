@@ -8,9 +8,12 @@ import {
   formatDuration,
   formatRate,
   isTerminal,
+  liveState,
+  niceCeiling,
   normalizeCounts,
   percent,
   sparkPath,
+  staleAfterMs,
   summarize,
   summaryText,
   totals,
@@ -65,10 +68,47 @@ test("sparkPath spans the width and puts the maximum at the top", () => {
   assert.equal(sparkPath([0, 5, 10], 100, 20), "M0,19L50,10L100,1");
   // A flat zero line sits at the bottom (the scale is at least 1).
   assert.equal(sparkPath([0, 0], 10, 20), "M0,19L10,19");
-  // One point draws a flat line across.
-  assert.equal(sparkPath([3], 10, 20), "M0,1L10,1");
+  // One point draws a flat line across (3 on a 0–5 scale).
+  assert.equal(sparkPath([3], 10, 20), "M0,8.2L10,8.2");
   // Bad and negative values count as zero.
   assert.equal(sparkPath([null, -4, 2], 10, 12), "M0,11L5,11L10,1");
+});
+
+test("the sparkline's scale moves in round steps, so the line does not rescale on every value", () => {
+  assert.equal(niceCeiling([]), 1);
+  assert.equal(niceCeiling([0, 0.4]), 1);
+  assert.equal(niceCeiling([3]), 5);
+  assert.equal(niceCeiling([12, 7]), 20);
+  assert.equal(niceCeiling([20]), 20);
+  assert.equal(niceCeiling([21]), 50);
+  assert.equal(niceCeiling([51, null, "x"]), 100);
+  assert.equal(niceCeiling([999]), 1000);
+  // 31 and 44 jobs/min draw on the same 0–50 scale: the same value keeps the same height.
+  assert.equal(sparkPath([31, 44], 10, 20).split("L")[0], sparkPath([31, 12], 10, 20).split("L")[0]);
+  // An explicit top wins.
+  assert.equal(sparkPath([5], 10, 20, 10), "M0,10L10,10");
+});
+
+test("a view is stale after three missed beats (at least 5 s)", () => {
+  assert.equal(staleAfterMs(2), 6000);
+  assert.equal(staleAfterMs(0.5), 5000);
+  assert.equal(staleAfterMs(undefined), 6000);
+});
+
+test("the live marker: stopped when the kernel's beats stop or its comm is gone", () => {
+  const base = { live: true, finished: false, beatS: 2, sinceBeatMs: 1000, disconnected: false };
+  assert.equal(liveState(base), "live");
+  // After a kernel restart nothing arrives any more: stopped once the beats are overdue.
+  assert.equal(liveState({ ...base, sinceBeatMs: 5999 }), "live");
+  assert.equal(liveState({ ...base, sinceBeatMs: 6001 }), "stopped");
+  // JupyterLab drops the comms of a restarted kernel: stopped at once.
+  assert.equal(liveState({ ...base, disconnected: true }), "stopped");
+  // Python stopped updating (App closed or replaced, widget closed).
+  assert.equal(liveState({ ...base, live: false }), "stopped");
+  // A finished job needs no updates: no marker at all.
+  assert.equal(liveState({ ...base, finished: true, sinceBeatMs: 1e9 }), null);
+  // A host that sends no beats (Panel) is trusted on `live` alone.
+  assert.equal(liveState({ ...base, beatS: undefined, sinceBeatMs: 1e9 }), "live");
 });
 
 test("normalizeCounts fills every status", () => {

@@ -20,8 +20,9 @@ import anywidget
 import traitlets
 
 from forge_nb.notebook.assets import CONTROLS_CSS, CONTROLS_ESM
+from forge_nb.notebook.liveness import BEAT_S, Beat
 from forge_nb.notebook.loop import TaskSet, current_loop
-from forge_nb.notebook.snapshot import result_text, truncate
+from forge_nb.notebook.snapshot import result_text, truncate, truncate_head
 from forge_nb.storage.records import STATUSES, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ SUMMARY_FINAL_BUDGET = 500
 
 
 class JobView(anywidget.AnyWidget):
-    """One job, live: status, attempt, progress bar and message, then result or error."""
+    """One job, live: status, attempt, progress bar and message, then result or error
+    (the error chain, with the traceback behind a toggle)."""
 
     _esm = CONTROLS_ESM
     _css = CONTROLS_CSS
@@ -51,8 +53,13 @@ class JobView(anywidget.AnyWidget):
     message = traitlets.Unicode("").tag(sync=True)
     result = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
+    traceback = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Dict().tag(sync=True)
     _action = traitlets.Dict().tag(sync=True)
+    #: True while the view follows the job; ``beat`` proves it (see `liveness`).
+    live = traitlets.Bool(False).tag(sync=True)
+    beat = traitlets.Int(0).tag(sync=True)
+    beat_s = traitlets.Float(BEAT_S).tag(sync=True)
 
     def __init__(self, ref: JobRef, *, interval: float = REFRESH_S, **kwargs: Any) -> None:
         super().__init__(job_id=ref.id, kind=ref.kind, **kwargs)
@@ -61,7 +68,10 @@ class JobView(anywidget.AnyWidget):
         loop = current_loop()
         self._updater = TaskSet(loop)
         self._actions = TaskSet(loop)
-        self._updater.spawn(self._run(), name=f"forge-nb job view {ref.id}")
+        self._beat = Beat(self, loop)
+        if self._updater.spawn(self._run(), name=f"forge-nb job view {ref.id}"):
+            self.live = True
+            self._beat.start()
         self.on_msg(lambda _w, content, _b: self._act(content))
 
     async def refresh(self) -> bool:
@@ -80,27 +90,32 @@ class JobView(anywidget.AnyWidget):
             self.message = job.progress_message or ""
             if job.status == "done":
                 self.result = result_text(job.result)
-                self.error = ""
+                self.error = self.traceback = ""
             elif job.last_error and job.status in ("failed", "dead"):
                 self.error = truncate(job.last_error)
+                self.traceback = truncate_head(job.last_traceback or "")
             else:
-                self.error = ""
+                self.error = self.traceback = ""
         return job.status in TERMINAL_STATUSES
 
     async def _run(self) -> None:
         app = self.ref.app
-        while True:
-            # Take the waiter before reading, so a finish in between is not missed.
-            waiter = app._completion_waiter(self.ref.id)
-            try:
-                if await self.refresh():
-                    return
-            except Exception as exc:
-                self.notice = {"text": f"cannot read the job: {exc}", "level": "error"}
-            try:
-                await asyncio.wait_for(waiter.wait(), self.interval)
-            except TimeoutError:
-                pass
+        try:
+            while True:
+                # Take the waiter before reading, so a finish in between is not missed.
+                waiter = app._completion_waiter(self.ref.id)
+                try:
+                    if await self.refresh():
+                        return
+                except Exception as exc:
+                    self.notice = {"text": f"cannot read the job: {exc}", "level": "error"}
+                try:
+                    await asyncio.wait_for(waiter.wait(), self.interval)
+                except TimeoutError:
+                    pass
+        finally:
+            self.live = False
+            self._beat.stop()
 
     @traitlets.observe("_action")
     def _on_action_trait(self, change: dict[str, Any]) -> None:
@@ -122,6 +137,8 @@ class JobView(anywidget.AnyWidget):
     def close(self) -> None:
         """Stop updating, then close the comm."""
         self._updater.cancel()
+        self._beat.stop()
+        self.live = False
         super().close()
 
 
@@ -134,6 +151,10 @@ class JobsSummary(anywidget.AnyWidget):
 
     counts = traitlets.Dict().tag(sync=True)
     kinds = traitlets.Unicode("").tag(sync=True)
+    #: True while the summary follows its jobs; ``beat`` proves it (see `liveness`).
+    live = traitlets.Bool(False).tag(sync=True)
+    beat = traitlets.Int(0).tag(sync=True)
+    beat_s = traitlets.Float(BEAT_S).tag(sync=True)
 
     def __init__(
         self, refs: Iterable[JobRef], *, interval: float = REFRESH_S, **kwargs: Any
@@ -150,9 +171,12 @@ class JobsSummary(anywidget.AnyWidget):
         self._checked: dict[str, float] = {}
         self._waiters: dict[str, asyncio.Event] = {}
         self.counts = self._tally()
-        self._updater = TaskSet(current_loop())
-        if self.refs:
-            self._updater.spawn(self._run(), name="forge-nb jobs summary")
+        loop = current_loop()
+        self._updater = TaskSet(loop)
+        self._beat = Beat(self, loop)
+        if self.refs and self._updater.spawn(self._run(), name="forge-nb jobs summary"):
+            self.live = True
+            self._beat.start()
 
     def _tally(self) -> dict[str, int]:
         out: dict[str, int] = dict.fromkeys(STATUSES, 0)
@@ -189,17 +213,23 @@ class JobsSummary(anywidget.AnyWidget):
         return self._checked.get(job_id, float("-inf"))
 
     async def _run(self) -> None:
-        while True:
-            try:
-                if await self.refresh():
-                    return
-            except Exception:
-                pass  # the database may be busy or restarting: try again next time
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                try:
+                    if await self.refresh():
+                        return
+                except Exception:
+                    pass  # the database may be busy or restarting: try again next time
+                await asyncio.sleep(self.interval)
+        finally:
+            self.live = False
+            self._beat.stop()
 
     def close(self) -> None:
         """Stop updating, then close the comm."""
         self._updater.cancel()
+        self._beat.stop()
+        self.live = False
         super().close()
 
 

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 
 #: How many count-delta samples the live sparkline keeps (one per refresh).
 DELTA_SAMPLES = 60
-#: How far back the per-minute sparkline looks, and how often it is re-read.
+#: How far back the per-minute sparkline looks (its fixed width), and how often it is re-read.
 METRICS_WINDOW_MIN = 30
 METRICS_REFRESH_S = 5.0
-#: Per-minute history needed before the sparkline switches from live deltas to metrics.
-METRICS_MIN_BUCKETS = 3
+#: The live rate shown next to the sparkline: jobs finished over about this many seconds.
+RATE_WINDOW_S = 15.0
+#: The sparkline's one unit, whatever the values: jobs finished per minute.
+SPARK_UNIT = "/min"
 #: Longest text of a result or error sent to the browser.
 MAX_TEXT = 4000
 #: How often the kinds no live worker runs are re-read (a skip scan of the claim index).
@@ -49,6 +51,8 @@ class DeltaThroughput:
         self._samples = samples
         self._last: dict[str, tuple[float, int]] = {}
         self._rates: dict[str, deque[float]] = {}
+        #: (previous snapshot's time, this one's, jobs finished in between), for `per_minute`.
+        self._recent: dict[str, deque[tuple[float, float, int]]] = {}
 
     def observe(self, counts: Mapping[str, Mapping[Any, int]], now: float) -> None:
         """Add one sample per queue."""
@@ -61,16 +65,35 @@ class DeltaThroughput:
             elapsed = now - previous[0]
             if elapsed <= 0:
                 continue
-            rate = max(0, total - previous[1]) / elapsed
-            self._rates.setdefault(queue, deque(maxlen=self._samples)).append(round(rate, 2))
+            delta = max(0, total - previous[1])
+            self._rates.setdefault(queue, deque(maxlen=self._samples)).append(
+                round(delta / elapsed, 2)
+            )
+            recent = self._recent.setdefault(queue, deque())
+            recent.append((previous[0], now, delta))
+            while recent[0][1] <= now - RATE_WINDOW_S:
+                recent.popleft()
 
     def series(self, queue: str) -> list[float]:
-        """The samples, oldest first."""
+        """The samples (jobs per second), oldest first."""
         return list(self._rates.get(queue, ()))
+
+    def per_minute(self, queue: str) -> float | None:
+        """Jobs finished per minute over about the last `RATE_WINDOW_S` (None before two
+        snapshots)."""
+        recent = self._recent.get(queue)
+        if not recent:
+            return None
+        span = recent[-1][1] - recent[0][0]
+        return round(sum(n for _, _, n in recent) * 60 / span, 1)
 
 
 class MetricsThroughput:
-    """Jobs finished per minute per queue over the last half hour, from ``app.metrics``."""
+    """Jobs finished per minute per queue over the last half hour, from ``app.metrics``.
+
+    Always `METRICS_WINDOW_MIN` values, one per minute (0 where nothing finished), the
+    last one the current minute so far: the sparkline keeps one unit and one time axis.
+    """
 
     def __init__(self) -> None:
         self._fetched_at = float("-inf")
@@ -90,15 +113,17 @@ class MetricsThroughput:
         current = int(now // 60)
         self._series = {}
         for queue, buckets in per_queue.items():
-            first = max(min(buckets), current - METRICS_WINDOW_MIN + 1)
+            first = current - METRICS_WINDOW_MIN + 1
             self._series[queue] = [float(buckets.get(m, 0)) for m in range(first, current + 1)]
+        self.read = True
+
+    read = False  # set once metrics were read: a queue missing then has finished nothing
 
     def series(self, queue: str) -> list[float] | None:
-        """Per-minute values when there is enough history, else None."""
-        values = self._series.get(queue)
-        if values is None or len(values) < METRICS_MIN_BUCKETS:
+        """The per-minute values (zeros for a queue with no metrics), None before a read."""
+        if not self.read:
             return None
-        return values
+        return self._series.get(queue, [0.0] * METRICS_WINDOW_MIN)
 
 
 @dataclass
@@ -142,18 +167,21 @@ class SnapshotReader:
             config = configs.get(name)
             per_status = counts.get(name, {})
             per_minute = self.minutes.series(name)
-            if per_minute is not None:
-                spark = {
-                    "spark": per_minute,
-                    "spark_unit": "/min",
-                    "spark_label": f"jobs finished per minute, last {METRICS_WINDOW_MIN} min",
-                }
+            if per_minute is None or self.metrics_error is not None:
+                # Metrics unreadable: live samples of the counts, in the same unit.
+                per_minute = [round(r * 60, 1) for r in self.deltas.series(name)]
+                label = "jobs finished per minute, live samples (metrics unavailable)"
             else:
-                spark = {
-                    "spark": self.deltas.series(name),
-                    "spark_unit": "/s",
-                    "spark_label": "jobs finished per second, live",
-                }
+                label = (
+                    f"jobs finished per minute, last {METRICS_WINDOW_MIN} min "
+                    "(the last point: this minute so far)"
+                )
+            spark = {
+                "spark": per_minute,
+                "spark_unit": SPARK_UNIT,
+                "spark_label": label,
+                "rate": self.deltas.per_minute(name),
+            }
             rows.append(
                 {
                     "name": name,
@@ -202,3 +230,10 @@ def truncate(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}\n… ({len(text) - limit} more characters)"
+
+
+def truncate_head(text: str, limit: int = 2 * MAX_TEXT) -> str:
+    """At most ``limit`` characters from the end (a traceback's end says most)."""
+    if len(text) <= limit:
+        return text
+    return f"… ({len(text) - limit} earlier characters)\n{text[-limit:]}"

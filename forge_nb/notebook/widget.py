@@ -19,6 +19,7 @@ import anywidget
 import traitlets
 
 from forge_nb.notebook.assets import CONTROLS_CSS, CONTROLS_ESM
+from forge_nb.notebook.liveness import BEAT_S, Beat
 from forge_nb.notebook.loop import TaskSet, current_loop
 from forge_nb.notebook.snapshot import SnapshotReader
 
@@ -57,6 +58,9 @@ class QueueWidget(anywidget.AnyWidget):
 
     source = traitlets.Unicode("").tag(sync=True)
     live = traitlets.Bool(False).tag(sync=True)
+    #: Bumped every ``beat_s`` seconds while live: the view shows "stopped" when it stalls.
+    beat = traitlets.Int(0).tag(sync=True)
+    beat_s = traitlets.Float(BEAT_S).tag(sync=True)
     queues: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     running: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     running_total = traitlets.Int(0).tag(sync=True)
@@ -85,6 +89,7 @@ class QueueWidget(anywidget.AnyWidget):
         loop = current_loop()
         self._actions = TaskSet(loop)
         self._updater = TaskSet(loop)
+        self._beat = Beat(self, loop)
         self._wake: asyncio.Event | None = None
         self.on_msg(self._on_custom_msg)
         previous = _current.get(app)
@@ -93,6 +98,7 @@ class QueueWidget(anywidget.AnyWidget):
         _current[app] = self
         if self._updater.spawn(self._run(), name="forge-nb widget updates"):
             self.live = True
+            self._beat.start()
 
     # -- Python → browser ------------------------------------------------------------------
     async def refresh(self) -> None:
@@ -124,6 +130,7 @@ class QueueWidget(anywidget.AnyWidget):
                     pass
         finally:
             self.live = False
+            self._beat.stop()
 
     def _refresh_soon(self) -> None:
         if self._wake is not None:
@@ -132,6 +139,7 @@ class QueueWidget(anywidget.AnyWidget):
     def close(self) -> None:
         """Stop updating, then close the comm."""
         self._updater.cancel()
+        self._beat.stop()
         self.live = False
         if _current.get(self.app) is self:
             del _current[self.app]

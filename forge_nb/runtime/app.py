@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import weakref
@@ -14,7 +15,7 @@ from typing import Any
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
 from forge_nb.runtime import cron as cron_module
-from forge_nb.runtime import rollup
+from forge_nb.runtime import rerun, rollup
 from forge_nb.runtime.context import RateLimiter
 from forge_nb.runtime.handlers import Handler, HandlerRegistry, JobFunction, handler_for_function
 from forge_nb.runtime.ids import new_ulid
@@ -44,12 +45,20 @@ from forge_nb.storage.records import (
 )
 from forge_nb.storage.validation import MAX_TIMESTAMP, check_name
 
+log = logging.getLogger("forge_nb.app")
+
 
 class App:
     """A forge-nb application (pinned): handlers, a database, and optionally workers.
 
     ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
     ``<data dir>/forge_nb.db``. Nothing connects until the first awaited call.
+
+    ``replace``: whether this App takes over from this process's previous App on the
+    same database (see `forge_nb.runtime.rerun`): the previous one stops claiming at once
+    and closes gracefully in the background. The default (None) does so for Apps made in
+    ``__main__``, i.e. a notebook cell or a script, so a re-run ``app = fnb.App()`` cell
+    leaves one App running; pass False to keep two Apps on one database side by side.
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class App:
         tick_interval: float = 1.0,
         max_concurrency: int | None = None,
         thread_pool_size: int = 32,
+        replace: bool | None = None,
     ) -> None:
         self.url = resolve_url(url)
         self.safe_url = parse_url(self.url).safe  # malformed URLs fail here, clearly
@@ -101,9 +111,37 @@ class App:
             weakref.WeakValueDictionary()
         )
         self._register_builtins()
+        #: The loop the database connections (and workers) live on, once opened.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The App that replaced this one (a re-run cell), and this one's closing task.
+        self._successor: App | None = None
+        self._closing: asyncio.Task[None] | None = None
+        #: The replaced App's closing, which `start` waits for.
+        self._predecessor_closing: rerun.Closing | None = None
+        if replace if replace is not None else rerun.called_from_main(1):
+            self._predecessor_closing = rerun.take_over(self)
 
     def __repr__(self) -> str:
-        return f"<forge_nb.App {self.safe_url}>"
+        kinds = self.user_kinds()
+        shown = ", ".join(kinds[:5]) + (f", +{len(kinds) - 5}" if len(kinds) > 5 else "")
+        handlers = f"{len(kinds)} handler{'' if len(kinds) == 1 else 's'}"
+        return f"<forge_nb.App on {self.safe_url} · {self._state()} · {handlers}" + (
+            f": {shown}>" if kinds else ">"
+        )
+
+    def _state(self) -> str:
+        if self._successor is not None:
+            return "replaced by a newer App" + ("" if self.closed else ", closing")
+        handle = self._handle
+        if handle is not None and handle.running:
+            return f"running, queues: {', '.join(handle.queues) or 'none yet'}"
+        if handle is not None:
+            return "stopped"
+        return "not started" if self.closed else "connected, not started"
+
+    def user_kinds(self) -> list[str]:
+        """The kinds registered in this App, without forge-nb's built-in ones."""
+        return [k for k in self.handlers.kinds() if not k.startswith("forge_nb.")]
 
     def configure(
         self,
@@ -145,8 +183,14 @@ class App:
 
     # -- lifecycle -------------------------------------------------------------------
     async def storage(self) -> Storage:
-        """The open storage (opened and migrated on first use)."""
+        """The open storage (opened and migrated on first use).
+
+        A replaced App, once closed, lends its successor's: refs and job functions
+        made before a re-run cell keep working without opening connections again.
+        """
         if self._storage is None:
+            if self._successor is not None and self._handle is None:
+                return await self._newest().storage()
             if self._open_lock is None:
                 self._open_lock = asyncio.Lock()
             async with self._open_lock:
@@ -154,12 +198,25 @@ class App:
                     storage = create_storage(self.url)
                     await storage.open()
                     self._storage = instrument(storage, self.db_probe)
+                    self._loop = asyncio.get_running_loop()
         return self._storage
 
     async def start(self) -> QueueHandle:
-        """Start workers on the running loop and return at once (idempotent)."""
+        """Start workers on the running loop and return at once (idempotent).
+
+        An App that replaced another (a re-run cell) first waits until the other has
+        finished or given back its running jobs, so one App's workers run at a time.
+        """
         if self._handle is not None and self._handle.running:
             return self._handle
+        if self._successor is not None:
+            raise RuntimeError(
+                f"this App was replaced by a newer App on {self.safe_url} "
+                "(the cell that made it ran again): start the new one"
+            )
+        if self._predecessor_closing is not None:
+            await rerun.wait_for(self._predecessor_closing)
+            self._predecessor_closing = None
         handle = QueueHandle(self, await self.storage())
         self._handle = handle
         await handle.start()
@@ -177,12 +234,62 @@ class App:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop workers (graceful for ``timeout`` s) and release connections and threads."""
+        closing = self._closing
+        if closing is not None and closing is not asyncio.current_task():
+            await asyncio.shield(closing)  # replaced: its background close does the work
+            return
         if self._handle is not None:
             await self._handle.shutdown(timeout)
             self._handle = None
         if self._storage is not None:
             await self._storage.close()
             self._storage = None
+
+    # -- replacement by a newer App (a re-run cell; see forge_nb.runtime.rerun) -----------------
+    def _retire(self, successor: App) -> rerun.Closing | None:
+        """Replaced by ``successor``: stop claiming now, close gracefully in the background.
+
+        Sync, because the new App's constructor is: returns the closing to wait for.
+        """
+        self._successor = successor
+        handle = self._handle
+        if handle is not None and handle.running:
+            handle.halt_claims()
+        loop = self._loop
+        if self._storage is None and handle is None:
+            return None  # never connected: nothing to close
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return None  # its loop is gone, and its connections with it
+        coro = self._close_replaced()
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._closing = loop.create_task(coro, name="forge-nb close replaced App")
+            return self._closing
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    async def _close_replaced(self) -> None:
+        """The background half of `_retire`: graceful close, then one line saying so."""
+        handle = self._handle
+        running = len(handle.running_jobs()) if handle is not None and handle.running else 0
+        try:
+            await self.close(timeout=rerun.REPLACE_GRACE_S)
+        except Exception as exc:  # nobody may await this task: say what went wrong
+            log.warning("forge-nb: could not close the previous App on %s: %s", self.safe_url, exc)
+            return
+        if handle is not None:
+            line = rerun.notice(self.safe_url, running, handle.released)
+            log.info(line)
+            print(line, flush=True)  # in a notebook: under the cell that made the new App
+
+    def _newest(self) -> App:
+        """This App, or the App that replaced it (and so on)."""
+        app = self
+        while app._successor is not None:
+            app = app._successor
+        return app
 
     async def __aenter__(self) -> App:
         await self.storage()
@@ -262,9 +369,8 @@ class App:
             return []
         storage = await self.storage()
         results = await storage.enqueue(new_jobs, now)  # also counts them in metrics
-        if self._handle is not None and self._handle.running:
-            for queue in {job.queue for job in new_jobs}:
-                self._handle.notify(queue)
+        for queue in {job.queue for job in new_jobs}:
+            self._notify(queue)
         return JobRefList(
             JobRef(self, r.id, job.kind, r.outcome)
             for job, r in zip(new_jobs, results, strict=True)
@@ -306,10 +412,11 @@ class App:
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------
     def _completion_waiter(self, job_id: str) -> asyncio.Event:
-        event = self._waiters.get(job_id)
+        waiters = self._newest()._waiters  # jobs finish in the newest App's workers
+        event = waiters.get(job_id)
         if event is None:
             event = asyncio.Event()
-            self._waiters[job_id] = event
+            waiters[job_id] = event
         return event
 
     def _job_finished(self, job_id: str) -> None:
@@ -480,10 +587,13 @@ class App:
         """Cancel a job: pending/failed end ``dead`` now; a running one is stopped wherever
         it runs (here at once, elsewhere within a heartbeat). Returns the status after."""
         status = await (await self.storage()).request_cancel(str(job_id), time.time())
-        if status == "running" and self._handle is not None:
-            self._handle.cancel_local(str(job_id))
+        newest = self._newest()
+        if status == "running":
+            for app in {self, newest}:
+                if app._handle is not None:
+                    app._handle.cancel_local(str(job_id))
         if status == "dead":
-            self._job_finished(str(job_id))
+            newest._job_finished(str(job_id))
         return status
 
     async def _check_queue(self, name: str) -> None:
@@ -491,8 +601,9 @@ class App:
             raise UnknownQueue(f"unknown queue {name!r}")
 
     def _notify(self, queue: str) -> None:
-        if self._handle is not None and self._handle.running:
-            self._handle.notify(queue)
+        handle = self._newest()._handle
+        if handle is not None and handle.running:
+            handle.notify(queue)
 
     # -- cron --------------------------------------------------------------------------------
     async def ensure_schedule(

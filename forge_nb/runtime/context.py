@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from forge_nb.runtime.app import App
     from forge_nb.runtime.refs import JobRef
+    from forge_nb.runtime.testing import StandaloneJobCtx
     from forge_nb.storage.base import Storage
 
 RATE_LIMIT_MAX_SLEEP_S = 1.0
@@ -67,6 +68,13 @@ class RateLimiter:
         await self._storage.drain_rate_limit(scope, now + retry_after, now)
 
 
+def progress_fraction(fraction: float) -> float:
+    """A reported progress clamped to [0, 1]; ValueError for what is not a finite number."""
+    if not isinstance(fraction, int | float) or not math.isfinite(fraction):
+        raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
+    return min(1.0, max(0.0, float(fraction)))
+
+
 @dataclass(slots=True)
 class JobCtx:
     """The context of one run (pinned attributes).
@@ -86,6 +94,26 @@ class JobCtx:
     loop: asyncio.AbstractEventLoop = field(repr=False)
     _rate_limit: RateLimiter | None = field(default=None, repr=False)
 
+    @classmethod
+    def for_testing(
+        cls,
+        app: App | None = None,
+        *,
+        kind: str = "test",
+        queue: str = "default",
+        attempt: int = 1,
+        job_id: str | None = None,
+    ) -> StandaloneJobCtx:
+        """A ctx for calling a handler directly, in a cell or a test: ``await score(ctx, 3)``.
+
+        Progress is kept on the ctx (``ctx.progress_updates``), ``ctx.cancel.set()``
+        cancels, follow-up jobs go to ``app`` (without one, enqueueing raises), and rate
+        limits use ``app``'s buckets (without one, every token is granted).
+        """
+        from forge_nb.runtime.testing import StandaloneJobCtx
+
+        return StandaloneJobCtx.make(app, kind=kind, queue=queue, attempt=attempt, job_id=job_id)
+
     @property
     def rate_limit(self) -> RateLimiter:
         """Cluster-wide token buckets: ``await ctx.rate_limit.acquire("slack")``."""
@@ -102,9 +130,7 @@ class JobCtx:
 
     def progress_sync(self, fraction: float, message: str = "") -> None:
         """`progress` for sync handlers (just records it; no waiting)."""
-        if not isinstance(fraction, int | float) or not math.isfinite(fraction):
-            raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
-        self.app._record_progress(self.job_id, min(1.0, max(0.0, float(fraction))), str(message))
+        self.app._record_progress(self.job_id, progress_fraction(fraction), str(message))
 
     async def enqueue(self, target: Any, *args: Any, **kwargs: Any) -> JobRef:
         """Enqueue a follow-up: an `EnqueueRequest`, a job function, or a kind with kwargs."""

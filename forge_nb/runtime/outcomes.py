@@ -33,20 +33,42 @@ class JobDead(ForgeError):
 
 
 def error_chain(exc: BaseException) -> str:
-    """``"top: middle: root"`` through ``__cause__``/``__context__`` (each message once)."""
+    """``"top: middle: root"`` through ``__cause__``/``__context__``, each link ``Type: message``.
+
+    The type is part of the truth: a pandas ``KeyError`` reads ``KeyError: 'missing'``, not
+    a bare ``'missing'``. ``Dead("why")`` keeps just its reason (the user wrote it as one).
+    A link of the same type as the one above it, with the same message or none, adds
+    nothing and is left out (pandas re-raises ``KeyError(key) from`` its own KeyError;
+    a ``TimeoutError`` is re-raised with a message).
+    """
     parts: list[str] = []
     seen: set[int] = set()
+    above: tuple[type[BaseException], str] | None = None
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        text = str(current)
-        if not isinstance(current, Exception):  # SystemExit(3) should not read as just "3"
-            text = f"{type(current).__name__}: {text}" if text else type(current).__name__
-        parts.append(text or type(current).__name__)
+        message = _message(current)
+        if above is None or type(current) is not above[0] or message not in ("", above[1]):
+            parts.append(_link(current, message))
+        above = (type(current), message)
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__
         )
     return ": ".join(parts)
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__ must not lose the rest of the chain
+        return "<unprintable message>"
+
+
+def _link(exc: BaseException, message: str) -> str:
+    if isinstance(exc, Dead) and message:
+        return message
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name
 
 
 def format_traceback(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from forge_nb.errors import StorageError
 from forge_nb.runtime.leader import Leader
 from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import ResourceSampler
+from forge_nb.runtime.stall import RunningJobInfo, StallWatch, describe
 from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob, reaped_summary
 from forge_nb.storage.records import Finish, ProcessRecord, QueueConfig
 
@@ -64,10 +65,31 @@ class QueueHandle:
         self._kinds: tuple[int, frozenset[str]] = (-1, frozenset())
         #: The kinds the process rows list (None: not published yet).
         self._published_kinds: frozenset[str] | None = None
-        self._kinds_since_probe: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
+        #: Claims stopped from sync code (`halt_claims`); `shutdown` follows.
+        self._halted = False
+        #: Running jobs the last shutdown gave back to pending (attempt refunded).
+        self.released = 0
+
+    def __repr__(self) -> str:
+        state = (
+            "running"
+            if self.running and not self._halted
+            else ("stopping" if self.running else "stopped")
+        )
+        pools = ", ".join(
+            f"{name} ({pool.config.workers} workers{', paused' if pool.config.paused else ''})"
+            for name, pool in sorted(self.pools.items())
+        )
+        busy = sum(len(p.running) for p in self.pools.values())
+        kinds = len(self.app.user_kinds())
+        return (
+            f"<forge_nb.QueueHandle {state} on {self.storage.safe_url} · host {self.host_id} · "
+            f"queues: {pools or 'none yet'} · {busy} job{'' if busy == 1 else 's'} running · "
+            f"{kinds} handler{'' if kinds == 1 else 's'}>"
+        )
 
     # -- info ------------------------------------------------------------------------
     @property
@@ -154,8 +176,19 @@ class QueueHandle:
         pool = self.pools.get(config.name)
         if pool is None:
             pool = self.pools[config.name] = QueuePool(self, config)
+            if self._halted:
+                pool.halt()
             await pool.start()
         return pool
+
+    def halt_claims(self) -> None:
+        """Stop claiming at once, from sync code (an App replaced by a re-run cell).
+
+        Running jobs, heartbeats and the rest go on until `shutdown`.
+        """
+        self._halted = True
+        for pool in self.pools.values():
+            pool.halt()
 
     async def _reclaim_dead_neighbours(self) -> None:
         """Processes of this host whose pid is gone died without a goodbye: reap them now."""
@@ -203,7 +236,6 @@ class QueueHandle:
     def job_started(self, rj: RunningJob) -> None:
         """Bookkeeping when a pool starts a job."""
         self._kind_running[rj.job.kind] += 1
-        self._kinds_since_probe.add(rj.job.kind)
 
     def job_ended(self, rj: RunningJob) -> None:
         """Bookkeeping when a job's task ends; other pools may now have room."""
@@ -262,22 +294,28 @@ class QueueHandle:
             await asyncio.sleep(delay)
 
     async def _watch_loop_lag(self) -> None:
-        """Name the async job kinds running when the loop was blocked (sync code in async def)."""
+        """Warn when the loop was blocked, naming what blocked it (see `stall`)."""
         loop = asyncio.get_running_loop()
-        while not self._stopping:
-            before = loop.time()
-            self._kinds_since_probe = {rj.job.kind for rj in self.running_jobs()}
-            await asyncio.sleep(LAG_PROBE_S)
-            lag = loop.time() - before - LAG_PROBE_S
-            if lag >= LAG_WARN_S:
-                sync_kinds = {h.kind for h in self.app.handlers if not h.is_async}
-                kinds = sorted(self._kinds_since_probe - sync_kinds)
-                log.warning(
-                    "event loop blocked for %.1f s; async jobs in flight: %s. A handler that "
-                    "blocks should be a plain def (it runs in a thread) or await instead",
-                    lag,
-                    ", ".join(kinds) or "none (the blocking code is outside forge-nb jobs)",
-                )
+        watch = StallWatch(loop, self._running_info)
+        try:
+            while not self._stopping:
+                before = loop.time()
+                watch.beat()
+                await asyncio.sleep(LAG_PROBE_S)
+                lag = loop.time() - before - LAG_PROBE_S
+                sample = watch.take()
+                if lag >= LAG_WARN_S:
+                    log.warning(describe(sample, lag))
+        finally:
+            watch.stop()
+
+    def _running_info(self) -> list[RunningJobInfo]:
+        """The running jobs, for the stall watch's thread (a copy: the loop is stuck)."""
+        return [
+            RunningJobInfo(rj.job.kind, rj.job.id, rj.task, rj.in_thread)
+            for pool in list(self.pools.values())
+            for rj in list(pool.running.values())
+        ]
 
     async def _tick(self) -> None:
         """Follow live config, keep the change listener up, store progress and metrics."""
@@ -395,6 +433,7 @@ class QueueHandle:
         tasks = [rj.task for rj in leftovers if rj.task is not None and not rj.in_thread]
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
+        self.released = len(leftovers)
         if leftovers:
             log.info("returned %d unfinished job(s) to pending", len(leftovers))
 

@@ -135,10 +135,14 @@ class QueuePool:
         """Claim now rather than at the next poll."""
         self._wake.set()
 
-    async def stop_claiming(self) -> None:
-        """Stop the claim loop (running jobs go on)."""
+    def halt(self) -> None:
+        """Claim nothing more, from now (sync); the claim loop ends at its next turn."""
         self._stopping = True
         self.wake()
+
+    async def stop_claiming(self) -> None:
+        """Stop the claim loop (running jobs go on)."""
+        self.halt()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from forge_nb.errors import PayloadError
+from forge_nb.storage.jsonable import json_default
 from forge_nb.storage.records import QUEUE_KNOBS, JobFilter, NewJob
 
 #: Largest payload accepted, as encoded JSON text (bytes of UTF-8).
@@ -38,7 +39,8 @@ _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii
 
 
 def _unencodable(value: object) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    """numpy numbers become Python numbers; anything else is a TypeError with a hint."""
+    return json_default(value)
 
 
 #: The C encoder behind ``_ENCODER``, built once: ``JSONEncoder.encode`` rebuilds it on every

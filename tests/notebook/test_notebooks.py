@@ -63,7 +63,7 @@ async def test_dead_letters_finds_errors_and_retries_a_selection(tmp_path: Path)
 
     text = text_of(nb)
     assert "47 parsed, 13 dead" in text
-    assert "unreadable checksum: invalid literal for int()" in text  # the error chain, read
+    assert "unreadable checksum: ValueError: invalid literal for int()" in text  # the chain, typed
     assert "retried 8 jobs" in text and "8 recovered" in text
     assert "5 still dead" in text
 

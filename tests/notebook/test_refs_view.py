@@ -75,8 +75,11 @@ async def test_job_view_shows_the_error_of_a_dead_job(app: fnb.App) -> None:
             return view.status == "dead"
 
         await eventually(dead)
-        assert "could not load settings" in view.error and "config" in view.error
+        assert view.error == "ValueError: could not load settings: KeyError: 'config'"
         assert view.result == ""
+        # The traceback rides along for the view's toggle.
+        assert view.traceback.startswith("Traceback (most recent call last)")
+        assert view.traceback.rstrip().endswith("ValueError: could not load settings")
     finally:
         view.close()
 
@@ -166,4 +169,37 @@ async def test_an_empty_list_shows_an_empty_summary(app: fnb.App) -> None:
         assert summary.counts == {"pending": 0, "running": 0, "failed": 0, "done": 0, "dead": 0}
         assert len(summary._updater) == 0
     finally:
+        summary.close()
+
+
+async def test_views_beat_while_they_follow_a_job_and_stop_when_it_ended(app: fnb.App) -> None:
+    """The beat tells the browser a kernel is behind the view (see notebook/liveness.py)."""
+    release = asyncio.Event()
+
+    @app.job(kind="wait")
+    async def wait(ctx: fnb.JobCtx) -> str:
+        await release.wait()
+        return "ok"
+
+    await app.start()
+    ref = await wait.enqueue()
+    view = JobView(ref)
+    summary = JobsSummary([ref])
+    view.beat_s = summary.beat_s = 0.05
+    try:
+        assert view.live and summary.live
+        first = (view.beat, summary.beat)
+        await asyncio.sleep(0.3)
+        assert view.beat > first[0] and summary.beat > first[1]
+        release.set()
+
+        async def ended() -> bool:
+            return not view.live and not summary.live
+
+        await eventually(ended)
+        beats = (view.beat, summary.beat)
+        await asyncio.sleep(0.2)
+        assert (view.beat, summary.beat) == beats  # nothing left to follow: no more beats
+    finally:
+        view.close()
         summary.close()

@@ -31,3 +31,14 @@ def test_results_become_readable_bounded_text() -> None:
     assert result_text(None) == "null"
     cut = truncate("x" * 5000, limit=10)
     assert cut.startswith("x" * 10) and cut.endswith("(4990 more characters)")
+
+
+def test_the_live_rate_is_jobs_per_minute_over_the_last_seconds() -> None:
+    t = DeltaThroughput()
+    t.observe({"q": counts(0)}, now=100.0)
+    assert t.per_minute("q") is None  # one snapshot: no rate yet
+    t.observe({"q": counts(2)}, now=101.0)
+    t.observe({"q": counts(4, dead=1)}, now=102.0)
+    assert t.per_minute("q") == 150.0  # 5 jobs in 2 s
+    t.observe({"q": counts(5, dead=1)}, now=130.0)  # older deltas left the 15 s window
+    assert t.per_minute("q") == 2.1  # 1 job in the 28 s since the last kept snapshot

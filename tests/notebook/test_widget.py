@@ -249,14 +249,14 @@ async def test_many_jobs_in_flight_send_one_small_update_per_refresh(app: fnb.Ap
         release.set()
 
 
-async def test_sparkline_shows_jobs_finished_per_minute_once_metrics_have_history(
-    app: fnb.App,
-) -> None:
+async def test_sparkline_keeps_one_unit_and_a_fixed_half_hour(app: fnb.App) -> None:
+    """Jobs finished per minute, one point per minute of the last 30, from the first read
+    on: the unit and the time axis never change as history builds up."""
     await app.ensure_queue("fresh")
     await app.ensure_queue("busy")
     minute = int(time.time() // 60)
     storage = await app.storage()
-    # Four past minutes of totals, as the runtime's metrics roller writes them.
+    # Four past minutes of totals, as the runtime's metrics writer stores them.
     await storage.write_metrics(
         [
             MetricRow(minute=minute - k, queue="busy", host_id="h1", completed=10 * k, dead=1)
@@ -267,10 +267,33 @@ async def test_sparkline_shows_jobs_finished_per_minute_once_metrics_have_histor
     try:
         await eventually(lambda: _has_rows(widget))
         busy, fresh = row(widget, "busy"), row(widget, "fresh")
-        assert busy["spark_unit"] == "/min"
-        assert busy["spark"][:4] == [41.0, 31.0, 21.0, 11.0]  # completed + dead, oldest first
-        # No history yet: the live per-second deltas of the counts.
-        assert fresh["spark_unit"] == "/s"
+        for queue in (busy, fresh):
+            assert queue["spark_unit"] == "/min" and len(queue["spark"]) == 30
+            assert "per minute" in queue["spark_label"]
+        assert busy["spark"][-5:-1] == [41.0, 31.0, 21.0, 11.0]  # completed + dead, oldest first
+        assert fresh["spark"] == [0.0] * 30  # no history: zeros, same unit, same axis
+    finally:
+        widget.close()
+
+
+async def test_the_widget_beats_while_live_and_stops_with_its_app(app: fnb.App) -> None:
+    """The beat lets the browser tell a live kernel from a restarted one."""
+    await app.ensure_queue("default")
+    widget = app.widget()
+    widget.beat_s = 0.05
+    try:
+        first = widget.beat
+        await asyncio.sleep(0.3)
+        assert widget.live and widget.beat > first
+        await app.close()
+
+        async def stopped() -> bool:
+            return not widget.live
+
+        await eventually(stopped)
+        beat = widget.beat
+        await asyncio.sleep(0.2)
+        assert widget.beat == beat
     finally:
         widget.close()
 

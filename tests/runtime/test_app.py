@@ -311,7 +311,7 @@ async def test_failures_retry_with_backoff_then_die_with_the_error_chain(app: fn
     job = info.value.job
     assert calls == [1, 2, 3]
     assert job.status == "dead" and job.attempts == 3
-    assert job.last_error == "top: middle: 'root'"
+    assert job.last_error == "RuntimeError: top: ValueError: middle: KeyError: 'root'"
     assert "RuntimeError: top" in job.last_traceback and "KeyError" in job.last_traceback
     history = [e.event for e in await app.job_history(ref.id)]
     assert history.count("failed") == 2 and "dead" in history and history[0] == "enqueued"
@@ -326,7 +326,7 @@ async def test_failed_job_waits_for_its_backoff(app: fnb.App) -> None:
     await app.start()
     ref = await once.enqueue()
     job = await eventually(lambda: _with_status(app, ref.id, "failed"))
-    assert job.attempts == 1 and job.last_error == "nope"
+    assert job.attempts == 1 and job.last_error == "RuntimeError: nope"
     delay = job.scheduled_at - job.finished_at
     assert timedelta(seconds=59) < delay < timedelta(seconds=61)
 
@@ -672,7 +672,9 @@ async def test_admin_retry_delete_counts_and_frames(app: fnb.App) -> None:
     counts = await app.counts()
     assert counts["default"] == {"pending": 0, "running": 0, "failed": 0, "done": 0, "dead": 4}
     frame = await app.jobs_frame(status="dead")
-    assert len(frame) == 4 and set(frame["last_error"]) == {f"broken {i}" for i in range(4)}
+    assert len(frame) == 4 and set(frame["last_error"]) == {
+        f"RuntimeError: broken {i}" for i in range(4)
+    }
 
     await app.handle.shutdown(1)
     job = await app.retry(refs[0].id)
