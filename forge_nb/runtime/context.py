@@ -67,6 +67,13 @@ class RateLimiter:
         await self._storage.drain_rate_limit(scope, now + retry_after, now)
 
 
+def progress_fraction(fraction: float) -> float:
+    """A reported progress clamped to [0, 1]; ValueError for what is not a finite number."""
+    if not isinstance(fraction, int | float) or not math.isfinite(fraction):
+        raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
+    return min(1.0, max(0.0, float(fraction)))
+
+
 @dataclass(slots=True)
 class JobCtx:
     """The context of one run (pinned attributes).
@@ -102,9 +109,7 @@ class JobCtx:
 
     def progress_sync(self, fraction: float, message: str = "") -> None:
         """`progress` for sync handlers (just records it; no waiting)."""
-        if not isinstance(fraction, int | float) or not math.isfinite(fraction):
-            raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}")
-        self.app._record_progress(self.job_id, min(1.0, max(0.0, float(fraction))), str(message))
+        self.app._record_progress(self.job_id, progress_fraction(fraction), str(message))
 
     async def enqueue(self, target: Any, *args: Any, **kwargs: Any) -> JobRef:
         """Enqueue a follow-up: an `EnqueueRequest`, a job function, or a kind with kwargs."""

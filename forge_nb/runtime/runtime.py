@@ -240,7 +240,7 @@ class QueueHandle:
             await asyncio.sleep(LAG_PROBE_S)
             lag = loop.time() - before - LAG_PROBE_S
             if lag >= LAG_WARN_S:
-                sync_kinds = {h.kind for h in self.app.handlers if not h.is_async}
+                sync_kinds = {h.kind for h in self.app.handlers if h.executor != "loop"}
                 kinds = sorted(self._kinds_since_probe - sync_kinds)
                 log.warning(
                     "event loop blocked for %.1f s; async jobs in flight: %s. A handler that "
@@ -330,6 +330,7 @@ class QueueHandle:
         except StorageError as exc:
             log.warning("could not unregister cleanly: %s", exc)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.app._close_process_pool()
         self._stopped.set()
         log.info("worker %s stopped", self.host_id)
 
