@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a kernel interrupt is not meant for jobs
     signal.signal(signal.SIGTERM, _on_sigterm)
     _die_with_parent(parent_pid)
+    for fd in (job_fd, control_fd):  # a process a job starts must not hold them open
+        os.set_inheritable(fd, False)
     child = Child(socket.socket(fileno=job_fd))
     watcher = threading.Thread(
         target=_watch_parent, args=(control_fd, child), name="forge-nb parent watch", daemon=True

@@ -2,8 +2,8 @@
 
 Why not `concurrent.futures.ProcessPoolExecutor` (or loky): when one of its
 children dies, the whole executor breaks (``BrokenProcessPool``) and every job
-in flight fails with it. Here each child is watched on its own, on the asyncio
-loop (a pidfd on Linux, a waiter thread elsewhere): a child that dies fails only
+in flight fails with it. Here each child has its own IO thread that feeds it
+jobs from the pool's queue and reads its replies; a child that dies fails only
 the job it was running, with an error naming its exit code or signal, and the
 next job gets a fresh child. Other children go on.
 
@@ -30,8 +30,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError
@@ -74,6 +76,9 @@ KILL_GRACE_S = 1.0
 READY_TIMEOUT_S = 60.0
 #: Shipped functions remembered (one per handler; a re-run cell makes a new handler).
 SHIPPED_CACHE = 256
+#: How often an IO thread waiting for a reply checks that its child still runs (the end of
+#: file of its socket says so at once, unless a process the job forked holds the socket).
+LIVENESS_CHECK_S = 1.0
 
 
 class ProcessDied(Exception):
@@ -103,39 +108,53 @@ def describe_exit(returncode: int) -> str:
     return f"process executor: child exited with code {returncode}"
 
 
-class _ChildProtocol(asyncio.Protocol):
-    """Reads a child's frames on the loop and hands them to its `ChildProcess`."""
+@dataclass(eq=False)
+class _Slot:
+    """One job on its way through the pool (shared by the loop and a child's IO thread)."""
 
-    def __init__(self, child: ChildProcess) -> None:
-        self.child = child
-        self.reader = FrameReader()
-
-    def data_received(self, data: bytes) -> None:
-        for message in self.reader.feed(data):
-            self.child.received(message)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Nothing to do: the exit watcher reports how the child ended."""
+    job_id: str
+    key: str
+    blob: bytes
+    payload: dict[str, Any]
+    meta: dict[str, Any]
+    future: asyncio.Future[tuple[Any, ...]]
+    #: Set when a child takes the job: ``timeout=`` counts from there, not from the queue.
+    started: asyncio.Future[None]
+    #: ``queued`` in the pool, ``running`` in a child, ``done`` once it replied or died.
+    state: str = "queued"
+    child: ChildProcess | None = None
+    #: Cancelled, timed out or released: a late reply changes nothing.
+    abandoned: bool = False
 
 
 class ChildProcess:
-    """One child: its process, its channels, and the job it runs now."""
+    """One child and the IO thread that feeds it jobs and reads its replies.
 
-    def __init__(self, pool: ProcessPool) -> None:
+    The thread, not the event loop, talks to the child: it takes the next queued job the
+    moment the child replies, even while the loop is busy (writing outcomes, say), so a
+    child does not sit idle waiting for the loop; replies reach the loop together and are
+    stored in one batch. The thread also starts the child (fork + exec stays off the
+    loop) and notices its death: end of file on the socket, then its exit status.
+    """
+
+    def __init__(self, pool: ProcessPool, serial: int) -> None:
         self.pool = pool
-        self.loop = pool.loop
         self.proc: subprocess.Popen[bytes] | None = None
-        self.transport: asyncio.Transport | None = None
+        self.sock: socket.socket | None = None
+        #: Write end of the control pipe (cancel notices); guarded by the pool's lock.
         self.control_fd: int | None = None
-        self.ready: asyncio.Future[None] = self.loop.create_future()
-        self.exited: asyncio.Future[int] = self.loop.create_future()
-        self.reply: asyncio.Future[tuple[Any, ...]] | None = None
-        self.job_id: str | None = None
-        #: Function keys this child has been sent (it may drop some: it then says MISSING).
+        #: The job it runs now; guarded by the pool's lock.
+        self.current: _Slot | None = None
+        #: Function keys sent to this child (it may drop some: it then says MISSING).
         self.sent: set[str] = set()
         self.tasks_done = 0
-        #: We are stopping it: its exit fails nothing.
-        self.retiring = False
+        self.starting = True
+        self.finished: asyncio.Future[None] = pool.loop.create_future()
+        self._reader = FrameReader()
+        self._pending: deque[Any] = deque()
+        self.thread = threading.Thread(
+            target=self._main, name=f"forge-nb process child {serial}", daemon=True
+        )
 
     @property
     def pid(self) -> int:
@@ -144,25 +163,33 @@ class ChildProcess:
 
     @property
     def alive(self) -> bool:
-        """Started and not exited."""
-        return self.proc is not None and not self.exited.done()
+        """Started and not reaped."""
+        return self.proc is not None and self.proc.returncode is None
 
-    # -- start -------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Launch the interpreter, connect its socket, watch its exit, wait until ready."""
-        parent_sock = self._launch()
-        self._watch_exit()
-        transport, _ = await self.loop.connect_accepted_socket(
-            lambda: _ChildProtocol(self), parent_sock
-        )
-        self.transport = transport
-        if self.exited.done():
-            transport.close()
-        async with asyncio.timeout(READY_TIMEOUT_S):
-            await self.ready
+    # -- the IO thread ---------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            try:
+                self._launch()
+                self._await_ready()
+            except Exception as exc:
+                self.pool._spawn_failed(self, exc)
+                return
+            limit = self.pool.max_tasks_per_child
+            while (slot := self.pool._take(self)) is not None:
+                if not self._run(slot):
+                    break
+                self.tasks_done += 1
+                if limit is not None and self.tasks_done >= limit:
+                    break
+        except BaseException:
+            log.exception("process executor: the IO thread of child %d failed", self.pid)
+        finally:
+            self._end()
+            self.pool._child_gone(self)
 
-    def _launch(self) -> socket.socket:
-        """Start the child (fork + exec: milliseconds); our end of its job socket."""
+    def _launch(self) -> None:
+        """Start the child (a new interpreter) with its job socket and control pipe."""
         parent_sock, child_sock = socket.socketpair()
         control_r, control_w = os.pipe()
         try:
@@ -187,116 +214,124 @@ class ChildProcess:
             child_sock.close()
             os.close(control_r)
         os.set_blocking(control_w, False)
-        self.control_fd = control_w
-        parent_sock.setblocking(False)
-        return parent_sock
+        parent_sock.settimeout(LIVENESS_CHECK_S)
+        self.sock = parent_sock
+        with self.pool._lock:
+            self.control_fd = control_w
 
-    def _watch_exit(self) -> None:
-        assert self.proc is not None
+    def _await_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            message = self._next_message()
+            if message is None:
+                raise ProcessDied(describe_exit(self._reap()) + " before it was ready")
+            if message[0] == READY:
+                return
+            if time.monotonic() > deadline:
+                raise ProcessDied(f"process executor: child not ready after {READY_TIMEOUT_S} s")
+
+    def _next_message(self) -> Any | None:
+        """The child's next frame; None once it is gone (end of file, or it exited)."""
+        assert self.sock is not None and self.proc is not None
+        while not self._pending:
+            try:
+                data = self.sock.recv(1 << 16)
+            except TimeoutError:
+                if self.proc.poll() is not None:  # exited, yet something holds its socket
+                    return None
+                continue
+            except OSError:
+                return None
+            if not data:
+                return None
+            self._pending.extend(self._reader.feed(data))
+        return self._pending.popleft()
+
+    def _run(self, slot: _Slot) -> bool:
+        """Send one job and relay its messages until it replies; False when the child died."""
+        assert self.sock is not None
+        with_function = slot.key not in self.sent
+        reply: tuple[Any, ...] | None = None
         try:
-            pidfd = os.pidfd_open(self.proc.pid)
-        except (AttributeError, OSError):
-            threading.Thread(
-                target=self._wait_in_thread, name="forge-nb child watch", daemon=True
-            ).start()
-            return
-        self.loop.add_reader(pidfd, self._pidfd_readable, pidfd)
+            while reply is None:
+                blob = slot.blob if with_function else None
+                frame = encode((RUN, slot.job_id, slot.key, blob, slot.payload, slot.meta))
+                self.sock.sendall(frame)
+                self.sent.add(slot.key)
+                while True:
+                    message = self._next_message()
+                    if message is None:
+                        break
+                    tag = message[0]
+                    if message[1] != slot.job_id:
+                        continue
+                    if tag == PROGRESS:
+                        if not slot.abandoned:
+                            self.pool._post(self.pool.on_progress, *message[1:4])
+                    elif tag == MISSING:
+                        with_function = True
+                        break
+                    else:
+                        reply = message
+                        break
+                if message is None:
+                    break
+        except OSError:
+            reply = None
+        with self.pool._lock:
+            self.current = None
+            slot.state = "done"
+        if reply is not None:
+            self.pool._settle(slot.future, reply)
+            return True
+        died = ProcessDied(describe_exit(self._reap()))
+        if not slot.abandoned:
+            log.warning("%s (pid %d) while running job %s", died, self.pid, slot.job_id)
+        self.pool._settle(slot.future, died)
+        return False
 
-    def _pidfd_readable(self, pidfd: int) -> None:
-        self.loop.remove_reader(pidfd)
-        os.close(pidfd)
+    def _reap(self) -> int:
         assert self.proc is not None
-        returncode = self.proc.poll()
-        if returncode is None:  # readable means exited; reaping cannot block here
-            returncode = self.proc.wait()
-        self._on_exit(returncode)
+        return self.proc.wait()
 
-    def _wait_in_thread(self) -> None:
-        assert self.proc is not None
-        returncode = self.proc.wait()
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            self.loop.call_soon_threadsafe(self._on_exit, returncode)
+    def _end(self) -> None:
+        """Close the channels (an idle child exits on their end of file) and reap it."""
+        with self.pool._lock:
+            control_fd, self.control_fd = self.control_fd, None
+        if control_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(control_fd)
+        if self.sock is not None:
+            self.sock.close()
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                self.proc.wait(timeout=KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.pool._post(_settle_future, self.finished, None)
 
-    # -- messages ------------------------------------------------------------------------
-    def received(self, message: tuple[Any, ...]) -> None:
-        """A frame from the child."""
-        tag = message[0]
-        if tag == PROGRESS:
-            if message[1] == self.job_id:
-                self.pool.on_progress(message[1], message[2], message[3])
-        elif tag == READY:
-            if not self.ready.done():
-                self.ready.set_result(None)
-        elif self.reply is not None and not self.reply.done() and message[1] == self.job_id:
-            self.reply.set_result(message)
-
-    def send_job(self, job_id: str, frame: bytes) -> asyncio.Future[tuple[Any, ...]]:
-        """Send one job; the future gets its reply (or `ProcessDied`)."""
-        assert self.transport is not None
-        self.job_id = job_id
-        self.reply = self.loop.create_future()
-        self.reply.add_done_callback(_retrieved)  # a killed job's late ProcessDied is no news
-        if self.exited.done():
-            self.reply.set_exception(ProcessDied(describe_exit(self.exited.result())))
-        else:
-            self.transport.write(frame)
-        return self.reply
-
-    def notify_cancel(self, job_id: str) -> None:
+    # -- called from the loop, with the pool's lock held --------------------------------------
+    def notify_cancel_locked(self, job_id: str) -> None:
         """Tell the job it is cancelled (``ctx.cancel.is_cancelled()`` turns True)."""
-        if self.control_fd is not None and self.alive:
+        if self.control_fd is not None:
             with contextlib.suppress(OSError):
                 os.write(self.control_fd, job_id.encode() + b"\n")
 
-    def signal(self, signum: int) -> None:
-        """Send a signal if the child still runs."""
-        if self.alive:
-            assert self.proc is not None
+    def signal_locked(self, signum: int) -> None:
+        """Send a signal if the child has not been reaped."""
+        if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signum)
-
-    def close_channels(self) -> None:
-        """Close the socket and the control pipe: an idle child exits at once on EOF."""
-        if self.transport is not None:
-            self.transport.close()
-        if self.control_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.control_fd)
-            self.control_fd = None
-
-    def _on_exit(self, returncode: int) -> None:
-        if self.exited.done():
-            return
-        self.exited.set_result(returncode)
-        self.close_channels()
-        died = ProcessDied(describe_exit(returncode))
-        if not self.ready.done():
-            self.ready.set_exception(died)
-        if self.reply is not None and not self.reply.done():
-            self.reply.set_exception(died)
-        self.pool.child_exited(self, returncode)
-
-    async def stop(self, signum: int | None) -> None:
-        """End the child: ``signum`` now (None: close its channels), SIGKILL after a grace."""
-        self.retiring = True
-        if signum is None:
-            self.close_channels()
-        else:
-            self.signal(signum)
-        try:
-            await asyncio.wait_for(asyncio.shield(self.exited), KILL_GRACE_S)
-        except TimeoutError:
-            self.signal(signal.SIGKILL)
-            await self.exited
-        self.close_channels()
 
 
 class ProcessPool:
     """Children for ``executor="process"`` jobs: at most ``size``, started on demand.
 
-    ``run`` sends a job to a free child (waiting for one when all are busy) and
-    returns its result or raises its exception. Cancelling ``run`` (a user cancel,
-    ``timeout=``, shutdown) kills the child: SIGTERM, then SIGKILL after
+    ``run`` queues a job; the first free child takes it (a new child starts while
+    there are fewer than ``size``) and ``run`` returns its result or raises its
+    exception. Cancelling ``run`` (a user cancel, ``timeout=``, shutdown) takes a
+    queued job out, or kills the child running it: SIGTERM, then SIGKILL after
     `KILL_GRACE_S`; a user cancel first gives the job `CANCEL_GRACE_S` to see
     ``ctx.cancel`` and return, which keeps the child.
     """
@@ -314,25 +349,32 @@ class ProcessPool:
         self.size = size
         self.max_tasks_per_child = max_tasks_per_child
         self.on_progress = on_progress
-        #: Children that count against ``size``: starting, idle and busy.
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        # Guarded by the lock:
+        self._queue: deque[_Slot] = deque()
         self._children: set[ChildProcess] = set()
-        self._idle: list[ChildProcess] = []
-        self._waiters: deque[asyncio.Future[ChildProcess | None]] = deque()
-        self._stopping: dict[asyncio.Task[None], ChildProcess] = {}
+        self._idle = 0
+        self._starting = 0
+        self._closed = False
+        # Loop only:
+        self._killers: set[asyncio.Task[None]] = set()
         self._shipped: OrderedDict[int, tuple[Handler, str, bytes]] = OrderedDict()
         self._serial = itertools.count(1)
-        self._closed = False
 
     def __repr__(self) -> str:
-        busy = len(self._children) - len(self._idle)
-        return f"<ProcessPool size={self.size} children={len(self._children)} busy={busy}>"
+        with self._lock:
+            return (
+                f"<ProcessPool size={self.size} children={len(self._children)} "
+                f"idle={self._idle} queued={len(self._queue)}>"
+            )
 
     def pids(self) -> list[int]:
-        """Pids of the live children (idle or busy, and those being stopped)."""
-        children = self._children | set(self._stopping.values())
-        return sorted(c.pid for c in children if c.alive)
+        """Pids of the live children (idle, busy, or being stopped)."""
+        with self._lock:
+            return sorted(c.pid for c in self._children if c.alive)
 
-    # -- running a job ---------------------------------------------------------------------
+    # -- running a job (loop side) -----------------------------------------------------------
     async def run(self, handler: Handler, ctx: JobCtx, payload: dict[str, Any]) -> Any:
         """Run one job in a child; its JSON result, or its exception raised here."""
         key, blob = self._shipped_function(handler)
@@ -343,47 +385,85 @@ class ProcessPool:
             "process_id": ctx.process_id,
             "host_id": ctx.host_id,
         }
-        child = await self._acquire()
-        job_id = ctx.job_id
+        slot = _Slot(
+            ctx.job_id,
+            key,
+            blob,
+            payload,
+            meta,
+            self.loop.create_future(),
+            self.loop.create_future(),
+        )
+        slot.future.add_done_callback(_retrieved)  # a killed job's late reply is no news
+        with self._lock:
+            if self._closed:
+                raise ProcessPoolClosed("the process pool is closed")
+            self._queue.append(slot)
+            self._wakeup.notify()
+            self._grow_locked()
         try:
-            with_function = key not in child.sent
-            while True:
-                frame = encode((RUN, job_id, key, blob if with_function else None, payload, meta))
-                child.sent.add(key)
-                # Shielded: a cancel must leave the reply pending (the job may still return).
-                reply = await asyncio.shield(child.send_job(job_id, frame))
-                if reply[0] != MISSING or with_function:
-                    break
-                with_function = True
+            reply = await self._reply(slot, handler.timeout)
         except asyncio.CancelledError:
-            if ctx.cancel.is_cancelled() and await self._stops_on_its_own(child, job_id):
-                self._release(child)
-            else:
-                self._stop(child, signal.SIGTERM)
+            await self._abandon(slot, cooperative=ctx.cancel.is_cancelled())
             raise
-        except BaseException:
-            if child.alive:  # not a death (that is handled by the exit watcher): never reuse
-                self._stop(child, signal.SIGTERM)
-            raise
-        self._release(child)
         return _outcome(reply)
 
-    async def _stops_on_its_own(self, child: ChildProcess, job_id: str) -> bool:
-        """Cancel notice, then a short wait for the job to return (the child stays usable)."""
-        reply = child.reply
-        if reply is None or not child.alive:
-            return False
-        child.notify_cancel(job_id)
-        deadline = self.loop.time() + CANCEL_GRACE_S
-        while not reply.done():
+    async def _reply(self, slot: _Slot, timeout: float | None) -> tuple[Any, ...]:
+        """The job's reply; a ``timeout`` counts from the start in a child (not the wait
+        for one: a cold pool's start-up is not the job's time) and kills that child."""
+        # Shielded: a cancel must leave the reply pending (the job may still return).
+        if timeout is None:
+            return await asyncio.shield(slot.future)
+        await asyncio.shield(slot.started)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(slot.future)
+        except TimeoutError:
+            await self._abandon(slot, cooperative=False)
+            raise TimeoutError(f"timed out after {timeout} s") from None
+
+    async def _abandon(self, slot: _Slot, cooperative: bool) -> None:
+        """Take a queued job out; stop a running one (after a grace when ``cooperative``)."""
+        with self._lock:
+            slot.abandoned = True
+            if slot.state != "running" or slot.child is None:
+                return  # still queued (children skip it), or it already replied
+            child = slot.child
+            if cooperative:
+                child.notify_cancel_locked(slot.job_id)
+        if cooperative and await self._returns_within(slot, CANCEL_GRACE_S):
+            return
+        self._kill(child, slot)
+
+    async def _returns_within(self, slot: _Slot, seconds: float) -> bool:
+        """Whether the job replies within ``seconds`` (its child then stays in the pool)."""
+        deadline = self.loop.time() + seconds
+        while not slot.future.done():
             left = deadline - self.loop.time()
             if left <= 0:
                 return False
             try:
-                await asyncio.wait([reply], timeout=left)
+                await asyncio.wait([slot.future], timeout=left)
             except asyncio.CancelledError:
                 continue  # the heartbeat repeats a cancel request: still the same grace
-        return child.alive and reply.exception() is None
+        return not slot.future.cancelled() and slot.future.exception() is None
+
+    def _kill(self, child: ChildProcess, slot: _Slot) -> None:
+        """SIGTERM the child while it still runs ``slot``; SIGKILL if it has not gone after
+        `KILL_GRACE_S`. A child that moved on (the job replied) is left alone."""
+        with self._lock:
+            if child.current is not slot:
+                return
+            child.signal_locked(signal.SIGTERM)
+        task = self.loop.create_task(self._escalate(child, slot))
+        self._killers.add(task)
+        task.add_done_callback(self._killers.discard)
+
+    async def _escalate(self, child: ChildProcess, slot: _Slot) -> None:
+        await asyncio.wait([child.finished], timeout=KILL_GRACE_S)
+        with self._lock:
+            if child.current is slot:
+                child.signal_locked(signal.SIGKILL)
 
     def _shipped_function(self, handler: Handler) -> tuple[str, bytes]:
         """The handler's function packed once (re-registering a kind makes a new handler)."""
@@ -406,117 +486,97 @@ class ProcessPool:
             self._shipped.popitem(last=False)
         return key, blob
 
-    # -- children ------------------------------------------------------------------------------
-    async def _acquire(self) -> ChildProcess:
-        while True:
-            if self._closed:
-                raise ProcessPoolClosed("the process pool is closed")
-            while self._idle:
-                child = self._idle.pop()
-                if child.alive:
-                    return child
-            if len(self._children) < self.size:
-                return await self._spawn()
-            waiter: asyncio.Future[ChildProcess | None] = self.loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                child_or_none = await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    given = waiter.result()
-                    if given is not None:
-                        self._hand_over(given)
-                    else:
-                        self._wake_one()
-                elif waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                raise
-            if child_or_none is not None:
-                return child_or_none
-            # None: room was freed (a child ended); loop round to start one.
-
-    async def _spawn(self) -> ChildProcess:
-        child = ChildProcess(self)
-        self._children.add(child)
-        try:
-            await child.start()
-        except BaseException:
-            self._children.discard(child)
-            if child.proc is not None:
-                self._stop(child, signal.SIGKILL)
-            self._wake_one()
-            raise
-        log.debug("process executor: child %d started", child.pid)
-        return child
-
-    def _release(self, child: ChildProcess) -> None:
-        """A job ended normally in ``child``: reuse it, or retire it when it has done enough."""
-        child.job_id = None
-        child.reply = None
-        child.tasks_done += 1
-        limit = self.max_tasks_per_child
-        if self._closed or not child.alive or (limit is not None and child.tasks_done >= limit):
-            self._stop(child, None)
+    # -- children (any thread, with the lock where it says so) -------------------------------
+    def _grow_locked(self) -> None:
+        """Start a child when queued jobs outnumber the free children and there is room."""
+        if self._closed or len(self._children) >= self.size:
             return
-        self._hand_over(child)
+        waiting = sum(1 for s in self._queue if not s.abandoned)
+        if waiting > self._idle + self._starting:
+            child = ChildProcess(self, next(self._serial))
+            self._children.add(child)
+            self._starting += 1
+            child.thread.start()
 
-    def _hand_over(self, child: ChildProcess) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(child)
-                return
-        self._idle.append(child)
+    def _take(self, child: ChildProcess) -> _Slot | None:
+        """IO thread: the next queued job for ``child`` (waits); None when the pool closes."""
+        with self._lock:
+            if child.starting:
+                child.starting = False
+                self._starting -= 1
+            while not self._closed:
+                while self._queue:
+                    slot = self._queue.popleft()
+                    if not slot.abandoned:
+                        slot.state = "running"
+                        slot.child = child
+                        child.current = slot
+                        self._post(_settle_future, slot.started, None)
+                        return slot
+                self._idle += 1
+                try:
+                    self._wakeup.wait()
+                finally:
+                    self._idle -= 1
+            return None
 
-    def _wake_one(self) -> None:
-        """Room for one more child: let the first waiter start it."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def _spawn_failed(self, child: ChildProcess, exc: Exception) -> None:
+        """IO thread: the child could not start; the first queued job fails with why."""
+        log.error("process executor: could not start a child: %s", exc)
+        with self._lock:
+            child.starting = False
+            self._starting -= 1
+            victim = next((s for s in self._queue if not s.abandoned), None)
+            if victim is not None:
+                self._queue.remove(victim)
+                victim.state = "done"
+        if victim is not None:
+            self._settle(victim.future, exc)
 
-    def _stop(self, child: ChildProcess, signum: int | None) -> None:
-        """Take ``child`` out of the pool and end it in the background."""
-        if child in self._children:
+    def _child_gone(self, child: ChildProcess) -> None:
+        """IO thread, at its end: forget the child; start another if jobs wait."""
+        with self._lock:
             self._children.discard(child)
-            self._wake_one()
-        with contextlib.suppress(ValueError):
-            self._idle.remove(child)
-        if child.retiring:
-            return
-        child.retiring = True
-        task = self.loop.create_task(child.stop(signum), name=f"forge-nb stop child {child.pid}")
-        self._stopping[task] = child
-        task.add_done_callback(self._stopping.pop)
+            if child.starting:
+                child.starting = False
+                self._starting -= 1
+            self._grow_locked()
 
-    def child_exited(self, child: ChildProcess, returncode: int) -> None:
-        """Exit watcher: forget the child; an unexpected exit is logged (its job fails)."""
-        if not child.retiring:
-            log.warning(
-                "%s (pid %d)%s",
-                describe_exit(returncode),
-                child.pid,
-                f" while running job {child.job_id}" if child.job_id else "",
-            )
-            child.retiring = True
-        if child in self._children:
-            self._children.discard(child)
-            self._wake_one()
-        with contextlib.suppress(ValueError):
-            self._idle.remove(child)
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop (from an IO thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _settle(self, future: asyncio.Future[Any], outcome: Any) -> None:
+        self._post(_settle_future, future, outcome)
 
     async def close(self) -> None:
         """Stop every child (idle ones exit at once; a busy one is killed) and wait for them."""
-        self._closed = True
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(ProcessPoolClosed("the process pool is closed"))
-        for child in list(self._children):
-            self._stop(child, None if child.job_id is None else signal.SIGTERM)
-        if self._stopping:
-            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+        with self._lock:
+            self._closed = True
+            queued = [s for s in self._queue if not s.abandoned]
+            self._queue.clear()
+            children = list(self._children)
+            busy = [(c, c.current) for c in children if c.current is not None]
+            self._wakeup.notify_all()
+        for slot in queued:
+            _settle_future(slot.future, ProcessPoolClosed("the process pool is closed"))
+        for child, slot in busy:
+            if slot is not None:
+                slot.abandoned = True
+                self._kill(child, slot)
+        waits = [c.finished for c in children] + list(self._killers)
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+
+
+def _settle_future(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

@@ -311,8 +311,8 @@ class Runner:
             work = self.handle.loop.run_in_executor(
                 self.handle.executor, handler.call, ctx, payload
             )
-        if handler.timeout is None:
-            return await work
+        if handler.timeout is None or handler.executor == "process":
+            return await work  # the process pool times its runs itself, from their start
         try:
             async with asyncio.timeout(handler.timeout):
                 return await work

@@ -428,10 +428,11 @@ async def test_timeout_kills_the_child(app: fnb.App, tmp_path: Path) -> None:
     print(
         f"[process] timeout=1: job ended {run_s:.3f} s after start, child gone {gone_s:.3f} s later"
     )
-    assert job.last_error.startswith("timed out after 1 s")
+    assert job.last_error == "timed out after 1 s"
     with pytest.raises(fnb.JobDead) as thread_info:
         await thread_ref.wait(timeout=20)
-    assert thread_info.value.job.last_error == job.last_error  # same outcome as a thread job
+    # The same outcome as a thread job (whose chain also names asyncio's inner timeout).
+    assert thread_info.value.job.last_error.startswith(job.last_error)
     assert run_s < 5 and gone_s < 5
 
 
@@ -457,10 +458,13 @@ async def test_the_pool_starts_lazily_and_close_leaves_nothing(db_url: str) -> N
     await (await plain.enqueue()).wait(timeout=30)
     assert app._process_pool is None and our_children() == []
     refs = await pid.enqueue_many([()] * 6)
-    pids = {await r.wait(timeout=30) for r in refs}
-    assert 1 <= len(pids) <= 2 and set(our_children()) == pids
-    await app.close()
-    await wait_gone(sorted(pids))
+    try:
+        pids = {await r.wait(timeout=30) for r in refs}
+        children = our_children()
+        assert 1 <= len(children) <= 2 and pids <= set(children)
+    finally:
+        await app.close()
+    await wait_gone(children)
     assert our_children() == []
 
 
