@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         child.send((READY, os.getpid()))
         child.serve()
     except _Terminated:
-        code = 128 + int(signal.SIGTERM)
+        code = -int(signal.SIGTERM)
     except (BrokenPipeError, ConnectionResetError):
         code = 1
     finally:
@@ -285,4 +285,7 @@ def main(argv: list[str] | None = None) -> None:
                 stream.flush()
             except Exception:
                 pass
+    if code < 0:  # unwound by SIGTERM: now die of it, so the worker reads why
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
     os._exit(code)  # no waiting on threads a job left behind

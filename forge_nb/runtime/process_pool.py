@@ -414,7 +414,8 @@ class ProcessPool:
         # Shielded: a cancel must leave the reply pending (the job may still return).
         if timeout is None:
             return await asyncio.shield(slot.future)
-        await asyncio.shield(slot.started)
+        either: list[asyncio.Future[Any]] = [slot.started, slot.future]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(slot.future)

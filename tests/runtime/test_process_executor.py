@@ -16,8 +16,10 @@ import sys
 import textwrap
 import threading
 import time
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -592,3 +594,100 @@ def test_main_script_process_jobs(db_url: str, tmp_path: Path) -> None:
     assert f'File "{script}"' in out["traceback"] and 'int("x")' in out["traceback"]
     assert out["traceback"].rstrip().endswith("ParseError: bad input")
     assert out["progress"] == [0.5, "halfway"] and out["reports"] == "reported"
+
+
+# -- the pool's edges ---------------------------------------------------------------------------
+
+
+async def test_timeout_counts_from_the_start_in_a_child(db_url: str) -> None:
+    async with fnb.App(db_url, process_workers=1, **FAST) as app:
+
+        @app.job(kind="hog", executor="process")
+        def hog(ctx: fnb.JobCtx) -> str:
+            time.sleep(2)
+            return "hog"
+
+        @app.job(kind="quick", executor="process", timeout=1, max_attempts=1)
+        def quick(ctx: fnb.JobCtx) -> str:
+            time.sleep(0.1)
+            return "quick"
+
+        await app.start()
+        first = await hog.enqueue()
+        await eventually(lambda: _status_is(app, first.id, "running"))
+        second = await quick.enqueue()  # waits ~2 s for the only child: not its own time
+        assert await second.wait(timeout=30) == "quick"
+        assert await first.wait(timeout=30) == "hog"
+
+
+async def _status_is(app: fnb.App, job_id: str, status: str) -> bool:
+    return (await app.job(job_id)).status == status
+
+
+async def test_a_child_that_cannot_start_fails_the_job_clearly(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forge_nb.runtime import process_pool
+
+    monkeypatch.setattr(process_pool, "BOOT", "import sys; sys.exit(7)")
+    async with fnb.App(db_url, process_workers=1, **FAST) as app:
+
+        @app.job(kind="never", executor="process", max_attempts=1)
+        def never(ctx: fnb.JobCtx) -> None: ...
+
+        await app.start()
+        with pytest.raises(fnb.JobDead) as info:
+            await (await never.enqueue()).wait(timeout=30)
+    assert info.value.job.last_error == (
+        "process executor: child exited with code 7 before it was ready"
+    )
+
+
+async def test_closing_the_pool_fails_queued_jobs_and_stops_children() -> None:
+    from forge_nb.runtime.context import CancelToken
+    from forge_nb.runtime.handlers import handler_for_function
+    from forge_nb.runtime.process_pool import ProcessPool, ProcessPoolClosed
+
+    def nap(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    handler = handler_for_function(
+        nap,
+        kind="nap",
+        queue=None,
+        max_attempts=1,
+        concurrency=None,
+        timeout=5,
+        priority=0,
+        executor="process",
+    )
+    pool = ProcessPool(1, on_progress=lambda *a: None)
+
+    def ctx(job_id: str) -> Any:
+        return types.SimpleNamespace(
+            job_id=job_id,
+            kind="nap",
+            queue="q",
+            attempt=1,
+            process_id="p",
+            host_id="h",
+            cancel=CancelToken(),
+        )
+
+    running = asyncio.ensure_future(pool.run(handler, ctx("1"), {"seconds": 0.5}))
+    queued = asyncio.ensure_future(pool.run(handler, ctx("2"), {"seconds": 0.5}))
+    assert await running == 0.5 and await queued == 0.5  # one child, one after the other
+    pids = pool.pids()
+    running = asyncio.ensure_future(pool.run(handler, ctx("3"), {"seconds": 60}))
+    await asyncio.sleep(0.3)  # the warm child has taken it
+    queued = asyncio.ensure_future(pool.run(handler, ctx("4"), {"seconds": 0.5}))
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await pool.close()
+    assert time.monotonic() - started < 5
+    with pytest.raises(ProcessPoolClosed):
+        await queued
+    with pytest.raises(Exception, match="process executor: child killed by signal SIGTERM"):
+        await running
+    assert pool.pids() == [] and all(gone(p) for p in pids)
