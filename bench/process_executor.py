@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import statistics
@@ -37,6 +38,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
 
 import forge_nb as fnb  # noqa: E402
 
@@ -69,10 +72,28 @@ async def until_done(app: fnb.App, n: int, timeout: float = 600) -> None:
         await asyncio.sleep(0.005)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) this process and ``pids`` have used so far."""
+    total = 0.0
+    for pid in [os.getpid(), *pids]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
 async def drain(
-    url: str, n: int, executor: str, children: int, workers: int, fn: Callable[..., Any], args: Any
-) -> float:
-    """Seconds for one process to run ``n`` pending jobs of ``fn``.
+    url: str,
+    n: int,
+    executor: str,
+    children: int,
+    workers: int,
+    fn: Callable[..., Any],
+    args: Any,
+    warm_args: Any = None,
+) -> tuple[float, float]:
+    """Seconds for one process to run ``n`` pending jobs of ``fn``, and the cores it kept
+    busy meanwhile (this process and its children).
 
     The pool is warmed up first (a job per child on another queue), then the jobs are
     enqueued into the paused queue, and the clock runs from its resume to the last outcome.
@@ -84,17 +105,21 @@ async def drain(
         await app.pause_queue("default")
         await app.ensure_queue("warm", workers=children)
         handle = await app.start()
-        warm = await job.options(queue="warm").enqueue_many([args(i) for i in range(children)])
+        warm = await job.options(queue="warm").enqueue_many(
+            [(warm_args or args)(i) for i in range(children)]
+        )
         for ref in warm:
             await ref.wait(timeout=60)
         for offset in range(0, n, 10_000):
             await job.enqueue_many([args(i) for i in range(offset, min(n, offset + 10_000))])
-        start = time.perf_counter()
+        pids = app._process_pool.pids() if app._process_pool is not None else []
+        start, cpu = time.perf_counter(), cpu_seconds(pids)
         await app.resume_queue("default")
         await handle._tick()  # apply the resume now, not at the next tick
         await until_done(app, n)
         await handle.finalizer.drain()
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        return elapsed, (cpu_seconds(pids) - cpu) / elapsed
     finally:
         await app.close()
 
@@ -128,14 +153,7 @@ def dask_map(n: int, children: int) -> float | None:
     return elapsed
 
 
-def median_of(repeat: int, measure: Callable[[], float | None]) -> float | None:
-    values = [measure() for _ in range(repeat)]
-    if any(v is None for v in values):
-        return None
-    return statistics.median(v for v in values if v is not None)
-
-
-def run(coro: Callable[[], Coroutine[Any, Any, float]]) -> float:
+def run(coro: Callable[[], Coroutine[Any, Any, tuple[float, float]]]) -> tuple[float, float]:
     return asyncio.run(coro())
 
 
@@ -152,29 +170,35 @@ def dispatch(args: argparse.Namespace, tmp: Path) -> None:
 
         return lambda: run(
             lambda: drain(url(), n, executor, children, args.workers, job, lambda i: (i,))
-        )
+        )[0]
 
-    rows: list[tuple[str, float | None]] = [
-        ("forge-nb executor='process'", median_of(repeat, forge("process"))),
-        ("forge-nb executor='thread'", median_of(repeat, forge("thread"))),
-        (
-            "ProcessPoolExecutor.map, chunksize=1",
-            median_of(repeat, lambda: ppe_map(n, children, 1)),
-        ),
-        (
-            "ProcessPoolExecutor.map, chunksize=100",
-            median_of(repeat, lambda: ppe_map(n, children, 100)),
-        ),
-        ("Dask LocalCluster client.map", median_of(repeat, lambda: dask_map(n, children))),
-    ]
-    print(f"\ndispatch: {n:,} tiny jobs, {children} children, median of {repeat}")
-    base = rows[2][1]
-    for name, seconds in rows:
-        if seconds is None:
+    contenders: dict[str, Callable[[], float | None]] = {
+        "forge-nb executor='process'": forge("process"),
+        "forge-nb executor='thread'": forge("thread"),
+        "ProcessPoolExecutor.map, chunksize=1": lambda: ppe_map(n, children, 1),
+        "ProcessPoolExecutor.map, chunksize=100": lambda: ppe_map(n, children, 100),
+        "Dask LocalCluster client.map": lambda: dask_map(n, children),
+    }
+    # Interleaved, so that a busy spell of the machine hits every contender alike.
+    runs: dict[str, list[float | None]] = {name: [] for name in contenders}
+    for _ in range(repeat):
+        for name, measure in contenders.items():
+            runs[name].append(measure())
+    print(
+        f"\ndispatch: {n:,} tiny jobs, {children} children, "
+        f"load average {os.getloadavg()[0]:.1f}, median of {repeat}"
+    )
+    base = statistics.median(v for v in runs["ProcessPoolExecutor.map, chunksize=1"] if v)
+    for name, found in runs.items():
+        if any(v is None for v in found):
             print(f"  {name:40} (not installed)")
             continue
-        ratio = f"{base / seconds:.2f}x PPE(chunksize=1)" if base else ""
-        print(f"  {name:40} {n / seconds:9,.0f} jobs/s  {seconds:6.2f} s  {ratio}")
+        seconds = statistics.median(v for v in found if v)
+        each = " ".join(f"{n / v:,.0f}" for v in found if v)
+        print(
+            f"  {name:40} {n / seconds:9,.0f} jobs/s  {seconds:6.2f} s  "
+            f"{base / seconds:.2f}x PPE(chunksize=1)  (runs: {each} jobs/s)"
+        )
 
 
 def scaling(args: argparse.Namespace, tmp: Path) -> None:
@@ -186,22 +210,40 @@ def scaling(args: argparse.Namespace, tmp: Path) -> None:
     def job(ctx: fnb.JobCtx, loops: int) -> int:
         return spin(loops)
 
-    def measure(executor: str) -> float:
+    def measure(executor: str) -> tuple[float, float]:
         url = f"sqlite:///{tmp}/scaling-{next(counter)}.db"
         return run(
-            lambda: drain(url, args.cpu_jobs, executor, args.children, 16, job, lambda i: (loops,))
+            lambda: drain(
+                url,
+                args.cpu_jobs,
+                executor,
+                args.children,
+                16,
+                job,
+                lambda i: (loops,),
+                lambda i: (1,),
+            )
         )
 
-    thread = median_of(args.repeat, lambda: measure("thread"))
-    process = median_of(args.repeat, lambda: measure("process"))
-    assert thread is not None and process is not None
+    # Interleaved, so that a busy spell of the machine hits both alike.
+    runs: dict[str, list[tuple[float, float]]] = {"thread": [], "process": []}
+    for _ in range(args.repeat):
+        for executor in runs:
+            runs[executor].append(measure(executor))
     print(
         f"\nscaling: {args.cpu_jobs} pure-Python jobs of ~{args.job_seconds} s "
         f"({loops:,} loops), {args.children} children, {os.cpu_count()} cores, "
-        f"median of {args.repeat}"
+        f"load average {os.getloadavg()[0]:.1f}, median of {args.repeat}"
     )
-    print(f"  thread executor   {thread:6.2f} s")
-    print(f"  process executor  {process:6.2f} s   {thread / process:.2f}x")
+    thread = statistics.median(t for t, _ in runs["thread"])
+    for executor, found in runs.items():
+        seconds = statistics.median(t for t, _ in found)
+        cores = statistics.median(c for _, c in found)
+        each = " ".join(f"{t:.2f}" for t, _ in found)
+        print(
+            f"  {executor} executor {seconds:6.2f} s  {thread / seconds:.2f}x  "
+            f"cores busy {cores:.2f}  (runs: {each})"
+        )
 
 
 def main() -> None:
