@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
@@ -46,6 +46,8 @@ from forge_nb.storage.records import (
 from forge_nb.storage.validation import MAX_TIMESTAMP, check_name
 
 log = logging.getLogger("forge_nb.app")
+if TYPE_CHECKING:
+    from forge_nb.runtime.process_pool import ProcessPool
 
 
 class App:
@@ -75,6 +77,8 @@ class App:
         max_concurrency: int | None = None,
         thread_pool_size: int = 32,
         replace: bool | None = None,
+        process_workers: int | None = None,
+        process_max_tasks_per_child: int | None = None,
     ) -> None:
         self.url = resolve_url(url)
         self.safe_url = parse_url(self.url).safe  # malformed URLs fail here, clearly
@@ -99,6 +103,19 @@ class App:
             raise ValueError(f"max_concurrency must be >= 1 or None, got {max_concurrency!r}")
         self.max_concurrency = max_concurrency
         self.thread_pool_size = thread_pool_size
+        for name, count in (
+            ("process_workers", process_workers),
+            ("process_max_tasks_per_child", process_max_tasks_per_child),
+        ):
+            if count is not None and (
+                isinstance(count, bool) or not isinstance(count, int) or count < 1
+            ):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {count!r}")
+        #: Size of the pool for ``executor="process"`` jobs (None: os.cpu_count()).
+        self.process_workers = process_workers
+        #: Replace a child after this many jobs (None: never), e.g. for code that leaks.
+        self.process_max_tasks_per_child = process_max_tasks_per_child
+        self._process_pool: ProcessPool | None = None
         self.host_id = new_ulid()
         self.handlers = HandlerRegistry()
         self.metrics_recorder = MetricsRecorder(self.host_id)
@@ -241,6 +258,7 @@ class App:
         if self._handle is not None:
             await self._handle.shutdown(timeout)
             self._handle = None
+        await self._close_process_pool()
         if self._storage is not None:
             await self._storage.close()
             self._storage = None
@@ -304,6 +322,24 @@ class App:
         path = parse_url(self.url).path
         return None if path is None else path.resolve().parent
 
+    def _process_executor(self) -> ProcessPool:
+        """The pool for ``executor="process"`` jobs, made on first use (children start then)."""
+        if self._process_pool is None:
+            from forge_nb.runtime.process_pool import ProcessPool
+
+            self._process_pool = ProcessPool(
+                self.process_workers or os.cpu_count() or 1,
+                max_tasks_per_child=self.process_max_tasks_per_child,
+                on_progress=self._record_progress,
+            )
+        return self._process_pool
+
+    async def _close_process_pool(self) -> None:
+        """Stop the process pool's children (they exit; nothing is left behind)."""
+        pool, self._process_pool = self._process_pool, None
+        if pool is not None:
+            await pool.close()
+
     def works_queue(self, queue: str) -> bool:
         """Whether this process's workers take jobs from ``queue``."""
         return self.queue_names is None or queue in self.queue_names
@@ -320,11 +356,14 @@ class App:
         concurrency: int | None = None,
         timeout: float | None = None,
         priority: int = 0,
+        executor: str | None = None,
     ) -> Any:
         """Register a function as a job kind (``@app.job`` or ``@app.job(queue=…)``).
 
         Async functions run on the loop; plain functions run in a thread so the
-        loop (and the notebook) never stalls. Registering a kind again replaces it.
+        loop (and the notebook) never stalls. ``executor="process"`` runs it in a
+        child process instead (all cores; a crash fails only that attempt).
+        Registering a kind again replaces it.
 
         ``await app.job("42")`` (a job id instead of a function) returns that job's
         `JobRecord`, or None: both spellings are pinned by the spec.
@@ -341,6 +380,7 @@ class App:
                 concurrency=concurrency,
                 timeout=timeout,
                 priority=priority,
+                executor=executor,
             )
             self.handlers.add(handler)
             return JobFunction(self, func, handler, {})

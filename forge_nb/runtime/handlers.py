@@ -6,7 +6,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtime_checkable
 
 from forge_nb.storage.records import DEFAULT_MAX_ATTEMPTS
 from forge_nb.storage.validation import check_name
@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from forge_nb.runtime.app import App
     from forge_nb.runtime.context import JobCtx
     from forge_nb.runtime.refs import JobRef
+
+
+#: Where a run happens: on the event loop (async default), in a thread (sync default), or in a
+#: child process of the app's process pool (all cores, crash-isolated).
+Executor = Literal["loop", "thread", "process"]
+EXECUTORS: tuple[str, ...] = get_args(Executor)
 
 
 @runtime_checkable
@@ -44,6 +50,10 @@ class Handler:
     priority: int = 0
     #: Checks a payload fits the handler's signature (raises TypeError).
     check_payload: Callable[[Mapping[str, Any]], None] | None = None
+    executor: Executor = "loop"
+    #: The user's function and whether it takes the ctx: what a process child calls.
+    target: Callable[..., Any] | None = None
+    takes_ctx: bool = False
 
 
 #: Kinds under this prefix are forge-nb's own (``forge_nb.echo``): built-ins, not user jobs.
@@ -182,6 +192,11 @@ class JobFunction:
     def __repr__(self) -> str:
         return f"<job {self.kind!r} queue={self._handler.queue or '(router)'}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as the plain function: a process job whose code calls another job
+        function directly ships that function, not the app behind it."""
+        return (_plain, (self.fn,))
+
     def options(
         self,
         *,
@@ -241,6 +256,10 @@ class JobFunction:
         return await self.app.enqueue_many(requests)
 
 
+def _plain(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return fn
+
+
 def bind_payload(
     fn: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -273,6 +292,7 @@ def handler_for_function(
     concurrency: int | None,
     timeout: float | None,
     priority: int,
+    executor: str | None = None,
 ) -> Handler:
     """Wrap a plain (async or sync) function as a `Handler`."""
     if not callable(fn):
@@ -289,6 +309,7 @@ def handler_for_function(
     signature = inspect.signature(fn)
     takes_ctx = _takes_ctx(signature)
     is_async = inspect.iscoroutinefunction(fn)
+    executor = check_executor(executor, is_async, name)
 
     def call(ctx: JobCtx, payload: dict[str, Any]) -> Any:
         return fn(ctx, **payload) if takes_ctx else fn(**payload)
@@ -312,4 +333,28 @@ def handler_for_function(
         timeout=timeout,
         priority=priority,
         check_payload=check_payload,
+        executor=executor,
+        target=fn,
+        takes_ctx=takes_ctx,
     )
+
+
+def check_executor(executor: str | None, is_async: bool, kind: str) -> Executor:
+    """The executor for a function: the default for its kind of def, or a checked choice."""
+    if executor is None:
+        return "loop" if is_async else "thread"
+    if executor not in EXECUTORS:
+        raise ValueError(
+            f"job {kind!r}: executor must be 'loop', 'thread' or 'process', got {executor!r}"
+        )
+    if executor == "loop" and not is_async:
+        raise ValueError(
+            f"job {kind!r}: executor='loop' needs an async def (a plain def would block the "
+            "loop); use 'thread' or 'process'"
+        )
+    if executor == "thread" and is_async:
+        raise ValueError(
+            f"job {kind!r}: executor='thread' runs plain functions; an async def runs on the "
+            "loop ('loop') or in a child process ('process')"
+        )
+    return cast(Executor, executor)

@@ -408,6 +408,7 @@ class QueueHandle:
         except StorageError as exc:
             log.warning("could not unregister cleanly: %s", exc)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.app._close_process_pool()
         self._stopped.set()
         log.info("worker %s stopped", self.host_id)
 

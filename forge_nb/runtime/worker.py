@@ -14,6 +14,7 @@ import asyncio
 import heapq
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from forge_nb.runtime.outcomes import (
     format_traceback,
     throttle_delay,
 )
+from forge_nb.runtime.process_wire import rendered
 from forge_nb.storage.records import ClaimedJob, Finish, QueueConfig, ReapedJob
 from forge_nb.storage.validation import dump_json
 
@@ -313,15 +315,18 @@ class Runner:
 
     async def _call(self, handler: Handler, ctx: JobCtx, rj: RunningJob) -> Any:
         payload = dict(rj.job.payload)
-        if handler.is_async:
+        work: Awaitable[Any]
+        if handler.executor == "process":
+            work = self.handle.app._process_executor().run(handler, ctx, payload)
+        elif handler.is_async:
             work = handler.call(ctx, payload)
         else:
             rj.in_thread = True
             work = self.handle.loop.run_in_executor(
                 self.handle.executor, handler.call, ctx, payload
             )
-        if handler.timeout is None:
-            return await work
+        if handler.timeout is None or handler.executor == "process":
+            return await work  # the process pool times its runs itself, from their start
         try:
             async with asyncio.timeout(handler.timeout):
                 return await work
@@ -350,8 +355,11 @@ def _finish(
     delay: float | None = None,
     refund: bool = False,
 ) -> Finish:
+    traceback = None
     if exc is not None:
-        error = message or error_chain(exc)
+        # A process job's exception was rendered in its child, where its chain and traceback are.
+        chain, traceback = rendered(exc) or (error_chain(exc), format_traceback(exc))
+        error = message or chain
     return Finish(
         job_id=job.id,
         attempt=job.attempt,
@@ -359,7 +367,7 @@ def _finish(
         event=event,
         result_json=result_json,
         error=error,
-        traceback=None if exc is None else format_traceback(exc),
+        traceback=traceback,
         scheduled_at=None if delay is None else time.time() + delay,
         refund_attempt=refund,
     )

@@ -121,3 +121,18 @@ async def returns_nan(ctx: fnb.JobCtx) -> float:
 async def ok(ctx: fnb.JobCtx) -> str:
     """Proves the worker still works."""
     return "ok"
+
+
+# -- process executor --------------------------------------------------------------------
+
+
+@app.job(queue="default", executor="process", max_attempts=5)
+def crunch_in_child(ctx: fnb.JobCtx, seconds: float) -> dict[str, int]:
+    """Pure-Python CPU work in a process-executor child (``seconds`` on the first attempt,
+    a moment on retries); notes the run (file named by the child's pid) and returns the
+    worker that ran it (the child's parent)."""
+    mark("proc_started", ctx)
+    deadline = time.monotonic() + (seconds if ctx.attempt == 1 else 0.1)
+    while time.monotonic() < deadline:
+        sum(range(1000))
+    return {"worker": os.getppid(), "attempt": ctx.attempt}
