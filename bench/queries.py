@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import forge_nb as fnb  # noqa: E402
 from forge_nb.storage.records import MetricRow, ProcessRecord  # noqa: E402
 
 QUEUES = [f"queue-{i:02d}" for i in range(20)]
-KINDS = [f"kind.{i:02d}" for i in range(50)]
+KINDS = tuple(f"kind.{i:02d}" for i in range(50))
 # Per 100 jobs: 60 done, 20 pending, 8 dead, 7 failed, 5 running.
 STATUS_SQL = (
     "CASE WHEN id % 100 < 60 THEN 'done' WHEN id % 100 < 80 THEN 'pending' "
@@ -162,23 +162,15 @@ async def live_everywhere(app: fnb.App) -> Any:
     storage = await app.storage()
     if not any(p.host_id == "bench-live" for p in await storage.processes()):
         now = datetime.now(UTC)
+        beat = now + timedelta(days=1)  # live throughout, with no heartbeat write timed
         await storage.register_processes(
             [
                 ProcessRecord(
-                    f"{q}-0-bench-live",
-                    "bench-live",
-                    "bench",
-                    1,
-                    q,
-                    None,
-                    now,
-                    now,
-                    kinds=tuple(KINDS),
+                    f"{q}-0-bench-live", "bench-live", "bench", 1, q, None, beat, now, kinds=KINDS
                 )
                 for q in QUEUES
             ]
         )
-    await storage.heartbeat("bench-live", time.time(), {})
     found = await app.stranded_kinds()
     assert found == [], found
     return found
