@@ -66,10 +66,19 @@ export class Poller {
       return;
     }
     this._inflight = true;
-    this._lastStart = this.clock.now();
     this._count += 1;
+    // The request goes out synchronously (fetch is called before its first await): the
+    // spacing counts from after that, so no two requests are ever closer, even when the
+    // page's thread stalls between here and the fetch.
+    let pending: Promise<void>;
     try {
-      await this.request();
+      pending = this.request();
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    this._lastStart = this.clock.now();
+    try {
+      await pending;
     } catch {
       // the request reports its own errors; polling goes on
     } finally {

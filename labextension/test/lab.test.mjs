@@ -105,6 +105,16 @@ test("a failed request does not stop the polling", async () => {
   poller.stop();
 });
 
+test("a request that throws at once still waits its turn", async () => {
+  const clock = fakeClock();
+  const starts = [];
+  const poller = new Poller(() => { starts.push(clock.now()); throw new Error("no"); }, 2000, clock);
+  poller.start();
+  await clock.advance(5_000);
+  assert.deepEqual(starts, [0, 2000, 4000]);
+  poller.stop();
+});
+
 test("a stopped poller makes no requests", async () => {
   const clock = fakeClock();
   const { starts, request } = recorder(clock);
