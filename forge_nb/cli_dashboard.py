@@ -38,6 +38,19 @@ def add_dashboard_commands(subparsers: Any) -> None:
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; others need --basic-auth)",
     )
+    dash.add_argument(
+        "--prefix",
+        default="",
+        metavar="/PATH/",
+        help="serve everything (pages, static files, websocket, /api/) under this URL path, "
+        "for a reverse proxy that passes the full path",
+    )
+    dash.add_argument(
+        "--unix-socket",
+        metavar="PATH",
+        help="listen on this Unix socket (mode 0600) instead of --address/--port; only this "
+        "user's processes (a proxy in front) can connect",
+    )
     dash.add_argument("--read-only", action="store_true", help="hide every mutation")
     dash.add_argument(
         "--basic-auth",
@@ -95,11 +108,11 @@ def add_dashboard_commands(subparsers: Any) -> None:
     demo.set_defaults(run=run_demo)
 
 
-def _url(address: str, port: int) -> str:
+def _url(address: str, port: int, prefix: str = "") -> str:
     host = "127.0.0.1" if address in ("0.0.0.0", "", "::") else address
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/"
+    return f"http://{host}:{port}{prefix}/"
 
 
 async def _wait_for_signal() -> None:
@@ -122,6 +135,10 @@ def _start(app: App, args: argparse.Namespace, **options: Any) -> Any:
         server = build_server(app, port=args.port, **options)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
+            if options.get("unix_socket"):
+                raise SystemExit(
+                    f"forge-nb: {options['unix_socket']} is in use by a running server"
+                ) from None
             raise SystemExit(f"forge-nb: port {args.port} is already in use; pass --port") from None
         raise
     server.start()
@@ -193,10 +210,17 @@ async def run_dashboard(args: argparse.Namespace) -> int:
     # Refuse an exposed, unauthenticated server before touching the database.
     import os
 
-    from forge_nb.dashboard.server import ENV_BASIC_AUTH, check_binding, parse_basic_auth
+    from forge_nb.dashboard.server import (
+        ENV_BASIC_AUTH,
+        check_binding,
+        normalize_prefix,
+        parse_basic_auth,
+    )
 
     basic_auth = args.basic_auth or os.environ.get(ENV_BASIC_AUTH) or None
-    check_binding(args.address, parse_basic_auth(basic_auth), args.insecure_no_auth)
+    if args.unix_socket is None:
+        check_binding(args.address, parse_basic_auth(basic_auth), args.insecure_no_auth)
+    prefix = normalize_prefix(args.prefix)
     app = App(args.db)
     await app.storage()  # an unreachable database fails here, with its (masked) URL
     try:
@@ -211,11 +235,18 @@ async def run_dashboard(args: argparse.Namespace) -> int:
             allow_host=args.allow_host,
             max_body_bytes=args.max_body_size,
             frame_ancestors=args.frame_ancestors,
+            prefix=prefix,
+            unix_socket=args.unix_socket,
             api_thread=True,  # API answers never wait behind a page build
         )
         mode = " (read-only)" if args.read_only else ""
         print(f"forge-nb dashboard{mode}: {app.safe_url}", flush=True)
-        print(f"Mission Control at {_url(args.address, args.port)}  (Ctrl-C to stop)", flush=True)
+        where = (
+            f"unix socket {args.unix_socket}, path {prefix}/"
+            if args.unix_socket
+            else _url(args.address, args.port, prefix)
+        )
+        print(f"Mission Control at {where}  (Ctrl-C to stop)", flush=True)
         await _wait_for_signal()
         print("stopping…", file=sys.stderr, flush=True)
         _stop(server)

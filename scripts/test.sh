@@ -5,7 +5,9 @@
 # 2. .venv in the repo root with `pip install -e '.[dev]'` (skipped while pyproject.toml is unchanged).
 # 3. A throwaway Postgres server for this run (stopped and deleted on exit);
 #    FORGE_NB_TEST_PG_DSN tells the tests where it is. An already-set FORGE_NB_TEST_PG_DSN is used as is.
-# 4. ruff check, mypy, then pytest. Exits non-zero if any of them fails (pytest's status when only it
+# 4. The JupyterLab extension (labextension/ -> labextension/build/labextension) when missing or stale
+#    (scripts/build_labextension.sh: node, npm ci from the lockfile; the wheel ships the result).
+# 5. ruff check, mypy, then pytest. Exits non-zero if any of them fails (pytest's status when only it
 #    fails; "no tests collected" counts as a failure).
 set -euo pipefail
 
@@ -70,15 +72,21 @@ if [ -z "${FORGE_NB_TEST_PG_DSN:-}" ]; then
 fi
 export FORGE_NB_TEST_PG_DSN
 
-# -- 4. Lint, types, tests ---------------------------------------------------------------------
 status=0
+# -- 4. The JupyterLab extension ---------------------------------------------------------------
+log "labextension (scripts/build_labextension.sh)"
+PYTHON="$ROOT/.venv/bin/python" bash scripts/build_labextension.sh || {
+  log "the labextension did not build: its tests will fail"; status=1; }
+
+# -- 5. Lint, types, tests ---------------------------------------------------------------------
 log "ruff check forge_nb tests"
 ruff check forge_nb tests || status=1
 log "mypy"
 mypy || status=1
 
-log "JS unit tests (node --test js/)"
+log "JS unit tests (node --test js/ labextension/test/)"
 bash scripts/test_js.sh || status=1
+if [ -d labextension/lib ]; then node --test labextension/test/ || status=1; fi
 
 log "pytest $*"
 set +e

@@ -79,20 +79,24 @@ def api_routes(
     read_only: bool = False,
     basic_auth: Credentials | None = None,
     panel_auth: bool = False,
+    prefix: str = "",
 ) -> list[tuple[str, type[ApiHandler], dict[str, Any]]]:
     """Tornado routes serving the API for ``app``, for ``extra_patterns`` of `pn.serve`.
 
     ``app`` is an `App` or a callable returning one (built lazily on the
     server's loop). ``basic_auth`` is a password, a ``{user: password}``
     mapping or a JSON file of one (Panel's convention); ``panel_auth=True``
-    follows the basic auth the Panel server itself runs with.
+    follows the basic auth the Panel server itself runs with. ``prefix``
+    (``/some/path``) goes before ``/api`` (Bokeh adds its own ``prefix`` to
+    ``extra_patterns`` itself: leave it empty there).
     """
     access = ApiAccess.build(read_only=read_only, basic_auth=basic_auth, panel_auth=panel_auth)
     options = {"app": app, "access": access}
+    root = prefix + API_ROOT
     routes: list[tuple[str, type[ApiHandler], dict[str, Any]]] = [
-        (tornado_pattern(API_ROOT, template), handler, options) for template, handler in ROUTES
+        (tornado_pattern(root, template), handler, options) for template, handler in ROUTES
     ]
-    routes.append((re.escape(API_ROOT) + "/.*", NotFoundHandler, options))
+    routes.append((re.escape(root) + "/.*", NotFoundHandler, options))
     return routes
 
 

@@ -40,6 +40,7 @@ import tornado.web
 
 from forge_nb.api import api_routes
 from forge_nb.api.access import Credentials
+from forge_nb.api.base import API_ROOT
 from forge_nb.dashboard.guard import GuardPolicy, guard_http_server
 from forge_nb.runtime.app import App
 
@@ -89,11 +90,24 @@ def origin_form(uri: str) -> bool:
     return uri.startswith("/") and not uri.startswith("//") and "\\" not in uri
 
 
+class UnixResolver(tornado.netutil.Resolver):
+    """Every host name resolves to one Unix socket (the server's own)."""
+
+    def initialize(self, path: str) -> None:
+        self.path = path
+
+    async def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[tuple[int, Any]]:
+        return [(socket.AF_UNIX, self.path)]
+
+
 class ForwardHandler(tornado.web.RequestHandler):
     """A non-API request on a connection that began with an API request: ask our own port."""
 
-    def initialize(self, target: Callable[[], str]) -> None:
+    def initialize(self, target: Callable[[], str], unix: str | None = None) -> None:
         self._target = target
+        self._unix = unix
 
     def check_xsrf_cookie(self) -> None:
         """The dashboard side does its own checks."""
@@ -105,7 +119,12 @@ class ForwardHandler(tornado.web.RequestHandler):
             self.finish("request target must be a path on this server")
             return
         headers = {k: v for k, v in request.headers.get_all() if k.lower() not in _HOP_HEADERS}
-        client = tornado.httpclient.AsyncHTTPClient()
+        if self._unix is None:
+            client = tornado.httpclient.AsyncHTTPClient()
+        else:  # our own socket file, whatever the request says
+            client = tornado.httpclient.AsyncHTTPClient(
+                force_instance=True, resolver=UnixResolver(self._unix)
+            )
         reply = await client.fetch(
             self._target() + request.uri,
             method=request.method,
@@ -144,8 +163,12 @@ class ApiThread:
         basic_auth: Credentials | None = None,
         cookie_secret: str | None = None,
         policy: GuardPolicy | None = None,
+        prefix: str = "",
     ) -> None:
         self.url = url
+        #: The server's mount point (`forge_nb.dashboard.server.normalize_prefix`): the API
+        #: is at ``{prefix}/api``.
+        self.prefix = prefix
         #: The dashboard server's guard policy, minus session builds (none happen here).
         self.policy = None if policy is None else dataclasses.replace(policy, builds=None)
         self.read_only = read_only
@@ -162,6 +185,8 @@ class ApiThread:
         self._failed: BaseException | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
         self._target = ""
+        #: The socket's path when the server listens on a Unix socket.
+        self._unix_path: str | None = None
 
     # -- main-thread side ------------------------------------------------------------------
     def attach(self, bokeh_http: Any) -> None:
@@ -169,10 +194,14 @@ class ApiThread:
         self._main_loop = asyncio.get_running_loop()
         self._bokeh_http = bokeh_http
         self._sockets = list(bokeh_http._sockets.values())
-        host, port = self._sockets[0].getsockname()[:2]
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1" if self._sockets[0].family == socket.AF_INET else "::1"
-        self._target = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        if self._sockets[0].family == getattr(socket, "AF_UNIX", None):
+            self._unix_path = str(self._sockets[0].getsockname())
+            self._target = "http://localhost"
+        else:
+            host, port = self._sockets[0].getsockname()[:2]
+            if host in ("0.0.0.0", "::", ""):
+                host = "127.0.0.1" if self._sockets[0].family == socket.AF_INET else "::1"
+            self._target = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         self._thread = threading.Thread(target=self._run, name="forge-nb-api", daemon=True)
         self._thread.start()
         if not self._ready.wait(30) or self._failed is not None or self._http is None:
@@ -229,9 +258,13 @@ class ApiThread:
         self._stop = asyncio.Event()
         self.app = App(self.url)
         routes: list[Any] = list(
-            api_routes(self.app, read_only=self.read_only, basic_auth=self.basic_auth)
+            api_routes(
+                self.app, read_only=self.read_only, basic_auth=self.basic_auth, prefix=self.prefix
+            )
         )
-        routes.append((r".*", ForwardHandler, {"target": lambda: self._target}))
+        routes.append(
+            (r".*", ForwardHandler, {"target": lambda: self._target, "unix": self._unix_path})
+        )
         settings: dict[str, Any] = {}
         if self.cookie_secret:
             settings["cookie_secret"] = self.cookie_secret
@@ -277,7 +310,7 @@ class ApiThread:
                 timer.cancel()
                 conn.close()
                 return
-            kind = classify(head)
+            kind = classify(head, self.prefix + API_ROOT)
             if kind is None and len(head) < PEEK_BYTES and loop.time() < deadline:
                 done()  # level-triggered: wait for more bytes without spinning
                 loop.call_later(PEEK_RETRY_S, again)

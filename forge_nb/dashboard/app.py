@@ -410,11 +410,46 @@ def _frozen_server_doc(
         return server_doc(doc=doc, title=title, location=location)
     with doc.models.freeze():
         local = _serve_stylesheets_locally(doc)
+        if location is True:
+            _keep_stylesheets_relative(doc)
         built = server_doc(doc=doc, title=title, location=location)
         if local is not None:
             for root in doc.roots:
                 local(root)
         return built
+
+
+#: Where Panel's own static files are, relative to the page (which is at the server's root
+#: or at its ``--prefix``).
+_RELATIVE_DIST = "static/extensions/panel/"
+
+
+def _keep_stylesheets_relative(doc: Any) -> None:
+    """Keep the page's stylesheet URLs relative to the page after the browser reports its URL.
+
+    When the browser's location arrives, Panel recomputes the stylesheets' base from the
+    path below the server's prefix and, for a page at the top, makes it
+    ``/static/extensions/panel/``: right at the server's root, 404 behind a ``--prefix``
+    (only when the browser uses the server's own port; behind a proxy it leaves it
+    alone). The relative form is right in both cases. Called before the template builds
+    the page (which first syncs the location), so this watcher runs right after Panel's.
+    """
+    from panel.io.state import set_curdoc, state
+
+    if doc.session_context is None:
+        return
+
+    def fix(_event: Any = None) -> None:
+        variables = doc._template_variables
+        if variables.get("dist_url") == "/" + _RELATIVE_DIST:
+            variables["dist_url"] = _RELATIVE_DIST
+            state._stylesheets.pop(doc, None)
+
+    with set_curdoc(doc):
+        location = state.location  # made (and synced once) now; the template uses this one
+    fix()
+    if location is not None:
+        location.param.watch(fix, "pathname")
 
 
 def _serve_stylesheets_locally(doc: Any) -> Callable[[Any], None] | None:

@@ -52,6 +52,18 @@ LOGOUT_PATH = "/logout"
 COMPONENTS = "/components/"
 
 
+def local_path(prefix: str, path: str) -> str | None:
+    """``path`` relative to the server's ``prefix`` (``""`` at the prefix itself), or None when
+    the path lies outside it: ``/forge-nb/api`` → ``/api`` but ``/forge-nbx/api`` → None."""
+    if not prefix:
+        return path
+    if path == prefix:
+        return ""
+    if path.startswith(prefix + "/"):
+        return path[len(prefix) :]
+    return None
+
+
 def host_name(host_header: str) -> str:
     """``Example.org:5006`` → ``example.org``; ``[::1]:5006`` → ``::1``."""
     host = host_header.strip().lower()
@@ -179,7 +191,8 @@ class GuardPolicy:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     credentials: Credentials | None = None
     cookie_secret: str | None = None
-    #: Where the server is mounted (``""`` at the root, else ``/prefix``).
+    #: Where the server is mounted (``""`` at the root, else ``/prefix``, no trailing slash:
+    #: see `forge_nb.dashboard.server.normalize_prefix`).
     prefix: str = ""
     revoked: RevokedCookies = field(default_factory=RevokedCookies)
     #: None: this server builds no sessions (the API thread).
@@ -261,7 +274,10 @@ def check_request(
             return Refusal(400, "malformed Content-Length")
         if too_big:
             return Refusal(413, f"request body over the limit of {policy.max_body_bytes} bytes", ())
-    local = path[len(policy.prefix) :] if path.startswith(policy.prefix) else path
+    # Outside the prefix nothing of ours is served (404); checked as if inside, to be safe.
+    local = local_path(policy.prefix, path)
+    if local is None:
+        local = path
     if policy.credentials is not None:
         is_api = local == "/api" or local.startswith("/api/")
         if (is_api or (_has_body(headers) and local != LOGIN_PATH)) and not policy.authenticated(
@@ -285,8 +301,7 @@ def builds_session(policy: GuardPolicy, method: str, path: str) -> bool:
     """Requests that may build a page session: the page itself and its websocket."""
     if policy.builds is None or method != "GET":
         return False
-    local = path[len(policy.prefix) :] if path.startswith(policy.prefix) else path
-    return local in ("", "/", "/ws")
+    return local_path(policy.prefix, path) in ("", "/", "/ws")
 
 
 class _GuardedRequest(tornado.httputil.HTTPMessageDelegate):
@@ -362,8 +377,7 @@ class _GuardedRequest(tornado.httputil.HTTPMessageDelegate):
         if "Cookie" not in headers:
             return
         cookies = _cookies(headers)
-        local = path[len(self.policy.prefix) :]
-        if local == LOGOUT_PATH:
+        if local_path(self.policy.prefix, path) == LOGOUT_PATH:
             for name in LOGIN_COOKIES:
                 if name in cookies:
                     self.policy.revoked.revoke(cookies[name])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import signal
 import socket
@@ -119,6 +120,30 @@ def websocket_origins(address: str, port: int, extra: Sequence[str] = ()) -> lis
     return sorted(origins | set(extra))
 
 
+#: What a ``--prefix`` may hold: URL path characters that also mean themselves in the regular
+#: expressions Bokeh builds its routes from (``.`` matches itself too).
+_PREFIX_CHARS = re.compile(r"[A-Za-z0-9._~%@:/-]*")
+
+
+def normalize_prefix(prefix: str | None) -> str:
+    """``"/user/ann/forge-nb/"`` → ``"/user/ann/forge-nb"``; ``None``, ``""`` and ``"/"`` → ``""``.
+
+    The dashboard, its static files, the Bokeh websocket and the API are all served under
+    the prefix (Bokeh's ``prefix``), which is how a reverse proxy that passes the whole
+    path (jupyter-server-proxy's ``absolute_url``) reaches them.
+    """
+    stripped = (prefix or "").strip().strip("/")
+    if not stripped:
+        return ""
+    if not _PREFIX_CHARS.fullmatch(stripped) or "//" in stripped:
+        raise ValueError(
+            f"prefix {prefix!r} must be a URL path of letters, digits and . _ ~ % @ : - /"
+        )
+    if any(part in (".", "..") for part in stripped.split("/")):
+        raise ValueError(f"prefix {prefix!r} must not contain . or .. segments")
+    return "/" + stripped
+
+
 def read_only_from_env() -> bool:
     """``FORGE_NB_READ_ONLY`` set to 1/true/yes/on."""
     return os.environ.get(ENV_READ_ONLY, "").strip().lower() in {"1", "true", "yes", "on"}
@@ -138,8 +163,18 @@ def build_server(
     allow_host: Sequence[str] = (),
     max_body_bytes: int | None = None,
     frame_ancestors: Sequence[str] = (),
+    prefix: str | None = None,
+    unix_socket: str | None = None,
 ) -> Any:
     """A Panel/Bokeh server (not started) with the dashboard at ``/`` and the API at ``/api/``.
+
+    ``prefix`` (``/some/path``) mounts everything below that path instead: the page, its
+    static files, the websocket and the API (`normalize_prefix`). ``unix_socket`` listens
+    on that filesystem path (mode 0600) instead of ``address``/``port``: only this user's
+    processes can connect, e.g. jupyter-server-proxy in front (`forge_nb.jupyter.proxy`).
+    Browsers cannot reach a Unix socket, so it needs no credentials; the Host names and
+    websocket origins the front proxy passes must still be allowed (``allow_host``,
+    ``allow_websocket_origin``).
 
     Call ``server.start()`` on the loop the `App` uses, ``server.stop()`` to end.
     With ``basic_auth`` the dashboard asks for a login (Panel's login page) and
@@ -174,18 +209,30 @@ def build_server(
     if basic_auth is None and os.environ.get(ENV_BASIC_AUTH):
         basic_auth = os.environ[ENV_BASIC_AUTH]
     credentials = parse_basic_auth(basic_auth)
-    check_binding(address, credentials, insecure_no_auth)
-    if not 0 < int(port) < 65536:
-        raise ValueError(f"port must be between 1 and 65535, got {port!r}")
+    mount = normalize_prefix(prefix)
+    if unix_socket is None:
+        check_binding(address, credentials, insecure_no_auth)
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"port must be between 1 and 65535, got {port!r}")
     body_limit = DEFAULT_MAX_BODY_BYTES if max_body_bytes is None else int(max_body_bytes)
     if body_limit < 1:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes!r}")
-    origins = websocket_origins(address, int(port), allow_websocket_origin)
+    if unix_socket is None:
+        origins = websocket_origins(address, int(port), allow_websocket_origin)
+        local_id = f"port:{int(port)}"
+    else:  # no address or port of ours a browser could be on: only what the proxy passes
+        origins = sorted(set(allow_websocket_origin))
+        local_id = f"unix:{unix_socket}"
 
     def page() -> Any:
         return create_page(app, read_only=read_only)
 
     options: dict[str, Any] = {}
+    if mount:
+        options["prefix"] = mount
+        options["cookie_path"] = mount + "/"  # login cookies stay with this server's pages
+    if unix_socket is not None:
+        options["unix_socket"] = unix_socket
     if credentials is not None:
         options["basic_auth"] = credentials
         options["cookie_secret"] = os.environ.get(ENV_COOKIE_SECRET) or secrets.token_urlsafe(32)
@@ -194,8 +241,8 @@ def build_server(
     try:
         server = pn.serve(
             {"/": page},
-            port=int(port),
-            address=address,
+            port=int(port) if unix_socket is None else 0,
+            address=address if unix_socket is None else None,
             show=False,
             start=False,
             verbose=False,
@@ -206,17 +253,20 @@ def build_server(
         )
     finally:
         _restore_sigint(previous)
+    if mount:
+        _serve_favicon_under(server, mount)
     policy = GuardPolicy(
         allowed_hosts=allowed_hosts(address, allow_host, allow_websocket_origin),
         max_body_bytes=body_limit,
         credentials=load_credentials(credentials),
         cookie_secret=options.get("cookie_secret"),
+        prefix=mount,
         builds=SessionBuilds(),
         frame_ancestors=tuple(frame_ancestors),
     )
     guard_server(server, policy)
     if api_thread if reuse_sessions is None else reuse_sessions:
-        enable_session_reuse(server, int(port))
+        enable_session_reuse(server, local_id)
     if api_thread:
         from forge_nb.dashboard.api_thread import ApiThread
 
@@ -228,9 +278,20 @@ def build_server(
                 basic_auth=credentials,
                 cookie_secret=options.get("cookie_secret"),
                 policy=policy,
+                prefix=mount,
             ),
         )
     return server
+
+
+def _serve_favicon_under(server: Any, prefix: str) -> None:
+    """Bokeh serves ``/favicon.ico`` at the root only, even with a ``prefix``; the page asks
+    for it next to itself (a 404 the browser reports as an error)."""
+    from bokeh.server.views.ico_handler import IcoHandler
+
+    server._tornado.add_handlers(
+        r".*", [(re.escape(prefix) + r"/favicon\.ico", IcoHandler, {"app": server._tornado})]
+    )
 
 
 def guard_server(server: Any, policy: Any) -> None:
@@ -248,19 +309,21 @@ THEMES = ("default", "dark")
 
 def session_key(request: Any) -> tuple[str, str, str, str]:
     """The key of the kept session a page request may reuse the HTML of: one per server
-    (the local port the request came in on), path and theme. Panel's default key has no
-    server: two servers in one process would answer with each other's page. Only values
-    the server picks go in: a key from the request's own text (its ``Host``, any
-    ``?theme=``) would let each new value build and keep another whole session."""
+    (the local port or Unix socket the request came in on), path and theme. Panel's
+    default key has no server: two servers in one process would answer with each other's
+    page. Only values the server picks go in: a key from the request's own text (its
+    ``Host``, any ``?theme=``) would let each new value build and keep another whole
+    session."""
     theme = request.arguments.get("theme", [b"default"])[0].decode("utf-8", "replace")
     try:
-        port = request.connection.stream.socket.getsockname()[1]
+        name = request.connection.stream.socket.getsockname()
+        local = f"unix:{name!s}" if isinstance(name, str) else f"port:{name[1]}"
     except (AttributeError, OSError, IndexError):
-        port = 0
-    return ("forge-nb", f"local:{port}", request.path, theme if theme in THEMES else "default")
+        local = "port:0"
+    return ("forge-nb", local, request.path, theme if theme in THEMES else "default")
 
 
-def enable_session_reuse(server: Any, port: int) -> None:
+def enable_session_reuse(server: Any, local_id: str) -> None:
     """Answer page requests from a kept session's HTML; build the new session right after.
 
     Panel's ``reuse_sessions="warm"``: the first request of a path builds a session as
@@ -279,12 +342,11 @@ def enable_session_reuse(server: Any, port: int) -> None:
     if pn.config.session_key_func is None:
         pn.config.session_key_func = session_key
     stop = server.stop
-    suffix = f":{port}"
 
     def stop_and_forget(*args: Any, **kwargs: Any) -> None:
         stop(*args, **kwargs)
         for key in list(state._sessions):
-            if isinstance(key, tuple) and key[:1] == ("forge-nb",) and key[1].endswith(suffix):
+            if isinstance(key, tuple) and key[:2] == ("forge-nb", local_id):
                 state._sessions.pop(key, None)
 
     server.stop = stop_and_forget
