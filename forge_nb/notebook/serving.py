@@ -8,6 +8,7 @@ is idle or awaiting, and re-running the cell replaces the server on that port.
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,10 @@ def _inline_new_models(event: Any) -> None:
                 patch_inline_stylesheets(sub)
 
 
+#: Set by JupyterHub (and Binder) in a user's server: its URL path, e.g. ``/user/ada/``.
+ENV_HUB_PREFIX = "JUPYTERHUB_SERVICE_PREFIX"
+
+
 def serve_dashboard(
     app: App, *, port: int = 5006, address: str = "127.0.0.1", **options: Any
 ) -> str:
@@ -111,9 +116,21 @@ def serve_dashboard(
     ``options`` go to `forge_nb.dashboard.server.build_server` (``read_only``,
     ``basic_auth``, ``insecure_no_auth``). Idempotent on re-run: the server
     this kernel already runs on ``port`` is stopped first.
+
+    Under JupyterHub or Binder the visitor's browser cannot open 127.0.0.1: the URL
+    is then the user server's own proxy path, ``<prefix>proxy/<port>/``
+    (jupyter-server-proxy, behind the hub's login). Requests arrive there with the
+    hub's public Host and origin, which this server cannot know, so it answers any;
+    the port is bound to loopback inside the user's server, so only that server's
+    proxy (and its own processes) can reach it, and DNS rebinding from a visitor's
+    browser reaches the visitor's machine, not this one.
     """
     from forge_nb.dashboard.server import build_server
 
+    hub_prefix = os.environ.get(ENV_HUB_PREFIX)
+    if hub_prefix:
+        options.setdefault("allow_host", ["*"])
+        options.setdefault("allow_websocket_origin", ["*"])
     stop_dashboard(port)
     previous = signal.getsignal(signal.SIGINT)
     try:
@@ -123,6 +140,8 @@ def serve_dashboard(
         restore_sigint(previous)
     server.start()  # binds to the running (kernel) loop and returns at once
     _servers[port] = server
+    if hub_prefix:
+        return f"/{hub_prefix.strip('/')}/proxy/{port}/".replace("//proxy", "/proxy")
     host = "127.0.0.1" if address in ("0.0.0.0", "", "::") else address
     if ":" in host:
         host = f"[{host}]"
