@@ -46,7 +46,8 @@ from forge_nb.runtime.app import App
 
 log = logging.getLogger("forge_nb.dashboard")
 
-#: Bytes peeked at to classify a connection (``DELETE /api/`` needs 12).
+#: Bytes peeked at to classify a connection (``DELETE /api/`` needs 12; a ``--prefix``
+#: adds its length, see `ApiThread.peek_bytes`).
 PEEK_BYTES = 32
 #: A connection that sends nothing for this long goes to the dashboard side (browsers
 #: open spare connections early and use them later).
@@ -169,6 +170,8 @@ class ApiThread:
         #: The server's mount point (`forge_nb.dashboard.server.normalize_prefix`): the API
         #: is at ``{prefix}/api``.
         self.prefix = prefix
+        #: Enough of the request line to see ``OPTIONS {prefix}/api/`` whole.
+        self.peek_bytes = PEEK_BYTES + len(prefix.encode())
         #: The dashboard server's guard policy, minus session builds (none happen here).
         self.policy = None if policy is None else dataclasses.replace(policy, builds=None)
         self.read_only = read_only
@@ -299,7 +302,7 @@ class ApiThread:
             if not state["open"]:
                 return
             try:
-                head = conn.recv(PEEK_BYTES, socket.MSG_PEEK)
+                head = conn.recv(self.peek_bytes, socket.MSG_PEEK)
             except BlockingIOError:
                 return
             except OSError:
@@ -311,7 +314,7 @@ class ApiThread:
                 conn.close()
                 return
             kind = classify(head, self.prefix + API_ROOT)
-            if kind is None and len(head) < PEEK_BYTES and loop.time() < deadline:
+            if kind is None and len(head) < self.peek_bytes and loop.time() < deadline:
                 done()  # level-triggered: wait for more bytes without spinning
                 loop.call_later(PEEK_RETRY_S, again)
                 return

@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tornado.httputil
@@ -246,3 +247,35 @@ def _listening(path: Path) -> bool:
         except OSError:
             return False
         return True
+
+
+def test_the_api_thread_serves_a_long_prefix_while_a_page_build_holds_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JupyterHub prefixes are long (``/user/<name>/forge-nb``): the connection classifier
+    must still see ``<prefix>/api`` whole and hand the request to the API thread."""
+    import threading
+
+    import panel as pn
+
+    building, release = threading.Event(), threading.Event()
+
+    def blocking_page(app: Any, read_only: bool = False) -> Any:
+        building.set()
+        release.wait(60)  # blocks the dashboard's loop, as a slow document build does
+        return pn.pane.Markdown("# built")
+
+    monkeypatch.setattr("forge_nb.dashboard.app.create_page", blocking_page)
+    long = "/user/" + "a-rather-long-hub-user-name.with.dots%40example.org" + "/forge-nb"
+    with served(tmp_path, prefix=long) as base:
+        loader = threading.Thread(target=lambda: http_get(base, long + "/"))
+        loader.start()
+        try:
+            assert building.wait(30), "the page build never started"
+            status, body = http_get(base, long + "/api/counts")
+            answered_during_build = not release.is_set()
+        finally:
+            release.set()
+            loader.join(60)
+        assert answered_during_build
+        assert status == 200 and json.loads(body)["mail"]["pending"] == 1
