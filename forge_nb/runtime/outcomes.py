@@ -24,6 +24,11 @@ class Dead(Exception):
     """Raise in a handler to end the job ``dead`` at once, skipping retries."""
 
 
+class RunnerError(Exception):
+    """A failure of forge-nb's own machinery around a run (a process child died, a function
+    could not be shipped): stored by its message alone, which already says what failed."""
+
+
 class JobDead(ForgeError):
     """`JobRef.wait` raises this when the job ended ``dead``; ``.job`` is its record."""
 
@@ -36,7 +41,8 @@ def error_chain(exc: BaseException) -> str:
     """``"top: middle: root"`` through ``__cause__``/``__context__``, each link ``Type: message``.
 
     The type is part of the truth: a pandas ``KeyError`` reads ``KeyError: 'missing'``, not
-    a bare ``'missing'``. ``Dead("why")`` keeps just its reason (the user wrote it as one).
+    a bare ``'missing'``. ``Dead("why")`` keeps just its reason (the user wrote it as one),
+    and so does a `RunnerError` (its message names the part of forge-nb that failed).
     A link of the same type as the one above it, with the same message or none, adds
     nothing and is left out (pandas re-raises ``KeyError(key) from`` its own KeyError;
     a ``TimeoutError`` is re-raised with a message).
@@ -65,7 +71,7 @@ def _message(exc: BaseException) -> str:
 
 
 def _link(exc: BaseException, message: str) -> str:
-    if isinstance(exc, Dead) and message:
+    if isinstance(exc, (Dead, RunnerError)) and message:
         return message
     name = type(exc).__name__
     return f"{name}: {message}" if message else name

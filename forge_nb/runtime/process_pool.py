@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError
 from forge_nb.runtime import process_ship
-from forge_nb.runtime.outcomes import Dead, Throttled
+from forge_nb.runtime.outcomes import Dead, RunnerError, Throttled
 from forge_nb.runtime.process_wire import (
     DONE,
     ERROR,
@@ -81,8 +81,12 @@ SHIPPED_CACHE = 256
 LIVENESS_CHECK_S = 1.0
 
 
-class ProcessDied(Exception):
+class ProcessDied(RunnerError):
     """The child running a job died (exit, signal, out of memory): that attempt fails."""
+
+
+class CannotShip(RunnerError, TypeError):
+    """The job's function (or a global it uses) cannot be pickled for a child process."""
 
 
 class ProcessJobError(Exception):
@@ -477,7 +481,7 @@ class ProcessPool:
         try:
             blob = process_ship.pack(handler.target, handler.takes_ctx)
         except Exception as exc:
-            raise TypeError(
+            raise CannotShip(
                 f"process executor: cannot send job function {handler.kind!r} to a child "
                 "process (it, or a global it uses, cannot be pickled)"
             ) from exc

@@ -191,7 +191,9 @@ async def test_errors_are_stored_as_for_a_thread_job(app: fnb.App) -> None:
     for name in ("chained", "not_json", "nan"):
         thread, process = records[name, "thread"], records[name, "process"]
         assert process.last_error == thread.last_error, name
-    assert records["chained", "process"].last_error == "could not parse: 'missing'"
+    assert records["chained", "process"].last_error == (
+        "ValueError: could not parse: KeyError: 'missing'"
+    )
     assert records["not_json", "process"].last_error.startswith("result is not JSON:")
     # The traceback: the whole chain, with the job's own file, lines and source text.
     trace = records["chained", "process"].last_traceback
@@ -430,7 +432,7 @@ async def test_timeout_kills_the_child(app: fnb.App, tmp_path: Path) -> None:
     print(
         f"[process] timeout=1: job ended {run_s:.3f} s after start, child gone {gone_s:.3f} s later"
     )
-    assert job.last_error == "timed out after 1 s"
+    assert job.last_error == "TimeoutError: timed out after 1 s"
     with pytest.raises(fnb.JobDead) as thread_info:
         await thread_ref.wait(timeout=20)
     # The same outcome as a thread job (whose chain also names asyncio's inner timeout).
@@ -590,7 +592,9 @@ def test_main_script_process_jobs(db_url: str, tmp_path: Path) -> None:
     assert crunch["value"] == 101 and crunch["pid"] != out["parent"]
     assert crunch["ui"] == []
     assert (tmp_path / "imports").read_text().split() == [str(out["parent"])]
-    assert out["error"] == "bad input: invalid literal for int() with base 10: 'x'"
+    assert out["error"] == (
+        "ParseError: bad input: ValueError: invalid literal for int() with base 10: 'x'"
+    )
     assert f'File "{script}"' in out["traceback"] and 'int("x")' in out["traceback"]
     assert out["traceback"].rstrip().endswith("ParseError: bad input")
     assert out["progress"] == [0.5, "halfway"] and out["reports"] == "reported"
