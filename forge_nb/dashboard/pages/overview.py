@@ -8,11 +8,12 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from forge_nb.dashboard.charts import StatusBars, Timeline
+from forge_nb.dashboard.charts import StatusBars
 from forge_nb.dashboard.data import Snapshot, latency_summary, metric_series, status_totals
 from forge_nb.dashboard.flags import FLAG_CSS, stranded_html
 from forge_nb.dashboard.format import STATUS_COLORS, TEXT_FORMATTER, duration, esc, utc
 from forge_nb.dashboard.pages.base import Context, LiveTable, Page
+from forge_nb.dashboard.throughput import Timeline
 
 #: The timeline keeps this much history (the overview's span) …
 TIMELINE_WINDOW_S = 6 * 3600

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import panel as pn
 from bokeh.models import ColumnDataSource, DataRange1d
 
 from forge_nb.dashboard.charts import (
-    hover_for,
     merge_series,
     new_figure,
-    outside_legend,
-    time_figure,
     time_format,
 )
-from forge_nb.dashboard.data import PERCENTILES, RANGES, Snapshot, latency_summary, metric_series
-from forge_nb.dashboard.format import PERCENTILE_COLORS, SERIES_COLORS, css_slug, duration, esc
+from forge_nb.dashboard.data import RANGES, Snapshot, latency_summary, metric_series
+from forge_nb.dashboard.format import SERIES_COLORS, css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Page
+from forge_nb.dashboard.throughput import ThroughputLatency, empty_series
 from forge_nb.runtime.rollup import VALID_STEPS
 
 THROUGHPUT = ("enqueued", "completed", "failed", "retried", "dead", "throttled")
@@ -36,11 +33,6 @@ def queue_names(snap: Snapshot) -> list[str]:
 def default_expanded(names: list[str]) -> str | None:
     """The queue shown in full until the user expands another: 'default', else the first."""
     return "default" if "default" in names else (names[0] if names else None)
-
-
-def empty_series() -> dict[str, list[float]]:
-    """Columns of `metric_series`, empty."""
-    return {k: [] for k in metric_series([], time.time(), time.time())}
 
 
 class MiniChart:
@@ -97,61 +89,18 @@ class QueueMetricsPage(Page):
         self.expanded: str | None = None
         self.minis: dict[str, MiniChart] = {}
         self.x_range = DataRange1d(name="queue_x")
-        tools = "xpan,xbox_zoom,xwheel_zoom,reset,save"
-        self.source = ColumnDataSource(empty_series())
-        self.throughput = time_figure(
-            name="queue_throughput",
-            height=280,
+        tools = {"tools": "xpan,xbox_zoom,xwheel_zoom,reset,save", "active_drag": "xbox_zoom"}
+        self.charts = ThroughputLatency(
+            series=THROUGHPUT,
+            x_range=self.x_range,
             title="Throughput",
-            y_label="jobs / minute",
-            x_range=self.x_range,
-            tools=tools,
-            active_drag="xbox_zoom",
+            height=280,
+            split_latency=False,
+            latency_height=240,
+            throughput_options={**tools, "name": "queue_throughput"},
+            latency_options=tools,
         )
-        for series in THROUGHPUT:
-            self.throughput.line(
-                "t",
-                series,
-                source=self.source,
-                color=SERIES_COLORS[series],
-                line_width=2,
-                legend_label=series,
-            )
-        self.throughput.add_tools(hover_for([(s, f"@{s}{{0,0.[0]}}") for s in THROUGHPUT]))
-        self.throughput.y_range.start = 0
-        outside_legend(self.throughput)
-        self.latency = time_figure(
-            height=240,
-            title="Latency (solid processing, dashed end-to-end)",
-            y_label="seconds (log)",
-            x_range=self.x_range,
-            tools=tools,
-            active_drag="xbox_zoom",
-            y_axis_type="log",
-        )
-        for q in PERCENTILES:
-            self.latency.line(
-                "t",
-                f"processing_{q}",
-                source=self.source,
-                color=PERCENTILE_COLORS[q],
-                line_width=2,
-                legend_label=f"processing {q}",
-            )
-            self.latency.line(
-                "t",
-                f"e2e_{q}",
-                source=self.source,
-                color=PERCENTILE_COLORS[q],
-                line_width=2,
-                line_dash="dashed",
-                legend_label=f"end-to-end {q}",
-            )
-            for prefix in ("processing", "e2e"):  # a lone bucket has no segment to draw
-                self.latency.scatter(
-                    "t", f"{prefix}_{q}", source=self.source, size=4, color=PERCENTILE_COLORS[q]
-                )
-        outside_legend(self.latency)
+        self.source = self.charts.source
         self.heading = pn.pane.HTML(
             "", sizing_mode="stretch_width", css_classes=["fnb-queue-heading"]
         )
@@ -160,8 +109,7 @@ class QueueMetricsPage(Page):
         self.grid = pn.GridBox(ncols=3, sizing_mode="stretch_width")
         self.full = pn.Column(
             self.heading,
-            pn.pane.Bokeh(self.throughput, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(self.latency, sizing_mode="stretch_width"),
+            *[pn.pane.Bokeh(fig, sizing_mode="stretch_width") for fig in self.charts.figures],
             sizing_mode="stretch_width",
         )
         self._panel = pn.Column(
@@ -249,10 +197,7 @@ class QueueMetricsPage(Page):
             if snap.queue_metrics_expanded is not None:
                 rows = snap.queue_metrics_expanded  # the only rows with latency
             series = metric_series(rows, since, snap.now, bucket, queue=self.expanded)
-            if replace:
-                self.source.data = series
-            else:
-                merge_series(self.source, series, rollover=rollover, stream=self.ctx.streaming)
+            self.charts.show(series, rollover=rollover, stream=self.ctx.streaming, replace=replace)
             summary = latency_summary(rows, queue=self.expanded)
             label = str(self.range.value)
             self.heading.object = (
