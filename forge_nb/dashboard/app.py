@@ -2,8 +2,8 @@
 
 Panel calls the factory once per session, so every session owns its Bokeh
 sources and figures. One periodic callback per session (every 1.5 s) reads one
-`Snapshot` — the common parts plus whatever the shown tab needs — and pushes it
-into the existing widgets and sources; nothing is re-rendered. Reads are shared
+`Tick` (what every page shows), lets the shown tab read its own data (`Page.fetch`)
+and pushes both into the existing widgets and sources; nothing is re-rendered. Reads are shared
 between sessions through `forge_nb.dashboard.data.source_for`. A session builds
 the Overview up front and every other tab when it is first shown (`PageSlot`), so
 a page load costs the server one page, not eleven.
@@ -22,7 +22,7 @@ from typing import Any
 import panel as pn
 
 from forge_nb.dashboard import compat
-from forge_nb.dashboard.data import Snapshot, source_for
+from forge_nb.dashboard.data import Tick, source_for
 from forge_nb.dashboard.format import esc, utc
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Context, Page
 from forge_nb.dashboard.pages.cron import CronPage
@@ -277,7 +277,7 @@ class Dashboard:
     async def _tick_inner(self) -> None:
         t0 = time.perf_counter()
         now = time.time()
-        snap = Snapshot(now=now, metrics_since=self.overview.timeline_since(now))
+        snap = Tick(now=now, metrics_since=self.overview.timeline_since(now))
         page = self.active_page
         try:
             source = self.ctx.source
@@ -309,7 +309,7 @@ class Dashboard:
         if not self._served:
             compat.push_notebook(self.layout)
 
-    def _show(self, snap: Snapshot, page: Page) -> None:
+    def _show(self, snap: Tick, page: Page) -> None:
         # Hidden tabs have no models in the page: only raw Bokeh sources may change there
         # (a Panel pane changed while hidden would re-render detached, without its styles).
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import panel as pn
@@ -13,11 +14,12 @@ from forge_nb.dashboard.charts import (
     new_figure,
     time_format,
 )
-from forge_nb.dashboard.data import RANGES, Snapshot, latency_summary, metric_series
+from forge_nb.dashboard.data import RANGES, Tick, latency_summary, metric_series
 from forge_nb.dashboard.format import SERIES_COLORS, css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Page
 from forge_nb.dashboard.throughput import ThroughputLatency, empty_series
 from forge_nb.runtime.rollup import VALID_STEPS
+from forge_nb.storage.records import MetricRow
 
 THROUGHPUT = ("enqueued", "completed", "failed", "retried", "dead", "throttled")
 #: Ranges up to this long re-read every tick; longer ones every `SLOW_TTL_S`.
@@ -25,9 +27,9 @@ FAST_RANGE_S = 3600
 SLOW_TTL_S = 15.0
 
 
-def queue_names(snap: Snapshot) -> list[str]:
+def queue_names(counts: Mapping[str, object], rows: Iterable[MetricRow]) -> list[str]:
     """Every queue the counts or the range's metrics know, by name."""
-    return sorted(set(snap.counts) | {r.queue for r in snap.queue_metrics or []})
+    return sorted(set(counts) | {r.queue for r in rows})
 
 
 def default_expanded(names: list[str]) -> str | None:
@@ -124,6 +126,10 @@ class QueueMetricsPage(Page):
             sizing_mode="stretch_width",
         )
         self._replace = True
+        #: What the last `fetch` read: every queue's counters (None until first shown) and
+        #: the expanded queue's rows with latency.
+        self.rows: list[MetricRow] | None = None
+        self.expanded_rows: list[MetricRow] | None = None
 
     @property
     def panel(self) -> Any:
@@ -144,7 +150,7 @@ class QueueMetricsPage(Page):
         span, bucket = RANGES[str(self.range.value)]
         return now - span, bucket
 
-    async def fetch(self, snap: Snapshot) -> None:
+    async def fetch(self, snap: Tick) -> None:
         """Read the range (long ranges at most every 15 s, from roll-ups).
 
         Every queue's counters for the minis; latency only for the expanded queue.
@@ -154,24 +160,21 @@ class QueueMetricsPage(Page):
         ttl = None if span <= FAST_RANGE_S else SLOW_TTL_S
         step = max(s for s in VALID_STEPS if bucket % (s * 60) == 0)
         source = self.ctx.source
-        snap.queue_metrics = await source.metric_rows(
-            since, ttl=ttl, step=step, histograms_from=math.inf
-        )
+        rows = await source.metric_rows(since, ttl=ttl, step=step, histograms_from=math.inf)
         if self.expanded is None:
-            self.expanded = default_expanded(queue_names(snap))
+            self.expanded = default_expanded(queue_names(snap.counts, rows))
+        expanded_rows = None
         if self.expanded is not None:
-            snap.queue_metrics_expanded = await source.metric_rows(
-                since, self.expanded, ttl=ttl, step=step
-            )
-        snap.queue_metrics_since = since
+            expanded_rows = await source.metric_rows(since, self.expanded, ttl=ttl, step=step)
+        self.rows, self.expanded_rows = rows, expanded_rows
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: Tick) -> None:
         """Merge the range into every chart."""
-        if snap.queue_metrics is None:
+        if self.rows is None:
             return
         since, bucket = self.window(snap.now)
-        rows = snap.queue_metrics
-        names = queue_names(snap)
+        rows = self.rows
+        names = queue_names(snap.counts, rows)
         rollover = int((snap.now - since) // bucket) + 2
         replace = self._replace
         self._replace = False
@@ -194,8 +197,8 @@ class QueueMetricsPage(Page):
         if added:
             self.grid.objects = [self.minis[n].panel for n in sorted(self.minis)]
         if self.expanded is not None:
-            if snap.queue_metrics_expanded is not None:
-                rows = snap.queue_metrics_expanded  # the only rows with latency
+            if self.expanded_rows is not None:
+                rows = self.expanded_rows  # the only rows with latency
             series = metric_series(rows, since, snap.now, bucket, queue=self.expanded)
             self.charts.show(series, rollover=rollover, stream=self.ctx.streaming, replace=replace)
             summary = latency_summary(rows, queue=self.expanded)
