@@ -181,6 +181,28 @@ def operation(
     return out
 
 
+def get_one(op_id: str, summary: str, model: Any, param: Schema, tag: str) -> dict[str, Any]:
+    """Read one named resource (404 when there is none)."""
+    responses = {"200": ok(model), "404": NOT_FOUND}
+    return operation(op_id, summary, responses, parameters=[param], tag=tag)
+
+
+def edit_one(
+    op_id: str, summary: str, model: Any, changes: Any, param: Schema, tag: str
+) -> dict[str, Any]:
+    """Change one named resource with a ``changes`` body; answer it as ``model``."""
+    responses = {"200": ok(model), "400": BAD_REQUEST, "404": NOT_FOUND, "422": INVALID}
+    return operation(
+        op_id,
+        summary,
+        responses,
+        parameters=[param],
+        request_body=body(changes),
+        mutation=True,
+        tag=tag,
+    )
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api": {
         "get": operation(
@@ -300,21 +322,14 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/api/queues/{name}": {
-        "get": operation(
-            "getQueue",
-            "One queue",
-            {"200": ok("Queue"), "404": NOT_FOUND},
-            parameters=[QUEUE_NAME],
-            tag="queues",
-        ),
-        "patch": operation(
+        "get": get_one("getQueue", "One queue", models.Queue, QUEUE_NAME, "queues"),
+        "patch": edit_one(
             "updateQueue",
             "Change live settings (workers, pause, backoff, retention); workers follow next tick",
-            {"200": ok("Queue"), "400": BAD_REQUEST, "404": NOT_FOUND, "422": INVALID},
-            parameters=[QUEUE_NAME],
-            request_body=body("QueueSettings"),
-            mutation=True,
-            tag="queues",
+            models.Queue,
+            models.QueueSettings,
+            QUEUE_NAME,
+            "queues",
         ),
     },
     "/api/schedules": {
@@ -323,21 +338,14 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/api/schedules/{name}": {
-        "get": operation(
-            "getSchedule",
-            "One schedule",
-            {"200": ok("Schedule"), "404": NOT_FOUND},
-            parameters=[SCHEDULE_NAME],
-            tag="cron",
-        ),
-        "patch": operation(
+        "get": get_one("getSchedule", "One schedule", models.Schedule, SCHEDULE_NAME, "cron"),
+        "patch": edit_one(
             "updateSchedule",
             "Enable/disable, or change expression, kind, payload, queue or time zone",
-            {"200": ok("Schedule"), "400": BAD_REQUEST, "404": NOT_FOUND, "422": INVALID},
-            parameters=[SCHEDULE_NAME],
-            request_body=body("ScheduleChanges"),
-            mutation=True,
-            tag="cron",
+            models.Schedule,
+            models.ScheduleChanges,
+            SCHEDULE_NAME,
+            "cron",
         ),
     },
     "/api/schedules/{name}/run": {

@@ -43,6 +43,18 @@ SPLIT_TITLES = {
 }
 
 
+def small_throughput(source: Any, *, title: str, line_width: float = 1.0, **options: Any) -> Any:
+    """A chart without tools of jobs enqueued, completed and failed: the Overview's range
+    overview and each queue's mini chart."""
+    fig = new_figure(
+        x_axis_type="datetime", toolbar_location=None, tools="", title=title, **options
+    )
+    fig.xaxis.formatter = time_format()
+    for name in ("enqueued", "completed", "failed"):
+        fig.line("t", name, source=source, color=SERIES_COLORS[name], line_width=line_width)
+    return fig
+
+
 def empty_series() -> dict[str, list[float]]:
     """The columns of `metric_series`, empty."""
     now = time.time()
@@ -177,22 +189,17 @@ class Timeline:
         self._last_t: float | None = None
 
     def _overview_figure(self) -> Any:
-        overview = new_figure(
+        overview = small_throughput(
+            self.source,
+            title="Drag the box to move the window above; drag its edges to resize it",
             name="timeline_overview",
-            x_axis_type="datetime",
             height=120,
             sizing_mode="stretch_width",
-            tools="",
-            toolbar_location=None,
-            title="Drag the box to move the window above; drag its edges to resize it",
         )
         overview.xaxis.axis_label = TIME_LABEL
-        overview.xaxis.formatter = time_format()
         overview.yaxis.visible = False
         overview.ygrid.grid_line_color = None
         overview.min_border_left = 60
-        for name in ("enqueued", "completed", "failed"):
-            overview.line("t", name, source=self.source, color=SERIES_COLORS[name])
         tool = RangeTool(x_range=self.x_range)
         tool.overlay.fill_alpha = 0.2
         overview.add_tools(tool)

@@ -11,13 +11,11 @@ from bokeh.models import ColumnDataSource, DataRange1d
 
 from forge_nb.dashboard.charts import (
     merge_series,
-    new_figure,
-    time_format,
 )
 from forge_nb.dashboard.data import RANGES, Tick, latency_summary, metric_series
-from forge_nb.dashboard.format import SERIES_COLORS, css_slug, duration, esc
+from forge_nb.dashboard.format import css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Page
-from forge_nb.dashboard.throughput import ThroughputLatency, empty_series
+from forge_nb.dashboard.throughput import ThroughputLatency, empty_series, small_throughput
 from forge_nb.runtime.rollup import VALID_STEPS
 from forge_nb.storage.records import MetricRow
 
@@ -43,23 +41,13 @@ class MiniChart:
     def __init__(self, name: str, expand: Any) -> None:
         self.name = name
         self.source = ColumnDataSource(empty_series())
-        self.fig = new_figure(
-            x_axis_type="datetime",
-            height=150,
-            width=370,
-            toolbar_location=None,
-            tools="",
-            title=f"{name} · jobs/min · UTC",
+        self.fig = small_throughput(
+            self.source, title=f"{name} · jobs/min · UTC", line_width=1.5, height=150, width=370
         )
-        self.fig.xaxis.formatter = time_format()
         self.fig.xaxis.major_label_text_font_size = "8pt"
         self.fig.yaxis.major_label_text_font_size = "8pt"
         self.fig.y_range.start = 0
         self.fig.min_border_left = 30
-        for series in ("enqueued", "completed", "failed"):
-            self.fig.line(
-                "t", series, source=self.source, color=SERIES_COLORS[series], line_width=1.5
-            )
         self.summary = pn.pane.HTML("", margin=(0, 5))
         self.button = pn.widgets.Button(
             name=f"Expand {name}",
