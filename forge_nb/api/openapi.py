@@ -69,8 +69,8 @@ def build_schemas() -> tuple[dict[str, Schema], dict[Any, Schema]]:
     types = [*COMPONENTS, *ALIASES.values(), models.EnqueueBodies, models.RetryFilter | None]
     found, components = msgspec.json.schema_components(types, ref_template=REF)
     schemas = {models.SCHEMA_NAMES.get(k, k): _renamed(v) for k, v in components.items()}
-    for name, type_ in zip(ALIASES, found[len(COMPONENTS) :], strict=False):
-        schemas[name] = _renamed(type_)
+    for index, name in enumerate(ALIASES, len(COMPONENTS)):
+        schemas[name] = _renamed(found[index])
     for name, extra in models.SCHEMA_EXTRAS.items():
         schemas[name].update(extra)
     by_type = {t: _renamed(s) for t, s in zip(types, found, strict=True) if t not in COMPONENTS}
@@ -208,7 +208,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": operation(
             "index",
             "What this API is and where its document lives",
-            {"200": ok("Index")},
+            {"200": ok(models.Index)},
             database=False,
             tag="meta",
         )
@@ -223,7 +223,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "listJobs",
             "Jobs newest first, keyset paged; every filter is optional and ANDed; "
             "an empty query value is the same as none",
-            {"200": ok("JobPage"), "400": BAD_REQUEST},
+            {"200": ok(models.JobPage), "400": BAD_REQUEST},
             parameters=[
                 query(
                     "status", "job status; empty: any", {"type": "string", "enum": ["", *STATUSES]}
@@ -267,7 +267,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": operation(
             "retryMatching",
             "Retry every dead (or failed) job matching a filter",
-            {"200": ok("Retried"), "400": BAD_REQUEST, "422": INVALID},
+            {"200": ok(models.Retried), "400": BAD_REQUEST, "422": INVALID},
             request_body=body(models.RetryFilter | None, required=False),
             mutation=True,
         )
@@ -276,13 +276,13 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": operation(
             "getJob",
             "One job with its event history",
-            {"200": ok("JobDetail"), "404": NOT_FOUND},
+            {"200": ok(models.JobDetail), "404": NOT_FOUND},
             parameters=[JOB_ID],
         ),
         "delete": operation(
             "deleteJob",
             "Delete a job that is not running",
-            {"200": ok("Deleted"), "404": NOT_FOUND, "409": CONFLICT},
+            {"200": ok(models.Deleted), "404": NOT_FOUND, "409": CONFLICT},
             parameters=[JOB_ID],
             mutation=True,
         ),
@@ -291,7 +291,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": operation(
             "retryJob",
             "A dead or failed job runs again now, attempts reset",
-            {"200": ok("Job"), "404": NOT_FOUND, "409": CONFLICT},
+            {"200": ok(models.Job), "404": NOT_FOUND, "409": CONFLICT},
             parameters=[JOB_ID],
             mutation=True,
         )
@@ -301,8 +301,8 @@ PATHS: dict[str, dict[str, Any]] = {
             "cancelJob",
             "Cancel a job: pending/failed end dead now; a running one stops where it runs",
             {
-                "200": ok("Job", "cancelled (now dead, error 'cancelled')"),
-                "202": ok("Job", "running: cancel requested, it stops within a heartbeat"),
+                "200": ok(models.Job, "cancelled (now dead, error 'cancelled')"),
+                "202": ok(models.Job, "running: cancel requested, it stops within a heartbeat"),
                 "404": NOT_FOUND,
                 "409": CONFLICT,
             },
@@ -317,7 +317,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": operation(
             "listQueues",
             "Every queue's live config and counts",
-            {"200": ok("Queues")},
+            {"200": ok(models.Queues)},
             tag="queues",
         )
     },
@@ -334,7 +334,7 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/schedules": {
         "get": operation(
-            "listSchedules", "Every cron schedule", {"200": ok("Schedules")}, tag="cron"
+            "listSchedules", "Every cron schedule", {"200": ok(models.Schedules)}, tag="cron"
         )
     },
     "/api/schedules/{name}": {
@@ -352,7 +352,12 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": operation(
             "runSchedule",
             "Enqueue the schedule's job now (its timetable is unchanged)",
-            {"201": ok("Enqueued"), "200": ok("Enqueued"), "404": NOT_FOUND, "422": INVALID},
+            {
+                "201": ok(models.Enqueued),
+                "200": ok(models.Enqueued),
+                "404": NOT_FOUND,
+                "422": INVALID,
+            },
             parameters=[SCHEDULE_NAME],
             mutation=True,
             tag="cron",
@@ -362,7 +367,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": operation(
             "listProcesses",
             "One record per worker slot of every live process",
-            {"200": ok("Processes")},
+            {"200": ok(models.Processes)},
             tag="monitoring",
         )
     },
@@ -371,7 +376,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "metrics",
             "Per-minute (or 5-minute, or hourly), per-queue counts and latency percentiles; "
             "default range: last hour",
-            {"200": ok("Metrics"), "400": BAD_REQUEST},
+            {"200": ok(models.Metrics), "400": BAD_REQUEST},
             parameters=[
                 query("queue", "one queue; empty: all"),
                 query(
