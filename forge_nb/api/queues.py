@@ -47,9 +47,9 @@ class QueueRoute(ApiRoute):
         self.send(queue_json(config, (await self.forge.counts()).get(name)))
 
 
-async def existing_queue(handler: ApiRoute, name: str) -> QueueConfig:
+async def existing_queue(route: ApiRoute, name: str) -> QueueConfig:
     """The queue's config, or 404."""
-    for config in await handler.forge.queues():
+    for config in await route.forge.queues():
         if config.name == name:
             return config
     raise ApiError(404, f"unknown queue {name!r}")
