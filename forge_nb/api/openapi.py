@@ -203,6 +203,12 @@ def edit_one(
     )
 
 
+def job_action(op_id: str, summary: str, answers: dict[str, Any]) -> dict[str, Any]:
+    """A change to one job: 404 for an unknown id, 409 when its state does not allow it."""
+    responses = {**answers, "404": NOT_FOUND, "409": CONFLICT}
+    return operation(op_id, summary, responses, parameters=[JOB_ID], mutation=True)
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api": {
         "get": operation(
@@ -273,41 +279,28 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/api/jobs/{job_id}": {
-        "get": operation(
-            "getJob",
-            "One job with its event history",
-            {"200": ok(models.JobDetail), "404": NOT_FOUND},
-            parameters=[JOB_ID],
+        "get": get_one(
+            "getJob", "One job with its event history", models.JobDetail, JOB_ID, "jobs"
         ),
-        "delete": operation(
-            "deleteJob",
-            "Delete a job that is not running",
-            {"200": ok(models.Deleted), "404": NOT_FOUND, "409": CONFLICT},
-            parameters=[JOB_ID],
-            mutation=True,
+        "delete": job_action(
+            "deleteJob", "Delete a job that is not running", {"200": ok(models.Deleted)}
         ),
     },
     "/api/jobs/{job_id}/retry": {
-        "post": operation(
+        "post": job_action(
             "retryJob",
             "A dead or failed job runs again now, attempts reset",
-            {"200": ok(models.Job), "404": NOT_FOUND, "409": CONFLICT},
-            parameters=[JOB_ID],
-            mutation=True,
+            {"200": ok(models.Job)},
         )
     },
     "/api/jobs/{job_id}/cancel": {
-        "post": operation(
+        "post": job_action(
             "cancelJob",
             "Cancel a job: pending/failed end dead now; a running one stops where it runs",
             {
                 "200": ok(models.Job, "cancelled (now dead, error 'cancelled')"),
                 "202": ok(models.Job, "running: cancel requested, it stops within a heartbeat"),
-                "404": NOT_FOUND,
-                "409": CONFLICT,
             },
-            parameters=[JOB_ID],
-            mutation=True,
         )
     },
     "/api/counts": {
