@@ -262,6 +262,38 @@ def application_contexts(server: Any) -> list[Any]:
     return list(apps.values())
 
 
+@_internal("bokeh.server.contexts.ApplicationContext.create_session_if_needed")
+def _probe_create_session() -> bool:
+    from bokeh.server.contexts import ApplicationContext
+
+    return callable(getattr(ApplicationContext, "create_session_if_needed", None))
+
+
+def wrap_session_creation(context: Any, wrap: Callable[[Any], Any]) -> None:
+    """Replace an ``ApplicationContext``'s session creation with ``wrap(original)`` (the
+    guard releases a request's build slot when its session is built)."""
+    name = "bokeh.server.contexts.ApplicationContext.create_session_if_needed"
+    context.create_session_if_needed = wrap(_attr(context, "create_session_if_needed", name))
+
+
+@_internal("tornado.httpserver.HTTPServer.request_callback / .conn_params")
+def _probe_request_callback() -> bool:
+    from tornado.httpserver import HTTPServer
+
+    server = HTTPServer(lambda request: None)
+    return hasattr(server, "request_callback") and hasattr(server.conn_params, "max_body_size")
+
+
+def intercept_requests(http: Any, wrap: Callable[[Any], Any], max_body_bytes: int) -> None:
+    """Put ``wrap(delegate)`` in front of a Tornado ``HTTPServer``'s request delegate and cap
+    its bodies (chunked ones too): the guard sees each request line before Tornado routes
+    it or reads its body."""
+    params = _attr(http, "conn_params", "tornado.httpserver.HTTPServer.conn_params")
+    params.max_body_size = max_body_bytes
+    name = "tornado.httpserver.HTTPServer.request_callback"
+    http.request_callback = wrap(_attr(http, "request_callback", name))
+
+
 @_internal("bokeh.server.views.ico_handler.IcoHandler")
 def _probe_ico_handler() -> bool:
     return isinstance(_module_attr("bokeh.server.views.ico_handler", "IcoHandler"), type)

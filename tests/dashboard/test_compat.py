@@ -16,6 +16,7 @@ PACKAGE = Path(compat.__file__).resolve().parents[1]
 #: modules, and the private attributes compat wraps.
 INTERNAL_USE = re.compile(
     r"panel\.io\b|pn\.io\b|bokeh\.server\b|bokeh\.document\b|models\.freeze\b"
+    r"|create_session_if_needed|request_callback|conn_params"
     r"|\._(tornado|http|sockets|handlers|session|sessions|stylesheets|server_config"
     r"|template_variables|applications)\b"
 )
