@@ -3,8 +3,10 @@
 Mount it on a Panel/Bokeh server with
 ``pn.serve(..., extra_patterns=api_routes(app, read_only=…, basic_auth=…))``,
 on ``panel serve`` with ``--plugins forge_nb.api.plugin``, or standalone with
-`api_application`. The handlers are plain Tornado and run on the server's
-loop, which is the loop the `App` lives on.
+`api_application`. The routes (`*Route` classes) are plain Tornado and run on the
+server's loop, which is the loop the `App` lives on. Records and request bodies are
+described once, in `forge_nb.api.models`: the OpenAPI document is generated from them
+and the bodies are checked against them.
 """
 
 from __future__ import annotations

@@ -46,10 +46,10 @@ def load_credentials(spec: Credentials | None) -> Credentials | None:
 def panel_credentials(application: Any) -> Credentials | None:
     """The basic auth Panel was configured with (``panel serve --basic-auth`` / ``pn.serve``)."""
     from panel.config import config
-    from panel.io.state import state
 
-    server_config = state._server_config.get(application, {})
-    spec = server_config.get("basic_auth") or config.basic_auth
+    from forge_nb.dashboard.compat import server_config
+
+    spec = server_config(application).get("basic_auth") or config.basic_auth
     return load_credentials(spec) if spec else None
 
 

@@ -63,7 +63,7 @@ def error_status(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
-class ApiHandler(tornado.web.RequestHandler):
+class ApiRoute(tornado.web.RequestHandler):
     """Base of every route: JSON out, checked access, JSON errors (status, error, message)."""
 
     def initialize(self, app: AppSource, access: ApiAccess) -> None:
@@ -181,7 +181,7 @@ class ApiHandler(tornado.web.RequestHandler):
         ]
 
 
-class NotFoundHandler(ApiHandler):
+class NotFoundRoute(ApiRoute):
     """Any other path under the API: a JSON 404 for every method."""
 
     def prepare(self) -> None:

@@ -235,29 +235,3 @@ def parse_body(raw: bytes, *, allow_empty: bool = False) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"request body is not valid JSON: {exc}") from None
-
-
-def body_object(body: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
-    """Check a body is an object whose keys are all known (typos fail loudly, 422)."""
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise BadInput(f"{what} must be a JSON object, got {type(body).__name__}", 422)
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise BadInput(
-            f"unknown field(s) {', '.join(map(repr, unknown))} in {what}; "
-            f"known: {', '.join(allowed)}",
-            422,
-        )
-    return body
-
-
-def optional_str(body: Mapping[str, Any], key: str) -> str | None:
-    """A string field that may be absent, null or empty (= no filter)."""
-    value = body.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise BadInput(f"{key} must be a string, got {value!r}", 422)
-    return value

@@ -4,94 +4,59 @@ from __future__ import annotations
 
 from typing import Any
 
-from forge_nb.api.base import ApiError, ApiHandler
+from forge_nb.api.base import ApiError, ApiRoute
 from forge_nb.api.convert import (
     PAGE_BUDGET_CHARS,
     BadInput,
-    body_object,
-    check_time,
     event_json,
     job_json,
     job_summary_json,
-    optional_str,
     parse_limit,
     parse_status,
     parse_time,
 )
+from forge_nb.api.models import EnqueueBody, RetryFilter, checked
 from forge_nb.errors import UnknownQueue
 from forge_nb.runtime.refs import EnqueueRequest, JobRef
 from forge_nb.storage.records import TERMINAL_STATUSES, JobRecord
-from forge_nb.storage.validation import MAX_DELAY_S
 
-#: Fields of an enqueue body (those of `EnqueueRequest`).
-ENQUEUE_FIELDS = (
-    "kind",
-    "payload",
-    "queue",
-    "priority",
-    "delay",
-    "scheduled_at",
-    "unique_key",
-    "max_attempts",
-)
 #: Jobs accepted by one bulk enqueue (one transaction).
 MAX_ENQUEUE_BATCH = 10_000
-FILTER_FIELDS = ("status", "queue", "kind", "search")
 
 
 def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
-    """An `EnqueueRequest` from one JSON object; the App validates the other values further.
+    """An `EnqueueRequest` from one JSON object checked against `EnqueueBody`.
 
     null (or absent) means the default for every field but ``kind``: ``payload: null`` is no
-    arguments. When the job may run is checked here, so an answer names the job at fault.
+    arguments. The App gets the values as sent (an integer stays an integer) and checks
+    them further. When the job may run is checked here, so an answer names the job at fault.
     """
-    fields = body_object(body, ENQUEUE_FIELDS, where)
-    kind = fields.get("kind")
-    if not isinstance(kind, str) or not kind:
-        raise BadInput(f"{where}: 'kind' is required and must be a non-empty string", 422)
-    payload = fields.get("payload")
-    if payload is not None and not isinstance(payload, dict):
-        raise BadInput(f"{where}: payload must be a JSON object of named arguments", 422)
-    delay = fields.get("delay")
-    if delay is not None and (not is_number(delay) or not 0 <= delay <= MAX_DELAY_S):
-        raise BadInput(
-            f"{where}: delay must be a number of seconds from 0 to {MAX_DELAY_S:.0f} "
-            f"(100 years), got {delay!r}",
-            422,
-        )
+    checked(body, EnqueueBody, where)
+    fields: dict[str, Any] = body
     try:
         scheduled_at = run_time(fields.get("scheduled_at"))
     except BadInput as exc:
         raise BadInput(f"{where}: {exc}", 422) from None
     return EnqueueRequest(
-        kind=kind,
-        payload=payload or {},
+        kind=fields["kind"],
+        payload=fields.get("payload") or {},
         queue=fields.get("queue"),
         priority=fields.get("priority"),
-        delay=delay,
+        delay=fields.get("delay"),
         scheduled_at=scheduled_at,
         unique_key=fields.get("unique_key"),
         max_attempts=fields.get("max_attempts"),
     )
 
 
-def run_time(value: Any) -> float | None:
-    """``scheduled_at`` of an enqueue body: ISO 8601 text or epoch seconds in 1970..9999."""
-    if value is None:
-        return None
+def run_time(value: str | float | None) -> float | None:
+    """``scheduled_at`` of an enqueue body (already a string, a number in range, or null)."""
     if isinstance(value, str):
         return parse_time(value, "scheduled_at", bad=422)
-    if not is_number(value):
-        raise BadInput(f"scheduled_at must be ISO 8601 text or epoch seconds, got {value!r}", 422)
-    return float(check_time(value, "scheduled_at", value, 422))
+    return None if value is None else float(value)
 
 
-def is_number(value: Any) -> bool:
-    """A JSON number (true and false are not numbers, though Python calls them ints)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-class JobsHandler(ApiHandler):
+class JobsRoute(ApiRoute):
     """``GET /api/jobs`` (newest first, keyset paged) and ``POST /api/jobs`` (enqueue)."""
 
     async def get(self) -> None:
@@ -152,7 +117,7 @@ class JobsHandler(ApiHandler):
         )
 
 
-class JobHandler(ApiHandler):
+class JobRoute(ApiRoute):
     """``GET /api/jobs/{id}`` (with its event history) and ``DELETE /api/jobs/{id}``."""
 
     async def get(self, job_id: str) -> None:
@@ -170,7 +135,7 @@ class JobHandler(ApiHandler):
         self.send({"id": job_id, "deleted": True})
 
 
-class JobRetryHandler(ApiHandler):
+class JobRetryRoute(ApiRoute):
     """``POST /api/jobs/{id}/retry``: a dead or failed job runs again now, attempts reset."""
 
     async def post(self, job_id: str) -> None:
@@ -183,7 +148,7 @@ class JobRetryHandler(ApiHandler):
         self.send(job_json(job))
 
 
-class JobCancelHandler(ApiHandler):
+class JobCancelRoute(ApiRoute):
     """``POST /api/jobs/{id}/cancel``: 200 once cancelled, 202 while a running job stops.
 
     A job running in another process stops within one heartbeat; 202 says so.
@@ -199,7 +164,7 @@ class JobCancelHandler(ApiHandler):
         self.send(job_json(job), 202 if job.status == "running" else 200)
 
 
-class JobsRetryHandler(ApiHandler):
+class JobsRetryRoute(ApiRoute):
     """``POST /api/jobs/retry``: retry every dead (or failed) job matching a filter.
 
     No body, a null body, and null or empty fields mean no filter (status: ``dead``),
@@ -207,33 +172,31 @@ class JobsRetryHandler(ApiHandler):
     """
 
     async def post(self) -> None:
-        body = body_object(self.json_body(allow_empty=True), FILTER_FIELDS, "retry filter")
-        status = parse_status(optional_str(body, "status"), ("dead", "failed"), 422) or "dead"
-        queue = optional_str(body, "queue")
+        body = checked(self.json_body(allow_empty=True), RetryFilter | None, "retry filter")
+        filter = body or RetryFilter()
+        status = parse_status(filter.status, ("dead", "failed"), 422) or "dead"
         try:
             retried = await self.forge.retry_all(
                 status=status,
-                queue=queue,
-                kind=optional_str(body, "kind"),
-                search=optional_str(body, "search"),
+                queue=filter.queue or None,
+                kind=filter.kind or None,
+                search=filter.search or None,
             )
         except UnknownQueue as exc:  # a filter value, not the resource: invalid input
             raise BadInput(str(exc), 422) from None
         self.send({"retried": retried, "status": status})
 
 
-async def send_enqueued(handler: ApiHandler, ref: JobRef) -> None:
+async def send_enqueued(route: ApiRoute, ref: JobRef) -> None:
     """Answer an enqueue with the job and its outcome: 201 when created, 200 for a duplicate."""
-    job = await existing_job(handler, ref.id)
-    handler.set_header("Location", f"{handler.api_root()}/jobs/{ref.id}")
-    handler.send(
-        {**job_json(job), "outcome": ref.outcome}, 201 if ref.outcome == "created" else 200
-    )
+    job = await existing_job(route, ref.id)
+    route.set_header("Location", f"{route.api_root()}/jobs/{ref.id}")
+    route.send({**job_json(job), "outcome": ref.outcome}, 201 if ref.outcome == "created" else 200)
 
 
-async def existing_job(handler: ApiHandler, job_id: str) -> JobRecord:
+async def existing_job(route: ApiRoute, job_id: str) -> JobRecord:
     """The job, or 404."""
-    job: JobRecord | None = await handler.forge.job(job_id)
+    job: JobRecord | None = await route.forge.job(job_id)
     if job is None:
         raise ApiError(404, f"unknown job id {job_id!r}")
     return job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from forge_nb.api.base import ApiHandler
+from forge_nb.api.base import ApiRoute
 from forge_nb.api.convert import (
     BadInput,
     iso,
@@ -19,7 +19,7 @@ from forge_nb.runtime.rollup import VALID_STEPS
 DEFAULT_RANGE_S = 3600
 
 
-class ProcessesHandler(ApiHandler):
+class ProcessesRoute(ApiRoute):
     """``GET /api/processes``: one record per worker slot of every live process."""
 
     async def get(self) -> None:
@@ -27,7 +27,7 @@ class ProcessesHandler(ApiHandler):
         self.send({"processes": [process_json(p) for p in processes]})
 
 
-class MetricsHandler(ApiHandler):
+class MetricsRoute(ApiRoute):
     """``GET /api/metrics?queue=&step=&since=&until=``: buckets plus latency over the range.
 
     since and until lie in 1970..9999 (`parse_time`), so the App never refuses them.

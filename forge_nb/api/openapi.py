@@ -1,314 +1,109 @@
 """The OpenAPI 3.1 document served at ``/api/openapi.json``.
 
-Written by hand next to the handlers; a test checks that its paths and methods
-are exactly the mounted routes and that real responses match its schemas.
+The schemas are generated from the Structs of `forge_nb.api.models` (the same ones
+that check request bodies); this module adds what a schema cannot say: which route
+answers what, and why it may refuse. A test checks that its paths and methods are
+exactly the mounted routes and that real responses match its schemas.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from forge_nb.api import models
 from forge_nb.runtime.runtime import VERSION
-from forge_nb.storage.records import METRIC_COUNTERS, STATUSES
-from forge_nb.storage.validation import MAX_DELAY_S, MAX_NAME_LENGTH, MAX_TIMESTAMP
+from forge_nb.storage.records import STATUSES
 
 Schema = dict[str, Any]
+REF = "#/components/schemas/{name}"
 
-PERCENTILES = tuple(f"{p}_p{q}" for p in ("processing", "e2e") for q in (50, 95, 99))
+#: Every model the document names, under its class name (see `models.SCHEMA_NAMES`).
+COMPONENTS: list[Any] = [
+    models.Error,
+    models.Job,
+    models.Event,
+    models.JobDetail,
+    models.JobPage,
+    models.EnqueueBody,
+    models.Enqueued,
+    models.EnqueuedMany,
+    models.RetryFilter,
+    models.Retried,
+    models.Deleted,
+    models.StatusCounts,
+    models.QueueSettings,
+    models.Queue,
+    models.Queues,
+    models.Schedule,
+    models.Schedules,
+    models.ScheduleChanges,
+    models.Process,
+    models.Processes,
+    models.Latency,
+    models.MetricBucket,
+    models.Metrics,
+    models.Index,
+]
+#: Components that are not Structs (a map, any object): name -> type.
+ALIASES: dict[str, Any] = {"Counts": models.Counts, "OpenApiDocument": models.OpenApiDocument}
 
 
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _renamed(node: Any) -> Any:
+    """Apply `models.SCHEMA_NAMES` to every ``$ref`` below ``node``."""
+    if isinstance(node, dict):
+        out = {k: _renamed(v) for k, v in node.items()}
+        target = out.get("$ref")
+        if isinstance(target, str):
+            name = target.rsplit("/", 1)[1]
+            out["$ref"] = REF.format(name=models.SCHEMA_NAMES.get(name, name))
+        return out
+    if isinstance(node, list):
+        return [_renamed(v) for v in node]
+    return node
 
 
-def nullable(type_: str, **extra: Any) -> Schema:
-    return {"type": [type_, "null"], **extra}
+def build_schemas() -> tuple[dict[str, Schema], dict[Any, Schema]]:
+    """(components, schema of each type used in `PATHS`) from the models, generated once."""
+    types = [*COMPONENTS, *ALIASES.values(), models.EnqueueBodies, models.RetryFilter | None]
+    found, components = msgspec.json.schema_components(types, ref_template=REF)
+    schemas = {models.SCHEMA_NAMES.get(k, k): _renamed(v) for k, v in components.items()}
+    for index, name in enumerate(ALIASES, len(COMPONENTS)):
+        schemas[name] = _renamed(found[index])
+    for name, extra in models.SCHEMA_EXTRAS.items():
+        schemas[name].update(extra)
+    by_type = {t: _renamed(s) for t, s in zip(types, found, strict=True) if t not in COMPONENTS}
+    return schemas, by_type
 
 
-def obj(properties: dict[str, Schema], required: list[str] | None = None, **extra: Any) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties, **extra}
-    if required is not None:
-        schema["required"] = required
-    return schema
+SCHEMAS, _INLINE = build_schemas()
 
 
-def listing(key: str, item: str, **more: Schema) -> Schema:
-    return obj({key: {"type": "array", "items": ref(item)}, **more}, [key, *more])
+def ref(model: Any) -> Schema:
+    """A reference to a component, the inline schema of a union, or ``model`` if a schema."""
+    if isinstance(model, dict):
+        return model
+    if model in _INLINE:
+        return _INLINE[model]
+    name = model if isinstance(model, str) else model.__name__
+    return {"$ref": REF.format(name=models.SCHEMA_NAMES.get(name, name))}
 
 
-TIME = {"type": "string", "format": "date-time"}
-TIME_OR_NULL = nullable("string", format="date-time")
-STATUS = {"type": "string", "enum": list(STATUSES)}
-ANY_JSON: Schema = {}
-#: A job kind (or queue, schedule) name as the storage accepts it.
-NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
-#: Epoch seconds the storage accepts: 1970-01-01 to 9999-12-31 UTC.
-EPOCH_RANGE = {"minimum": 0, "maximum": MAX_TIMESTAMP}
+#: What an enqueue answers: one job (object body) or a summary (array body).
+ENQUEUED = {"oneOf": [ref(models.Enqueued), ref(models.EnqueuedMany)]}
 
-JOB = obj(
-    {
-        "id": {"type": "string"},
-        "kind": {"type": "string"},
-        "queue": {"type": "string"},
-        "status": STATUS,
-        "priority": {"type": "integer", "description": "higher runs first"},
-        "attempts": {"type": "integer", "description": "runs started (SPEC §4)"},
-        "max_attempts": {"type": "integer"},
-        "payload": {"type": "object"},
-        "result": ANY_JSON,
-        "last_error": nullable("string", description="error chain 'top: middle: root'"),
-        "last_traceback": nullable("string"),
-        "progress": nullable("number", minimum=0, maximum=1),
-        "progress_message": nullable("string"),
-        "unique_key": nullable("string"),
-        "created_at": TIME,
-        "scheduled_at": TIME,
-        "started_at": TIME_OR_NULL,
-        "finished_at": TIME_OR_NULL,
-        "claimed_by": nullable("string"),
-        "cancel_requested_at": TIME_OR_NULL,
-    },
-    ["id", "kind", "queue", "status", "attempts", "max_attempts", "payload", "created_at"],
-)
 
-SCHEMAS: dict[str, Schema] = {
-    "Error": obj(
-        {
-            "status": {"type": "integer"},
-            "error": {"type": "string", "description": "HTTP reason phrase"},
-            "message": {"type": "string", "description": "what went wrong, for people"},
-        },
-        ["status", "error", "message"],
-    ),
-    "Job": JOB,
-    "Event": obj(
-        {
-            "at": TIME,
-            "event": {
-                "type": "string",
-                "description": "enqueued, started, failed, throttled, retried, done, dead, …",
-            },
-            "attempt": {"type": "integer"},
-            "message": nullable("string"),
-        },
-        ["at", "event", "attempt"],
-    ),
-    "JobDetail": {
-        "allOf": [
-            ref("Job"),
-            obj({"events": {"type": "array", "items": ref("Event")}}, ["events"]),
-        ]
-    },
-    "JobPage": listing(
-        "jobs",
-        "Job",
-        next_cursor=nullable("string", description="pass as `cursor` for the next page"),
-    ),
-    "EnqueueRequest": obj(
-        {
-            "kind": NAME,
-            "payload": nullable("object", description="named arguments of the job; null: none"),
-            "queue": nullable("string", description="default: the job's queue or the router's"),
-            "priority": nullable("integer"),
-            "delay": nullable(
-                "number",
-                minimum=0,
-                maximum=MAX_DELAY_S,
-                description="seconds before it may run (at most 100 years)",
-            ),
-            "scheduled_at": {
-                "type": ["string", "number", "null"],
-                **EPOCH_RANGE,
-                "description": "when it may run, wins over delay: ISO 8601 (naive = UTC) or "
-                "epoch seconds, from 1970-01-01 to 9999-12-31 UTC",
-            },
-            "unique_key": nullable("string"),
-            "max_attempts": nullable("integer", minimum=1),
-        },
-        ["kind"],
-        additionalProperties=False,
-    ),
-    "Enqueued": {
-        "allOf": [
-            ref("Job"),
-            obj(
-                {"outcome": {"type": "string", "enum": ["created", "duplicate"]}},
-                ["outcome"],
-            ),
-        ]
-    },
-    "EnqueuedMany": obj(
-        {
-            "jobs": {
-                "type": "array",
-                "items": obj(
-                    {
-                        "id": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "outcome": {"type": "string", "enum": ["created", "duplicate"]},
-                    },
-                    ["id", "kind", "outcome"],
-                ),
-            },
-            "created": {"type": "integer"},
-            "duplicates": {"type": "integer"},
-        },
-        ["jobs", "created", "duplicates"],
-    ),
-    "RetryFilter": {
-        **obj(
-            {
-                "status": {
-                    "type": ["string", "null"],
-                    "enum": ["dead", "failed", "", None],
-                    "default": "dead",
-                    "description": "jobs in this status; null or empty: dead",
-                },
-                "queue": nullable("string", description="null or empty: every queue"),
-                "kind": nullable("string", description="null or empty: every kind"),
-                "search": nullable(
-                    "string", description="substring of the payload JSON; null or empty: any"
-                ),
-            },
-            additionalProperties=False,
-        ),
-        "type": ["object", "null"],
-        "description": "every field is optional; null (or no body) retries every dead job",
-    },
-    "Retried": obj(
-        {"retried": {"type": "integer"}, "status": {"type": "string"}}, ["retried", "status"]
-    ),
-    "Deleted": obj({"id": {"type": "string"}, "deleted": {"type": "boolean"}}, ["id", "deleted"]),
-    "StatusCounts": obj(
-        {s: {"type": "integer"} for s in STATUSES}, list(STATUSES), additionalProperties=False
-    ),
-    "Counts": {"type": "object", "additionalProperties": ref("StatusCounts")},
-    "QueueSettings": obj(
-        {
-            "workers": {"type": "integer", "minimum": 0, "maximum": 10000},
-            "paused": {"type": "boolean"},
-            "backoff_enabled": {"type": "boolean"},
-            "backoff_base_seconds": {"type": "number", "exclusiveMinimum": 0},
-            "backoff_max_seconds": {"type": "number", "minimum": 0},
-            "backoff_jitter": {"type": "boolean"},
-            "retain_done_seconds": {"type": "number", "minimum": 0},
-            "retain_dead_seconds": {"type": "number", "minimum": 0},
-        },
-        additionalProperties=False,
-        minProperties=1,
-    ),
-    "Queue": obj(
-        {
-            "name": {"type": "string"},
-            "workers": {"type": "integer"},
-            "paused": {"type": "boolean"},
-            "backoff_enabled": {"type": "boolean"},
-            "backoff_base_seconds": {"type": "number"},
-            "backoff_max_seconds": {"type": "number"},
-            "backoff_jitter": {"type": "boolean"},
-            "retain_done_seconds": {"type": "number"},
-            "retain_dead_seconds": {"type": "number"},
-            "counts": ref("StatusCounts"),
-        },
-        ["name", "workers", "paused", "backoff_enabled", "counts"],
-    ),
-    "Queues": listing("queues", "Queue"),
-    "Schedule": obj(
-        {
-            "name": {"type": "string"},
-            "cron": {"type": "string", "description": "5 fields, or 6 with seconds first"},
-            "kind": {"type": "string"},
-            "payload": {"type": "object"},
-            "queue": {"type": "string"},
-            "enabled": {"type": "boolean"},
-            "tz": {"type": "string"},
-            "last_fire_at": TIME_OR_NULL,
-            "next_fire_at": TIME_OR_NULL,
-        },
-        ["name", "cron", "kind", "payload", "queue", "enabled", "last_fire_at", "next_fire_at"],
-    ),
-    "Schedules": listing("schedules", "Schedule"),
-    "ScheduleChanges": obj(
-        {
-            "enabled": {"type": "boolean"},
-            "cron": {"type": "string"},
-            "kind": NAME,
-            "payload": {"type": "object"},
-            "queue": {"type": "string", "description": "empty: the kind's default queue"},
-            "tz": {"type": "string"},
-        },
-        additionalProperties=False,
-        minProperties=1,
-    ),
-    "Process": obj(
-        {
-            "id": {"type": "string", "description": "{queue}-{slot}-{host_id}"},
-            "host_id": {"type": "string"},
-            "hostname": {"type": "string"},
-            "pid": {"type": "integer"},
-            "queue": {"type": "string"},
-            "current_job": nullable("string"),
-            "last_heartbeat": TIME,
-            "started_at": TIME,
-            "version": {"type": "string"},
-            "kinds": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "the kinds this process runs: it claims only these",
-            },
-        },
-        ["id", "host_id", "hostname", "pid", "queue", "current_job", "last_heartbeat"],
-    ),
-    "Processes": listing("processes", "Process"),
-    "Latency": obj(
-        {k: nullable("number", description="seconds") for k in PERCENTILES}, list(PERCENTILES)
-    ),
-    "MetricBucket": obj(
-        {
-            "minute": TIME,
-            "queue": {"type": "string"},
-            **{c: {"type": "integer"} for c in METRIC_COUNTERS},
-            **{k: nullable("number", description="seconds") for k in PERCENTILES},
-        },
-        ["minute", "queue", *METRIC_COUNTERS, *PERCENTILES],
-    ),
-    "Metrics": obj(
-        {
-            "queue": nullable("string"),
-            "since": TIME,
-            "until": TIME,
-            "step": {"type": "integer", "enum": [1, 5, 60], "description": "bucket minutes"},
-            "metrics": {"type": "array", "items": ref("MetricBucket")},
-            "latency": ref("Latency"),
-        },
-        ["since", "until", "step", "metrics", "latency"],
-    ),
-    "Index": obj(
-        {
-            "name": {"type": "string"},
-            "version": {"type": "string"},
-            "openapi": {"type": "string"},
-            "read_only": {"type": "boolean"},
-        },
-        ["name", "version", "openapi", "read_only"],
-    ),
-    "OpenApiDocument": {"type": "object"},
-}
+def ok(model: Any, description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ref(model)}}}
 
 
 def error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": ref("Error")}},
-    }
+    return ok(models.Error, description)
 
 
-def ok(schema: str, description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ref(schema)}}}
-
-
-def body(schema: str, required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": ref(schema)}}}
+def body(model: Any, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": ref(model)}}}
 
 
 def query(name: str, description: str, schema: Schema | None = None) -> dict[str, Any]:
@@ -386,12 +181,40 @@ def operation(
     return out
 
 
+def get_one(op_id: str, summary: str, model: Any, param: Schema, tag: str) -> dict[str, Any]:
+    """Read one named resource (404 when there is none)."""
+    responses = {"200": ok(model), "404": NOT_FOUND}
+    return operation(op_id, summary, responses, parameters=[param], tag=tag)
+
+
+def edit_one(
+    op_id: str, summary: str, model: Any, changes: Any, param: Schema, tag: str
+) -> dict[str, Any]:
+    """Change one named resource with a ``changes`` body; answer it as ``model``."""
+    responses = {"200": ok(model), "400": BAD_REQUEST, "404": NOT_FOUND, "422": INVALID}
+    return operation(
+        op_id,
+        summary,
+        responses,
+        parameters=[param],
+        request_body=body(changes),
+        mutation=True,
+        tag=tag,
+    )
+
+
+def job_action(op_id: str, summary: str, answers: dict[str, Any]) -> dict[str, Any]:
+    """A change to one job: 404 for an unknown id, 409 when its state does not allow it."""
+    responses = {**answers, "404": NOT_FOUND, "409": CONFLICT}
+    return operation(op_id, summary, responses, parameters=[JOB_ID], mutation=True)
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api": {
         "get": operation(
             "index",
             "What this API is and where its document lives",
-            {"200": ok("Index")},
+            {"200": ok(models.Index)},
             database=False,
             tag="meta",
         )
@@ -406,9 +229,11 @@ PATHS: dict[str, dict[str, Any]] = {
             "listJobs",
             "Jobs newest first, keyset paged; every filter is optional and ANDed; "
             "an empty query value is the same as none",
-            {"200": ok("JobPage"), "400": BAD_REQUEST},
+            {"200": ok(models.JobPage), "400": BAD_REQUEST},
             parameters=[
-                query("status", "job status; empty: any", {**STATUS, "enum": ["", *STATUSES]}),
+                query(
+                    "status", "job status; empty: any", {"type": "string", "enum": ["", *STATUSES]}
+                ),
                 query("queue", "queue name; empty: any"),
                 query("kind", "job kind; empty: any"),
                 query(
@@ -435,38 +260,12 @@ PATHS: dict[str, dict[str, Any]] = {
             "enqueue",
             "Enqueue a job (object) or many in one transaction (array)",
             {
-                "201": {
-                    "description": "created (array: at least one created)",
-                    "content": {
-                        "application/json": {
-                            "schema": {"oneOf": [ref("Enqueued"), ref("EnqueuedMany")]}
-                        }
-                    },
-                },
-                "200": {
-                    "description": "a live job already holds the unique key: that job",
-                    "content": {
-                        "application/json": {
-                            "schema": {"oneOf": [ref("Enqueued"), ref("EnqueuedMany")]}
-                        }
-                    },
-                },
+                "201": ok(ENQUEUED, "created (array: at least one created)"),
+                "200": ok(ENQUEUED, "a live job already holds the unique key: that job"),
                 "400": BAD_REQUEST,
                 "422": INVALID,
             },
-            request_body={
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                ref("EnqueueRequest"),
-                                {"type": "array", "items": ref("EnqueueRequest"), "minItems": 1},
-                            ]
-                        }
-                    }
-                },
-            },
+            request_body=body(models.EnqueueBodies),
             mutation=True,
         ),
     },
@@ -474,47 +273,34 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": operation(
             "retryMatching",
             "Retry every dead (or failed) job matching a filter",
-            {"200": ok("Retried"), "400": BAD_REQUEST, "422": INVALID},
-            request_body=body("RetryFilter", required=False),
+            {"200": ok(models.Retried), "400": BAD_REQUEST, "422": INVALID},
+            request_body=body(models.RetryFilter | None, required=False),
             mutation=True,
         )
     },
     "/api/jobs/{job_id}": {
-        "get": operation(
-            "getJob",
-            "One job with its event history",
-            {"200": ok("JobDetail"), "404": NOT_FOUND},
-            parameters=[JOB_ID],
+        "get": get_one(
+            "getJob", "One job with its event history", models.JobDetail, JOB_ID, "jobs"
         ),
-        "delete": operation(
-            "deleteJob",
-            "Delete a job that is not running",
-            {"200": ok("Deleted"), "404": NOT_FOUND, "409": CONFLICT},
-            parameters=[JOB_ID],
-            mutation=True,
+        "delete": job_action(
+            "deleteJob", "Delete a job that is not running", {"200": ok(models.Deleted)}
         ),
     },
     "/api/jobs/{job_id}/retry": {
-        "post": operation(
+        "post": job_action(
             "retryJob",
             "A dead or failed job runs again now, attempts reset",
-            {"200": ok("Job"), "404": NOT_FOUND, "409": CONFLICT},
-            parameters=[JOB_ID],
-            mutation=True,
+            {"200": ok(models.Job)},
         )
     },
     "/api/jobs/{job_id}/cancel": {
-        "post": operation(
+        "post": job_action(
             "cancelJob",
             "Cancel a job: pending/failed end dead now; a running one stops where it runs",
             {
-                "200": ok("Job", "cancelled (now dead, error 'cancelled')"),
-                "202": ok("Job", "running: cancel requested, it stops within a heartbeat"),
-                "404": NOT_FOUND,
-                "409": CONFLICT,
+                "200": ok(models.Job, "cancelled (now dead, error 'cancelled')"),
+                "202": ok(models.Job, "running: cancel requested, it stops within a heartbeat"),
             },
-            parameters=[JOB_ID],
-            mutation=True,
         )
     },
     "/api/counts": {
@@ -524,56 +310,47 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": operation(
             "listQueues",
             "Every queue's live config and counts",
-            {"200": ok("Queues")},
+            {"200": ok(models.Queues)},
             tag="queues",
         )
     },
     "/api/queues/{name}": {
-        "get": operation(
-            "getQueue",
-            "One queue",
-            {"200": ok("Queue"), "404": NOT_FOUND},
-            parameters=[QUEUE_NAME],
-            tag="queues",
-        ),
-        "patch": operation(
+        "get": get_one("getQueue", "One queue", models.Queue, QUEUE_NAME, "queues"),
+        "patch": edit_one(
             "updateQueue",
             "Change live settings (workers, pause, backoff, retention); workers follow next tick",
-            {"200": ok("Queue"), "400": BAD_REQUEST, "404": NOT_FOUND, "422": INVALID},
-            parameters=[QUEUE_NAME],
-            request_body=body("QueueSettings"),
-            mutation=True,
-            tag="queues",
+            models.Queue,
+            models.QueueSettings,
+            QUEUE_NAME,
+            "queues",
         ),
     },
     "/api/schedules": {
         "get": operation(
-            "listSchedules", "Every cron schedule", {"200": ok("Schedules")}, tag="cron"
+            "listSchedules", "Every cron schedule", {"200": ok(models.Schedules)}, tag="cron"
         )
     },
     "/api/schedules/{name}": {
-        "get": operation(
-            "getSchedule",
-            "One schedule",
-            {"200": ok("Schedule"), "404": NOT_FOUND},
-            parameters=[SCHEDULE_NAME],
-            tag="cron",
-        ),
-        "patch": operation(
+        "get": get_one("getSchedule", "One schedule", models.Schedule, SCHEDULE_NAME, "cron"),
+        "patch": edit_one(
             "updateSchedule",
             "Enable/disable, or change expression, kind, payload, queue or time zone",
-            {"200": ok("Schedule"), "400": BAD_REQUEST, "404": NOT_FOUND, "422": INVALID},
-            parameters=[SCHEDULE_NAME],
-            request_body=body("ScheduleChanges"),
-            mutation=True,
-            tag="cron",
+            models.Schedule,
+            models.ScheduleChanges,
+            SCHEDULE_NAME,
+            "cron",
         ),
     },
     "/api/schedules/{name}/run": {
         "post": operation(
             "runSchedule",
             "Enqueue the schedule's job now (its timetable is unchanged)",
-            {"201": ok("Enqueued"), "200": ok("Enqueued"), "404": NOT_FOUND, "422": INVALID},
+            {
+                "201": ok(models.Enqueued),
+                "200": ok(models.Enqueued),
+                "404": NOT_FOUND,
+                "422": INVALID,
+            },
             parameters=[SCHEDULE_NAME],
             mutation=True,
             tag="cron",
@@ -583,7 +360,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": operation(
             "listProcesses",
             "One record per worker slot of every live process",
-            {"200": ok("Processes")},
+            {"200": ok(models.Processes)},
             tag="monitoring",
         )
     },
@@ -592,7 +369,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "metrics",
             "Per-minute (or 5-minute, or hourly), per-queue counts and latency percentiles; "
             "default range: last hour",
-            {"200": ok("Metrics"), "400": BAD_REQUEST},
+            {"200": ok(models.Metrics), "400": BAD_REQUEST},
             parameters=[
                 query("queue", "one queue; empty: all"),
                 query(

@@ -6,22 +6,22 @@ import re
 from typing import Any
 
 from forge_nb.api.access import ApiAccess, Credentials
-from forge_nb.api.base import API_ROOT, ApiHandler, AppSource, NotFoundHandler
+from forge_nb.api.base import API_ROOT, ApiRoute, AppSource, NotFoundRoute
 from forge_nb.api.jobs import (
-    JobCancelHandler,
-    JobHandler,
-    JobRetryHandler,
-    JobsHandler,
-    JobsRetryHandler,
+    JobCancelRoute,
+    JobRetryRoute,
+    JobRoute,
+    JobsRetryRoute,
+    JobsRoute,
 )
-from forge_nb.api.monitoring import MetricsHandler, ProcessesHandler
+from forge_nb.api.monitoring import MetricsRoute, ProcessesRoute
 from forge_nb.api.openapi import openapi_document
-from forge_nb.api.queues import CountsHandler, QueueHandler, QueuesHandler
-from forge_nb.api.schedules import ScheduleHandler, ScheduleRunHandler, SchedulesHandler
+from forge_nb.api.queues import CountsRoute, QueueRoute, QueuesRoute
+from forge_nb.api.schedules import ScheduleRoute, ScheduleRunRoute, SchedulesRoute
 from forge_nb.runtime.runtime import VERSION
 
 
-class IndexHandler(ApiHandler):
+class IndexRoute(ApiRoute):
     """``GET /api``: what this is, and where the OpenAPI document lives."""
 
     async def get(self) -> None:
@@ -36,7 +36,7 @@ class IndexHandler(ApiHandler):
         )
 
 
-class OpenApiHandler(ApiHandler):
+class OpenApiRoute(ApiRoute):
     """``GET /api/openapi.json``."""
 
     async def get(self) -> None:
@@ -44,22 +44,22 @@ class OpenApiHandler(ApiHandler):
 
 
 #: (path under the API root, handler). Order matters: ``/jobs/retry`` before ``/jobs/{id}``.
-ROUTES: list[tuple[str, type[ApiHandler]]] = [
-    ("", IndexHandler),
-    ("/openapi.json", OpenApiHandler),
-    ("/jobs", JobsHandler),
-    ("/jobs/retry", JobsRetryHandler),
-    ("/jobs/{job_id}", JobHandler),
-    ("/jobs/{job_id}/retry", JobRetryHandler),
-    ("/jobs/{job_id}/cancel", JobCancelHandler),
-    ("/counts", CountsHandler),
-    ("/queues", QueuesHandler),
-    ("/queues/{name}", QueueHandler),
-    ("/schedules", SchedulesHandler),
-    ("/schedules/{name}", ScheduleHandler),
-    ("/schedules/{name}/run", ScheduleRunHandler),
-    ("/processes", ProcessesHandler),
-    ("/metrics", MetricsHandler),
+ROUTES: list[tuple[str, type[ApiRoute]]] = [
+    ("", IndexRoute),
+    ("/openapi.json", OpenApiRoute),
+    ("/jobs", JobsRoute),
+    ("/jobs/retry", JobsRetryRoute),
+    ("/jobs/{job_id}", JobRoute),
+    ("/jobs/{job_id}/retry", JobRetryRoute),
+    ("/jobs/{job_id}/cancel", JobCancelRoute),
+    ("/counts", CountsRoute),
+    ("/queues", QueuesRoute),
+    ("/queues/{name}", QueueRoute),
+    ("/schedules", SchedulesRoute),
+    ("/schedules/{name}", ScheduleRoute),
+    ("/schedules/{name}/run", ScheduleRunRoute),
+    ("/processes", ProcessesRoute),
+    ("/metrics", MetricsRoute),
 ]
 
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -80,7 +80,7 @@ def api_routes(
     basic_auth: Credentials | None = None,
     panel_auth: bool = False,
     prefix: str = "",
-) -> list[tuple[str, type[ApiHandler], dict[str, Any]]]:
+) -> list[tuple[str, type[ApiRoute], dict[str, Any]]]:
     """Tornado routes serving the API for ``app``, for ``extra_patterns`` of `pn.serve`.
 
     ``app`` is an `App` or a callable returning one (built lazily on the
@@ -93,10 +93,10 @@ def api_routes(
     access = ApiAccess.build(read_only=read_only, basic_auth=basic_auth, panel_auth=panel_auth)
     options = {"app": app, "access": access}
     root = prefix + API_ROOT
-    routes: list[tuple[str, type[ApiHandler], dict[str, Any]]] = [
+    routes: list[tuple[str, type[ApiRoute], dict[str, Any]]] = [
         (tornado_pattern(root, template), handler, options) for template, handler in ROUTES
     ]
-    routes.append((re.escape(root) + "/.*", NotFoundHandler, options))
+    routes.append((re.escape(root) + "/.*", NotFoundRoute, options))
     return routes
 
 

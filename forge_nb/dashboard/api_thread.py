@@ -41,6 +41,7 @@ import tornado.web
 from forge_nb.api import api_routes
 from forge_nb.api.access import Credentials
 from forge_nb.api.base import API_ROOT
+from forge_nb.dashboard import compat
 from forge_nb.dashboard.guard import GuardPolicy, guard_http_server
 from forge_nb.runtime.app import App
 
@@ -196,7 +197,7 @@ class ApiThread:
         """Take the Bokeh HTTP server's listening sockets; start the thread that accepts."""
         self._main_loop = asyncio.get_running_loop()
         self._bokeh_http = bokeh_http
-        self._sockets = list(bokeh_http._sockets.values())
+        self._sockets = compat.listening_sockets(bokeh_http)
         if self._sockets[0].family == getattr(socket, "AF_UNIX", None):
             self._unix_path = str(self._sockets[0].getsockname())
             self._target = "http://localhost"
@@ -216,9 +217,7 @@ class ApiThread:
             self.stop(timeout=1)
             return
         # Only now stop accepting on the main loop: no connection waits in between.
-        for fd in list(bokeh_http._handlers):
-            bokeh_http._handlers[fd]()
-            bokeh_http._handlers[fd] = _nothing
+        compat.stop_accepting(bokeh_http)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, close the API's connections and its `App`, end the thread."""
@@ -349,7 +348,3 @@ class ApiThread:
             main.call_soon_threadsafe(self._to_dashboard, conn, address)
         except RuntimeError:  # the main loop is gone: the server is stopping
             conn.close()
-
-
-def _nothing() -> None:
-    """Stands in for an accept handler already removed (TCPServer.stop calls each once)."""

@@ -2,8 +2,8 @@
 
 Panel calls the factory once per session, so every session owns its Bokeh
 sources and figures. One periodic callback per session (every 1.5 s) reads one
-`Snapshot` — the common parts plus whatever the shown tab needs — and pushes it
-into the existing widgets and sources; nothing is re-rendered. Reads are shared
+`Tick` (what every page shows), lets the shown tab read its own data (`Page.fetch`)
+and pushes both into the existing widgets and sources; nothing is re-rendered. Reads are shared
 between sessions through `forge_nb.dashboard.data.source_for`. A session builds
 the Overview up front and every other tab when it is first shown (`PageSlot`), so
 a page load costs the server one page, not eleven.
@@ -21,7 +21,8 @@ from typing import Any
 
 import panel as pn
 
-from forge_nb.dashboard.data import Snapshot, source_for
+from forge_nb.dashboard import compat
+from forge_nb.dashboard.data import Tick, source_for
 from forge_nb.dashboard.format import esc, utc
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Context, Page
 from forge_nb.dashboard.pages.cron import CronPage
@@ -286,13 +287,12 @@ class Dashboard:
         ticking until Bokeh expires it, ~15-30 s later: that work would only slow the rest)."""
         if not self._served or self._doc is None or self._doc.session_context is None:
             return True
-        session = getattr(self._doc.session_context, "_session", None)
-        return getattr(session, "connection_count", 1) > 0
+        return compat.connection_count(self._doc) > 0
 
     async def _tick_inner(self) -> None:
         t0 = time.perf_counter()
         now = time.time()
-        snap = Snapshot(now=now, metrics_since=self.overview.timeline_since(now))
+        snap = Tick(now=now, metrics_since=self.overview.timeline_since(now))
         page = self.active_page
         try:
             source = self.ctx.source
@@ -322,9 +322,9 @@ class Dashboard:
         with self._one_message(page), self._batched():
             self._show(snap, page)
         if not self._served:
-            pn.io.push_notebook(self.layout)
+            compat.push_notebook(self.layout)
 
-    def _show(self, snap: Snapshot, page: Page) -> None:
+    def _show(self, snap: Tick, page: Page) -> None:
         # Hidden tabs have no models in the page: only raw Bokeh sources may change there
         # (a Panel pane changed while hidden would re-render detached, without its styles).
         try:
@@ -350,10 +350,7 @@ class Dashboard:
         if self._doc is None or not self._served or self._settling > 0 or page is not self.overview:
             yield
             return
-        from panel.io.document import hold
-        from panel.io.state import set_curdoc
-
-        with set_curdoc(self._doc), hold(self._doc, policy="collect"):  # keeps their order
+        with compat.one_message(self._doc):  # keeps their order
             yield
 
     def _batched(self) -> AbstractContextManager[None]:
@@ -368,7 +365,7 @@ class Dashboard:
         if self._settling <= 0 or self._doc is None or not self._served:
             return nullcontext()
         self._settling -= 1
-        return self._doc.models.freeze()
+        return compat.frozen(self._doc)
 
     def _header_html(self, at: float | None, error: str | None) -> str:
         parts = [f"<b>{esc(TITLE)}</b>"] if self.show_title else []
@@ -423,7 +420,7 @@ def _frozen_server_doc(
     """
     if doc is None:
         return server_doc(doc=doc, title=title, location=location)
-    with doc.models.freeze():
+    with compat.frozen(doc):
         local = _serve_stylesheets_locally(doc)
         if location is True:
             _keep_stylesheets_relative(doc)
@@ -449,19 +446,17 @@ def _keep_stylesheets_relative(doc: Any) -> None:
     alone). The relative form is right in both cases. Called before the template builds
     the page (which first syncs the location), so this watcher runs right after Panel's.
     """
-    from panel.io.state import set_curdoc, state
-
     if doc.session_context is None:
         return
 
     def fix(_event: Any = None) -> None:
-        variables = doc._template_variables
+        variables = compat.template_variables(doc)
         if variables.get("dist_url") == "/" + _RELATIVE_DIST:
             variables["dist_url"] = _RELATIVE_DIST
-            state._stylesheets.pop(doc, None)
+            compat.forget_stylesheets(doc)
 
-    with set_curdoc(doc):
-        location = state.location  # made (and synced once) now; the template uses this one
+    with compat.current_doc(doc):
+        location = pn.state.location  # made (and synced once) now; the template uses this one
     fix()
     if location is not None:
         location.param.watch(fix, "pathname")
@@ -481,13 +476,13 @@ def _serve_stylesheets_locally(doc: Any) -> Callable[[Any], None] | None:
     if not pn.config.reuse_sessions or doc.session_context is None:
         return None
     from bokeh.settings import settings
-    from panel.io.resources import LOCAL_DIST, patch_model_css
-    from panel.io.state import set_curdoc, state
 
     if settings.resources(default="server") != "server":
         return None
-    with set_curdoc(doc):
-        dist_url = f"{state.rel_path}/{LOCAL_DIST}" if state.rel_path else LOCAL_DIST
-    doc._template_variables["dist_url"] = dist_url
-    doc._template_variables["theme_name"] = pn.config.theme
-    return functools.partial(patch_model_css, dist_url=dist_url)
+    dist = compat.local_dist()
+    with compat.current_doc(doc):
+        dist_url = f"{pn.state.rel_path}/{dist}" if pn.state.rel_path else dist
+    variables = compat.template_variables(doc)
+    variables["dist_url"] = dist_url
+    variables["theme_name"] = pn.config.theme
+    return compat.css_patcher(dist_url)

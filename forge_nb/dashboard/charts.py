@@ -20,25 +20,16 @@ from bokeh.models import (
     FactorRange,
     HoverTool,
     NumeralTickFormatter,
-    Range1d,
-    RangeTool,
 )
 from bokeh.models.annotations import LabelSet, Legend, LegendItem
 from bokeh.models.renderers import GlyphRenderer
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
-from forge_nb.dashboard.data import PERCENTILES, series_equal
-from forge_nb.dashboard.format import PERCENTILE_COLORS, SERIES_COLORS, STATUS_COLORS
+from forge_nb.dashboard.data import series_equal
+from forge_nb.dashboard.format import STATUS_COLORS
 
 TIME_LABEL = "time (UTC)"
-#: The workload timeline's x range; tests and users find it by this name.
-MAIN_X_NAME = "main_x"
-TIMELINE_SERIES = ("enqueued", "completed", "retried", "failed")
-#: A fitted first window starts this long before the first busy minute …
-FIT_MARGIN_MS = 2 * 60_000.0
-#: … and shows at least this much.
-MIN_VISIBLE_MS = 10 * 60_000.0
 STATUS_ORDER = ("pending", "running", "failed", "done", "dead")
 
 
@@ -178,137 +169,6 @@ def merge_series(
         source.patch(patches)
     if appended["t"]:
         source.stream(dict(appended), rollover=rollover)
-
-
-class Timeline:
-    """Workload timeline (enqueued/retried/completed/failed per minute) with a range overview.
-
-    The main chart's x range (``main_x``) is shared by the latency charts, so a
-    drag on the overview's RangeTool zooms all three. While the window ends at
-    the newest bucket it follows new minutes; once the user moves it, it stays.
-    """
-
-    def __init__(self, *, window_s: int, visible_s: int, now: float, rollover: int) -> None:
-        self.rollover = rollover
-        self.visible_s = visible_s
-        columns = ["t", *TIMELINE_SERIES, "started", "dead", "throttled"]
-        columns += [f"{p}_{q}" for p in ("processing", "e2e") for q in PERCENTILES]
-        self.source = ColumnDataSource({c: [] for c in columns}, name="timeline_source")
-        self.x_range = Range1d(name=MAIN_X_NAME, bounds=None)
-        self.reset_window(now)
-        self.main = time_figure(
-            height=260,
-            title="Workload per minute",
-            y_label="jobs / minute",
-            x_range=self.x_range,
-            active_scroll="xwheel_zoom",
-            active_drag="xpan",
-        )
-        for name in TIMELINE_SERIES:
-            self.main.line(
-                "t",
-                name,
-                source=self.source,
-                color=SERIES_COLORS[name],
-                line_width=2,
-                legend_label=name,
-            )
-        self.main.add_tools(hover_for([(n, f"@{n}{{0,0.[0]}}") for n in TIMELINE_SERIES]))
-        self.main.y_range.start = 0
-        outside_legend(self.main)
-
-        self.overview = new_figure(
-            name="timeline_overview",
-            x_axis_type="datetime",
-            height=120,
-            sizing_mode="stretch_width",
-            tools="",
-            toolbar_location=None,
-            title="Drag the box to move the window above; drag its edges to resize it",
-        )
-        self.overview.xaxis.axis_label = TIME_LABEL
-        self.overview.xaxis.formatter = time_format()
-        self.overview.yaxis.visible = False
-        self.overview.ygrid.grid_line_color = None
-        self.overview.min_border_left = 60
-        for name in ("enqueued", "completed", "failed"):
-            self.overview.line("t", name, source=self.source, color=SERIES_COLORS[name])
-        tool = RangeTool(x_range=self.x_range)
-        tool.overlay.fill_alpha = 0.2
-        self.overview.add_tools(tool)
-        self.overview.title.text_font_size = "8pt"
-        self.overview.title.text_font_style = "normal"
-
-        self.processing = self._latency_figure("processing", "Processing time (started → finished)")
-        self.e2e = self._latency_figure("e2e", "End-to-end time (enqueued → finished)")
-        for fig in (self.main, self.overview, self.processing, self.e2e):
-            slim(fig)
-        share_time_axis([self.main, self.overview, self.processing, self.e2e])
-        self._last_t: float | None = None
-
-    def reset_window(self, now: float) -> None:
-        """Show the last ``visible_s`` up to ``now`` (the charts may have been built earlier)."""
-        end_ms = (now + 60) * 1000.0
-        self.x_range.update(start=end_ms - self.visible_s * 1000.0, end=end_ms)
-
-    def _latency_figure(self, prefix: str, title: str) -> Any:
-        fig = time_figure(
-            height=220,
-            title=title,
-            y_label="seconds (log)",
-            x_range=self.x_range,
-            y_axis_type="log",
-        )
-        for q in PERCENTILES:
-            fig.line(
-                "t",
-                f"{prefix}_{q}",
-                source=self.source,
-                color=PERCENTILE_COLORS[q],
-                line_width=2,
-                legend_label=q,
-            )
-            # Markers too: a minute between two empty ones has no line segment to draw.
-            fig.scatter(
-                "t",
-                f"{prefix}_{q}",
-                source=self.source,
-                size=4,
-                color=PERCENTILE_COLORS[q],
-                legend_label=q,
-            )
-        fig.add_tools(hover_for([(q, f"@{prefix}_{q}{{0.000}} s") for q in PERCENTILES]))
-        outside_legend(fig)
-        return fig
-
-    def update(self, series: Mapping[str, list[float]], *, stream: bool = True) -> None:
-        """Merge a window of buckets; keep following the newest minute if the user was."""
-        data = {k: v for k, v in series.items() if k in self.source.data}
-        if not data.get("t"):
-            return
-        x_range: Any = self.x_range  # start/end come back from the browser as epoch ms
-        following = self._last_t is None or float(x_range.end) >= self._last_t
-        merge_series(self.source, data, rollover=self.rollover, stream=stream)
-        newest = float(self.source.data["t"][-1])
-        if self._last_t is None:
-            self._fit_recent_start(data)
-        elif following and newest > self._last_t:
-            shift = newest - self._last_t
-            x_range.update(start=float(x_range.start) + shift, end=float(x_range.end) + shift)
-        self._last_t = newest
-
-    def _fit_recent_start(self, data: Mapping[str, list[float]]) -> None:
-        """First load: if work began within the window, start the window just before it
-        (a fresh database shows its minutes, not half an hour of zeros)."""
-        busy = [
-            t
-            for i, t in enumerate(data["t"])
-            if any(data[name][i] for name in TIMELINE_SERIES if name in data)
-        ]
-        x_range: Any = self.x_range
-        if busy and busy[0] > float(x_range.start):
-            end = float(x_range.end)
-            x_range.start = min(busy[0] - FIT_MARGIN_MS, end - MIN_VISIBLE_MS)
 
 
 class StatusBars:

@@ -1,4 +1,4 @@
-"""What the dashboard reads: one snapshot per tick, shared by every session of a server.
+"""What the dashboard reads: one `Tick` per refresh, shared by every session of a server.
 
 Each browser session ticks every 1.5 s. Without sharing, ten open tabs would
 run ten ``counts()`` queries per tick; `SnapshotSource` keeps each answer for a
@@ -57,15 +57,15 @@ class SnapshotSource:
         self.ttl = ttl
         self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
-        #: The newest snapshot a session's tick showed, and when (`time.monotonic`).
-        self._latest: tuple[float, Snapshot] | None = None
+        #: The newest tick a session showed, and when (`time.monotonic`).
+        self._latest: tuple[float, Tick] | None = None
 
-    def remember(self, snap: Snapshot) -> None:
-        """Keep ``snap`` (read by a tick) for the next session's first render."""
-        self._latest = (time.monotonic(), snap)
+    def remember(self, tick: Tick) -> None:
+        """Keep ``tick`` (read by a session) for the next session's first render."""
+        self._latest = (time.monotonic(), tick)
 
-    def latest(self, max_age: float) -> Snapshot | None:
-        """The newest snapshot a tick read, if younger than ``max_age`` seconds."""
+    def latest(self, max_age: float) -> Tick | None:
+        """The newest tick a session read, if younger than ``max_age`` seconds."""
         if self._latest is None or time.monotonic() - self._latest[0] > max_age:
             return None
         return self._latest[1]
@@ -192,8 +192,13 @@ def source_for(app: App) -> SnapshotSource:
 
 
 @dataclass
-class Snapshot:
-    """Everything one tick shows. Parts a hidden page does not need stay None."""
+class Tick:
+    """What one tick reads for every page: the header, the Overview's timeline (which
+    streams even while hidden) and the counts, processes and queues most pages show.
+
+    A page's own data (schedules, samples, a metrics range) is read by that page's
+    `fetch` while its tab is shown, and kept by the page.
+    """
 
     now: float
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -204,15 +209,6 @@ class Snapshot:
     metrics_since: float = 0.0
     #: Kinds with waiting jobs that no live worker runs (the Overview and Queues flag them).
     stranded: list[StrandedKind] = field(default_factory=list)
-    schedules: list[Schedule] | None = None
-    rate_limits: list[RateLimit] | None = None
-    resources: list[dict[str, Any]] | None = None
-    db_health: list[dict[str, Any]] | None = None
-    #: Per-queue page rows (counters of every queue) and the range they cover.
-    queue_metrics: list[MetricRow] | None = None
-    queue_metrics_since: float = 0.0
-    #: The expanded queue's rows, with latency histograms.
-    queue_metrics_expanded: list[MetricRow] | None = None
 
 
 # -- series -----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import tornado.httputil
 import tornado.web
 
 from forge_nb.api.access import Credentials, parse_basic_header, password_matches
+from forge_nb.dashboard import compat
 
 #: Default largest request body (``--max-body-size``): jobs are at most 1 MB of JSON.
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -160,21 +161,20 @@ class SessionBuilds:
 
     def wrap_application_contexts(self, contexts: Iterable[Any]) -> None:
         """Release a request's slot when its session build ends (or finds one built)."""
-        for context in contexts:
-            create = context.create_session_if_needed
 
+        def wrap(create: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def create_and_release(
-                session_id: Any,
-                request: Any = None,
-                token: str | None = None,
-                _create: Callable[..., Awaitable[Any]] = create,
+                session_id: Any, request: Any = None, token: str | None = None
             ) -> Any:
                 try:
-                    return await _create(session_id, request, token)
+                    return await create(session_id, request, token)
                 finally:
                     self.release(_reservation_of(request))
 
-            context.create_session_if_needed = create_and_release
+            return create_and_release
+
+        for context in contexts:
+            compat.wrap_session_creation(context, wrap)
 
 
 def _reservation_of(request: Any) -> _Reservation | None:
@@ -470,5 +470,6 @@ def _harden_cookie(cookie: str, secure: bool) -> str:
 
 def guard_http_server(http_server: Any, policy: GuardPolicy) -> None:
     """Put the guard in front of a Tornado ``HTTPServer``."""
-    http_server.conn_params.max_body_size = policy.max_body_bytes  # chunked bodies too
-    http_server.request_callback = RequestGuard(http_server.request_callback, policy)
+    compat.intercept_requests(
+        http_server, lambda inner: RequestGuard(inner, policy), policy.max_body_bytes
+    )

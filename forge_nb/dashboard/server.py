@@ -20,6 +20,7 @@ from typing import Any
 
 from forge_nb.api.access import load_credentials
 from forge_nb.config import resolve_url
+from forge_nb.dashboard import compat
 from forge_nb.errors import ForgeError
 from forge_nb.runtime.app import App
 
@@ -287,10 +288,9 @@ def build_server(
 def _serve_favicon_under(server: Any, prefix: str) -> None:
     """Bokeh serves ``/favicon.ico`` at the root only, even with a ``prefix``; the page asks
     for it next to itself (a 404 the browser reports as an error)."""
-    from bokeh.server.views.ico_handler import IcoHandler
-
-    server._tornado.add_handlers(
-        r".*", [(re.escape(prefix) + r"/favicon\.ico", IcoHandler, {"app": server._tornado})]
+    tornado_app = compat.tornado_app(server)
+    tornado_app.add_handlers(
+        r".*", [(re.escape(prefix) + r"/favicon\.ico", compat.ico_handler(), {"app": tornado_app})]
     )
 
 
@@ -298,8 +298,8 @@ def guard_server(server: Any, policy: Any) -> None:
     """Every request to this Bokeh server passes the guard (`forge_nb.dashboard.guard`)."""
     from forge_nb.dashboard.guard import guard_http_server
 
-    guard_http_server(server._http, policy)
-    policy.builds.wrap_application_contexts(server._tornado._applications.values())
+    guard_http_server(compat.http_server(server), policy)
+    policy.builds.wrap_application_contexts(compat.application_contexts(server))
     server.guard = policy
 
 
@@ -336,7 +336,6 @@ def enable_session_reuse(server: Any, local_id: str) -> None:
     server that owns its process. ``server.stop()`` forgets the sessions kept for it.
     """
     import panel as pn
-    from panel.io.state import state
 
     pn.config.reuse_sessions = "warm"
     if pn.config.session_key_func is None:
@@ -345,9 +344,10 @@ def enable_session_reuse(server: Any, local_id: str) -> None:
 
     def stop_and_forget(*args: Any, **kwargs: Any) -> None:
         stop(*args, **kwargs)
-        for key in list(state._sessions):
+        kept = compat.kept_sessions()
+        for key in list(kept):
             if isinstance(key, tuple) and key[:2] == ("forge-nb", local_id):
-                state._sessions.pop(key, None)
+                kept.pop(key, None)
 
     server.stop = stop_and_forget
 
@@ -359,7 +359,7 @@ def split_api(server: Any, api: Any) -> None:
 
     def start_both(*args: Any, **kwargs: Any) -> None:
         start(*args, **kwargs)
-        api.attach(server._http)
+        api.attach(compat.http_server(server))
 
     def stop_both(*args: Any, **kwargs: Any) -> None:
         api.stop()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import forge_nb as fnb
-from forge_nb.dashboard.data import Snapshot, SnapshotSource, source_for
+from forge_nb.dashboard.data import SnapshotSource, Tick, source_for
 from forge_nb.dashboard.pages.base import Context
 from forge_nb.dashboard.pages.overview import PROCESS_TABLE_EVERY, OverviewPage
 from forge_nb.storage.records import ProcessRecord
@@ -32,8 +32,8 @@ def slot(n: int, job: str | None, beat: float = NOW) -> ProcessRecord:
     )
 
 
-def snap(at: float, processes: list[ProcessRecord]) -> Snapshot:
-    return Snapshot(now=at, counts={"work": {"pending": 1, "done": 2}}, processes=processes)
+def snap(at: float, processes: list[ProcessRecord]) -> Tick:
+    return Tick(now=at, counts={"work": {"pending": 1, "done": 2}}, processes=processes)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import panel as pn
 
-from forge_nb.dashboard.data import Snapshot, SnapshotSource
+from forge_nb.dashboard.data import SnapshotSource, Tick
 from forge_nb.dashboard.format import esc
 from forge_nb.runtime.app import App
 
@@ -38,8 +38,9 @@ class Context:
 
 
 class Page:
-    """A dashboard tab. ``fetch`` adds this page's reads to the tick's snapshot while the
-    tab is shown; ``update`` pushes the snapshot into existing widgets and sources."""
+    """A dashboard tab. While it is shown, each tick ``fetch`` reads (and keeps) the data
+    only this page needs; ``update`` then shows it with the common `Tick` in the existing
+    widgets and sources. No page's data rides on the shared `Tick`."""
 
     title = ""
 
@@ -51,11 +52,11 @@ class Page:
         """The tab's content."""
         raise NotImplementedError
 
-    async def fetch(self, snap: Snapshot) -> None:
-        """Read what this page needs beyond the common snapshot (only while shown)."""
+    async def fetch(self, snap: Tick) -> None:
+        """Read what this page needs beyond the common `Tick` (only while shown)."""
 
-    def update(self, snap: Snapshot) -> None:
-        """Show the snapshot (only called while the tab is shown)."""
+    def update(self, snap: Tick) -> None:
+        """Show the tick and this page's data (only called while the tab is shown)."""
 
     def activated(self) -> None:
         """The tab was just selected."""

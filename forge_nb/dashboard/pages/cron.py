@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from forge_nb.dashboard.data import Snapshot
+from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.format import TEXT_FORMATTER, compact_json, relative, utc
 from forge_nb.dashboard.pages.base import Context, LiveTable, Notice, Page, run_action
 from forge_nb.storage.records import Schedule
@@ -89,21 +89,23 @@ class CronPage(Page):
             sizing_mode="stretch_width",
         )
         self._shown: list[Schedule] | None = None
+        #: The schedules the last `fetch` read (None until the tab was first shown).
+        self.schedules: list[Schedule] | None = None
 
     @property
     def panel(self) -> Any:
         """The tab's content."""
         return self._panel
 
-    async def fetch(self, snap: Snapshot) -> None:
+    async def fetch(self, snap: Tick) -> None:
         """Read schedules."""
-        snap.schedules = await self.ctx.source.schedules()
+        self.schedules = await self.ctx.source.schedules()
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: Tick) -> None:
         """Refresh rows (relative times move every tick)."""
-        if snap.schedules is None:
+        if self.schedules is None:
             return
-        self.live.set(schedule_frame(snap.schedules, snap.now))
+        self.live.set(schedule_frame(self.schedules, snap.now))
 
     def activated(self) -> None:
         """The tab is shown again: its table view is rebuilt."""

@@ -4,70 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
-import panel as pn
-
-from forge_nb.dashboard.charts import MultiSeriesChart
-from forge_nb.dashboard.data import Snapshot, combined_samples
+from forge_nb.dashboard.data import combined_samples
 from forge_nb.dashboard.format import PERCENTILE_COLORS
-from forge_nb.dashboard.pages.base import Context
-from forge_nb.dashboard.pages.resources import SampledPage
+from forge_nb.dashboard.pages.samples import ChartSpec, SampleChartsPage, Series, Styles
 
 LATENCY_KEYS = [f"{op}_{q}_ms" for op in ("read", "write") for q in ("p50", "p95", "p99")]
 POOL_KEYS = ["pool_size", "pool_in_use", "pool_waiting"]
+POOL_STYLES = {
+    "size": {"color": "#8d99ae", "line_dash": "dotted"},
+    "in use": {"color": "#2a9d8f"},
+    "waiting": {"color": "#d1495b"},
+}
 
 
-class DbHealthPage(SampledPage):
+class DbHealthPage(SampleChartsPage):
     """Database latency as every worker process sees it, summed or worst over processes."""
 
     title = "DB health"
+    charts = (
+        ChartSpec(
+            "latency",
+            "Storage call latency, worst process (solid read, dashed write)",
+            "milliseconds",
+            "0,0.[00]",
+        ),
+        ChartSpec("ops", "Storage operations, all processes", "operations / minute", "0,0"),
+        ChartSpec("pool", "Connection pool, all processes (peak per minute)", "connections", "0,0"),
+    )
 
-    def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx)
-        self.latency = MultiSeriesChart(
-            title="Storage call latency, worst process (solid read, dashed write)",
-            y_label="milliseconds",
-            x_range=self.x_range,
-            y_format="0,0.[00]",
-        )
-        self.ops = MultiSeriesChart(
-            title="Storage operations, all processes",
-            y_label="operations / minute",
-            x_range=self.x_range,
-            y_format="0,0",
-        )
-        self.pool = MultiSeriesChart(
-            title="Connection pool, all processes (peak per minute)",
-            y_label="connections",
-            x_range=self.x_range,
-            y_format="0,0",
-        )
-        self._panel = pn.Column(
-            pn.Row(pn.pane.HTML("<b>Range</b>", margin=(12, 5)), self.range),
-            self.empty,
-            *[
-                pn.pane.Bokeh(c.fig, sizing_mode="stretch_width")
-                for c in (self.latency, self.ops, self.pool)
-            ],
-            sizing_mode="stretch_width",
-        )
+    async def read(self, since: float) -> list[dict[str, Any]]:
+        """DB health samples."""
+        return await self.ctx.source.db_health(since)
 
-    @property
-    def panel(self) -> Any:
-        """The tab's content."""
-        return self._panel
-
-    async def fetch(self, snap: Snapshot) -> None:
-        """Read DB health samples."""
-        snap.db_health = await self.ctx.source.db_health(self.since(snap))
-
-    def update(self, snap: Snapshot) -> None:
-        """Redraw the three charts."""
-        if snap.db_health is None:
-            return
-        self.empty.visible = not snap.db_health
-        data = combined_samples(snap.db_health, sums=["ops", *POOL_KEYS], maxes=LATENCY_KEYS)
+    def lines(self, samples: list[dict[str, Any]]) -> dict[str, tuple[Series, Styles | None]]:
+        """All processes per minute: latency the worst one's, operations and pool summed."""
+        data = combined_samples(samples, sums=["ops", *POOL_KEYS], maxes=LATENCY_KEYS)
         t = data["t"]
-        latency: dict[str, dict[str, list[float]]] = {}
+        latency: Series = {}
         styles: dict[str, dict[str, Any]] = {}
         for key in LATENCY_KEYS:
             op, q, _ = key.split("_")
@@ -77,17 +50,13 @@ class DbHealthPage(SampledPage):
                 "color": PERCENTILE_COLORS[q],
                 "line_dash": "solid" if op == "read" else "dashed",
             }
-        self.latency.update(latency, styles)
-        self.ops.update({"ops": {"t": t, "y": data["ops"]}}, {"ops": {"color": "#6c8ebf"}})
-        self.pool.update(
-            {
-                "size": {"t": t, "y": data["pool_size"]},
-                "in use": {"t": t, "y": data["pool_in_use"]},
-                "waiting": {"t": t, "y": data["pool_waiting"]},
-            },
-            {
-                "size": {"color": "#8d99ae", "line_dash": "dotted"},
-                "in use": {"color": "#2a9d8f"},
-                "waiting": {"color": "#d1495b"},
-            },
-        )
+        pool = {
+            "size": {"t": t, "y": data["pool_size"]},
+            "in use": {"t": t, "y": data["pool_in_use"]},
+            "waiting": {"t": t, "y": data["pool_waiting"]},
+        }
+        return {
+            "latency": (latency, styles),
+            "ops": ({"ops": {"t": t, "y": data["ops"]}}, {"ops": {"color": "#6c8ebf"}}),
+            "pool": (pool, POOL_STYLES),
+        }

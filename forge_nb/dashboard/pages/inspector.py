@@ -7,7 +7,7 @@ from typing import Any
 
 import panel as pn
 
-from forge_nb.dashboard.data import Snapshot
+from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.format import STATUS_COLORS, duration, esc, pretty_json, utc
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Confirm, Context, Notice, run_action
 from forge_nb.storage.records import JobEvent, JobRecord
@@ -130,7 +130,7 @@ class Inspector:
             self.actions.visible = False
         self.ctx.refresh()
 
-    async def fetch(self, snap: Snapshot) -> None:
+    async def fetch(self, snap: Tick) -> None:
         """Re-read the job when just chosen or still live (pending, running, failed)."""
         if self.job_id is None:
             return

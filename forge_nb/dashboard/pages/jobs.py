@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from forge_nb.dashboard.data import Snapshot
+from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.format import (
     TEXT_FORMATTER,
     compact_json,
@@ -248,7 +248,7 @@ class JobBrowser(Page):
         self.live.shown()
 
     # -- reading ------------------------------------------------------------------------------
-    async def fetch(self, snap: Snapshot) -> None:
+    async def fetch(self, snap: Tick) -> None:
         """Read the current page when something asked for it; the inspector re-reads itself."""
         if self._stale:
             self._stale = False
@@ -282,7 +282,7 @@ class JobBrowser(Page):
         )
         return page.jobs, page.next_cursor
 
-    def _show_page(self, snap: Snapshot) -> None:
+    def _show_page(self, snap: Tick) -> None:
         rows = [job_row(j, snap.now) for j in self._jobs]
         frame = pd.DataFrame(rows, columns=list(job_row_columns())).reindex(columns=self.columns)
         self.table.selection = []
@@ -298,7 +298,7 @@ class JobBrowser(Page):
         self.prev.disabled = number <= 1
         self.next.disabled = self._next_cursor is None
 
-    def _total(self, snap: Snapshot) -> int | None:
+    def _total(self, snap: Tick) -> int | None:
         """Exact count from the status counts when only queue/status filter (else unknown)."""
         f = self.filters()
         if f["kind"] or f["search"] or self.mode.future_only:
@@ -307,7 +307,7 @@ class JobBrowser(Page):
         statuses = [f["status"]] if f["status"] else list(STATUSES)
         return sum(snap.counts.get(q, {}).get(s, 0) for q in queues for s in statuses)
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: Tick) -> None:
         """Keep the queue filter's options current (and the table's rows delivered)."""
         self.live.tick()
         names = sorted(snap.counts)

@@ -8,11 +8,12 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from forge_nb.dashboard.charts import StatusBars, Timeline
-from forge_nb.dashboard.data import Snapshot, latency_summary, metric_series, status_totals
+from forge_nb.dashboard.charts import StatusBars
+from forge_nb.dashboard.data import Tick, latency_summary, metric_series, status_totals
 from forge_nb.dashboard.flags import FLAG_CSS, stranded_html
 from forge_nb.dashboard.format import STATUS_COLORS, TEXT_FORMATTER, duration, esc, utc
 from forge_nb.dashboard.pages.base import Context, LiveTable, Page
+from forge_nb.dashboard.throughput import Timeline
 
 #: The timeline keeps this much history (the overview's span) …
 TIMELINE_WINDOW_S = 6 * 3600
@@ -46,7 +47,7 @@ def strip_html(items: list[tuple[str, str, str]]) -> str:
     return f'<div class="fnb-strip">{cards}</div>'
 
 
-def process_frame(snap: Snapshot) -> pd.DataFrame:
+def process_frame(snap: Tick) -> pd.DataFrame:
     """One row per worker slot, busy ones first."""
     rows = []
     for p in snap.processes:
@@ -108,7 +109,7 @@ class OverviewPage(Page):
         )
         self.process_summary = pn.pane.HTML("", sizing_mode="stretch_width")
         self.processes = LiveTable(
-            process_frame(Snapshot(now=now)),
+            process_frame(Tick(now=now)),
             disabled=True,
             height=220,
             sizing_mode="stretch_width",
@@ -157,13 +158,13 @@ class OverviewPage(Page):
         """The window to read this tick: all of it once, then only the recent tail."""
         return now - (TIMELINE_TAIL_S if self._loaded else TIMELINE_WINDOW_S)
 
-    def update_timeline(self, snap: Snapshot) -> None:
+    def update_timeline(self, snap: Tick) -> None:
         """Stream the tail into the timeline (every tick, shown or not: only Bokeh sources)."""
         series = metric_series(snap.metrics, snap.metrics_since, snap.now)
         self.timeline.update(series, stream=self.ctx.streaming)
         self._loaded = True
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: Tick) -> None:
         """Refresh strip, latency cards, bars and processes (while the tab is shown)."""
         totals = status_totals(snap.counts)
         items = [
@@ -189,7 +190,7 @@ class OverviewPage(Page):
         )
         self.process_summary.object = f'<span style="font-size:12px">{summary}</span>'
 
-    def _update_processes(self, snap: Snapshot) -> None:
+    def _update_processes(self, snap: Tick) -> None:
         """The live-process table, every `PROCESS_TABLE_EVERY` ticks or when slots change."""
         slots = frozenset(p.id for p in snap.processes)
         self._table_due -= 1
@@ -199,7 +200,7 @@ class OverviewPage(Page):
         self._table_due = PROCESS_TABLE_EVERY
         self._table_slots = slots
 
-    def _update_latency(self, snap: Snapshot) -> None:
+    def _update_latency(self, snap: Tick) -> None:
         recent = [r for r in snap.metrics if r.minute * 60 >= snap.now - LATENCY_WINDOW_S]
         if not recent and self.latency.object:
             return

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from forge_nb.dashboard.data import Snapshot
+from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.format import TEXT_FORMATTER, duration, utc
 from forge_nb.dashboard.pages.base import LiveTable, Page
 from forge_nb.storage.records import ProcessRecord
@@ -114,7 +114,7 @@ class ProcessesPage(Page):
         self.table.shown()
         self.slots.shown()
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: Tick) -> None:
         """Refresh both tables."""
         procs, slots = process_frames(snap.processes, snap.now)
         self.table.set(procs)

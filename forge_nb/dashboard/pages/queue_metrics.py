@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import panel as pn
 from bokeh.models import ColumnDataSource, DataRange1d
 
 from forge_nb.dashboard.charts import (
-    hover_for,
     merge_series,
-    new_figure,
-    outside_legend,
-    time_figure,
-    time_format,
 )
-from forge_nb.dashboard.data import PERCENTILES, RANGES, Snapshot, latency_summary, metric_series
-from forge_nb.dashboard.format import PERCENTILE_COLORS, SERIES_COLORS, css_slug, duration, esc
+from forge_nb.dashboard.data import RANGES, Tick, latency_summary, metric_series
+from forge_nb.dashboard.format import css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Page
+from forge_nb.dashboard.throughput import ThroughputLatency, empty_series, small_throughput
 from forge_nb.runtime.rollup import VALID_STEPS
+from forge_nb.storage.records import MetricRow
 
 THROUGHPUT = ("enqueued", "completed", "failed", "retried", "dead", "throttled")
 #: Ranges up to this long re-read every tick; longer ones every `SLOW_TTL_S`.
@@ -28,19 +25,14 @@ FAST_RANGE_S = 3600
 SLOW_TTL_S = 15.0
 
 
-def queue_names(snap: Snapshot) -> list[str]:
+def queue_names(counts: Mapping[str, object], rows: Iterable[MetricRow]) -> list[str]:
     """Every queue the counts or the range's metrics know, by name."""
-    return sorted(set(snap.counts) | {r.queue for r in snap.queue_metrics or []})
+    return sorted(set(counts) | {r.queue for r in rows})
 
 
 def default_expanded(names: list[str]) -> str | None:
     """The queue shown in full until the user expands another: 'default', else the first."""
     return "default" if "default" in names else (names[0] if names else None)
-
-
-def empty_series() -> dict[str, list[float]]:
-    """Columns of `metric_series`, empty."""
-    return {k: [] for k in metric_series([], time.time(), time.time())}
 
 
 class MiniChart:
@@ -49,23 +41,13 @@ class MiniChart:
     def __init__(self, name: str, expand: Any) -> None:
         self.name = name
         self.source = ColumnDataSource(empty_series())
-        self.fig = new_figure(
-            x_axis_type="datetime",
-            height=150,
-            width=370,
-            toolbar_location=None,
-            tools="",
-            title=f"{name} · jobs/min · UTC",
+        self.fig = small_throughput(
+            self.source, title=f"{name} · jobs/min · UTC", line_width=1.5, height=150, width=370
         )
-        self.fig.xaxis.formatter = time_format()
         self.fig.xaxis.major_label_text_font_size = "8pt"
         self.fig.yaxis.major_label_text_font_size = "8pt"
         self.fig.y_range.start = 0
         self.fig.min_border_left = 30
-        for series in ("enqueued", "completed", "failed"):
-            self.fig.line(
-                "t", series, source=self.source, color=SERIES_COLORS[series], line_width=1.5
-            )
         self.summary = pn.pane.HTML("", margin=(0, 5))
         self.button = pn.widgets.Button(
             name=f"Expand {name}",
@@ -97,61 +79,18 @@ class QueueMetricsPage(Page):
         self.expanded: str | None = None
         self.minis: dict[str, MiniChart] = {}
         self.x_range = DataRange1d(name="queue_x")
-        tools = "xpan,xbox_zoom,xwheel_zoom,reset,save"
-        self.source = ColumnDataSource(empty_series())
-        self.throughput = time_figure(
-            name="queue_throughput",
-            height=280,
+        tools = {"tools": "xpan,xbox_zoom,xwheel_zoom,reset,save", "active_drag": "xbox_zoom"}
+        self.charts = ThroughputLatency(
+            series=THROUGHPUT,
+            x_range=self.x_range,
             title="Throughput",
-            y_label="jobs / minute",
-            x_range=self.x_range,
-            tools=tools,
-            active_drag="xbox_zoom",
+            height=280,
+            split_latency=False,
+            latency_height=240,
+            throughput_options={**tools, "name": "queue_throughput"},
+            latency_options=tools,
         )
-        for series in THROUGHPUT:
-            self.throughput.line(
-                "t",
-                series,
-                source=self.source,
-                color=SERIES_COLORS[series],
-                line_width=2,
-                legend_label=series,
-            )
-        self.throughput.add_tools(hover_for([(s, f"@{s}{{0,0.[0]}}") for s in THROUGHPUT]))
-        self.throughput.y_range.start = 0
-        outside_legend(self.throughput)
-        self.latency = time_figure(
-            height=240,
-            title="Latency (solid processing, dashed end-to-end)",
-            y_label="seconds (log)",
-            x_range=self.x_range,
-            tools=tools,
-            active_drag="xbox_zoom",
-            y_axis_type="log",
-        )
-        for q in PERCENTILES:
-            self.latency.line(
-                "t",
-                f"processing_{q}",
-                source=self.source,
-                color=PERCENTILE_COLORS[q],
-                line_width=2,
-                legend_label=f"processing {q}",
-            )
-            self.latency.line(
-                "t",
-                f"e2e_{q}",
-                source=self.source,
-                color=PERCENTILE_COLORS[q],
-                line_width=2,
-                line_dash="dashed",
-                legend_label=f"end-to-end {q}",
-            )
-            for prefix in ("processing", "e2e"):  # a lone bucket has no segment to draw
-                self.latency.scatter(
-                    "t", f"{prefix}_{q}", source=self.source, size=4, color=PERCENTILE_COLORS[q]
-                )
-        outside_legend(self.latency)
+        self.source = self.charts.source
         self.heading = pn.pane.HTML(
             "", sizing_mode="stretch_width", css_classes=["fnb-queue-heading"]
         )
@@ -160,8 +99,7 @@ class QueueMetricsPage(Page):
         self.grid = pn.GridBox(ncols=3, sizing_mode="stretch_width")
         self.full = pn.Column(
             self.heading,
-            pn.pane.Bokeh(self.throughput, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(self.latency, sizing_mode="stretch_width"),
+            *[pn.pane.Bokeh(fig, sizing_mode="stretch_width") for fig in self.charts.figures],
             sizing_mode="stretch_width",
         )
         self._panel = pn.Column(
@@ -176,6 +114,10 @@ class QueueMetricsPage(Page):
             sizing_mode="stretch_width",
         )
         self._replace = True
+        #: What the last `fetch` read: every queue's counters (None until first shown) and
+        #: the expanded queue's rows with latency.
+        self.rows: list[MetricRow] | None = None
+        self.expanded_rows: list[MetricRow] | None = None
 
     @property
     def panel(self) -> Any:
@@ -196,7 +138,7 @@ class QueueMetricsPage(Page):
         span, bucket = RANGES[str(self.range.value)]
         return now - span, bucket
 
-    async def fetch(self, snap: Snapshot) -> None:
+    async def fetch(self, snap: Tick) -> None:
         """Read the range (long ranges at most every 15 s, from roll-ups).
 
         Every queue's counters for the minis; latency only for the expanded queue.
@@ -206,24 +148,21 @@ class QueueMetricsPage(Page):
         ttl = None if span <= FAST_RANGE_S else SLOW_TTL_S
         step = max(s for s in VALID_STEPS if bucket % (s * 60) == 0)
         source = self.ctx.source
-        snap.queue_metrics = await source.metric_rows(
-            since, ttl=ttl, step=step, histograms_from=math.inf
-        )
+        rows = await source.metric_rows(since, ttl=ttl, step=step, histograms_from=math.inf)
         if self.expanded is None:
-            self.expanded = default_expanded(queue_names(snap))
+            self.expanded = default_expanded(queue_names(snap.counts, rows))
+        expanded_rows = None
         if self.expanded is not None:
-            snap.queue_metrics_expanded = await source.metric_rows(
-                since, self.expanded, ttl=ttl, step=step
-            )
-        snap.queue_metrics_since = since
+            expanded_rows = await source.metric_rows(since, self.expanded, ttl=ttl, step=step)
+        self.rows, self.expanded_rows = rows, expanded_rows
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: Tick) -> None:
         """Merge the range into every chart."""
-        if snap.queue_metrics is None:
+        if self.rows is None:
             return
         since, bucket = self.window(snap.now)
-        rows = snap.queue_metrics
-        names = queue_names(snap)
+        rows = self.rows
+        names = queue_names(snap.counts, rows)
         rollover = int((snap.now - since) // bucket) + 2
         replace = self._replace
         self._replace = False
@@ -246,13 +185,10 @@ class QueueMetricsPage(Page):
         if added:
             self.grid.objects = [self.minis[n].panel for n in sorted(self.minis)]
         if self.expanded is not None:
-            if snap.queue_metrics_expanded is not None:
-                rows = snap.queue_metrics_expanded  # the only rows with latency
+            if self.expanded_rows is not None:
+                rows = self.expanded_rows  # the only rows with latency
             series = metric_series(rows, since, snap.now, bucket, queue=self.expanded)
-            if replace:
-                self.source.data = series
-            else:
-                merge_series(self.source, series, rollover=rollover, stream=self.ctx.streaming)
+            self.charts.show(series, rollover=rollover, stream=self.ctx.streaming, replace=replace)
             summary = latency_summary(rows, queue=self.expanded)
             label = str(self.range.value)
             self.heading.object = (

@@ -13,7 +13,7 @@ from typing import Any
 import panel as pn
 
 from forge_nb.dashboard.charts import BackoffPreview
-from forge_nb.dashboard.data import Snapshot
+from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.flags import FLAG_CSS, stranded_html
 from forge_nb.dashboard.format import css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Notice, Page, run_action
@@ -172,7 +172,7 @@ class QueueEditor:
         self.schedule_text.object = f"<span style='font-size:12px'>{text}</span>"
 
     # -- live values ----------------------------------------------------------------------------
-    def update(self, config: QueueConfig, snap: Snapshot) -> None:
+    def update(self, config: QueueConfig, snap: Tick) -> None:
         """Show live counts; take a new config unless the form is being edited."""
         if config != self.synced:
             if not self.dirty():
@@ -299,23 +299,25 @@ class QueuesPage(Page):
             self.limits,
             sizing_mode="stretch_width",
         )
+        #: The token buckets the last `fetch` read (None until the tab was first shown).
+        self.rate_limits: list[RateLimit] | None = None
 
     @property
     def panel(self) -> Any:
         """The tab's content."""
         return self._panel
 
-    async def fetch(self, snap: Snapshot) -> None:
+    async def fetch(self, snap: Tick) -> None:
         """Read the shared rate limits (shown under the queues)."""
-        snap.rate_limits = await self.ctx.source.rate_limits()
+        self.rate_limits = await self.ctx.source.rate_limits()
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: Tick) -> None:
         """Add cards for new queues; refresh each; show the rate limits and the flags."""
         flags = stranded_html(snap.stranded)
         if flags != self.flags.object:
             self.flags.object = flags
-        if snap.rate_limits is not None:
-            html = rate_limits_html(snap.rate_limits, snap.now)
+        if self.rate_limits is not None:
+            html = rate_limits_html(self.rate_limits, snap.now)
             if html != self.limits.object:
                 self.limits.object = html
         added = False
