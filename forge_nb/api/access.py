@@ -47,7 +47,7 @@ def panel_credentials(application: Any) -> Credentials | None:
     """The basic auth Panel was configured with (``panel serve --basic-auth`` / ``pn.serve``)."""
     from panel.config import config
 
-    from forge_nb.dashboard.compat import server_config
+    from forge_nb.compat import server_config
 
     spec = server_config(application).get("basic_auth") or config.basic_auth
     return load_credentials(spec) if spec else None

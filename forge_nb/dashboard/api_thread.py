@@ -38,10 +38,10 @@ import tornado.iostream
 import tornado.netutil
 import tornado.web
 
+from forge_nb import compat
 from forge_nb.api import api_routes
 from forge_nb.api.access import Credentials
 from forge_nb.api.base import API_ROOT
-from forge_nb.dashboard import compat
 from forge_nb.dashboard.guard import GuardPolicy, guard_http_server
 from forge_nb.runtime.app import App
 

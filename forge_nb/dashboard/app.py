@@ -21,7 +21,7 @@ from typing import Any
 
 import panel as pn
 
-from forge_nb.dashboard import compat
+from forge_nb import compat
 from forge_nb.dashboard.data import Tick, source_for
 from forge_nb.dashboard.format import esc, utc
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Context, Page
@@ -259,9 +259,7 @@ class Dashboard:
             if self._output_doc is None:
                 await self._tick_inner()
             else:
-                from panel.io.state import set_curdoc
-
-                with set_curdoc(self._output_doc):
+                with compat.current_doc(self._output_doc):
                     await self._tick_inner()
         finally:
             took = time.perf_counter() - t0

@@ -34,8 +34,8 @@ from typing import Any
 import tornado.httputil
 import tornado.web
 
+from forge_nb import compat
 from forge_nb.api.access import Credentials, parse_basic_header, password_matches
-from forge_nb.dashboard import compat
 
 #: Default largest request body (``--max-body-size``): jobs are at most 1 MB of JSON.
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024

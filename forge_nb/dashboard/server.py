@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from forge_nb import compat
 from forge_nb.api.access import load_credentials
 from forge_nb.config import resolve_url
-from forge_nb.dashboard import compat
 from forge_nb.errors import ForgeError
 from forge_nb.runtime.app import App
 

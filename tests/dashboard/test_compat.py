@@ -1,5 +1,5 @@
 """The private Panel/Bokeh/Tornado internals forge-nb uses are still there, and only
-`forge_nb.dashboard.compat` touches them (an upgrade is checked in one place)."""
+`forge_nb.compat` touches them (an upgrade is checked in one place)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from forge_nb.dashboard import compat
+from forge_nb import compat
 
-PACKAGE = Path(compat.__file__).resolve().parents[1]
+PACKAGE = Path(compat.__file__).resolve().parent
 #: What counts as reaching into an internal: Panel's io modules, Bokeh's server and document
 #: modules, and the private attributes compat wraps.
 INTERNAL_USE = re.compile(
@@ -27,7 +27,7 @@ def test_every_internal_the_compat_module_uses_is_still_there() -> None:
     assert not missing, (
         f"panel {version('panel')} / bokeh {version('bokeh')} / tornado {version('tornado')} "
         f"no longer have these internals forge-nb uses: {', '.join(missing)}. "
-        "Adapt forge_nb/dashboard/compat.py (and the version caps in pyproject.toml)."
+        "Adapt forge_nb/compat.py (and the version caps in pyproject.toml)."
     )
 
 
@@ -43,10 +43,10 @@ def test_a_missing_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_only_the_compat_module_reaches_into_internals() -> None:
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "compat.py" and path.parent.name == "dashboard":
+        if path == PACKAGE / "compat.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
             if INTERNAL_USE.search(code.replace("self._", "self.")):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}")
-    assert not offenders, "use forge_nb.dashboard.compat instead:\n" + "\n".join(offenders)
+    assert not offenders, "use forge_nb.compat instead:\n" + "\n".join(offenders)

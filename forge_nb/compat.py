@@ -168,6 +168,65 @@ def forget_stylesheets(doc: Any) -> None:
     _attr(state, "_stylesheets", "panel.io.state.state._stylesheets").pop(doc, None)
 
 
+def document_stylesheets(doc: Any) -> dict[str, Any] | None:
+    """Panel's shared stylesheet models of ``doc``, by URL (None: none made yet)."""
+    from panel.io.state import state
+
+    found: dict[str, Any] | None = _attr(
+        state, "_stylesheets", "panel.io.state.state._stylesheets"
+    ).get(doc)
+    return found
+
+
+def set_document_stylesheets(doc: Any, cache: dict[str, Any]) -> None:
+    """Put ``cache`` in place of Panel's stylesheet cache of ``doc`` (see notebook.inline_css)."""
+    from panel.io.state import state
+
+    _attr(state, "_stylesheets", "panel.io.state.state._stylesheets")[doc] = cache
+
+
+@_internal("panel.io.state.state._views")
+def _probe_views() -> bool:
+    from panel.io.state import state
+
+    return isinstance(getattr(state, "_views", None), dict)
+
+
+def documents_showing(viewable: Any) -> list[Any]:
+    """The documents ``viewable`` was rendered into as a root (notebook outputs included)."""
+    from panel.io.state import state
+
+    views = _attr(state, "_views", "panel.io.state.state._views")
+    return [doc for view, _root, doc, _comm in list(views.values()) if view is viewable and doc]
+
+
+@_internal("panel.io.resources.CDN_DIST")
+def _probe_dist() -> bool:
+    resources = importlib.import_module("panel.io.resources")
+    return isinstance(getattr(resources, "CDN_DIST", None), str) and hasattr(resources, "DIST_DIR")
+
+
+def panel_dist_css(url: str) -> str | None:
+    """The text of one of Panel's own stylesheets, named by its CDN URL or by the
+    server-relative path Panel uses for it, read from the installed package (None if
+    ``url`` is not one of them)."""
+    from pathlib import Path
+
+    cdn: str = _module_attr("panel.io.resources", "CDN_DIST")
+    dist_dir = Path(_module_attr("panel.io.resources", "DIST_DIR")).resolve()
+    prefix = next((p for p in (cdn, local_dist()) if url.startswith(p)), None)
+    if prefix is None:
+        return None
+    relative = url.removeprefix(prefix).split("?", 1)[0]
+    path = (dist_dir / relative).resolve()
+    if not relative.endswith(".css") or not path.is_relative_to(dist_dir):
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
 @_internal("panel.io.resources.LOCAL_DIST")
 def _probe_local_dist() -> bool:
     return isinstance(_module_attr("panel.io.resources", "LOCAL_DIST"), str)
