@@ -182,7 +182,7 @@ def _settle_heap() -> None:
     - Everything alive now (Panel, Bokeh, pandas: hundreds of thousands of objects,
       none of them garbage later) moves to the collector's permanent generation, so
       the full collection Panel runs after each closed session, and the interpreter's
-      own ones, stop walking it: ~200 ms of blocked event loop each, down to a few ms.
+      own ones, stop walking it (each such walk blocks the event loop).
     - Bokeh's document validation (warnings about layout hints, only logged) is
       skipped for every page build unless ``BOKEH_VALIDATE_DOC`` asks for it.
     """

@@ -64,8 +64,8 @@ def tab_slug(title: str) -> str:
 class PageSlot:
     """A tab whose page is built on first show: a session pays only for the tabs it opens.
 
-    Building all eleven pages (and their Bokeh figures) took most of the ~1.3 s a
-    page load spent on the server; most sessions only ever look at the Overview.
+    Building every page (and its Bokeh figures) was most of a page load's time on the
+    server; most sessions only ever look at the Overview.
     """
 
     def __init__(self, title: str, build: Callable[[], Page]) -> None:
@@ -164,7 +164,7 @@ class Dashboard:
 
         Its strip, cards, bars and live-process table are then part of the page the
         browser first renders, instead of joining in the session's first tick (the
-        slowest tick of all: ~0.45 s of blocked loop under load). That tick still runs
+        slowest tick of all, the one that blocks the loop longest). That tick still runs
         frozen (`SETTLING_TICKS`): each HTML pane's first update after the page is
         built also replaces its stylesheet list (the template's design), and unfrozen
         every such change walks the whole model graph. Served sessions on the Overview
@@ -355,8 +355,8 @@ class Dashboard:
         """In the first tick(s) of a shown page, one model-graph walk instead of several.
 
         Those ticks change the page's structure (a table joins, panes get their first
-        styles) and Bokeh re-walks every model of the document after each such change:
-        five walks, ~0.5 s of blocked event loop under load. Later ticks change only
+        styles) and Bokeh re-walks every model of the document after each such change,
+        blocking the event loop each time. Later ticks change only
         values; freezing those would add a walk (leaving a freeze always walks), so they
         run as they are.
         """
@@ -413,8 +413,8 @@ def _frozen_server_doc(
     """The template's ``server_doc`` with one walk of the document's model graph at the end.
 
     Bokeh re-walks every model of a document each time a root is added or a theme is
-    applied; a template adds its parts one by one, seven walks of a few hundred models
-    (~150 ms under load). Frozen, the document is walked once, when the page is complete.
+    applied; a template adds its parts one by one, a walk of a few hundred models each.
+    Frozen, the document is walked once, when the page is complete.
     """
     if doc is None:
         return server_doc(doc=doc, title=title, location=location)
