@@ -32,7 +32,7 @@ from forge_nb.errors import (
     UnknownQueue,
     UnknownRateLimit,
 )
-from forge_nb.storage import rows
+from forge_nb.storage import rows, rules
 from forge_nb.storage.kinds import build_claim, claim_arms
 from forge_nb.storage.records import (
     STATUSES,
@@ -783,7 +783,8 @@ class PostgresStorage:
         for _ in range(RACE_RETRIES):
             if await self._fetchval(Q["take_tokens"], scope, n, now) is not None:
                 return 0.0
-            wait = _tokens_wait(await self._fetchrow(Q["rate_limit"], scope), scope, n, now)
+            bucket = rules.bucket_of(await self._fetchrow(Q["rate_limit"], scope), scope)
+            wait = rules.tokens_wait(bucket, scope, n, now)
             if wait > 0.0:
                 return wait
             # The bucket refilled between the two statements: try to take again.
@@ -1084,33 +1085,7 @@ async def _apply_knobs(conn: Any, name: str, knobs: Mapping[str, Any]) -> QueueC
     found = await conn.fetchrow(Q["queue_config"], name)
     if found is None:
         raise UnknownQueue(f"unknown queue {name!r}")
-    config = rows.queue_config(found)
-    if config.backoff_max_seconds < config.backoff_base_seconds:
-        raise ValueError(  # raised inside the transaction: the edit is rolled back
-            f"backoff_max_seconds ({config.backoff_max_seconds}) must be >= "
-            f"backoff_base_seconds ({config.backoff_base_seconds})"
-        )
-    return config
-
-
-def _tokens_wait(found: Any, scope: str, n: float, now: float) -> float:
-    """Why ``take_tokens`` took nothing: seconds to wait (0.0 if it could take now)."""
-    if found is None:
-        raise UnknownRateLimit(
-            f"unknown rate limit scope {scope!r}; create it with ensure_rate_limit"
-        )
-    bucket = rows.rate_limit(found)
-    if not 0 < n <= bucket.capacity:
-        raise ValueError(f"cannot take {n} tokens from {scope!r} (capacity {bucket.capacity})")
-    if bucket.held_until > now:
-        return bucket.held_until - now
-    tokens = min(
-        bucket.capacity,
-        bucket.tokens + max(0.0, now - bucket.updated_at) * bucket.refill_per_second,
-    )
-    if tokens >= n:
-        return 0.0
-    return (n - tokens) / bucket.refill_per_second
+    return rules.checked_config(rows.queue_config(found))
 
 
 __all__ = ["PostgresStorage"]

@@ -35,7 +35,7 @@ from forge_nb.errors import (
     UnknownQueue,
     UnknownRateLimit,
 )
-from forge_nb.storage import rows
+from forge_nb.storage import rows, rules
 from forge_nb.storage.kinds import build_claim, claim_arms
 from forge_nb.storage.records import (
     STATUSES,
@@ -1014,13 +1014,7 @@ def _upsert_queue(
     found = c.execute(Q["queue_config"], (name,)).fetchone()
     if found is None:
         raise UnknownQueue(f"unknown queue {name!r}")
-    config = rows.queue_config(found)
-    if config.backoff_max_seconds < config.backoff_base_seconds:
-        raise ValueError(
-            f"backoff_max_seconds ({config.backoff_max_seconds}) must be >= "
-            f"backoff_base_seconds ({config.backoff_base_seconds})"
-        )
-    return config
+    return rules.checked_config(rows.queue_config(found))
 
 
 def _reap(
@@ -1030,7 +1024,7 @@ def _reap(
     for key, kind, queue, attempts, max_attempts, host in c.execute(
         Q["stale_running_jobs"], (stale_before, hosts_json)
     ).fetchall():
-        status: Status = "dead" if attempts >= max_attempts else "failed"
+        status = rules.after_lost_attempt(attempts, max_attempts)
         if c.execute(Q["reap_job"], (status, now, now, key, attempts)).rowcount:
             c.execute(Q["insert_event"], (key, now, "worker_lost", attempts, "worker lost"))
             reaped.append(ReapedJob(str(key), kind, queue, status, host or ""))
@@ -1039,24 +1033,11 @@ def _reap(
 
 
 def _take_tokens(c: sqlite3.Connection, scope: str, n: float, now: float) -> float:
-    found = c.execute(Q["rate_limit"], (scope,)).fetchone()
-    if found is None:
-        raise UnknownRateLimit(
-            f"unknown rate limit scope {scope!r}; create it with ensure_rate_limit"
-        )
-    bucket = rows.rate_limit(found)
-    if not 0 < n <= bucket.capacity:
-        raise ValueError(f"cannot take {n} tokens from {scope!r} (capacity {bucket.capacity})")
-    if bucket.held_until > now:
-        return bucket.held_until - now
-    tokens = min(
-        bucket.capacity,
-        bucket.tokens + max(0.0, now - bucket.updated_at) * bucket.refill_per_second,
-    )
-    if tokens >= n:
-        c.execute(Q["set_tokens"], (tokens - n, now, scope))
-        return 0.0
-    return (n - tokens) / bucket.refill_per_second
+    bucket = rules.bucket_of(c.execute(Q["rate_limit"], (scope,)).fetchone(), scope)
+    wait = rules.tokens_wait(bucket, scope, n, now)
+    if wait == 0.0:
+        c.execute(Q["set_tokens"], (rules.tokens_now(bucket, now) - n, now, scope))
+    return wait
 
 
 def _purge(c: sqlite3.Connection, queue: str, status: str, before: float, limit: int) -> int:

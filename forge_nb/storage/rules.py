@@ -1,0 +1,59 @@
+"""The storage's domain rules, written once for both dialects.
+
+The SQL differs between SQLite and Postgres; what a bucket holds, when a queue's
+settings are consistent, and what a lost attempt does to a job do not. Each backend
+reads the rows its own way and asks here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forge_nb.errors import UnknownRateLimit
+from forge_nb.storage import rows
+from forge_nb.storage.records import QueueConfig, RateLimit, Status
+
+
+def bucket_of(found: Any, scope: str) -> RateLimit:
+    """The bucket of a ``rate_limit`` row, or `UnknownRateLimit` naming the scope."""
+    if found is None:
+        raise UnknownRateLimit(
+            f"unknown rate limit scope {scope!r}; create it with ensure_rate_limit"
+        )
+    return rows.rate_limit(found)
+
+
+def tokens_now(bucket: RateLimit, now: float) -> float:
+    """Tokens in ``bucket`` at ``now``: refilled since its last update, up to its capacity."""
+    refilled = max(0.0, now - bucket.updated_at) * bucket.refill_per_second
+    return min(bucket.capacity, bucket.tokens + refilled)
+
+
+def tokens_wait(bucket: RateLimit, scope: str, n: float, now: float) -> float:
+    """Seconds until ``n`` tokens can be taken from ``bucket`` (0.0: now).
+
+    A drained bucket waits until it is released; ``n`` must fit in the bucket at all.
+    """
+    if not 0 < n <= bucket.capacity:
+        raise ValueError(f"cannot take {n} tokens from {scope!r} (capacity {bucket.capacity})")
+    if bucket.held_until > now:
+        return bucket.held_until - now
+    tokens = tokens_now(bucket, now)
+    return 0.0 if tokens >= n else (n - tokens) / bucket.refill_per_second
+
+
+def checked_config(config: QueueConfig) -> QueueConfig:
+    """``config`` if its settings agree with each other; ValueError otherwise (raised inside
+    the writing transaction, so the edit is rolled back)."""
+    if config.backoff_max_seconds < config.backoff_base_seconds:
+        raise ValueError(
+            f"backoff_max_seconds ({config.backoff_max_seconds}) must be >= "
+            f"backoff_base_seconds ({config.backoff_base_seconds})"
+        )
+    return config
+
+
+def after_lost_attempt(attempts: int, max_attempts: int) -> Status:
+    """What a job whose worker died becomes: ``dead`` once its attempts are spent (a job
+    that keeps killing workers must end), else ``failed`` for a retry."""
+    return "dead" if attempts >= max_attempts else "failed"
