@@ -185,6 +185,24 @@ def set_document_stylesheets(doc: Any, cache: dict[str, Any]) -> None:
     _attr(state, "_stylesheets", "panel.io.state.state._stylesheets")[doc] = cache
 
 
+def inline_copies(sheets: list[Any]) -> list[Any]:
+    """``sheets`` with each imported stylesheet that the current document keeps an inline
+    copy of (a notebook output's, see notebook.inline_css) replaced by that copy."""
+    from bokeh.models import ImportedStyleSheet, InlineStyleSheet
+    from panel.io.state import state
+
+    cache = document_stylesheets(state.curdoc) if state.curdoc is not None else None
+    if not cache:
+        return sheets
+    out = []
+    for sheet in sheets:
+        if isinstance(sheet, ImportedStyleSheet) and sheet.url in cache:
+            copy = cache[sheet.url]
+            sheet = copy if isinstance(copy, InlineStyleSheet) else sheet
+        out.append(sheet)
+    return out
+
+
 @_internal("panel.io.state.state._views")
 def _probe_views() -> bool:
     from panel.io.state import state

@@ -9,6 +9,7 @@ from typing import Any
 
 import panel as pn
 
+from forge_nb import compat
 from forge_nb.dashboard.data import SnapshotSource, Tick
 from forge_nb.dashboard.format import esc
 from forge_nb.runtime.app import App
@@ -143,6 +144,21 @@ def options_with_all(names: list[str], all_label: str = "(all)") -> dict[str, st
     return {all_label: "", **{n: n for n in names}}
 
 
+class Table(pn.widgets.Tabulator):
+    """Panel's Tabulator, whose theme stylesheet also comes from the document's shared set.
+
+    Tabulator makes a new link to its theme's CSS on Panel's CDN at every restyle; in a
+    notebook output, whose stylesheets forge-nb keeps inline (notebook.inline_css), that
+    link would be the one request to leave the machine.
+    """
+
+    def _process_param_change(self, params: dict[str, Any]) -> dict[str, Any]:
+        params = super()._process_param_change(params)
+        if "stylesheets" in params:
+            params["stylesheets"] = compat.inline_copies(params["stylesheets"])
+        return params
+
+
 class LiveTable:
     """A Tabulator that enters the page with its first rows, and re-sends rows after a re-show.
 
@@ -162,7 +178,7 @@ class LiveTable:
         options.setdefault("show_index", False)
         self._version = 0
         self._resends = 0
-        self.widget = pn.widgets.Tabulator(self._stamp(frame), **options)
+        self.widget = Table(self._stamp(frame), **options)
         self.panel = pn.Column(
             pn.pane.HTML("<i>loading…</i>", margin=(10, 10)),
             sizing_mode="stretch_width",
