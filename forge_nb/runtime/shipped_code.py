@@ -204,6 +204,8 @@ class ShippedCatalogue:
         #: kind -> its newest version by created_at (what a job without a version runs).
         self._newest: dict[str, ShippedCode] = {}
         self._handlers: dict[str, Handler] = {}
+        #: Verified code not unpickled yet (it loads on the first job that needs it).
+        self._verified: dict[str, ShippedCode] = {}
         self._refused: dict[str, tuple[str, str]] = {}
         self._loading: dict[str, asyncio.Future[Handler | str]] = {}
         self._stamp: tuple[int, float | None] | None = None
@@ -230,10 +232,12 @@ class ShippedCatalogue:
             return False
         self._stamp = stamp
         before = (self.kinds(), len(self._refused))
+        new: list[ShippedCode] = []
         for code in await storage.code_catalogue():
             if code.version in self._versions:
                 continue
             self._versions[code.version] = code
+            new.append(code)
             newest = self._newest.get(code.kind)
             if newest is None or (code.created_at, code.version) > (
                 newest.created_at,
@@ -243,6 +247,12 @@ class ShippedCatalogue:
             if code.python != self._python:
                 # Known from the catalogue alone: never claim these (re-checked, signed, on load).
                 self._refuse(code.version, code.kind, self._python_reason(code))
+        # Verify the versions new jobs most likely name (each kind's newest) before any
+        # claim, so a version that does not verify is never claimed here. Older versions
+        # are verified when a claim first meets them (then released if they fail).
+        for code in new:
+            if self._newest.get(code.kind) is code and code.version not in self._refused:
+                await self._verify(storage, code.kind, code.version)
         changed = (self.kinds(), len(self._refused)) != before
         if changed:
             self.generation += 1
@@ -280,6 +290,21 @@ class ShippedCatalogue:
         return await asyncio.shield(loading)
 
     async def _load(self, storage: Storage, kind: str, version: str) -> Handler | str:
+        code = self._verified.pop(version, None)
+        if code is None:
+            checked = await self._verify(storage, kind, version)
+            if isinstance(checked, str):
+                return checked
+            code = self._verified.pop(version)
+        try:
+            handler = load_handler(code)
+        except Exception as exc:  # verified, but it needs something this worker lacks
+            return self._refuse(version, kind, f"cannot load it: {type(exc).__name__}: {exc}")
+        self._handlers[version] = handler
+        return handler
+
+    async def _verify(self, storage: Storage, kind: str, version: str) -> ShippedCode | str:
+        """Fetch and check a version (signature, then Python): kept, or refused."""
         code = await storage.get_code(version)
         if code is None:
             return self._refuse(version, kind, "its code row is missing")
@@ -294,12 +319,8 @@ class ShippedCatalogue:
             )
         if code.python != self._python:
             return self._refuse(version, kind, self._python_reason(code))
-        try:
-            handler = load_handler(code)
-        except Exception as exc:  # verified, but it needs something this worker lacks
-            return self._refuse(version, kind, f"cannot load it: {type(exc).__name__}: {exc}")
-        self._handlers[version] = handler
-        return handler
+        self._verified[version] = code
+        return code
 
     def _python_reason(self, code: ShippedCode) -> str:
         return f"shipped from Python {code.python}, this worker runs Python {self._python}"
