@@ -67,6 +67,9 @@ JOB = obj(
         "finished_at": TIME_OR_NULL,
         "claimed_by": nullable("string"),
         "cancel_requested_at": TIME_OR_NULL,
+        "code_version": nullable(
+            "string", description="shipped code version the job runs (null: the worker's own)"
+        ),
     },
     ["id", "kind", "queue", "status", "attempts", "max_attempts", "payload", "created_at"],
 )
