@@ -70,6 +70,10 @@ class App:
     and closes gracefully in the background. The default (None) does so for Apps made in
     ``__main__``, i.e. a notebook cell or a script, so a re-run ``app = fnb.App()`` cell
     leaves one App running; pass False to keep two Apps on one database side by side.
+
+    ``ship_code=True`` publishes each handler's code to the database, signed with
+    ``FORGE_NB_CODE_KEY``, so ``forge-nb worker --shipped-code`` processes elsewhere run
+    it; ``shipped_code=True`` makes this App such a worker (see `shipped_code`).
     """
 
     def __init__(
