@@ -17,6 +17,7 @@ from forge_nb.errors import (
     UnknownQueue,
     UnknownRateLimit,
 )
+from forge_nb.runtime import views
 from forge_nb.runtime.app import App
 from forge_nb.runtime.context import CancelToken, JobCtx, RateLimiter
 from forge_nb.runtime.handlers import HandlerRegistry, JobFunction, JobHandler
@@ -28,6 +29,14 @@ from forge_nb.runtime.runtime import QueueHandle
 from forge_nb.storage import open_storage
 from forge_nb.storage.base import Storage
 from forge_nb.storage.records import JobRecord, ProcessRecord, QueueConfig
+
+# The notebook views the runtime offers (`App.widget()` and the rest), by name: the runtime
+# never imports the notebook layer; each provider loads on first use.
+views.provide("widget", "forge_nb.notebook.widget:QueueWidget")
+views.provide("dashboard", "forge_nb.notebook.serving:inline_dashboard")
+views.provide("serve_dashboard", "forge_nb.notebook.serving:serve_dashboard")
+views.provide("job_ref", "forge_nb.notebook.refs_view:display_ref")
+views.provide("job_refs", "forge_nb.notebook.refs_view:display_refs")
 
 __all__ = [
     "App",

@@ -1,4 +1,5 @@
 // Unit tests of the widgets' pure logic: `node --test js/` (no DOM, no dependencies).
+// The module under test is the one the package ships: forge_nb/notebook/static/controls.js.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
@@ -17,7 +18,7 @@ import {
   summarize,
   summaryText,
   totals,
-} from "./controls.js";
+} from "../forge_nb/notebook/static/controls.js";
 
 test("formatCount keeps small numbers and shortens big ones", () => {
   assert.equal(formatCount(0), "0");

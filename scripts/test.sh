@@ -7,7 +7,7 @@
 #    FORGE_NB_TEST_PG_DSN tells the tests where it is. An already-set FORGE_NB_TEST_PG_DSN is used as is.
 # 4. The JupyterLab extension (labextension/ -> labextension/build/labextension) when missing or stale
 #    (scripts/build_labextension.sh: node, npm ci from the lockfile; the wheel ships the result).
-# 5. ruff check, mypy, then pytest. Exits non-zero if any of them fails (pytest's status when only it
+# 5. ruff check, mypy, lint-imports (the layers), then pytest. Exits non-zero if any of them fails (pytest's status when only it
 #    fails; "no tests collected" counts as a failure).
 set -euo pipefail
 
@@ -44,7 +44,7 @@ fi
 stamp=.venv/.forge_nb_installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] \
-   || ! .venv/bin/python -c 'import forge_nb, pytest, ruff, mypy' >/dev/null 2>&1; then
+   || ! .venv/bin/python -c 'import forge_nb, pytest, ruff, mypy, importlinter' >/dev/null 2>&1; then
   log "pip install -e '.[dev]'"
   .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip </dev/null
   .venv/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]' </dev/null
@@ -83,6 +83,8 @@ log "ruff check forge_nb tests"
 ruff check forge_nb tests || status=1
 log "mypy"
 mypy || status=1
+log "lint-imports (the layer contract in pyproject.toml)"
+lint-imports || status=1
 
 log "JS unit tests (node --test js/ labextension/test/)"
 bash scripts/test_js.sh || status=1
@@ -100,6 +102,6 @@ if [ "$pytest_status" != 0 ]; then
   exit "$pytest_status"
 fi
 if [ "$status" != 0 ]; then
-  log "tests passed but ruff or mypy failed (see above)"
+  log "tests passed but ruff, mypy or lint-imports failed (see above)"
 fi
 exit "$status"

@@ -149,6 +149,8 @@ class Dashboard:
         self._settling = SETTLING_TICKS
         self._prefill(first)
         self._doc = doc
+        #: The notebook output's document, once shown (see `shown_in`).
+        self._output_doc: Any = None
         self._callback: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         if self._served:
@@ -253,7 +255,13 @@ class Dashboard:
         t0 = time.perf_counter()
         self._read_s = 0.0
         try:
-            await self._tick_inner()
+            if self._output_doc is None:
+                await self._tick_inner()
+            else:
+                from panel.io.state import set_curdoc
+
+                with set_curdoc(self._output_doc):
+                    await self._tick_inner()
         finally:
             took = time.perf_counter() - t0
             # bench/soak.py reads these lines: "tick took" is the update's whole latency,
@@ -265,6 +273,13 @@ class Dashboard:
                 took - self._read_s,
                 self.tabs.active,
             )
+
+    def shown_in(self, document: Any) -> None:
+        """The notebook output this dashboard is shown in: ticks run with it as Panel's
+        current document, so the stylesheets they give panes come from that document's
+        shared set (inline there) and not from Panel's CDN (see forge_nb.notebook.inline_css)."""
+        if not self._served:
+            self._output_doc = document
 
     def _connected(self) -> bool:
         """False once a served session's browser has gone (a reload leaves the old session

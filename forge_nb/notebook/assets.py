@@ -1,8 +1,7 @@
 """Where the widgets' front-end files live inside the package.
 
-``js/`` holds the sources (and their Node tests); the package ships exact
-copies under ``static/`` so installs need no Node and no build step. A test
-fails when the two drift: ``cp js/controls.* forge_nb/notebook/static/``.
+``static/`` is their one copy: plain ES modules and CSS, no build step, so
+installs need no Node. ``js/`` holds only their Node unit tests.
 """
 
 from __future__ import annotations

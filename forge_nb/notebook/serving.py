@@ -25,10 +25,12 @@ def inline_dashboard(app: App, *, read_only: bool = False) -> Any:
     """The dashboard as a notebook output (a Panel viewable; display it or end a cell with it)."""
     import panel as pn
 
-    from forge_nb.dashboard.app import create_dashboard
+    from forge_nb.dashboard.app import Dashboard
+    from forge_nb.notebook.inline_css import InlineOutput
 
     pn.extension(*NOTEBOOK_EXTENSIONS, inline=True)
-    return create_dashboard(app, read_only=read_only)
+    dashboard = Dashboard(app, read_only=read_only)
+    return InlineOutput(dashboard.layout, on_shown=dashboard.shown_in)
 
 
 #: Set by JupyterHub (and Binder) in a user's server: its URL path, e.g. ``/user/ada/``.

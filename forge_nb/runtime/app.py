@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
 from forge_nb.runtime import cron as cron_module
-from forge_nb.runtime import rerun, rollup
+from forge_nb.runtime import rerun, rollup, views
 from forge_nb.runtime.context import RateLimiter
 from forge_nb.runtime.handlers import (
     BUILTIN_PREFIX,
@@ -981,24 +981,19 @@ class App:
     # -- views (UI libraries load only here, on use) ----------------------------------------
     def widget(self) -> Any:
         """Live notebook controls for this app (anywidget)."""
-        from forge_nb.notebook.widget import QueueWidget
-
-        return QueueWidget(self)
+        return views.show("widget", self)
 
     def dashboard(self) -> Any:
         """The Mission Control dashboard, inline in the notebook (works offline)."""
-        from forge_nb.notebook.serving import inline_dashboard
-
-        return inline_dashboard(self)
+        return views.show("dashboard", self)
 
     def serve_dashboard(self, port: int = 5006, address: str = "127.0.0.1", **options: Any) -> str:
         """Serve the dashboard from this kernel's loop without blocking; returns its URL.
 
         Idempotent: re-running replaces the server on that port.
         """
-        from forge_nb.notebook.serving import serve_dashboard
-
-        return serve_dashboard(self, port=port, address=address, **options)
+        url: str = views.show("serve_dashboard", self, port=port, address=address, **options)
+        return url
 
 
 METRICS_RETENTION_S = 7 * 86_400

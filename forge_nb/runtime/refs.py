@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from forge_nb.runtime import views
 from forge_nb.runtime.outcomes import JobDead
 from forge_nb.storage.records import TERMINAL_STATUSES, JobRecord, Status
 
@@ -98,15 +99,11 @@ class JobRef:
 
     def _ipython_display_(self) -> None:
         """A cell ending in a JobRef shows a live job widget."""
-        from forge_nb.notebook.refs_view import display_ref
-
-        display_ref(self)
+        views.show("job_ref", self)
 
 
 class JobRefList(list[JobRef]):
     """What ``enqueue_many`` returns: a plain list that renders as one compact live summary."""
 
     def _ipython_display_(self) -> None:
-        from forge_nb.notebook.refs_view import display_refs
-
-        display_refs(self)
+        views.show("job_refs", self)

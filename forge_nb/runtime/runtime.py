@@ -19,6 +19,7 @@ from forge_nb.runtime.leader import Leader
 from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import ResourceSampler
 from forge_nb.runtime.stall import RunningJobInfo, StallWatch, describe
+from forge_nb.runtime.views import installed_version
 from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob, reaped_summary
 from forge_nb.storage.records import Finish, ProcessRecord, QueueConfig
 
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("forge_nb.runtime")
 
-VERSION = "0.1.0"
+#: The installed distribution's version (pyproject.toml is the one place it is written).
+VERSION = installed_version()
 #: The loop watchdog's probe period, and the lag it reports.
 LAG_PROBE_S = 0.1
 LAG_WARN_S = 0.5

@@ -1,4 +1,4 @@
-"""The package ships the widget front-end as exact copies of the ``js/`` sources."""
+"""The widget front-end the package ships (its one copy, ``forge_nb/notebook/static/``)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from forge_nb.notebook.assets import CONTROLS_CSS, CONTROLS_ESM
 from forge_nb.notebook.widget import QueueWidget
 from tests.notebook.support import REPO
 
-FIX = "run: cp js/controls.js js/controls.css forge_nb/notebook/static/"
 
-
-def test_shipped_files_equal_the_js_sources() -> None:
-    assert CONTROLS_ESM.read_text() == (REPO / "js" / "controls.js").read_text(), FIX
-    assert CONTROLS_CSS.read_text() == (REPO / "js" / "controls.css").read_text(), FIX
+def test_the_front_end_has_one_copy_in_the_repository() -> None:
+    assert CONTROLS_ESM.is_file() and CONTROLS_CSS.is_file()
+    copies = [
+        p
+        for p in REPO.rglob("controls.js")
+        if ".venv" not in p.parts and "node_modules" not in p.parts
+    ]
+    assert copies == [CONTROLS_ESM], copies
 
 
 def test_the_widget_loads_the_shipped_module() -> None:
@@ -20,6 +23,6 @@ def test_the_widget_loads_the_shipped_module() -> None:
 
 
 def test_the_front_end_never_writes_html_from_data() -> None:
-    source = (REPO / "js" / "controls.js").read_text()
+    source = CONTROLS_ESM.read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
-        assert sink not in source, f"{sink} in js/controls.js: build DOM with textContent"
+        assert sink not in source, f"{sink} in {CONTROLS_ESM.name}: build DOM with textContent"

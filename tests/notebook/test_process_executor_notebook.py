@@ -84,7 +84,7 @@ def test_cell_defined_process_jobs_under_nbclient(tmp_path: Path) -> None:
     assert first["value"] == 15 and first["pid"] != out["kernel"]
     assert first["ui"] == []  # no IPython, kernel or UI module in the child
     assert second["value"] == 1015  # the re-run cell's code, not the first version
-    assert out["error"] == "from a cell: 'root'"
+    assert out["error"] == "ValueError: from a cell: KeyError: 'root'"
     trace = out["trace"]
     assert 'raise ValueError("from a cell") from KeyError("root")' in trace  # the cell's source
     assert "ipykernel" in trace and "<dynamic-code>" not in trace  # the cell's file name

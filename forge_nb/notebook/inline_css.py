@@ -1,0 +1,101 @@
+"""Panel's own stylesheets inline in a notebook output: no request to its CDN.
+
+Panel keeps, per Bokeh document, a dict from stylesheet URL to the stylesheet model
+its components share (``panel.io.state.state._stylesheets``). Components and the
+design system both look their CDN sheets up there before making new ones. Putting a
+dict in its place that answers with an inline copy of the file from Panel's own
+``dist`` folder turns every later lookup, for every page built later, into the same
+inline sheet: one model per file per document, so a tick that restyles a pane sends a
+reference, not the CSS again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+from panel.io.state import state
+
+
+class InlineCSSCache(dict[str, Any]):
+    """Panel's per-document stylesheet cache, answering CDN URLs with inline sheets."""
+
+    def __contains__(self, url: object) -> bool:
+        if isinstance(url, str) and self._inline(url):
+            return True
+        return super().__contains__(url)
+
+    def __bool__(self) -> bool:
+        # Panel's design system skips its cache when the cache is empty (``if cache and
+        # url in cache``): an empty cache must still be asked.
+        return True
+
+    def _inline(self, url: str) -> bool:
+        """Make sure ``url``, a stylesheet of Panel's own, maps to an inline sheet."""
+        from bokeh.models import InlineStyleSheet
+
+        current = super().get(url)
+        if isinstance(current, InlineStyleSheet):
+            return True
+        css = _dist_css(url)
+        if css is None:
+            return False
+        self[url] = InlineStyleSheet(css=css)
+        return True
+
+
+def _dist_css(url: str) -> str | None:
+    """The text of a stylesheet of Panel's ``dist`` (by CDN URL, or by the server-relative
+    path Panel rewrites to its CDN in a notebook) from its installed files, if there."""
+    from panel.io.resources import CDN_DIST, DIST_DIR, LOCAL_DIST
+
+    prefix = next((p for p in (CDN_DIST, LOCAL_DIST) if url.startswith(p)), None)
+    if prefix is None:
+        return None
+    relative = url.removeprefix(prefix).split("?", 1)[0]
+    path = (DIST_DIR / relative).resolve()
+    if not relative.endswith(".css") or not path.is_relative_to(DIST_DIR.resolve()):
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def install_inline_css_cache(document: Any) -> None:
+    """From now on, ``document``'s Panel stylesheets from the CDN come inline."""
+    current = state._stylesheets.get(document)
+    if isinstance(current, InlineCSSCache):
+        return
+    cache = InlineCSSCache(current or {})
+    for url in list(cache):
+        url in cache  # noqa: B015  # converts the sheets the first render made
+    state._stylesheets[document] = cache
+
+
+class InlineOutput(pn.Column):
+    """A column that, once shown as a notebook output, keeps that output's stylesheets inline.
+
+    The document exists only inside Panel's own rendering of the output, so the cache
+    goes in right after it: the first render is already inline (Panel does that one),
+    and every later lookup finds the inline cache. ``on_shown(document)`` then tells the
+    content which document it lives in (updates from a timer have no current document
+    in a notebook, and Panel finds a document's shared stylesheets through it).
+    """
+
+    def __init__(
+        self, *objects: Any, on_shown: Callable[[Any], None] | None = None, **params: Any
+    ) -> None:
+        params.setdefault("sizing_mode", "stretch_width")
+        super().__init__(*objects, **params)
+        self._on_shown = on_shown
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        bundle = super()._repr_mimebundle_(include, exclude)
+        for view, _root, document, _comm in list(state._views.values()):
+            if view is self and document is not None:
+                install_inline_css_cache(document)
+                if self._on_shown is not None:
+                    self._on_shown(document)
+        return bundle
