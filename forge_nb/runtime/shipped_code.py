@@ -114,15 +114,19 @@ def pack_handler(handler: Handler) -> bytes:
     import cloudpickle
 
     module = sys.modules.get(getattr(obj, "__module__", None) or type(obj).__module__)
-    by_value = module is not None and _ships_by_value(module.__name__)
+    by_value = (
+        module is not None
+        and _ships_by_value(module.__name__)
+        and module.__name__ not in cloudpickle.list_registry_pickle_by_value()
+    )
     if by_value:
         # cloudpickle pickles __main__ by value on its own; a module's code goes by value
         # too (the workers need not have the module), other modules' by reference.
-        cloudpickle.register_pickle_by_value(module)
+        cloudpickle.register_pickle_by_value(module)  # (not when the user already did)
     try:
         code, sources = process_ship.dump_by_value(spec)
     finally:
-        if by_value:
+        if by_value and module is not None:
             cloudpickle.unregister_pickle_by_value(module)
     return pickle.dumps(
         (BUNDLE_FORMAT, code, sorted(sources.items())), protocol=pickle.HIGHEST_PROTOCOL
