@@ -424,3 +424,26 @@ def test_versions_are_content_hashes_and_signatures_cover_every_field() -> None:
     loaded = shipped_code.load_handler(row)
     assert loaded.kind == "triple" and loaded.max_attempts == 3
     assert loaded.call(None, {"n": 4}) == 12  # type: ignore[arg-type]
+
+
+def quadruple(n: int) -> int:
+    return 4 * n
+
+
+async def test_a_job_without_a_version_runs_the_newest_shipped_one(db_url: str) -> None:
+    """Jobs enqueued by something that has no code of the kind (CLI, API, another App)."""
+    async with fnb.App(db_url, ship_code=True, replace=False) as publisher:
+        publisher.job(kind="scaled", queue="default")(triple)
+        await publisher.publish_code()
+        publisher.job(kind="scaled", queue="default")(quadruple)
+        await publisher.publish_code()
+    worker = fnb.App(db_url, shipped_code=True, replace=False, **FAST)
+    async with fnb.App(db_url, replace=False) as plain:
+        await plain.ensure_queue("default", workers=1)
+        ref = await plain.enqueue(fnb.EnqueueRequest(kind="scaled", payload={"n": 5}))
+        assert (await plain.job(ref.id)).code_version is None  # type: ignore[union-attr]
+        await worker.start()
+        try:
+            assert await ref.wait(timeout=30) == 20
+        finally:
+            await worker.close()
