@@ -25,6 +25,8 @@ from forge_nb.runtime.handlers import (
     handler_for_function,
 )
 from forge_nb.runtime.ids import new_ulid
+from forge_nb.runtime.maintenance.metrics import purge_old_metrics, roll_up_metrics
+from forge_nb.runtime.maintenance.retention import purge_expired_jobs
 from forge_nb.runtime.metrics import MetricsRecorder, percentile
 from forge_nb.runtime.probe import DbProbe, instrument
 from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList
@@ -826,24 +828,13 @@ class App:
     async def sweep_retention(self, batch: int = 1000) -> int:
         """Delete done/dead jobs past their queue's window, and metrics older than 7 days.
 
-        Runs in bounded batches (short write transactions); the leader calls it
-        every minute. Returns how many jobs were removed.
+        Runs in bounded batches (short write transactions); the leader does it every
+        minute (`forge_nb.runtime.maintenance`). Returns how many jobs were removed.
         """
         storage = await self.storage()
         now = time.time()
-        removed = 0
-        for config in await storage.queues():
-            for status, window in (
-                ("done", config.retain_done_seconds),
-                ("dead", config.retain_dead_seconds),
-            ):
-                while True:
-                    n = await storage.purge(config.name, status, now - window, batch)  # type: ignore[arg-type]
-                    removed += n
-                    if n < batch:
-                        break
-                    await asyncio.sleep(0)  # let claims in between batches
-        await storage.purge_metrics(int((now - METRICS_RETENTION_S) // 60))
+        removed = await purge_expired_jobs(storage, now, batch)
+        await purge_old_metrics(storage, now)
         return removed
 
     async def roll_up_metrics(self) -> int:
@@ -851,8 +842,7 @@ class App:
 
         Idempotent and safe to call from anywhere; returns how many buckets it wrote.
         """
-        storage = await self.storage()
-        return await rollup.roll_up(storage, time.time(), METRICS_RETENTION_S // 60)
+        return await roll_up_metrics(await self.storage(), time.time())
 
     # -- metrics -----------------------------------------------------------------------------------
     async def metrics(
@@ -996,7 +986,6 @@ class App:
         return url
 
 
-METRICS_RETENTION_S = 7 * 86_400
 DEFAULT_RANGE_S = 3_600
 PERCENTILE_KEYS = (
     "processing_p50",

@@ -122,3 +122,60 @@ async def test_rerunning_the_app_cell_leaves_one_app_running_the_new_handlers(
     assert len({p.host_id for p in processes}) == 1 and dead == []
     # One line under the re-run cell said what happened to the old App.
     assert "forge-nb: closed the previous App on sqlite:///" in notice, notice
+
+
+async def test_after_a_kernel_restart_reclaimed_jobs_wait_for_their_cell(
+    kernel: FollowingKernel, tmp_path: Path
+) -> None:
+    """The kernel dies mid-job (restart); the new kernel's App reclaims the job at once but
+    has no handler for it until its cell is run again: the job waits, attempts unspent
+    beyond the lost one, and runs once the cell is."""
+    slow_cell = """
+    @app.job(kind="slow_sync", max_attempts=3)
+    def slow_sync(ctx, seconds: float) -> int:
+        time.sleep(seconds)
+        return ctx.attempt
+    """
+    kernel.run(APP_CELL)
+    kernel.run(slow_cell)
+    kernel.run(
+        """
+        await app.start()
+        ref = await slow_sync.enqueue(30.0)
+        while (await app.job(ref.id)).status != "running":
+            await asyncio.sleep(0.05)
+        """
+    )
+    job_id = kernel.run("print(ref.id)").strip()
+    kernel.km.restart_kernel(now=True)
+    kernel.kc.wait_for_ready(timeout=60)
+
+    kernel.run(APP_CELL)  # the cells above the job's are run again; the job's is not yet
+    out = kernel.run(
+        f"""
+        await app.start()
+        job = await app.job({job_id!r})
+        while job.last_error != "worker lost":  # reclaimed from the dead kernel
+            await asyncio.sleep(0.05)
+            job = await app.job({job_id!r})
+        await asyncio.sleep(1.5)  # many claims go by: none may take it
+        job = await app.job({job_id!r})
+        print(job.status, job.attempts, job.last_error)
+        print([s.kind for s in await app.stranded_kinds()])
+        """
+    )
+    *_, waiting, stranded = out.strip().splitlines()  # after any notices
+    assert waiting in ("pending 1 worker lost", "failed 1 worker lost"), waiting
+    assert stranded == "['slow_sync']"
+
+    kernel.run(slow_cell)  # the cell is run again: the job runs, on its second attempt
+
+    async def read(app: Any) -> Any:
+        return await app.job(job_id)
+
+    deadline = time.monotonic() + 30
+    job = await read_app(url(tmp_path), read)
+    while job.status != "done" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = await read_app(url(tmp_path), read)
+    assert (job.status, job.attempts, job.result) == ("done", 2, 2)
