@@ -60,12 +60,13 @@ async def run_worker(args: argparse.Namespace) -> int:
         stale_after=args.stale_after,
         poll_interval=args.poll_interval,
         lease_ttl=args.lease_ttl,
+        shipped_code=args.shipped_code,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if not app.handlers.user_kinds():
+    if not app.handlers.user_kinds() and not app.run_shipped_code:
         warn_no_user_kinds(app)
     handle = await app.start()
     log.info("ready: %d job kind(s) registered", len(app.handlers))
@@ -86,7 +87,8 @@ def warn_no_user_kinds(app: App) -> None:
         "this worker on %s has no job kinds of its own: it will claim nothing but "
         "forge-nb's built-ins (%s); jobs of every other kind stay pending for a worker "
         "that runs them. To run your jobs, start it with your App: "
-        "forge-nb worker --app module:attr",
+        "forge-nb worker --app module:attr (or --shipped-code for code shipped from a "
+        "notebook)",
         app.safe_url,
         ", ".join(app.handlers.kinds()) or "none",
     )
@@ -185,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = with_db(sub.add_parser("worker", help="run workers until SIGTERM/SIGINT"))
     worker.add_argument("--app", help="module:attr of your forge_nb.App (its jobs)")
+    worker.add_argument(
+        "--shipped-code",
+        action="store_true",
+        help="also run the job code shipped to the database by App(ship_code=True) "
+        "(signed with FORGE_NB_CODE_KEY, which this worker needs too); --app handlers win",
+    )
     worker.add_argument("--queues", help="comma-separated queues to work (default: all)")
     worker.add_argument("--heartbeat-interval", type=float, default=None)
     worker.add_argument("--stale-after", type=float, default=None)

@@ -17,7 +17,13 @@ from forge_nb.errors import UnknownQueue
 from forge_nb.runtime import cron as cron_module
 from forge_nb.runtime import rerun, rollup, views
 from forge_nb.runtime.context import RateLimiter
-from forge_nb.runtime.handlers import Handler, HandlerRegistry, JobFunction, handler_for_function
+from forge_nb.runtime.handlers import (
+    BUILTIN_PREFIX,
+    Handler,
+    HandlerRegistry,
+    JobFunction,
+    handler_for_function,
+)
 from forge_nb.runtime.ids import new_ulid
 from forge_nb.runtime.maintenance.metrics import purge_old_metrics, roll_up_metrics
 from forge_nb.runtime.maintenance.retention import purge_expired_jobs
@@ -25,7 +31,9 @@ from forge_nb.runtime.metrics import MetricsRecorder, percentile
 from forge_nb.runtime.probe import DbProbe, instrument
 from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList
 from forge_nb.runtime.routing import DefaultRouter, Router
-from forge_nb.runtime.runtime import QueueHandle
+from forge_nb.runtime.runtime import VERSION, QueueHandle
+from forge_nb.runtime.shipped_code import ShippedCatalogue, code_keys
+from forge_nb.runtime.shipped_code import build as build_shipped
 from forge_nb.storage import create_storage
 from forge_nb.storage.base import Storage
 from forge_nb.storage.records import (
@@ -42,6 +50,7 @@ from forge_nb.storage.records import (
     QueueConfig,
     RateLimit,
     Schedule,
+    ShippedCode,
     Status,
     StrandedKind,
 )
@@ -63,6 +72,10 @@ class App:
     and closes gracefully in the background. The default (None) does so for Apps made in
     ``__main__``, i.e. a notebook cell or a script, so a re-run ``app = fnb.App()`` cell
     leaves one App running; pass False to keep two Apps on one database side by side.
+
+    ``ship_code=True`` publishes each handler's code to the database, signed with
+    ``FORGE_NB_CODE_KEY``, so ``forge-nb worker --shipped-code`` processes elsewhere run
+    it; ``shipped_code=True`` makes this App such a worker (see `shipped_code`).
     """
 
     def __init__(
@@ -81,6 +94,8 @@ class App:
         replace: bool | None = None,
         process_workers: int | None = None,
         process_max_tasks_per_child: int | None = None,
+        ship_code: bool = False,
+        shipped_code: bool = False,
     ) -> None:
         self.url = resolve_url(url)
         self.safe_url = parse_url(self.url).safe  # malformed URLs fail here, clearly
@@ -130,6 +145,23 @@ class App:
             weakref.WeakValueDictionary()
         )
         self._register_builtins()
+        #: Publish each handler's code to the database, signed (see `shipped_code`).
+        self.ship_code = bool(ship_code)
+        #: Claim and run the kinds shipped to the database (``forge-nb worker --shipped-code``).
+        self.run_shipped_code = False
+        #: kind -> version of the code this App shipped for it (what its jobs record).
+        self._shipped_versions: dict[str, str] = {}
+        self._unpublished: dict[str, ShippedCode] = {}
+        self._code_keys: list[bytes] | None = None
+        #: Shipped versions this process loads (an old version of a kind re-decorated since,
+        #: or any kind with ``run_shipped_code``).
+        self.shipped: ShippedCatalogue | None = None
+        if ship_code:
+            self._use_shipped_code("App(ship_code=True)")
+            self.handlers.on_add.append(self._ship)
+        if shipped_code:
+            self._use_shipped_code("App(shipped_code=True)")
+            self.run_shipped_code = True
         #: The loop the database connections (and workers) live on, once opened.
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The App that replaced this one (a re-run cell), and this one's closing task.
@@ -171,10 +203,14 @@ class App:
         stale_after: float | None = None,
         poll_interval: float | None = None,
         lease_ttl: float | None = None,
+        shipped_code: bool | None = None,
     ) -> None:
         """Override settings before the app connects (used by ``forge-nb worker`` flags)."""
         if self._storage is not None or self._handle is not None:
             raise RuntimeError("configure() must be called before the app connects or starts")
+        if shipped_code:
+            self._use_shipped_code("forge-nb worker --shipped-code")
+            self.run_shipped_code = True
         if url is not None:
             self.url = resolve_url(url)
             self.safe_url = parse_url(self.url).safe
@@ -237,6 +273,7 @@ class App:
             await rerun.wait_for(self._predecessor_closing)
             self._predecessor_closing = None
         handle = QueueHandle(self, await self.storage())
+        await self.publish_code()
         self._handle = handle
         await handle.start()
         return handle
@@ -346,6 +383,65 @@ class App:
         """Whether this process's workers take jobs from ``queue``."""
         return self.queue_names is None or queue in self.queue_names
 
+    # -- shipped code (see forge_nb.runtime.shipped_code) ---------------------------------------
+    def _use_shipped_code(self, what: str) -> None:
+        """Read the signing keys (a clear error naming FORGE_NB_CODE_KEY if there are none)."""
+        if self._code_keys is None:
+            self._code_keys = code_keys(what=what)
+            self.shipped = ShippedCatalogue(self._code_keys)
+
+    def _ship(self, handler: Handler) -> None:
+        """Pack and sign a handler being registered; published before the next enqueue."""
+        if handler.kind.startswith(BUILTIN_PREFIX) or self._code_keys is None:
+            return
+        code = build_shipped(handler, self._code_keys[0], VERSION)
+        self._unpublished[handler.kind] = code
+        self._shipped_versions[handler.kind] = code.version
+
+    def code_version(self, kind: str) -> str | None:
+        """The version of ``kind``'s code this App shipped (what its new jobs record)."""
+        return self._shipped_versions.get(kind)
+
+    async def publish_code(self) -> list[str]:
+        """Publish the code versions not yet in the database; returns their versions.
+
+        Enqueueing and `start` do it first, so a job never names a version the
+        database lacks. Re-publishing a version changes nothing (content-addressed).
+        """
+        if not self._unpublished:
+            return []
+        storage = await self.storage()
+        published = []
+        for kind, code in list(self._unpublished.items()):
+            await storage.publish_code(code)
+            if self._unpublished.get(kind) is code:
+                del self._unpublished[kind]
+            published.append(code.version)
+            log.info("shipped code of kind %s as version %s", kind, code.version)
+        return published
+
+    async def resolve_handler(self, kind: str, version: str | None) -> Handler | str | None:
+        """What runs a job of ``kind`` and code ``version``; a str says why nothing can.
+
+        A handler of this process's own code wins (a ``--app`` module's), unless this
+        App shipped the kind and the job recorded another version of it: then that
+        version runs, loaded from the database (verified first).
+        """
+        handler = self.handlers.get(kind)
+        shipped = self.shipped
+        if shipped is None:
+            return handler
+        mine = self._shipped_versions.get(kind)
+        if handler is not None and (mine is None or version is None or version == mine):
+            return handler
+        if handler is None and not self.run_shipped_code:
+            return None
+        return await shipped.handler(await self.storage(), kind, version)
+
+    def own_kinds(self) -> frozenset[str]:
+        """Kinds whose handler here runs every version (not code this App shipped)."""
+        return frozenset(k for k in self.handlers.kinds() if k not in self._shipped_versions)
+
     # -- handlers --------------------------------------------------------------------------
     def job(
         self,
@@ -410,6 +506,8 @@ class App:
         if not new_jobs:
             return []
         storage = await self.storage()
+        if self._unpublished:
+            await self.publish_code()
         results = await storage.enqueue(new_jobs, now)  # also counts them in metrics
         for queue in {job.queue for job in new_jobs}:
             self._notify(queue)
@@ -450,6 +548,7 @@ class App:
             scheduled_at=scheduled_at,
             max_attempts=max_attempts,
             unique_key=request.unique_key,
+            code_version=self._shipped_versions.get(request.kind),
         )
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------

@@ -54,6 +54,8 @@ class Handler:
     #: The user's function and whether it takes the ctx: what a process child calls.
     target: Callable[..., Any] | None = None
     takes_ctx: bool = False
+    #: A class-based handler's object (what shipped code pickles for it).
+    instance: Any = None
 
 
 #: Kinds under this prefix are forge-nb's own (``forge_nb.echo``): built-ins, not user jobs.
@@ -72,9 +74,14 @@ class HandlerRegistry:
         #: Bumped by every registration or removal (cheap "did the kinds change?").
         self.version = 0
         self.on_change: list[Callable[[], None]] = []
+        #: Called with each handler before it is registered, replacements included (an App
+        #: with ``ship_code=True`` packs its code here; raising refuses the registration).
+        self.on_add: list[Callable[[Handler], None]] = []
 
     def add(self, handler: Handler) -> Handler:
         """Register (or replace) a handler."""
+        for callback in list(self.on_add):
+            callback(handler)
         new_kind = handler.kind not in self._handlers
         self._handlers[handler.kind] = handler
         if new_kind:
@@ -107,17 +114,9 @@ class HandlerRegistry:
         timeout: float | None = None,
     ) -> Handler:
         """Register a class-based handler object (``kind`` + ``async run(ctx, payload)``)."""
-        run = getattr(obj, "run", None)
-        if not isinstance(getattr(obj, "kind", None), str):
-            raise TypeError(f"{obj!r} is not a handler: it needs a `kind` string attribute")
-        kind = check_name(obj.kind, "handler kind")
-        if run is None or not inspect.iscoroutinefunction(run):
-            raise TypeError(f"handler {kind!r} needs an `async def run(self, ctx, payload)` method")
         return self.add(
-            Handler(
-                kind=kind,
-                call=run,
-                is_async=True,
+            handler_for_object(
+                obj,
                 queue=queue,
                 max_attempts=max_attempts,
                 concurrency=concurrency,
@@ -141,6 +140,34 @@ class HandlerRegistry:
 
     def __len__(self) -> int:
         return len(self._handlers)
+
+
+def handler_for_object(
+    obj: Any,
+    *,
+    kind: str | None = None,
+    queue: str | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+) -> Handler:
+    """Wrap a class-based handler object (``kind`` + ``async run(ctx, payload)``)."""
+    run = getattr(obj, "run", None)
+    if not isinstance(getattr(obj, "kind", None), str):
+        raise TypeError(f"{obj!r} is not a handler: it needs a `kind` string attribute")
+    name = check_name(kind or obj.kind, "handler kind")
+    if run is None or not inspect.iscoroutinefunction(run):
+        raise TypeError(f"handler {name!r} needs an `async def run(self, ctx, payload)` method")
+    return Handler(
+        kind=name,
+        call=run,
+        is_async=True,
+        queue=queue,
+        max_attempts=max_attempts,
+        concurrency=concurrency,
+        timeout=timeout,
+        instance=obj,
+    )
 
 
 def _plain_keywords(

@@ -54,7 +54,12 @@ def load(blob: bytes) -> tuple[Callable[..., Any], bool]:
     return fn, bool(takes_ctx)
 
 
-def _by_value(fn: Callable[..., Any]) -> tuple[bytes, dict[str, list[str]]]:
+def dump_by_value(obj: Any) -> tuple[bytes, dict[str, list[str]]]:
+    """`_by_value` for any object (shipped code pickles a handler spec this way)."""
+    return _by_value(obj)
+
+
+def _by_value(fn: Any) -> tuple[bytes, dict[str, list[str]]]:
     """cloudpickle the function, keeping its code's file names (tracebacks read as in the
     worker: cloudpickle writes ``<dynamic-code>`` instead), plus the source lines of files the
     child cannot read (notebook cells live only in the kernel's linecache)."""

@@ -64,7 +64,8 @@ class QueueHandle:
         self.health = DatabaseHealth(storage.safe_url)
         self.resources = ResourceSampler(app.data_path)
         self._kind_running: Counter[str] = Counter()
-        self._kinds: tuple[int, frozenset[str]] = (-1, frozenset())
+        self._kinds: tuple[tuple[int, int] | int, frozenset[str]] = (-1, frozenset())
+        self._excluded: tuple[tuple[int, int] | int, frozenset[str]] = (-1, frozenset())
         #: The kinds the process rows list (None: not published yet).
         self._published_kinds: frozenset[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,17 +114,42 @@ class QueueHandle:
         return self._kind_running[kind]
 
     def runnable_kinds(self) -> frozenset[str]:
-        """The kinds this process can run, hence claims: its registered handlers.
+        """The kinds this process can run, hence claims: its registered handlers, plus the
+        kinds shipped to the database when it runs shipped code.
 
-        Read on every claim (cached while the registry is unchanged), so a kind
-        registered or dropped at runtime counts from the next claim on.
+        Read on every claim (cached while neither changes), so a kind registered or
+        dropped at runtime counts from the next claim on.
         """
         registry = self.app.handlers
+        shipped = self.app.shipped if self.app.run_shipped_code else None
+        stamp = (registry.version, -1 if shipped is None else shipped.generation)
         version, kinds = self._kinds
-        if version != registry.version:
+        if version != stamp:
             kinds = frozenset(registry.kinds())
-            self._kinds = (registry.version, kinds)
+            if shipped is not None:
+                kinds |= shipped.kinds()
+            self._kinds = (stamp, kinds)
         return kinds
+
+    def excluded_versions(self) -> frozenset[str]:
+        """Shipped code versions this process cannot run: its claims leave their jobs."""
+        shipped = self.app.shipped
+        if shipped is None:
+            return frozenset()
+        registry = self.app.handlers
+        stamp = (registry.version, shipped.generation)
+        if self._excluded[0] != stamp:
+            self._excluded = (stamp, shipped.refused(except_kinds=self.app.own_kinds()))
+        return self._excluded[1]
+
+    async def refresh_shipped_code(self, force: bool = False) -> None:
+        """Re-read the shipped code catalogue; wake the pools when the kinds changed."""
+        shipped = self.app.shipped
+        if shipped is None or not self.app.run_shipped_code:
+            return
+        if await shipped.refresh(self.storage, force=force):
+            for pool in self.pools.values():
+                pool.wake()
 
     def global_room(self) -> int:
         """Free room under the process-wide cap (large when there is none)."""
@@ -152,6 +178,7 @@ class QueueHandle:
     async def start(self) -> None:
         """Reclaim our host's leftovers, start pools and the background loops."""
         await self._reclaim_dead_neighbours()
+        await self.refresh_shipped_code(force=True)  # before the first claim: its kinds
         self.app.handlers.on_change.append(self._handlers_changed)
         self._published_kinds = self.runnable_kinds()  # what the slot rows will list
         await self.storage.watch(self._on_db_change)
@@ -329,6 +356,7 @@ class QueueHandle:
                     await pool.apply_config(config)
             elif self.app.works_queue(config.name) and not self._stopping:
                 await self._add_pool(config)
+        await self.refresh_shipped_code()
         await self._publish_kinds()
         await self.flush()
 

@@ -186,7 +186,12 @@ class QueuePool:
                 now = time.time()
                 try:
                     jobs = await self.handle.storage.claim(
-                        self.name, self.handle.host_id, size, now, kinds=kinds
+                        self.name,
+                        self.handle.host_id,
+                        size,
+                        now,
+                        kinds=kinds,
+                        exclude_versions=self.handle.excluded_versions(),
                     )
                 except StorageError as exc:
                     self._unanswered.append(now)
@@ -266,7 +271,25 @@ class Runner:
     async def execute(self, pool: QueuePool, rj: RunningJob) -> Finish:
         """Call the handler; never raises except for foreign cancellation."""
         job = rj.job
-        handler = self.handle.app.handlers.get(job.kind)
+        app = self.handle.app
+        handler: Handler | str | None
+        if app.shipped is None:
+            handler = app.handlers.get(job.kind)
+        else:
+            try:
+                handler = await app.resolve_handler(job.kind, job.code_version)
+            except StorageError as exc:
+                handler = f"its code could not be read: {exc}"
+            if isinstance(handler, str):
+                # Not the job's fault: back to pending, attempt refunded, and this process
+                # claims no more of that version (a worker that can run it will).
+                return _finish(
+                    job,
+                    "pending",
+                    "released",
+                    error=f"cannot run shipped code {job.code_version} here: {handler}",
+                    refund=True,
+                )
         if handler is None:
             # Claims take only registered kinds: this one was unregistered since. Not the
             # job's fault: back to pending, attempt refunded, for a process that runs it.

@@ -30,6 +30,7 @@ from forge_nb.storage.records import (
     RateLimit,
     ReapedJob,
     Schedule,
+    ShippedCode,
     Status,
     StrandedKind,
 )
@@ -84,6 +85,7 @@ class Storage(Protocol):
         now: float,
         *,
         kinds: Collection[str] | None = None,
+        exclude_versions: Collection[str] = (),
     ) -> list[ClaimedJob]:
         """Atomically move up to ``limit`` runnable jobs of ``queue`` to ``running``.
 
@@ -95,6 +97,10 @@ class Storage(Protocol):
         stay pending, attempts unspent, and cost the claim nothing however many wait ahead
         of runnable ones. Empty: nothing is claimed. ``None`` (tools and tests) claims any
         kind, by sorting the queue's runnable jobs: slow on a big backlog.
+
+        ``exclude_versions``: shipped code versions this process cannot run (signature or
+        Python version): their jobs stay pending, attempts unspent. Jobs without a version
+        are never excluded.
         """
 
     async def release_claims(
@@ -202,6 +208,21 @@ class Storage(Protocol):
 
     async def processes(self) -> list[ProcessRecord]:
         """Every registered worker slot."""
+
+    async def publish_code(self, code: ShippedCode) -> bool:
+        """Store one version of a kind's code (``code.code`` set); False if it was there.
+
+        Versions are content hashes: a row never changes once written.
+        """
+
+    async def code_catalogue(self) -> list[ShippedCode]:
+        """Every published version, oldest first, without the code bytes."""
+
+    async def code_stamp(self) -> tuple[int, float | None]:
+        """(number of versions, newest ``created_at``): a cheap change check."""
+
+    async def get_code(self, version: str) -> ShippedCode | None:
+        """One version with its code bytes, or None."""
 
     async def stranded_kinds(
         self, live_since: float, count_up_to: int = 1_000, limit: int = 50

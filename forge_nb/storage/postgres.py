@@ -51,6 +51,7 @@ from forge_nb.storage.records import (
     RateLimit,
     ReapedJob,
     Schedule,
+    ShippedCode,
     Status,
     StrandedKind,
 )
@@ -94,6 +95,7 @@ COPY_COLUMNS = (
     "priority",
     "scheduled_at",
     "max_attempts",
+    "code_version",
     "created_at",
 )
 #: How often a statement that lost a race (unique key changing hands) is retried.
@@ -102,7 +104,7 @@ RACE_RETRIES = 5
 JOB_COLUMNS = (
     "id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error, "
     "last_traceback, progress, progress_message, unique_key, created_at, scheduled_at, "
-    "started_at, finished_at, claimed_by, cancel_requested_at"
+    "started_at, finished_at, claimed_by, cancel_requested_at, code_version"
 )
 
 #: Errors meaning the server is gone (not that it refused a statement).
@@ -437,6 +439,7 @@ class PostgresStorage:
         now: float,
         *,
         kinds: Collection[str] | None = None,
+        exclude_versions: Collection[str] = (),
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` jobs of ``kinds`` in one statement (see `Storage.claim`)."""
         if limit <= 0:
@@ -448,9 +451,10 @@ class PostgresStorage:
             if not arms:
                 return []
             window = limit + CLAIM_SKIP_ROOM
-            found = await self._fetch(
-                _claim_sql(len(arms)), queue, now, limit, host_id, window, *arms
-            )
+            params: list[Any] = [queue, now, limit, host_id, window, *arms]
+            if exclude_versions:
+                params.append(sorted(exclude_versions))
+            found = await self._fetch(_claim_sql(len(arms), bool(exclude_versions)), *params)
         return sorted(map(rows.claimed_job, found), key=rows.claim_order)
 
     async def release_claims(
@@ -679,6 +683,25 @@ class PostgresStorage:
     async def processes(self) -> list[ProcessRecord]:
         """Every slot row."""
         return [rows.process_record(r) for r in await self._fetch(Q["processes"])]
+
+    # -- shipped code ------------------------------------------------------------------------
+    async def publish_code(self, code: ShippedCode) -> bool:
+        """Store one code version (see `Storage.publish_code`)."""
+        return await self._fetchval(Q["publish_code"], *rows.code_params(code)) is not None
+
+    async def code_catalogue(self) -> list[ShippedCode]:
+        """Every version without its code, oldest first."""
+        return [rows.shipped_code(r) for r in await self._fetch(Q["code_catalogue"])]
+
+    async def code_stamp(self) -> tuple[int, float | None]:
+        """(versions, newest created_at)."""
+        count, newest = await self._fetchrow(Q["code_stamp"])
+        return int(count), newest
+
+    async def get_code(self, version: str) -> ShippedCode | None:
+        """One version with its code."""
+        found = await self._fetchrow(Q["code_row"], version)
+        return None if found is None else rows.shipped_code(found)
 
     async def stranded_kinds(
         self, live_since: float, count_up_to: int = 1_000, limit: int = 50
@@ -917,7 +940,7 @@ async def _insert_plain(
 ) -> list[EnqueueResult]:
     """A batch without unique keys: one INSERT … SELECT FROM unnest (VALUES for one job)."""
     if len(prepared) == 1:
-        kind, queue, payload, priority, scheduled_at, max_attempts, _ = prepared[0]
+        kind, queue, payload, priority, scheduled_at, max_attempts, _, version = prepared[0]
         new_id = await conn.fetchval(
             Q["insert_job"],
             kind,
@@ -928,6 +951,7 @@ async def _insert_plain(
             max_attempts,
             now,
             int(now // 60),
+            version,
         )
         return [EnqueueResult(str(new_id), "created", "pending")]
     ids = await conn.fetchval(Q["insert_jobs"], *_job_arrays(prepared, now))
@@ -944,10 +968,17 @@ async def _copy_plain(
     await conn.copy_records_to_table(
         "forge_nb_jobs",
         records=[
-            (new_id, kind, queue, payload, priority, scheduled_at, max_attempts, now)
-            for new_id, (kind, queue, payload, priority, scheduled_at, max_attempts, _) in zip(
-                ids, prepared, strict=True
-            )
+            (new_id, kind, queue, payload, priority, scheduled_at, max_attempts, version, now)
+            for new_id, (
+                kind,
+                queue,
+                payload,
+                priority,
+                scheduled_at,
+                max_attempts,
+                _,
+                version,
+            ) in zip(ids, prepared, strict=True)
         ],
         columns=COPY_COLUMNS,
     )
@@ -1092,6 +1123,10 @@ __all__ = ["PostgresStorage"]
 
 
 @functools.lru_cache(maxsize=32)
-def _claim_sql(arms: int) -> str:
-    """The ``claim_kinds`` statement with ``arms`` arms (kinds are $6, $7, …)."""
-    return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"${6 + i}")
+def _claim_sql(arms: int, versions: bool = False) -> str:
+    """The ``claim_kinds`` statement with ``arms`` arms (kinds are $6, $7, …; the code versions
+    not to claim, when ``versions``, follow them)."""
+    if not versions:
+        return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"${6 + i}")
+    arm = Q["claim_arm_versions"].replace("{excluded}", f"${6 + arms}")
+    return build_claim(Q["claim_kinds"], arm, arms, lambda i: f"${6 + i}")

@@ -47,6 +47,8 @@ class NewJob:
     scheduled_at: float | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     unique_key: str | None = None
+    #: The shipped code version this job runs (None: whatever handler the worker has).
+    code_version: str | None = None
 
 
 class EnqueueResult(NamedTuple):
@@ -73,6 +75,7 @@ class ClaimedJob:
     priority: int
     created_at: float
     scheduled_at: float
+    code_version: str | None = None
 
 
 FinishStatus = Literal["done", "failed", "dead", "pending"]
@@ -158,6 +161,8 @@ class JobRecord:
     finished_at: datetime | None
     claimed_by: str | None
     cancel_requested_at: datetime | None
+    #: The shipped code version the job runs (None: the worker's own handler of the kind).
+    code_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings).
@@ -170,6 +175,22 @@ class JobRecord:
             if isinstance(value, datetime):
                 out[key] = value.isoformat()
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedCode:
+    """One published version of a kind's code (a ``forge_nb_code`` row).
+
+    ``code`` is None when only the catalogue (metadata) was read.
+    """
+
+    version: str
+    kind: str
+    python: str
+    forge_nb_version: str
+    signature: str
+    created_at: float
+    code: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from forge_nb.storage.records import (
     QueueConfig,
     RateLimit,
     Schedule,
+    ShippedCode,
     Status,
     StrandedKind,
     to_datetime,
@@ -42,7 +43,8 @@ def load_json(text: str) -> Any:
 
 
 def claimed_job(row: Row) -> ClaimedJob:
-    """(id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at)."""
+    """(id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
+    code_version)."""
     return ClaimedJob(
         id=str(row[0]),
         kind=row[1],
@@ -53,6 +55,7 @@ def claimed_job(row: Row) -> ClaimedJob:
         priority=row[6],
         created_at=row[7],
         scheduled_at=row[8],
+        code_version=row[9],
     )
 
 
@@ -87,6 +90,7 @@ def job_record(row: Row) -> JobRecord:
         finished_at=to_datetime(row[17]),
         claimed_by=row[18],
         cancel_requested_at=to_datetime(row[19]),
+        code_version=row[20],
     )
 
 
@@ -311,3 +315,31 @@ def parse_scheduled_cursor(cursor: str) -> tuple[float, int]:
     if job_id is None or when != when:
         raise ValueError(f"invalid cursor {cursor!r}")
     return when, job_id
+
+
+def shipped_code(row: Row) -> ShippedCode:
+    """(version, kind, python, forge_nb_version, signature, created_at[, code])."""
+    return ShippedCode(
+        version=row[0],
+        kind=row[1],
+        python=row[2],
+        forge_nb_version=row[3],
+        signature=row[4],
+        created_at=row[5],
+        code=bytes(row[6]) if len(row) > 6 else None,
+    )
+
+
+def code_params(code: ShippedCode) -> tuple[Any, ...]:
+    """Parameters of ``publish_code``."""
+    if code.code is None:
+        raise ValueError(f"code version {code.version} has no code to publish")
+    return (
+        code.version,
+        code.kind,
+        code.python,
+        code.forge_nb_version,
+        code.signature,
+        code.code,
+        code.created_at,
+    )

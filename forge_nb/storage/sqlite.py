@@ -54,6 +54,7 @@ from forge_nb.storage.records import (
     RateLimit,
     ReapedJob,
     Schedule,
+    ShippedCode,
     Status,
     StrandedKind,
 )
@@ -109,7 +110,7 @@ _INSERT_HEAD = Q["insert_job"].split("VALUES")[0] + "VALUES "
 @functools.cache
 def _insert_sql(rows: int) -> str:
     """``insert_job`` for ``rows`` rows in one statement."""
-    return _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
 class _Busy(Exception):
@@ -378,6 +379,7 @@ class SqliteStorage:
         now: float,
         *,
         kinds: Collection[str] | None = None,
+        exclude_versions: Collection[str] = (),
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` jobs of ``kinds`` in one statement (see `Storage.claim`)."""
         if limit <= 0:
@@ -391,10 +393,12 @@ class SqliteStorage:
                 return []
             if len(arms) > MAX_ARMS:
                 sql = Q["claim_kinds_filtered"]
-                params.append(json.dumps(arms))
+                params += [json.dumps(arms), _json_list(sorted(exclude_versions))]
             else:
-                sql = _claim_sql(len(arms))
+                sql = _claim_sql(len(arms), bool(exclude_versions))
                 params += arms
+                if exclude_versions:
+                    params.append(_json_list(sorted(exclude_versions)))
         found = await self._write(lambda c: c.execute(sql, params).fetchall())
         return sorted(map(rows.claimed_job, found), key=rows.claim_order)
 
@@ -573,6 +577,26 @@ class SqliteStorage:
     async def processes(self) -> list[ProcessRecord]:
         """Every slot row."""
         return [rows.process_record(r) for r in await self._fetchall(Q["processes"])]
+
+    # -- shipped code ------------------------------------------------------------------------
+    async def publish_code(self, code: ShippedCode) -> bool:
+        """Store one code version (see `Storage.publish_code`)."""
+        params = rows.code_params(code)
+        return bool(await self._write(lambda c: c.execute(Q["publish_code"], params).rowcount))
+
+    async def code_catalogue(self) -> list[ShippedCode]:
+        """Every version without its code, oldest first."""
+        return [rows.shipped_code(r) for r in await self._fetchall(Q["code_catalogue"])]
+
+    async def code_stamp(self) -> tuple[int, float | None]:
+        """(versions, newest created_at)."""
+        [(count, newest)] = await self._fetchall(Q["code_stamp"])
+        return int(count), newest
+
+    async def get_code(self, version: str) -> ShippedCode | None:
+        """One version with its code."""
+        found = await self._fetchall(Q["code_row"], (version,))
+        return rows.shipped_code(found[0]) if found else None
 
     async def stranded_kinds(
         self, live_since: float, count_up_to: int = 1_000, limit: int = 50
@@ -1050,9 +1074,13 @@ __all__ = ["SqliteStorage"]
 
 
 @functools.lru_cache(maxsize=32)
-def _claim_sql(arms: int) -> str:
-    """The ``claim_kinds`` statement with ``arms`` arms (kinds are ?5, ?6, …)."""
-    return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"?{5 + i}")
+def _claim_sql(arms: int, versions: bool = False) -> str:
+    """The ``claim_kinds`` statement with ``arms`` arms (kinds are ?5, ?6, …; the code versions
+    not to claim, when ``versions``, follow them as one JSON array)."""
+    if not versions:
+        return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"?{5 + i}")
+    arm = Q["claim_arm_versions"].replace("{excluded}", f"?{5 + arms}")
+    return build_claim(Q["claim_kinds"], arm, arms, lambda i: f"?{5 + i}")
 
 
 def _json_list(values: Collection[str]) -> str:

@@ -171,10 +171,11 @@ def _number_in(value: object, low: float, high: float) -> bool:
 
 def prepare_job(
     job: NewJob, now: float, names: set[tuple[str, str]] | None = None
-) -> tuple[str, str, str, int, float, int, str | None]:
+) -> tuple[str, str, str, int, float, int, str | None, str | None]:
     """Validate one job.
 
-    Returns (kind, queue, payload_json, priority, scheduled_at, max_attempts, unique_key).
+    Returns (kind, queue, payload_json, priority, scheduled_at, max_attempts, unique_key,
+    code_version).
     ``names`` holds (kind, queue) pairs already checked in this batch: a batch mostly
     repeats a few, and checking each again cost a tenth of a bulk enqueue.
     """
@@ -204,6 +205,8 @@ def prepare_job(
         )
     if job.unique_key is not None:
         check_name(job.unique_key, "unique_key")
+    if job.code_version is not None:
+        check_code_version(job.code_version)
     if job.scheduled_at is None:
         scheduled_at = now + float(job.delay)
     elif _number_in(job.scheduled_at, 0, MAX_TIMESTAMP):
@@ -220,7 +223,19 @@ def prepare_job(
         scheduled_at,
         job.max_attempts,
         job.unique_key,
+        job.code_version,
     )
+
+
+#: A shipped code version: the hex content hash `forge_nb.runtime.shipped_code` computes.
+CODE_VERSION = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+def check_code_version(version: object) -> str:
+    """``version`` if it looks like a code version (hex content hash), else ValueError."""
+    if not isinstance(version, str) or not CODE_VERSION.match(version):
+        raise ValueError(f"code_version must be a hex content hash, got {version!r}")
+    return version
 
 
 def prepare_jobs(jobs: Sequence[NewJob], now: float) -> list[tuple[Any, ...]]:

@@ -69,8 +69,11 @@ class Workers:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: dict[int, Path] = field(default_factory=dict)
 
-    def spawn(self, url: str, *args: str, heartbeat: float = 0.2) -> subprocess.Popen[bytes]:
-        """One more worker process on ``url`` (extra CLI flags in ``args``)."""
+    def spawn(
+        self, url: str, *args: str, heartbeat: float = 0.2, app: str | None = "chaosapp:app"
+    ) -> subprocess.Popen[bytes]:
+        """One more worker process on ``url`` (extra CLI flags in ``args``; ``app=None``:
+        no ``--app``, e.g. a ``--shipped-code`` worker)."""
         env = {
             **os.environ,
             **self.env_extra,
@@ -78,7 +81,8 @@ class Workers:
             "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")]),
         }
         log_path = self.dir / f"worker-{len(self.procs)}.log"
-        cmd = [sys.executable, "-m", "forge_nb.cli", "worker", "--db", url, "--app", "chaosapp:app"]
+        cmd = [sys.executable, "-m", "forge_nb.cli", "worker", "--db", url]
+        cmd += [] if app is None else ["--app", app]
         cmd += ["--heartbeat-interval", str(heartbeat), *args]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(

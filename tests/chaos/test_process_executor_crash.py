@@ -1,5 +1,6 @@
 """kill -9 of a `forge-nb worker` running process jobs: its children die with it, its jobs
-are reaped and finished by another worker (both backends)."""
+are reaped and finished by another worker (both backends), whether the workers import the
+jobs (``--app``) or run code shipped from the test (``--shipped-code``)."""
 
 from __future__ import annotations
 
@@ -39,13 +40,40 @@ def marked_children_of(worker_pid: int) -> list[int]:
     return found
 
 
+def shipped_crunch(ctx: fnb.JobCtx, seconds: float) -> dict[str, int]:
+    """`chaosapp.crunch_in_child`, shipped by value (the workers do not import this module)."""
+    import os
+    import time
+
+    with open(
+        os.path.join(os.environ["FORGE_NB_TEST_DIR"], f"proc_started.{os.getpid()}"), "a"
+    ) as f:
+        f.write(f"{ctx.job_id} {ctx.attempt}\n")
+    deadline = time.monotonic() + (seconds if ctx.attempt == 1 else 0.1)
+    while time.monotonic() < deadline:
+        sum(range(1000))
+    return {"worker": os.getppid(), "attempt": ctx.attempt}
+
+
+@pytest.mark.parametrize("code", ["module", "shipped"])
 async def test_kill_9_of_a_worker_running_process_jobs_leaves_no_child(
-    db_url: str, workers: Workers, tmp_path: Path
+    db_url: str, workers: Workers, tmp_path: Path, code: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with fnb.App(db_url) as app:
+    if code == "shipped":
+        monkeypatch.setenv("FORGE_NB_CODE_KEY", "chaos-key")
+        workers.env_extra["FORGE_NB_CODE_KEY"] = "chaos-key"
+    flags = WORKER_FLAGS if code == "module" else (*WORKER_FLAGS, "--shipped-code")
+    worker_app = "chaosapp:app" if code == "module" else None
+    async with fnb.App(db_url, ship_code=code == "shipped") as app:
         await app.ensure_queue("default", workers=4, backoff_base_seconds=0.05)
-        crunch = app.job(kind="crunch_in_child", max_attempts=5)(lambda ctx, seconds: None)
-        doomed = workers.spawn(db_url, *WORKER_FLAGS)
+        if code == "module":
+            crunch = app.job(kind="crunch_in_child", max_attempts=5)(lambda ctx, seconds: None)
+        else:
+            crunch = app.job(kind="crunch_in_child", max_attempts=5, executor="process")(
+                shipped_crunch
+            )
+            await app.publish_code()
+        doomed = workers.spawn(db_url, *flags, app=worker_app)
         await eventually(lambda: hosts_registered(app, 1), timeout=30)
         refs = await crunch.enqueue_many([(60.0,)] * 4)  # the doomed worker finishes none
 
@@ -56,7 +84,7 @@ async def test_kill_9_of_a_worker_running_process_jobs_leaves_no_child(
         child_pids = await eventually(children_running, timeout=60)
         assert set(child_pids) <= {c.pid for c in psutil.Process(doomed.pid).children()}
         assert set(marked_children_of(doomed.pid)) == set(child_pids)
-        survivor = workers.spawn(db_url, *WORKER_FLAGS)
+        survivor = workers.spawn(db_url, *flags, app=worker_app)
         await eventually(lambda: hosts_registered(app, 2), timeout=30)
 
         doomed.send_signal(signal.SIGKILL)
@@ -78,7 +106,7 @@ async def test_kill_9_of_a_worker_running_process_jobs_leaves_no_child(
         codes = await workers.stop_all()
 
     summary(
-        "process executor kill -9",
+        f"process executor kill -9 ({code} code)",
         children=len(child_pids),
         children_gone_s=f"{children_gone_s:.3f}",
         jobs_lost_and_retried=len(lost),

@@ -98,6 +98,24 @@ def test_inspector_escapes_everything_from_the_job() -> None:
     html = render_job(job, [JobEvent("7", time.time(), "dead", 1, evil)], time.time())
     assert "<img" not in html and "<b>" not in html and "<i>" not in html
     assert "&lt;img src=x onerror=" in html
+    assert "the worker&#x27;s own handler" in html or "own handler" in html
+
+
+def test_the_code_version_shows_in_the_inspector_and_the_jobs_table() -> None:
+    """Shipped code (issue 16): each job's code version, in the inspector and the table."""
+    from dataclasses import replace
+
+    from forge_nb.dashboard.pages.jobs import BASE_COLUMNS, job_row, job_row_columns
+
+    now = datetime.now(UTC)
+    job = JobRecord(
+        "8", "k", "q", "pending", 0, 0, 3, {}, None, None, None, None, None, None,
+        now, now, None, None, None, None, code_version="0123456789abcdef",
+    )  # fmt: skip
+    assert "0123456789abcdef" in render_job(job, [], time.time())
+    assert "code" in BASE_COLUMNS and "code" in job_row_columns()
+    assert job_row(job, time.time())["code"] == "0123456789abcdef"
+    assert job_row(replace(job, code_version=None), time.time())["code"] == ""
 
 
 def test_status_totals() -> None:

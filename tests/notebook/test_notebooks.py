@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -103,15 +104,22 @@ async def test_postgres_cluster_shares_work_between_two_worker_processes(
 
     text = text_of(nb)
     assert "60 jobs done by 2 processes" in text
+    assert "results of the new jobs by code version: {2: 10}" in text
     assert "exit codes: [0, 0]" in text  # both stopped gracefully on SIGTERM
-    assert (tmp_path / "cluster_jobs.py").exists()
+    # Jobs defined in cells, run by `forge-nb worker --shipped-code`: no file written.
+    assert "files written next to the notebook: []" in text
+    assert list(tmp_path.iterdir()) == []
+    match = re.search(r"thread executor ([\d.]+) s, process executor ([\d.]+) s", text)
+    assert match is not None, text
 
     async def check(app):
         return await app.jobs(status="done", queue="cluster", limit=100), await app.processes()
 
     done, processes = await read_app(pg_url, check)
-    assert len(done) == 60
-    assert len({job.result["pid"] for job in done}) == 2
+    assert len(done) == 70
+    v1 = [job for job in done if job.result["version"] == 1]
+    assert len(v1) == 60 and len({job.result["pid"] for job in v1}) == 2
+    assert len({job.code_version for job in done}) == 2  # two shipped versions
     assert processes == []  # the workers unregistered on the way out
 
 

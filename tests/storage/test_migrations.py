@@ -27,7 +27,7 @@ from forge_nb.errors import (
     StorageError,
 )
 from forge_nb.storage import Storage, open_storage
-from forge_nb.storage.records import Finish, NewJob, ProcessRecord
+from forge_nb.storage.records import Finish, JobFilter, NewJob, ProcessRecord
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = Path(forge_nb.storage.__file__).parent / "migrations"
@@ -245,7 +245,8 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
     finally:
         await storage.close()
     # Back to the schema before the counts existed (what an older forge-nb left behind).
-    undo = [  # v9 (claims by kind) first: the later migrations run again too
+    undo = [  # v10 and v9 (claims by kind) first: the later migrations run again too
+        *UNDO_SHIPPED_CODE,
         "DROP INDEX forge_nb_jobs_claim_kind",
         "CREATE INDEX forge_nb_jobs_claim ON forge_nb_jobs (queue, priority DESC, scheduled_at, id)"
         " WHERE status IN ('pending', 'failed')",
@@ -296,6 +297,7 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
     finally:
         await storage.close()
     for statement in (  # back to v8: the v1 claim index, no kinds on process rows
+        *UNDO_SHIPPED_CODE,
         "DROP INDEX forge_nb_jobs_claim_kind",
         "CREATE INDEX forge_nb_jobs_claim ON forge_nb_jobs (queue, priority DESC, scheduled_at, id)"
         " WHERE status IN ('pending', 'failed')",
@@ -311,5 +313,37 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
         claimed = await storage.claim("q", "h", 10, 2.0, kinds=["a"])
         assert [j.kind for j in claimed] == ["a", "a"]
         assert (await storage.counts())["q"]["pending"] == 1
+    finally:
+        await storage.close()
+
+
+#: Back from v10 to v9: no shipped code table, no code version on jobs.
+UNDO_SHIPPED_CODE = (
+    "DROP TABLE forge_nb_code",
+    "ALTER TABLE forge_nb_jobs DROP COLUMN code_version",
+)
+
+
+async def test_the_shipped_code_migration_keeps_waiting_jobs(db_url: str) -> None:
+    """Upgrading a v9 database: its jobs get no code version (they run the worker's own
+    handler, as before) and stay claimable; new jobs record theirs."""
+    backend = backend_of(db_url)
+    storage = await open_storage(db_url)
+    try:
+        await storage.enqueue([NewJob(kind="a", queue="q")], 1.0)
+    finally:
+        await storage.close()
+    for statement in (*UNDO_SHIPPED_CODE, f"DELETE FROM {VERSION_TABLE} WHERE version >= 10"):
+        await query(db_url, statement)
+    storage = await open_storage(db_url)
+    try:
+        assert await recorded_versions(db_url) == migration_versions(backend)
+        [old] = (await storage.list_jobs(JobFilter())).jobs
+        assert old.code_version is None
+        [new] = await storage.enqueue([NewJob(kind="a", queue="q", code_version="ab" * 8)], 2.0)
+        claimed = await storage.claim("q", "h", 10, 3.0, kinds=["a"], exclude_versions=["ab" * 8])
+        assert [j.id for j in claimed] == [old.id]
+        assert claimed[0].code_version is None
+        assert (await storage.get_job(new.id)).code_version == "ab" * 8  # type: ignore[union-attr]
     finally:
         await storage.close()

@@ -33,6 +33,7 @@ def render_job(job: JobRecord, history: list[JobEvent], now: float) -> str:
     color = STATUS_COLORS.get(job.status, "#888")
     facts = [
         ("kind", job.kind),
+        ("code version", job.code_version or "– (the worker's own handler)"),
         ("queue", job.queue),
         ("attempts", f"{job.attempts} of {job.max_attempts}"),
         ("priority", job.priority),

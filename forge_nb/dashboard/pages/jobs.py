@@ -75,8 +75,9 @@ MODES = {
         "dead", "Dead", "dead", ("finished (UTC)", "error", "payload"), bulk=("retry", "delete")
     ),
 }
-BASE_COLUMNS = ("id", "kind", "queue", "status", "attempts")
-TEXT_COLUMNS = ("kind", "queue", "payload", "error", "id")
+#: "code": the shipped code version a job runs (empty: the worker's own handler).
+BASE_COLUMNS = ("id", "kind", "code", "queue", "status", "attempts")
+TEXT_COLUMNS = ("kind", "code", "queue", "payload", "error", "id")
 VERBS = {"retry": "Retry", "delete": "Delete", "cancel": "Cancel"}
 
 
@@ -85,6 +86,7 @@ def job_row(job: JobRecord, now: float) -> dict[str, Any]:
     return {
         "id": job.id,
         "kind": job.kind,
+        "code": job.code_version or "",
         "queue": job.queue,
         "status": job.status,
         "attempts": f"{job.attempts}/{job.max_attempts}",
@@ -411,6 +413,7 @@ def job_row_columns() -> tuple[str, ...]:
     return (
         "id",
         "kind",
+        "code",
         "queue",
         "status",
         "attempts",

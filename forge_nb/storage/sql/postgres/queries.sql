@@ -2,29 +2,31 @@
 -- Batches travel as arrays and are expanded with unnest(): one statement per batch.
 
 -- insert_jobs --
--- A whole batch in one statement: create the missing queues ($9, sorted), insert the rows in
--- input order (ORDER BY ord: identities rise with it), add them to the minute's ($10)
+-- A whole batch in one statement: create the missing queues ($10, sorted), insert the rows in
+-- input order (ORDER BY ord: identities rise with it), add them to the minute's ($11)
 -- ``enqueued`` metric (queues in order so concurrent enqueuers cannot deadlock). The row's
 -- host is '*' plus the connection's backend pid: concurrent enqueuers on other connections
 -- update other rows instead of queueing behind one row lock until each other's commit.
 -- The new ids come back as one sorted array (one value to decode, not a row per job).
 WITH new_queues AS (
-    INSERT INTO forge_nb_queues (name) SELECT unnest($9::text[]) ON CONFLICT DO NOTHING
+    INSERT INTO forge_nb_queues (name) SELECT unnest($10::text[]) ON CONFLICT DO NOTHING
 ),
 inserted AS (
     INSERT INTO forge_nb_jobs
-        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
-    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, $8
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+         created_at)
+    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+           $9
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
-                $7::text[])
+                $7::text[], $8::text[])
          WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
-                               unique_key, ord)
+                               unique_key, code_version, ord)
     ORDER BY ord
     RETURNING id, unique_key, queue
 ),
 counted AS (
     INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    SELECT $10, queue, '*' || pg_backend_pid(), count(*)
+    SELECT $11, queue, '*' || pg_backend_pid(), count(*)
     FROM inserted GROUP BY queue ORDER BY queue
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
@@ -62,14 +64,16 @@ FROM unnest($2::text[], $3::bigint[]) AS c (queue, n) ORDER BY queue
 ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
 
 -- insert_job --
--- insert_jobs for a single job: plain VALUES, no arrays to build or unnest ($8: the minute).
+-- insert_jobs for a single job: plain VALUES, no arrays to build or unnest ($8: the minute,
+-- $9: the code version).
 WITH new_queue AS (
     INSERT INTO forge_nb_queues (name) VALUES ($2) ON CONFLICT DO NOTHING
 ),
 inserted AS (
     INSERT INTO forge_nb_jobs
-        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+         created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, NULL, $9, $7)
     RETURNING id
 ),
 counted AS (
@@ -88,16 +92,18 @@ SELECT id FROM inserted
 -- insert_jobs_unique --
 -- As insert_jobs, skipping rows whose unique key a live job holds (each key at most once in $7).
 WITH new_queues AS (
-    INSERT INTO forge_nb_queues (name) SELECT unnest($9::text[]) ON CONFLICT DO NOTHING
+    INSERT INTO forge_nb_queues (name) SELECT unnest($10::text[]) ON CONFLICT DO NOTHING
 ),
 inserted AS (
     INSERT INTO forge_nb_jobs
-        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
-    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, $8
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+         created_at)
+    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+           $9
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
-                $7::text[])
+                $7::text[], $8::text[])
          WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
-                               unique_key, ord)
+                               unique_key, code_version, ord)
     ORDER BY ord
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
@@ -106,7 +112,7 @@ inserted AS (
 ),
 counted AS (
     INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    SELECT $10, queue, '*' || pg_backend_pid(), count(*)
+    SELECT $11, queue, '*' || pg_backend_pid(), count(*)
     FROM inserted GROUP BY queue ORDER BY queue
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
@@ -125,8 +131,9 @@ WHERE unique_key = ANY ($1::text[]) AND status IN ('pending', 'running', 'failed
 
 -- insert_unique_job --
 INSERT INTO forge_nb_jobs
-    (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+     created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
 DO NOTHING
 RETURNING id
@@ -153,7 +160,7 @@ SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at =
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
-          j.created_at, j.scheduled_at
+          j.created_at, j.scheduled_at, j.code_version
 
 -- claim_kinds --
 -- The claim of a process: the best runnable jobs of one queue ($1) among the kinds it runs.
@@ -190,13 +197,22 @@ SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at =
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
-          j.created_at, j.scheduled_at
+          j.created_at, j.scheduled_at, j.code_version
 
 -- claim_arm --
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
 -- Its own ORDER BY and LIMIT keep it an ordered index range under the merge.
 (SELECT ctid AS tid, id, priority, scheduled_at FROM forge_nb_jobs
  WHERE queue = $1 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= $2
+ ORDER BY priority DESC, scheduled_at, id
+ LIMIT $5)
+
+-- claim_arm_versions --
+-- claim_arm less the shipped code versions this process cannot run ({excluded}: an array):
+-- their jobs stay pending for a process that can. Only when there are such versions.
+(SELECT ctid AS tid, id, priority, scheduled_at FROM forge_nb_jobs
+ WHERE queue = $1 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= $2
+   AND (code_version IS NULL OR code_version <> ALL ({excluded}::text[]))
  ORDER BY priority DESC, scheduled_at, id
  LIMIT $5)
 
@@ -598,3 +614,23 @@ SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)
 -- notify_queues --
 -- Wake every process LISTENing on channel $1: one notification per queue name ($2).
 SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q
+
+-- publish_code --
+-- A version is a content hash: publishing it again changes nothing.
+INSERT INTO forge_nb_code (version, kind, python, forge_nb_version, signature, code, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (version) DO NOTHING
+RETURNING version
+
+-- code_catalogue --
+-- Every published version without its code: what a shipped-code worker may claim.
+SELECT version, kind, python, forge_nb_version, signature, created_at
+FROM forge_nb_code ORDER BY created_at, version
+
+-- code_stamp --
+-- Cheap "did the catalogue change?": rows are only ever added.
+SELECT count(*), max(created_at) FROM forge_nb_code
+
+-- code_row --
+SELECT version, kind, python, forge_nb_version, signature, created_at, code
+FROM forge_nb_code WHERE version = $1

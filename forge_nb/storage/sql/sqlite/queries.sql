@@ -4,12 +4,12 @@
 INSERT OR IGNORE INTO forge_nb_queues (name) VALUES (?)
 
 -- insert_job --
-INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- insert_unique_job --
-INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
 DO NOTHING
 
@@ -40,7 +40,8 @@ WHERE id IN (
     ORDER BY priority DESC, scheduled_at, id
     LIMIT ?4
 )
-RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at
+RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
+          code_version
 
 -- claim_kinds --
 -- The claim of a process: the best runnable jobs of one queue (?3) among the kinds it runs,
@@ -55,15 +56,25 @@ WHERE id IN (
     SELECT id FROM ({arms} ORDER BY priority DESC, scheduled_at, id LIMIT ?4)
     WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
 )
-RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at
+RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
+          code_version
 
 -- claim_arm --
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
 SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
 WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
 
+-- claim_arm_versions --
+-- claim_arm less the shipped code versions this process cannot run ({excluded}: a JSON
+-- array): their jobs stay pending for a process that can. Only when there are such
+-- versions; it reads each row's code_version, which the index does not hold.
+SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
+WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+  AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each({excluded})))
+
 -- claim_kinds_filtered --
--- claim_kinds for more kinds than one compound SELECT may hold (?5: a JSON array of them):
+-- claim_kinds for more kinds than one compound SELECT may hold (?5: a JSON array of them;
+-- ?6: a JSON array of code versions not to claim):
 -- correct, but it sorts the queue's runnable jobs of those kinds.
 UPDATE forge_nb_jobs
 SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
@@ -72,11 +83,13 @@ WHERE id IN (
     SELECT id FROM forge_nb_jobs
     WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
       AND kind IN (SELECT value FROM json_each(?5))
+      AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each(?6)))
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT ?4
 )
-RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at
+RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
+          code_version
 
 -- release_claims --
 -- Jobs that a claim of one queue by one host at this time (started_at = the claim's now)
@@ -106,7 +119,7 @@ UPDATE forge_nb_jobs SET progress = ?, progress_message = ? WHERE id = ? AND sta
 -- get_job --
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version
 FROM forge_nb_jobs WHERE id = ?
 
 -- job_events --
@@ -385,3 +398,22 @@ DELETE FROM forge_nb_samples WHERE minute < ?
 -- id_bounds --
 -- Lowest and highest job id (two index end lookups): where a windowed search stops.
 SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)
+
+-- publish_code --
+-- A version is a content hash: publishing it again changes nothing.
+INSERT INTO forge_nb_code (version, kind, python, forge_nb_version, signature, code, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (version) DO NOTHING
+
+-- code_catalogue --
+-- Every published version without its code: what a shipped-code worker may claim.
+SELECT version, kind, python, forge_nb_version, signature, created_at
+FROM forge_nb_code ORDER BY created_at, version
+
+-- code_stamp --
+-- Cheap "did the catalogue change?": rows are only ever added.
+SELECT count(*), max(created_at) FROM forge_nb_code
+
+-- code_row --
+SELECT version, kind, python, forge_nb_version, signature, created_at, code
+FROM forge_nb_code WHERE version = ?
