@@ -64,6 +64,13 @@ class Job(Struct, kw_only=True):
     finished_at: Time | UnsetType | None = UNSET
     claimed_by: str | UnsetType | None = UNSET
     cancel_requested_at: Time | UnsetType | None = UNSET
+    code_version: (
+        Annotated[
+            str | None,
+            Meta(description="shipped code version the job runs (null: the worker's own)"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Event(Struct, kw_only=True):
