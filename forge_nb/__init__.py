@@ -22,10 +22,10 @@ from forge_nb.runtime.app import App
 from forge_nb.runtime.context import CancelToken, JobCtx, RateLimiter
 from forge_nb.runtime.handlers import HandlerRegistry, JobFunction, JobHandler
 from forge_nb.runtime.outcomes import Dead, JobDead, Throttled
+from forge_nb.runtime.queue_handle import QueueHandle
 from forge_nb.runtime.refs import EnqueueRequest, JobRef
 from forge_nb.runtime.routing import DefaultRouter, KindPrefixRouter
-from forge_nb.runtime.runtime import VERSION as __version__
-from forge_nb.runtime.runtime import QueueHandle
+from forge_nb.runtime.version import VERSION as __version__
 from forge_nb.storage import open_storage
 from forge_nb.storage.base import Storage
 from forge_nb.storage.records import JobRecord, ProcessRecord, QueueConfig

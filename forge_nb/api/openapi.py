@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from forge_nb.api import models
-from forge_nb.runtime.runtime import VERSION
+from forge_nb.runtime.version import VERSION
 from forge_nb.storage.records import STATUSES
 
 Schema = dict[str, Any]

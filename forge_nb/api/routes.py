@@ -18,7 +18,7 @@ from forge_nb.api.monitoring import MetricsRoute, ProcessesRoute
 from forge_nb.api.openapi import openapi_document
 from forge_nb.api.queues import CountsRoute, QueueRoute, QueuesRoute
 from forge_nb.api.schedules import ScheduleRoute, ScheduleRunRoute, SchedulesRoute
-from forge_nb.runtime.runtime import VERSION
+from forge_nb.runtime.version import VERSION
 
 
 class IndexRoute(ApiRoute):

@@ -29,11 +29,12 @@ from forge_nb.runtime.maintenance.metrics import purge_old_metrics, roll_up_metr
 from forge_nb.runtime.maintenance.retention import purge_expired_jobs
 from forge_nb.runtime.metrics import MetricsRecorder, percentile
 from forge_nb.runtime.probe import DbProbe, instrument
+from forge_nb.runtime.queue_handle import QueueHandle
 from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList
 from forge_nb.runtime.routing import DefaultRouter, Router
-from forge_nb.runtime.runtime import VERSION, QueueHandle
 from forge_nb.runtime.shipped_code import ShippedCatalogue, code_keys
 from forge_nb.runtime.shipped_code import build as build_shipped
+from forge_nb.runtime.version import VERSION
 from forge_nb.storage import create_storage
 from forge_nb.storage.base import Storage
 from forge_nb.storage.records import (

@@ -11,7 +11,7 @@ from forge_nb.errors import StorageError
 from forge_nb.runtime.maintenance import MaintenanceTask, default_tasks
 
 if TYPE_CHECKING:
-    from forge_nb.runtime.runtime import QueueHandle
+    from forge_nb.runtime.queue_handle import QueueHandle
 
 log = logging.getLogger("forge_nb.leader")
 

@@ -10,7 +10,6 @@ of UI libraries and the arrows between layers keep pointing down.
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from typing import Any
 
 #: View name → "module:attribute" of the callable that makes it.
@@ -34,11 +33,3 @@ def show(name: str, *args: Any, **kwargs: Any) -> Any:
         )
     module, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module), attribute)(*args, **kwargs)
-
-
-def installed_version() -> str:
-    """forge-nb's version as installed (a source tree run without installing says so)."""
-    try:
-        return metadata.version("forge-nb")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"

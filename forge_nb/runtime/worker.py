@@ -34,7 +34,7 @@ from forge_nb.storage.validation import dump_json
 
 if TYPE_CHECKING:
     from forge_nb.runtime.handlers import Handler
-    from forge_nb.runtime.runtime import QueueHandle
+    from forge_nb.runtime.queue_handle import QueueHandle
 
 log = logging.getLogger("forge_nb.worker")
 

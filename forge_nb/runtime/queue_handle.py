@@ -1,4 +1,9 @@
-"""The running side of an `App`: pools, heartbeat, reaper, config tick, shutdown."""
+"""The running side of an `App`: its queue pools, the loops beside them, and shutdown.
+
+The loops live in their own modules: `liveness` (heartbeat, reaper), `config_tick`
+(live settings, kinds, flushing metrics), `lag_watch` (the loop watchdog) and the
+`leader` (cron and the other maintenance tasks).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import StorageError
+from forge_nb.runtime import config_tick, lag_watch, liveness
 from forge_nb.runtime.leader import Leader
+from forge_nb.runtime.liveness import DatabaseHealth
 from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import ResourceSampler
-from forge_nb.runtime.stall import RunningJobInfo, StallWatch, describe
-from forge_nb.runtime.views import installed_version
-from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob, reaped_summary
+from forge_nb.runtime.version import VERSION
+from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob
 from forge_nb.storage.records import Finish, ProcessRecord, QueueConfig
 
 if TYPE_CHECKING:
@@ -28,12 +34,6 @@ if TYPE_CHECKING:
     from forge_nb.storage.base import Storage
 
 log = logging.getLogger("forge_nb.runtime")
-
-#: The installed distribution's version (pyproject.toml is the one place it is written).
-VERSION = installed_version()
-#: The loop watchdog's probe period, and the lag it reports.
-LAG_PROBE_S = 0.1
-LAG_WARN_S = 0.5
 
 
 class QueueHandle:
@@ -67,7 +67,7 @@ class QueueHandle:
         self._kinds: tuple[tuple[int, int] | int, frozenset[str]] = (-1, frozenset())
         self._excluded: tuple[tuple[int, int] | int, frozenset[str]] = (-1, frozenset())
         #: The kinds the process rows list (None: not published yet).
-        self._published_kinds: frozenset[str] | None = None
+        self.published_kinds: frozenset[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -177,18 +177,20 @@ class QueueHandle:
     # -- start ---------------------------------------------------------------------
     async def start(self) -> None:
         """Reclaim our host's leftovers, start pools and the background loops."""
-        await self._reclaim_dead_neighbours()
+        await liveness.reclaim_dead_neighbours(self)
         await self.refresh_shipped_code(force=True)  # before the first claim: its kinds
         self.app.handlers.on_change.append(self._handlers_changed)
-        self._published_kinds = self.runnable_kinds()  # what the slot rows will list
-        await self.storage.watch(self._on_db_change)
+        self.published_kinds = self.runnable_kinds()  # what the slot rows will list
+        await self.storage.watch(self.on_db_change)
         for config in await self.storage.queues():
             if self.app.works_queue(config.name):
-                await self._add_pool(config)
-        self._spawn(self._every(self.app.tick_interval, self._tick), "tick")
-        self._spawn(self._every(self.app.heartbeat_interval, self._heartbeat), "heartbeat")
+                await self.add_pool(config)
+        self._spawn(self._every(self.app.tick_interval, config_tick.tick, "tick"), "tick")
+        self._spawn(
+            self._every(self.app.heartbeat_interval, liveness.heartbeat, "heartbeat"), "heartbeat"
+        )
         self._spawn(self._lead(), "leader")
-        self._spawn(self._watch_loop_lag(), "loop watchdog")
+        self._spawn(lag_watch.watch_loop_lag(self), "loop watchdog")
         log.info(
             "worker %s started on %s (queues: %s; kinds: %s)",
             self.host_id,
@@ -201,7 +203,7 @@ class QueueHandle:
         task = asyncio.create_task(coro, name=f"forge-nb {name}")
         self._tasks.append(task)
 
-    async def _add_pool(self, config: QueueConfig) -> QueuePool:
+    async def add_pool(self, config: QueueConfig) -> QueuePool:
         pool = self.pools.get(config.name)
         if pool is None:
             pool = self.pools[config.name] = QueuePool(self, config)
@@ -218,16 +220,6 @@ class QueueHandle:
         self._halted = True
         for pool in self.pools.values():
             pool.halt()
-
-    async def _reclaim_dead_neighbours(self) -> None:
-        """Processes of this host whose pid is gone died without a goodbye: reap them now."""
-        dead = {
-            p.host_id
-            for p in await self.storage.processes()
-            if p.hostname == self.hostname and p.pid != self.pid and not _pid_alive(p.pid)
-        }
-        if dead:
-            await self._reap(sorted(dead))
 
     # -- notifications from the app and the pools --------------------------------------
     def notify(self, queue: str) -> None:
@@ -248,7 +240,7 @@ class QueueHandle:
         for pool in self.pools.values():
             pool.wake()
 
-    def _on_db_change(self, queue: str | None) -> None:
+    def on_db_change(self, queue: str | None) -> None:
         """Another process enqueued (into ``queue``, or somewhere when None): claim now."""
         if self._stopping:
             return
@@ -260,7 +252,7 @@ class QueueHandle:
 
     async def _adopt_queue(self, queue: str) -> None:
         if queue not in self.pools:
-            await self._add_pool(QueueConfig(queue))
+            await self.add_pool(QueueConfig(queue))
 
     def job_started(self, rj: RunningJob) -> None:
         """Bookkeeping when a pool starts a job."""
@@ -299,15 +291,21 @@ class QueueHandle:
         return False
 
     # -- background loops ----------------------------------------------------------------
-    async def _every(self, interval: float, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def _every(
+        self,
+        interval: float,
+        fn: Callable[[QueueHandle], Coroutine[Any, Any, None]],
+        what: str,
+    ) -> None:
+        """Run ``fn(self)`` every ``interval`` s until shutdown, riding out outages."""
         while not self._stopping:
             try:
-                await fn()
+                await fn(self)
                 self.health.ok()
             except StorageError as exc:
-                self.health.failed(fn.__name__.strip("_"), exc)
+                self.health.failed(what, exc)
             except Exception:
-                log.exception("%s crashed, will retry", fn.__name__.strip("_"))
+                log.exception("%s crashed, will retry", what)
             await asyncio.sleep(interval)
 
     async def _lead(self) -> None:
@@ -322,89 +320,14 @@ class QueueHandle:
                 delay = 1.0
             await asyncio.sleep(delay)
 
-    async def _watch_loop_lag(self) -> None:
-        """Warn when the loop was blocked, naming what blocked it (see `stall`)."""
-        loop = asyncio.get_running_loop()
-        watch = StallWatch(loop, self._running_info)
-        try:
-            while not self._stopping:
-                before = loop.time()
-                watch.beat()
-                await asyncio.sleep(LAG_PROBE_S)
-                lag = loop.time() - before - LAG_PROBE_S
-                sample = watch.take()
-                if lag >= LAG_WARN_S:
-                    log.warning(describe(sample, lag))
-        finally:
-            watch.stop()
-
-    def _running_info(self) -> list[RunningJobInfo]:
-        """The running jobs, for the stall watch's thread (a copy: the loop is stuck)."""
-        return [
-            RunningJobInfo(rj.job.kind, rj.job.id, rj.task, rj.in_thread)
-            for pool in list(self.pools.values())
-            for rj in list(pool.running.values())
-        ]
-
-    async def _tick(self) -> None:
-        """Follow live config, keep the change listener up, store progress and metrics."""
-        await self.storage.watch(self._on_db_change)
-        for config in await self.storage.queues():
-            pool = self.pools.get(config.name)
-            if pool is not None:
-                if pool.config != config:
-                    await pool.apply_config(config)
-            elif self.app.works_queue(config.name) and not self._stopping:
-                await self._add_pool(config)
-        await self.refresh_shipped_code()
-        await self._publish_kinds()
-        await self.flush()
-
-    async def _publish_kinds(self) -> None:
-        """Rewrite the kinds our process rows list when the handlers changed."""
-        kinds = self.runnable_kinds()
-        if kinds != self._published_kinds:
-            await self.storage.heartbeat(self.host_id, time.time(), {}, kinds=sorted(kinds))
-            self._published_kinds = kinds
-
     async def flush(self) -> None:
         """Write progress and metrics gathered in memory."""
-        progress = self.app._take_progress()
-        if progress:
-            await self.storage.update_progress(progress)
-        now = time.time()
-        minute = int(now // 60)
-        resources = {"hostname": self.hostname, **self.resources.take(now)}
-        db = self.app.db_probe.take(self.storage.pool_capacity(), now)
-        await self.storage.write_samples(
-            [(minute, self.host_id, "resources", resources), (minute, self.host_id, "db", db)]
-        )
-        rows = self.metrics.dirty_rows(now)
-        if rows:
-            try:
-                await self.storage.write_metrics(rows)
-            except StorageError:
-                self.metrics.restore(rows)
-                raise
+        await config_tick.flush(self)
 
-    async def _heartbeat(self) -> None:
-        """Prove we live, act on cross-process cancels, reap the dead."""
-        current: dict[str, str | None] = {}
-        for pool in self.pools.values():
-            current.update(pool.current_jobs())
-        await self.storage.heartbeat(self.host_id, time.time(), current)
-        for job_id in await self.storage.cancel_requests(self.host_id):
-            self.cancel_local(job_id)
-        await self._reap()
-
-    async def _reap(self, host_ids: list[str] | None = None) -> None:
-        now = time.time()
-        reaped = await self.storage.reap(now, now - self.app.stale_after, host_ids or [])
-        if reaped:
-            log.warning(reaped_summary(reaped))
-            for job in reaped:
-                if job.queue in self.pools:
-                    self.pools[job.queue].wake()
+    @property
+    def stopping(self) -> bool:
+        """True once `shutdown` began."""
+        return self._stopping
 
     # -- shutdown ------------------------------------------------------------------------
     async def shutdown(self, timeout: float = 30.0) -> None:
@@ -467,37 +390,3 @@ class QueueHandle:
         self.released = len(leftovers)
         if leftovers:
             log.info("returned %d unfinished job(s) to pending", len(leftovers))
-
-
-class DatabaseHealth:
-    """Logs one line when the database becomes unreachable and one when it is back."""
-
-    def __init__(self, safe_url: str) -> None:
-        self.safe_url = safe_url
-        self.down_since: float | None = None
-
-    def failed(self, what: str, exc: Exception) -> None:
-        """An operation failed; say so once per outage."""
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            log.warning("database %s unavailable (%s: %s); retrying", self.safe_url, what, exc)
-
-    def ok(self) -> None:
-        """An operation succeeded; close an outage if there was one."""
-        if self.down_since is not None:
-            log.warning(
-                "database %s reachable again after %.1f s",
-                self.safe_url,
-                time.monotonic() - self.down_since,
-            )
-            self.down_since = None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
