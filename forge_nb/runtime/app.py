@@ -8,61 +8,51 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
-from forge_nb.runtime import cron as cron_module
-from forge_nb.runtime import rerun, rollup, views
-from forge_nb.runtime.context import RateLimiter
+from forge_nb.runtime import rerun
+from forge_nb.runtime.app_reading import Reading, epoch_seconds
+from forge_nb.runtime.app_scheduling import Scheduling
+from forge_nb.runtime.app_shipping import CodeShipping
 from forge_nb.runtime.handlers import (
-    BUILTIN_PREFIX,
     Handler,
     HandlerRegistry,
     JobFunction,
     handler_for_function,
 )
 from forge_nb.runtime.ids import new_ulid
-from forge_nb.runtime.maintenance.metrics import purge_old_metrics, roll_up_metrics
-from forge_nb.runtime.maintenance.retention import purge_expired_jobs
-from forge_nb.runtime.metrics import MetricsRecorder, percentile
+from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import DbProbe, instrument
 from forge_nb.runtime.queue_handle import QueueHandle
 from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList
 from forge_nb.runtime.routing import DefaultRouter, Router
-from forge_nb.runtime.shipped_code import ShippedCatalogue, code_keys
-from forge_nb.runtime.shipped_code import build as build_shipped
-from forge_nb.runtime.version import VERSION
+from forge_nb.runtime.shipped_code import ShippedCatalogue
 from forge_nb.storage import create_storage
 from forge_nb.storage.base import Storage
 from forge_nb.storage.records import (
     DEFAULT_MAX_ATTEMPTS,
-    METRIC_COUNTERS,
     JobEvent,
     JobFilter,
     JobPage,
     JobRecord,
-    Lease,
-    MetricRow,
     NewJob,
     ProcessRecord,
     QueueConfig,
-    RateLimit,
-    Schedule,
     ShippedCode,
     Status,
     StrandedKind,
 )
-from forge_nb.storage.validation import MAX_TIMESTAMP, check_name
 
 log = logging.getLogger("forge_nb.app")
 if TYPE_CHECKING:
     from forge_nb.runtime.process_pool import ProcessPool
 
 
-class App:
+class App(CodeShipping, Scheduling, Reading):
     """A forge-nb application (pinned): handlers, a database, and optionally workers.
 
     ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
@@ -384,65 +374,6 @@ class App:
         """Whether this process's workers take jobs from ``queue``."""
         return self.queue_names is None or queue in self.queue_names
 
-    # -- shipped code (see forge_nb.runtime.shipped_code) ---------------------------------------
-    def _use_shipped_code(self, what: str) -> None:
-        """Read the signing keys (a clear error naming FORGE_NB_CODE_KEY if there are none)."""
-        if self._code_keys is None:
-            self._code_keys = code_keys(what=what)
-            self.shipped = ShippedCatalogue(self._code_keys)
-
-    def _ship(self, handler: Handler) -> None:
-        """Pack and sign a handler being registered; published before the next enqueue."""
-        if handler.kind.startswith(BUILTIN_PREFIX) or self._code_keys is None:
-            return
-        code = build_shipped(handler, self._code_keys[0], VERSION)
-        self._unpublished[handler.kind] = code
-        self._shipped_versions[handler.kind] = code.version
-
-    def code_version(self, kind: str) -> str | None:
-        """The version of ``kind``'s code this App shipped (what its new jobs record)."""
-        return self._shipped_versions.get(kind)
-
-    async def publish_code(self) -> list[str]:
-        """Publish the code versions not yet in the database; returns their versions.
-
-        Enqueueing and `start` do it first, so a job never names a version the
-        database lacks. Re-publishing a version changes nothing (content-addressed).
-        """
-        if not self._unpublished:
-            return []
-        storage = await self.storage()
-        published = []
-        for kind, code in list(self._unpublished.items()):
-            await storage.publish_code(code)
-            if self._unpublished.get(kind) is code:
-                del self._unpublished[kind]
-            published.append(code.version)
-            log.info("shipped code of kind %s as version %s", kind, code.version)
-        return published
-
-    async def resolve_handler(self, kind: str, version: str | None) -> Handler | str | None:
-        """What runs a job of ``kind`` and code ``version``; a str says why nothing can.
-
-        A handler of this process's own code wins (a ``--app`` module's), unless this
-        App shipped the kind and the job recorded another version of it: then that
-        version runs, loaded from the database (verified first).
-        """
-        handler = self.handlers.get(kind)
-        shipped = self.shipped
-        if shipped is None:
-            return handler
-        mine = self._shipped_versions.get(kind)
-        if handler is not None and (mine is None or version is None or version == mine):
-            return handler
-        if handler is None and not self.run_shipped_code:
-            return None
-        return await shipped.handler(await self.storage(), kind, version)
-
-    def own_kinds(self) -> frozenset[str]:
-        """Kinds whose handler here runs every version (not code this App shipped)."""
-        return frozenset(k for k in self.handlers.kinds() if k not in self._shipped_versions)
-
     # -- handlers --------------------------------------------------------------------------
     def job(
         self,
@@ -617,7 +548,7 @@ class App:
         ``scheduled_after`` (e.g. now), the pending jobs due after it, soonest first —
         the Scheduled view.
         """
-        after = None if scheduled_after is None else _epoch(scheduled_after, 0.0)
+        after = None if scheduled_after is None else epoch_seconds(scheduled_after, 0.0)
         return await (await self.storage()).list_jobs(
             JobFilter(status, queue, kind, search, after), limit, cursor
         )
@@ -746,285 +677,3 @@ class App:
         handle = self._newest()._handle
         if handle is not None and handle.running:
             handle.notify(queue)
-
-    # -- cron --------------------------------------------------------------------------------
-    async def ensure_schedule(
-        self,
-        name: str,
-        cron: str,
-        kind: str,
-        payload: dict[str, Any] | None = None,
-        queue: str | None = None,
-        enabled: bool = True,
-        tz: str = "UTC",
-    ) -> Schedule:
-        """Create or update a cron schedule (idempotent). 5 fields, or 6 with seconds first."""
-        check_name(name, "schedule name")
-        check_name(kind, "kind")
-        expression = cron_module.check_cron(cron)
-        cron_module.check_tz(tz)
-        payload = dict(payload or {})
-        handler = self.handlers.get(kind)
-        if handler is not None and handler.check_payload is not None:
-            handler.check_payload(payload)
-        queue = queue or (handler.queue if handler else None) or self.router.route(kind)
-        schedule = Schedule(
-            name=name,
-            cron=expression,
-            kind=kind,
-            payload=payload,
-            queue=queue,
-            enabled=bool(enabled),
-            tz=tz,
-            next_fire_at=cron_module.next_fire(expression, tz, time.time()),
-        )
-        return await (await self.storage()).upsert_schedule(schedule)
-
-    async def schedules(self) -> list[Schedule]:
-        """Every schedule with its last and next fire (epoch seconds)."""
-        return await (await self.storage()).schedules()
-
-    async def schedule(self, name: str) -> Schedule:
-        """One schedule by name; LookupError if unknown."""
-        for found in await self.schedules():
-            if found.name == name:
-                return found
-        raise LookupError(f"unknown schedule {name!r}")
-
-    async def set_schedule_enabled(self, name: str, enabled: bool) -> Schedule:
-        """Turn a schedule on or off."""
-        if not await (await self.storage()).set_schedule_enabled(name, bool(enabled)):
-            raise LookupError(f"unknown schedule {name!r}")
-        return await self.schedule(name)
-
-    async def run_schedule_now(self, name: str) -> JobRef:
-        """Enqueue a schedule's job now, outside its timetable (the next fire is unchanged)."""
-        found = await self.schedule(name)
-        return await self.enqueue(
-            EnqueueRequest(kind=found.kind, payload=found.payload, queue=found.queue)
-        )
-
-    async def leases(self) -> list[Lease]:
-        """Who leads (lease ``forge_nb.leader``) and until when."""
-        return await (await self.storage()).leases()
-
-    # -- rate limits ---------------------------------------------------------------------------
-    async def ensure_rate_limit(
-        self, scope: str, capacity: float, refill_per_second: float
-    ) -> RateLimit:
-        """Create or resize a cluster-wide token bucket (idempotent)."""
-        return await (await self.storage()).ensure_rate_limit(
-            scope, capacity, refill_per_second, time.time()
-        )
-
-    async def rate_limits(self) -> list[RateLimit]:
-        """Every bucket."""
-        return await (await self.storage()).rate_limits()
-
-    async def rate_limiter(self) -> RateLimiter:
-        """The same limiter handlers get as ``ctx.rate_limit``, for use outside jobs."""
-        return RateLimiter(await self.storage())
-
-    # -- retention -------------------------------------------------------------------------------
-    async def sweep_retention(self, batch: int = 1000) -> int:
-        """Delete done/dead jobs past their queue's window, and metrics older than 7 days.
-
-        Runs in bounded batches (short write transactions); the leader does it every
-        minute (`forge_nb.runtime.maintenance`). Returns how many jobs were removed.
-        """
-        storage = await self.storage()
-        now = time.time()
-        removed = await purge_expired_jobs(storage, now, batch)
-        await purge_old_metrics(storage, now)
-        return removed
-
-    async def roll_up_metrics(self) -> int:
-        """Add closed minutes up into 5-minute and hourly roll-ups (the leader's job).
-
-        Idempotent and safe to call from anywhere; returns how many buckets it wrote.
-        """
-        return await roll_up_metrics(await self.storage(), time.time())
-
-    # -- metrics -----------------------------------------------------------------------------------
-    async def metrics(
-        self,
-        queue: str | None = None,
-        since: datetime | float | None = None,
-        until: datetime | float | None = None,
-        *,
-        step: int = 1,
-    ) -> list[dict[str, Any]]:
-        """Per-minute, per-queue counts and latency percentiles (seconds), oldest first.
-
-        ``step=5`` or ``step=60`` gives 5-minute or hourly buckets instead (``minute``
-        is then each bucket's start): the cheap way to read days.
-        """
-        out = []
-        for row in await self.metric_rows(queue, since, until, step=step):
-            point: dict[str, Any] = {
-                "minute": datetime.fromtimestamp(row.minute * 60, UTC),
-                "queue": row.queue,
-            }
-            for counter in METRIC_COUNTERS:
-                point[counter] = getattr(row, counter)
-            point.update(_percentiles(row.processing_hist, row.e2e_hist))
-            out.append(point)
-        return out
-
-    async def metric_rows(
-        self,
-        queue: str | None = None,
-        since: datetime | float | None = None,
-        until: datetime | float | None = None,
-        *,
-        step: int = 1,
-        histograms: bool = True,
-    ) -> list[MetricRow]:
-        """Counters and mergeable latency histograms per (``step``-minute bucket, queue).
-
-        All hosts are added up (``host_id`` is ``'*'``). ``since`` is rounded down
-        to a whole bucket. Long ranges read the leader's roll-ups; the minutes
-        not rolled up yet are added from per-minute rows, so nothing is missed.
-        ``histograms=False`` reads counters only, several times faster.
-        """
-        start, end = _time_range(since, until)
-        storage = await self.storage()
-        return await rollup.read_rows(
-            storage, int(start // 60), int(end // 60), queue, step, histograms=histograms
-        )
-
-    async def latency(
-        self,
-        queue: str | None = None,
-        since: datetime | float | None = None,
-        until: datetime | float | None = None,
-    ) -> dict[str, float | None]:
-        """Processing and end-to-end p50/p95/p99 (seconds) over a whole range."""
-        start, end = _time_range(since, until)
-        storage = await self.storage()
-        processing, e2e = await rollup.span_histograms(
-            storage, int(start // 60), int(end // 60), queue
-        )
-        return _percentiles(processing, e2e)
-
-    async def metrics_frame(
-        self,
-        queue: str | None = None,
-        since: datetime | float | None = None,
-        until: datetime | float | None = None,
-        *,
-        step: int = 1,
-    ) -> Any:
-        """`metrics` as a pandas DataFrame: one row per minute bucket and queue."""
-        import pandas as pd
-
-        columns = ["minute", "queue", *METRIC_COUNTERS, *PERCENTILE_KEYS]
-        return pd.DataFrame(await self.metrics(queue, since, until, step=step), columns=columns)
-
-    async def resources(
-        self, since: datetime | float | None = None, until: datetime | float | None = None
-    ) -> list[dict[str, Any]]:
-        """Per-process, per-minute CPU %, RSS, disk bytes read/written, free disk."""
-        return await self._samples("resources", since, until)
-
-    async def db_health(
-        self, since: datetime | float | None = None, until: datetime | float | None = None
-    ) -> list[dict[str, Any]]:
-        """Per-process, per-minute database latency percentiles (ms), ops and pool use."""
-        return await self._samples("db", since, until)
-
-    async def _samples(
-        self, kind: str, since: datetime | float | None, until: datetime | float | None
-    ) -> list[dict[str, Any]]:
-        start, end = _time_range(since, until)
-        found = await (await self.storage()).read_samples(kind, start, end)
-        return [
-            {"minute": datetime.fromtimestamp(m * 60, UTC), "host_id": h, **data}
-            for m, h, data in found
-        ]
-
-    # -- notebook helpers ---------------------------------------------------------------------
-    async def jobs_frame(
-        self,
-        status: Status | None = None,
-        queue: str | None = None,
-        kind: str | None = None,
-        search: str | None = None,
-        limit: int = 1000,
-    ) -> Any:
-        """Jobs as a pandas DataFrame (one row per job, newest first)."""
-        import pandas as pd
-
-        rows: list[JobRecord] = []
-        cursor = None
-        while len(rows) < limit:
-            page = await (await self.storage()).list_jobs(
-                JobFilter(status, queue, kind, search), min(1000, limit - len(rows)), cursor
-            )
-            rows += page.jobs
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        columns = list(JobRecord.__dataclass_fields__)
-        frame = pd.DataFrame([[getattr(r, c) for c in columns] for r in rows], columns=columns)
-        return frame.set_index("id")
-
-    # -- views (UI libraries load only here, on use) ----------------------------------------
-    def widget(self) -> Any:
-        """Live notebook controls for this app (anywidget)."""
-        return views.show("widget", self)
-
-    def dashboard(self) -> Any:
-        """The Mission Control dashboard, inline in the notebook (works offline)."""
-        return views.show("dashboard", self)
-
-    def serve_dashboard(self, port: int = 5006, address: str = "127.0.0.1", **options: Any) -> str:
-        """Serve the dashboard from this kernel's loop without blocking; returns its URL.
-
-        Idempotent: re-running replaces the server on that port.
-        """
-        url: str = views.show("serve_dashboard", self, port=port, address=address, **options)
-        return url
-
-
-DEFAULT_RANGE_S = 3_600
-PERCENTILE_KEYS = (
-    "processing_p50",
-    "processing_p95",
-    "processing_p99",
-    "e2e_p50",
-    "e2e_p95",
-    "e2e_p99",
-)
-
-
-def _epoch(value: datetime | float | None, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("times must be timezone-aware (e.g. datetime.now(UTC))")
-        return value.timestamp()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a datetime or epoch seconds, got {value!r}")
-    if not 0 <= value <= MAX_TIMESTAMP:
-        raise ValueError(f"time {value!r} is outside 1970..9999")
-    return float(value)
-
-
-def _time_range(
-    since: datetime | float | None, until: datetime | float | None
-) -> tuple[float, float]:
-    end = _epoch(until, time.time())
-    start = _epoch(since, end - DEFAULT_RANGE_S)
-    if start > end:
-        raise ValueError("since must not be after until")
-    return start, end
-
-
-def _percentiles(processing: dict[int, int], e2e: dict[int, int]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for prefix, hist in (("processing", processing), ("e2e", e2e)):
-        for q in (50, 95, 99):
-            out[f"{prefix}_p{q}"] = percentile(hist, q / 100)
-    return out
