@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from run import fresh_app, new_sqlite_url, throwaway_postgres  # noqa: E402
 
 import forge_nb as fnb  # noqa: E402
-from forge_nb.storage.sqlite import INSERT_CHUNK  # noqa: E402
+from forge_nb.storage.sqlite_statements import INSERT_CHUNK  # noqa: E402
 
 BATCH = 10_000
 COLUMNS = ("kind", "queue", "payload", "priority", "scheduled_at", "max_attempts", "created_at")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from forge_nb.storage import open_storage
 from forge_nb.storage.records import NewJob
-from forge_nb.storage.sqlite import WAL_SIZE_LIMIT_BYTES
+from forge_nb.storage.sqlite_statements import WAL_SIZE_LIMIT_BYTES
 
 
 async def test_a_long_burst_of_single_writes_keeps_the_wal_bounded(tmp_path: Path) -> None:

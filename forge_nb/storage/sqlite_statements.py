@@ -1,0 +1,342 @@
+"""What SQLite's transactions run: plain functions on a `sqlite3.Connection`.
+
+`SqliteStorage` (forge_nb/storage/sqlite.py) decides where a transaction runs (inline
+on the loop when the lock is free, else on the writer's thread) and hands it one of
+these; they read and write with the statements of sql/sqlite/queries.sql.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Collection, Sequence
+from typing import Any, cast
+
+from forge_nb.errors import (
+    NotAForgeDatabase,
+    SchemaTooNew,
+    UnknownQueue,
+)
+from forge_nb.storage import rows, rules
+from forge_nb.storage.kinds import build_claim
+from forge_nb.storage.records import (
+    STATUSES,
+    EnqueueResult,
+    Finish,
+    JobFilter,
+    QueueConfig,
+    ReapedJob,
+    Status,
+)
+from forge_nb.storage.schema import (
+    VERSION_TABLE,
+    latest_version,
+    load_migrations,
+    load_queries,
+    split_statements,
+)
+from forge_nb.storage.validation import (
+    check_filter,
+    escape_like,
+)
+
+Q = load_queries("sqlite")
+BUSY_TIMEOUT_S = 30.0
+#: Rows per multi-row INSERT: one statement step per chunk costs much less than
+#: executemany's step per row. 8 parameters each stay under 999, the variable limit of
+#: SQLite builds before 3.32 that some distributions' Pythons still link.
+INSERT_CHUNK = 120
+#: How long a RESTART checkpoint waits for other connections' readers and writers. One that
+#: cannot finish (a reader in another process holds an old snapshot) doubles the WAL length
+#: before the next try, so a long reader costs a few such waits, not one per write.
+WAL_RESTART_WAIT_MS = 250
+#: The WAL file is cut back to this size when it restarts (it never shrinks otherwise).
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+_INSERT_HEAD = Q["insert_job"].split("VALUES")[0] + "VALUES "
+
+
+@functools.cache
+def insert_sql(rows: int) -> str:
+    """``insert_job`` for ``rows`` rows in one statement."""
+    return _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+
+
+def check_ownership(c: sqlite3.Connection) -> None:
+    """Refuse files that hold someone else's tables (before changing anything)."""
+    tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables.discard("sqlite_sequence")
+    if tables and VERSION_TABLE not in tables:
+        raise NotAForgeDatabase(
+            "this SQLite file holds tables forge-nb did not create "
+            f"({', '.join(sorted(tables)[:5])}); point forge-nb at a new file"
+        )
+
+
+def data_version(c: sqlite3.Connection) -> int:
+    return int(c.execute("PRAGMA data_version").fetchone()[0])
+
+
+def set_pragmas(c: sqlite3.Connection) -> None:
+    c.execute("PRAGMA journal_mode = WAL")
+    c.execute("PRAGMA synchronous = NORMAL")
+    c.execute("PRAGMA wal_autocheckpoint = 0")  # `_Checkpointer` does it, off the loop
+    c.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+
+
+def restart_checkpoint(c: sqlite3.Connection) -> bool:
+    """RESTART checkpoint waiting at most `WAL_RESTART_WAIT_MS`; True if it finished."""
+    c.execute(f"PRAGMA busy_timeout = {WAL_RESTART_WAIT_MS}")
+    try:
+        busy = c.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+    finally:
+        c.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    return not busy
+
+
+def current_version(c: sqlite3.Connection) -> int:
+    exists = c.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+    ).fetchone()
+    if not exists:
+        return 0
+    return int(c.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()[0])
+
+
+def migrate(c: sqlite3.Connection) -> list[int]:
+    check_ownership(c)
+    current = current_version(c)
+    known = latest_version("sqlite")
+    if current > known:
+        raise SchemaTooNew(
+            f"the database is at schema version {current} but this forge-nb knows up to "
+            f"{known}; upgrade forge-nb"
+        )
+    c.execute(
+        f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    applied = []
+    for version, script in load_migrations("sqlite"):
+        if version <= current:
+            continue
+        for statement in split_statements(script):
+            c.execute(statement)
+        c.execute(
+            f"INSERT INTO {VERSION_TABLE} (version, applied_at) "
+            "VALUES (?, (julianday('now') - 2440587.5) * 86400.0)",
+            (version,),
+        )
+        applied.append(version)
+    return applied
+
+
+def enqueue(
+    c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: float, new_queues: set[str]
+) -> list[EnqueueResult]:
+    for queue in sorted(new_queues):
+        c.execute(Q["ensure_queue_row"], (queue,))
+    if all(row[6] is None for row in prepared):
+        # Fast path: AUTOINCREMENT ids are consecutive under the write lock, in row order.
+        first = insert_plain(c, prepared, now)
+        count_enqueued(c, [row[1] for row in prepared], now)
+        return [EnqueueResult(str(first + i), "created", "pending") for i in range(len(prepared))]
+    results: list[EnqueueResult] = []
+    for row in prepared:
+        cursor = c.execute(Q["insert_unique_job"], (*row, now))
+        if cursor.rowcount == 1:
+            results.append(EnqueueResult(str(cursor.lastrowid), "created", "pending"))
+        else:
+            holder = c.execute(Q["live_job_by_unique_key"], (row[6],)).fetchone()
+            results.append(EnqueueResult(str(holder[0]), "duplicate", holder[1]))
+    created = [row[1] for row, r in zip(prepared, results, strict=True) if r.outcome == "created"]
+    count_enqueued(c, created, now)
+    return results
+
+
+def insert_plain(c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: float) -> int:
+    """Insert rows without unique keys in order, in chunks; returns the first new id."""
+    last = 0
+    for start in range(0, len(prepared), INSERT_CHUNK):
+        chunk = prepared[start : start + INSERT_CHUNK]
+        params = [v for row in chunk for v in (*row, now)]
+        last = c.execute(insert_sql(len(chunk)), params).lastrowid or 0
+    return last - len(prepared) + 1
+
+
+def count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None:
+    """New jobs (one entry per job: its queue) into the minute's metric and the live counts."""
+    minute = int(now // 60)
+    per_queue = Counter(queues).items()
+    c.executemany(Q["count_enqueued"], [(minute, q, n) for q, n in per_queue])
+    c.executemany(Q["count_pending"], [(n, q) for q, n in per_queue])
+
+
+def finish(
+    c: sqlite3.Connection, host_id: str, finishes: Sequence[Finish], now: float
+) -> list[str]:
+    done, events = [], []
+    for f in finishes:
+        key = int(f.job_id)
+        if f.status == "done":
+            cursor = c.execute(Q["finish_done"], (f.result_json, now, key, host_id, f.attempt))
+        else:
+            cursor = c.execute(
+                Q["finish_other"],
+                (
+                    f.status,
+                    f.error,
+                    f.traceback,
+                    f.scheduled_at,
+                    now,
+                    1 if f.refund_attempt else 0,
+                    key,
+                    host_id,
+                    f.attempt,
+                ),
+            )
+        if cursor.rowcount:
+            done.append(f.job_id)
+            if f.event != "done":
+                events.append((key, now, f.event, f.attempt, f.error))
+    if events:
+        c.executemany(Q["insert_event"], events)
+    return done
+
+
+def filter_sql(filter: JobFilter) -> tuple[list[str], list[Any]]:
+    """WHERE terms for a filter: every value is a bound parameter."""
+    check_filter(filter)
+    where: list[str] = []
+    params: list[Any] = []
+    if filter.status is not None:
+        if filter.status not in STATUSES:
+            raise ValueError(f"unknown status {filter.status!r}; use one of {', '.join(STATUSES)}")
+        where.append("status = ?")
+        params.append(filter.status)
+    if filter.queue is not None:
+        where.append("queue = ?")
+        params.append(filter.queue)
+    if filter.kind is not None:
+        where.append("kind = ?")
+        params.append(filter.kind)
+    if filter.search:
+        where.append("payload LIKE ? ESCAPE '\\'")
+        params.append(escape_like(filter.search))
+    return where, params
+
+
+def counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:
+    out: dict[str, dict[Status, int]] = {}
+    for (name,) in names:
+        out[name] = dict.fromkeys(STATUSES, 0)
+    for queue, status, n in found:
+        out.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = n
+    return dict(sorted(out.items()))
+
+
+def retry_one(c: sqlite3.Connection, key: int, now: float) -> Status | None:
+    found = c.execute(Q["job_status"], (key,)).fetchone()
+    if found is None:
+        return None
+    if c.execute(Q["retry"], (now, key)).rowcount:
+        c.execute(Q["insert_event"], (key, now, "retried", 0, None))
+    return cast(Status, found[0])
+
+
+def retry_where(c: sqlite3.Connection, where: str, params: list[Any], now: float) -> int:
+    ids = [r[0] for r in c.execute(f"SELECT id FROM forge_nb_jobs WHERE {where}", params)]
+    retried = 0
+    for key in ids:
+        try:
+            retried += c.execute(Q["retry"], (now, key)).rowcount
+        except sqlite3.IntegrityError:
+            continue  # a live job holds its unique key: leave this one dead
+        c.execute(Q["insert_event"], (key, now, "retried", 0, None))
+    return retried
+
+
+def delete_one(c: sqlite3.Connection, key: int) -> Status | None:
+    found = c.execute(Q["job_status"], (key,)).fetchone()
+    if found is None:
+        return None
+    if c.execute(Q["delete_job"], (key,)).rowcount:
+        c.execute(Q["delete_events"], (key,))
+    return cast(Status, found[0])
+
+
+def delete_where(c: sqlite3.Connection, where: str, params: list[Any]) -> int:
+    ids = [(r[0],) for r in c.execute(f"SELECT id FROM forge_nb_jobs WHERE {where}", params)]
+    c.executemany(Q["delete_job"], ids)
+    c.executemany(Q["delete_events"], ids)
+    return len(ids)
+
+
+def cancel(c: sqlite3.Connection, key: int, now: float) -> Status | None:
+    found = c.execute(Q["job_status"], (key,)).fetchone()
+    if found is None:
+        return None
+    cancelled = c.execute(Q["cancel_waiting"], (now, now, key)).fetchone()
+    if cancelled is not None:
+        c.execute(Q["insert_event"], (key, now, "cancelled", cancelled[0], "cancelled"))
+        return "dead"
+    if c.execute(Q["cancel_running"], (now, key)).rowcount:
+        return "running"
+    return cast(Status, found[0])
+
+
+def upsert_queue(
+    c: sqlite3.Connection, name: str, knobs: dict[str, Any], create: bool
+) -> QueueConfig:
+    if create:
+        c.execute(Q["ensure_queue_row"], (name,))
+    if knobs:
+        sets = ", ".join(f"{k} = ?" for k in knobs)  # keys checked against QUEUE_KNOBS
+        c.execute(f"UPDATE forge_nb_queues SET {sets} WHERE name = ?", [*knobs.values(), name])
+    found = c.execute(Q["queue_config"], (name,)).fetchone()
+    if found is None:
+        raise UnknownQueue(f"unknown queue {name!r}")
+    return rules.checked_config(rows.queue_config(found))
+
+
+def reap(
+    c: sqlite3.Connection, now: float, stale_before: float, hosts_json: str
+) -> list[ReapedJob]:
+    reaped = []
+    for key, kind, queue, attempts, max_attempts, host in c.execute(
+        Q["stale_running_jobs"], (stale_before, hosts_json)
+    ).fetchall():
+        status = rules.after_lost_attempt(attempts, max_attempts)
+        if c.execute(Q["reap_job"], (status, now, now, key, attempts)).rowcount:
+            c.execute(Q["insert_event"], (key, now, "worker_lost", attempts, "worker lost"))
+            reaped.append(ReapedJob(str(key), kind, queue, status, host or ""))
+    c.execute(Q["delete_stale_processes"], (stale_before, hosts_json))
+    return reaped
+
+
+def take_tokens(c: sqlite3.Connection, scope: str, n: float, now: float) -> float:
+    bucket = rules.bucket_of(c.execute(Q["rate_limit"], (scope,)).fetchone(), scope)
+    wait = rules.tokens_wait(bucket, scope, n, now)
+    if wait == 0.0:
+        c.execute(Q["set_tokens"], (rules.tokens_now(bucket, now) - n, now, scope))
+    return wait
+
+
+def purge(c: sqlite3.Connection, queue: str, status: str, before: float, limit: int) -> int:
+    ids = [(r[0],) for r in c.execute(Q["purge_jobs"], (queue, status, before, limit)).fetchall()]
+    c.executemany(Q["delete_events"], ids)
+    return len(ids)
+
+
+@functools.lru_cache(maxsize=32)
+def claim_sql(arms: int, versions: bool = False) -> str:
+    """The ``claim_kinds`` statement with ``arms`` arms (kinds are ?5, ?6, …; the code versions
+    not to claim, when ``versions``, follow them as one JSON array)."""
+    if not versions:
+        return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"?{5 + i}")
+    arm = Q["claim_arm_versions"].replace("{excluded}", f"?{5 + arms}")
+    return build_claim(Q["claim_kinds"], arm, arms, lambda i: f"?{5 + i}")
+
+
+def json_list(values: Collection[str]) -> str:
+    return json.dumps(list(values))
