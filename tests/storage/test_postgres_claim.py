@@ -16,7 +16,8 @@ import asyncpg
 
 from forge_nb.storage import open_storage
 from forge_nb.storage.kinds import claim_arms
-from forge_nb.storage.postgres import CLAIM_SKIP_ROOM, _claim_sql
+from forge_nb.storage.postgres import CLAIM_SKIP_ROOM
+from forge_nb.storage.postgres_statements import claim_sql
 from forge_nb.storage.records import NewJob
 
 NOW = 1_700_000_000.0
@@ -69,7 +70,7 @@ async def test_the_claim_never_reads_the_jobs_of_other_kinds(pg_url: str) -> Non
             await tr.start()
             try:
                 raw = await admin.fetchval(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) " + _claim_sql(len(arms)),
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + claim_sql(len(arms)),
                     *("q", NOW, 10, "h", 10 + CLAIM_SKIP_ROOM, *arms),
                 )
             finally:

@@ -13,7 +13,8 @@ import time
 import asyncpg
 
 from forge_nb.storage import open_storage
-from forge_nb.storage.postgres import NOTIFY_CHANNEL, NOTIFY_GAP_S, _Notifier
+from forge_nb.storage.postgres import NOTIFY_CHANNEL
+from forge_nb.storage.postgres_notify import NOTIFY_GAP_S, Notifier
 from forge_nb.storage.records import NewJob
 
 
@@ -61,7 +62,7 @@ async def test_the_first_notify_goes_at_once_and_the_rest_of_a_gap_share_one() -
     async def send(queues: list[str]) -> None:  # stands in for the NOTIFY statement
         sent.append((time.monotonic(), queues))
 
-    notifier = _Notifier(send)
+    notifier = Notifier(send)
     start = time.monotonic()
     notifier.send({"a"})
     for _ in range(3):
