@@ -317,6 +317,13 @@ class Dashboard:
         finally:
             self._read_s = time.perf_counter() - t0
         self.ctx.source.remember(snap)
+        if page is not self.slots[self.tabs.active].page:
+            # The tab changed while this tick read: that page is hidden now, and a change
+            # of structure there (a chart's first lines and legend) has no view in the
+            # browser to go to (BokehJS: "cannot find a view"). The tick the tab change
+            # asked for shows the page now in front.
+            self._again = True
+            return
         with self._one_message(page), self._batched():
             self._show(snap, page)
         if not self._served:
