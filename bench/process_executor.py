@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 import forge_nb as fnb  # noqa: E402
+from forge_nb.runtime import config_tick  # noqa: E402
 
 FAST = {"heartbeat_interval": 1.0, "poll_interval": 0.05, "tick_interval": 0.5}
 
@@ -115,7 +116,7 @@ async def drain(
         pids = app._process_pool.pids() if app._process_pool is not None else []
         start, cpu = time.perf_counter(), cpu_seconds(pids)
         await app.resume_queue("default")
-        await handle._tick()  # apply the resume now, not at the next tick
+        await config_tick.tick(handle)  # apply the resume now, not at the next tick
         await until_done(app, n)
         await handle.finalizer.drain()
         elapsed = time.perf_counter() - start
