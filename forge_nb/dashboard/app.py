@@ -256,11 +256,9 @@ class Dashboard:
         t0 = time.perf_counter()
         self._read_s = 0.0
         try:
-            if self._output_doc is None:
+            in_output = self._output_doc is not None
+            with compat.current_doc(self._output_doc) if in_output else nullcontext():
                 await self._tick_inner()
-            else:
-                with compat.current_doc(self._output_doc):
-                    await self._tick_inner()
         finally:
             took = time.perf_counter() - t0
             # bench/soak.py reads these lines: "tick took" is the update's whole latency,
