@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
 
 import asyncpg
@@ -27,26 +27,18 @@ from forge_nb.errors import (
 )
 from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage import rows
-from forge_nb.storage.kinds import claim_arms
-from forge_nb.storage.postgres_cluster import ClusterTables
+from forge_nb.storage.core import ClaimRequest, Params, SqlCore
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
 from forge_nb.storage.postgres_statements import RACE_RETRIES, Q
 from forge_nb.storage.records import (
     STATUSES,
-    ClaimedJob,
     EnqueueResult,
     Finish,
-    JobEvent,
     JobFilter,
-    JobPage,
-    JobRecord,
     NewJob,
-    ProcessRecord,
     QueueConfig,
     ReapedJob,
-    ShippedCode,
     Status,
-    StrandedKind,
 )
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations
 from forge_nb.storage.validation import (
@@ -57,7 +49,6 @@ from forge_nb.storage.validation import (
 )
 
 log = logging.getLogger("forge_nb.storage")
-MAX_PAGE = 1000
 #: Channel enqueues notify (after they commit) with the queue name.
 NOTIFY_CHANNEL = "forge_nb_jobs"
 #: Key of the advisory lock that serialises migrations across processes ("forge_nb" in hex).
@@ -69,11 +60,6 @@ COPY_MIN_ROWS = 1000
 #: waited for) or took since this claim's snapshot. Each process has at most a claim per
 #: queue in flight, so this is room for ten others claiming 100 jobs each.
 CLAIM_SKIP_ROOM = 1000
-JOB_COLUMNS = (
-    "id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error, "
-    "last_traceback, progress, progress_message, unique_key, created_at, scheduled_at, "
-    "started_at, finished_at, claimed_by, cancel_requested_at, code_version"
-)
 #: Errors meaning the server is gone (not that it refused a statement).
 CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
@@ -105,50 +91,13 @@ SQL_RECORD_VERSION = (
     "VALUES ($1, extract(epoch FROM clock_timestamp()))"
 )
 SQL_CURRENT_VERSION = f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}"
-#: retry_many: lock the matching dead/failed jobs, skip any whose unique key another
-#: live job holds (and keep one per key), reset them, and record a ``retried`` event.
-SQL_RETRY_WHERE = """
-WITH candidates AS (
-    SELECT id, unique_key FROM forge_nb_jobs WHERE {where} ORDER BY id FOR UPDATE
-),
-picked AS (
-    SELECT id FROM candidates WHERE unique_key IS NULL
-    UNION ALL
-    SELECT min(c.id) FROM candidates c
-    WHERE c.unique_key IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM forge_nb_jobs live
-        WHERE live.unique_key = c.unique_key AND live.id <> c.id
-          AND live.status IN ('pending', 'running', 'failed'))
-    GROUP BY c.unique_key
-),
-retried AS (
-    UPDATE forge_nb_jobs j
-    SET status = 'pending', attempts = 0, scheduled_at = ${now}, finished_at = NULL,
-        cancel_requested_at = NULL, claimed_by = NULL
-    FROM picked
-    WHERE j.id = picked.id AND j.status IN ('dead', 'failed')
-    RETURNING j.id
-),
-events AS (
-    INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
-    SELECT id, ${now}, 'retried', 0, NULL FROM retried ORDER BY id
-)
-SELECT count(*) FROM retried
-"""
-#: delete_many: every matching non-running job and its history.
-SQL_DELETE_WHERE = """
-WITH gone AS (
-    DELETE FROM forge_nb_jobs WHERE {where} AND status <> 'running' RETURNING id
-),
-events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone))
-SELECT count(*) FROM gone
-"""
 
 
-class PostgresStorage(ClusterTables):
+class PostgresStorage(SqlCore):
     """`Storage` on a Postgres database shared by every process."""
 
     backend = "postgres"
+    Q = Q
 
     def __init__(self, url: DatabaseUrl, *, min_size: int = 0, max_size: int = 10) -> None:
         self._url = url.url  # holds the password: never shown, only handed to asyncpg
@@ -218,6 +167,28 @@ class PostgresStorage(ClusterTables):
     async def _execute(self, sql: str, *args: Any) -> None:
         async with self._connection(transaction=False) as conn:
             await conn.execute(sql, *args)
+
+    # -- what the SQL core asks of a dialect ------------------------------------------------
+    async def _select(self, name: str, *params: Any) -> list[Any]:
+        return await self._fetch(Q[name], *params)
+
+    async def _change(self, name: str, *params: Any) -> list[Any]:
+        return await self._fetch(Q[name], *params)
+
+    async def _change_all(self, batches: Sequence[tuple[str, Sequence[Params]]]) -> None:
+        async with self._tx() as conn:
+            for name, params in batches:
+                if params:
+                    await conn.executemany(Q[name], params)
+
+    def _list_param(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+    def _placeholder(self, n: int) -> str:
+        return f"${n}"
+
+    async def _select_sql(self, sql: str, params: Params) -> list[Any]:
+        return await self._fetch(sql, *params)
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -347,33 +318,15 @@ class PostgresStorage(ClusterTables):
             self._notifier.send({row[1] for row in prepared})
         return results
 
-    async def claim(
-        self,
-        queue: str,
-        host_id: str,
-        limit: int,
-        now: float,
-        *,
-        kinds: Collection[str] | None = None,
-        exclude_versions: Collection[str] = (),
-    ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` jobs of ``kinds`` in one statement (see `Storage.claim`)."""
-        if limit <= 0:
-            return []
-        if kinds is None:
-            found = await self._fetch(Q["claim"], queue, now, limit, host_id)
-        else:
-            arms = claim_arms(kinds)
-            if not arms:
-                return []
-            window = limit + CLAIM_SKIP_ROOM
-            params: list[Any] = [queue, now, limit, host_id, window, *arms]
-            if exclude_versions:
-                params.append(sorted(exclude_versions))
-            found = await self._fetch(
-                statements.claim_sql(len(arms), bool(exclude_versions)), *params
-            )
-        return sorted(map(rows.claimed_job, found), key=rows.claim_order)
+    async def _claim_rows(self, claim: ClaimRequest) -> list[Any]:
+        queue, host_id, limit, now, arms, excluded = claim
+        if arms is None:
+            return await self._fetch(Q["claim"], queue, now, limit, host_id)
+        window = limit + CLAIM_SKIP_ROOM
+        params: list[Any] = [queue, now, limit, host_id, window, *arms]
+        if excluded:
+            params.append(excluded)
+        return await self._fetch(statements.claim_sql(len(arms), bool(excluded)), *params)
 
     async def release_claims(
         self, queue: str, host_id: str, claimed_at: Sequence[float]
@@ -420,59 +373,6 @@ class PostgresStorage(ClusterTables):
             )
 
     # -- jobs: admin ---------------------------------------------------------------------
-    async def get_job(self, job_id: str) -> JobRecord | None:
-        """One job or None."""
-        key = rows.parse_job_id(job_id)
-        if key is None:
-            return None
-        found = await self._fetchrow(f"SELECT {JOB_COLUMNS} FROM forge_nb_jobs WHERE id = $1", key)
-        return None if found is None else rows.job_record(found)
-
-    async def list_jobs(
-        self, filter: JobFilter, limit: int = 50, cursor: str | None = None
-    ) -> JobPage:
-        """Newest first, keyset-paged on id (a payload search a window of ids per page)."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
-        where, params = statements.filter_sql(filter)
-        scheduled = filter.scheduled_after is not None
-        if scheduled:
-            params.append(filter.scheduled_after)
-            where += [
-                "status = 'pending'",
-                "scheduled_at > created_at",
-                f"scheduled_at > ${len(params)}",
-            ]
-        if cursor is not None and scheduled:
-            params.extend(rows.parse_scheduled_cursor(cursor))
-            where.append(f"(scheduled_at, id) > (${len(params) - 1}, ${len(params)})")
-        key = None
-        if cursor is not None and not scheduled:
-            key = rows.parse_job_id(cursor)
-            if key is None:
-                raise ValueError(f"invalid cursor {cursor!r}")
-            params.append(key)
-            where.append(f"id < ${len(params)}")
-        floor = None
-        if filter.search and not scheduled:
-            lowest, highest = await self._fetchrow(Q["id_bounds"])
-            floor = rows.search_floor(key, lowest, highest)
-            if floor is not None:
-                params.append(floor)
-                where.append(f"id >= ${len(params)}")
-        params.append(limit)
-        sql = f"SELECT {JOB_COLUMNS} FROM forge_nb_jobs"
-        sql += (" WHERE " + " AND ".join(where)) if where else ""
-        sql += f" ORDER BY {'scheduled_at, id' if scheduled else 'id DESC'} LIMIT ${len(params)}"
-        return rows.job_page(await self._fetch(sql, *params), limit, scheduled, floor)
-
-    async def job_events(self, job_id: str) -> list[JobEvent]:
-        """Stored history, oldest first."""
-        key = rows.parse_job_id(job_id)
-        if key is None:
-            return []
-        return [rows.job_event(r) for r in await self._fetch(Q["job_events"], key)]
-
     async def counts(self) -> dict[str, dict[Status, int]]:
         """``{queue: {status: n}}``, zeros included, queues by name."""
         out: dict[str, dict[Status, int]] = {}
@@ -502,13 +402,12 @@ class PostgresStorage(ClusterTables):
     async def retry_many(self, filter: JobFilter, now: float) -> int:
         """Retry every dead/failed job matching the filter (unique-key clashes skipped)."""
         statuses = retryable_statuses(filter)
-        where, params = statements.filter_sql(
-            JobFilter(None, filter.queue, filter.kind, filter.search)
-        )
+        where, params = self.filter_terms(JobFilter(None, filter.queue, filter.kind, filter.search))
         params.append(list(statuses))
         where.append(f"status = ANY (${len(params)}::text[])")
         params.append(now)
-        sql = SQL_RETRY_WHERE.format(where=" AND ".join(where), now=len(params))
+        sql = Q["retry_where"].replace("{where}", " AND ".join(where))
+        sql = sql.replace("{now}", f"${len(params)}")
         for _ in range(RACE_RETRIES):
             try:
                 return int(await self._fetchval(sql, *params))
@@ -529,8 +428,8 @@ class PostgresStorage(ClusterTables):
 
     async def delete_many(self, filter: JobFilter) -> int:
         """Delete every non-running job matching the filter."""
-        where, params = statements.filter_sql(filter)
-        sql = SQL_DELETE_WHERE.format(where=" AND ".join(where) or "true")
+        where, params = self.filter_terms(filter)
+        sql = Q["delete_where"].replace("{where}", " AND ".join(where) or "TRUE")
         return int(await self._fetchval(sql, *params))
 
     async def request_cancel(self, job_id: str, now: float) -> Status | None:
@@ -548,10 +447,6 @@ class PostgresStorage(ClusterTables):
                 await conn.execute(Q["cancel_running"], key, now)
             return cast("Status | None", status)
 
-    async def cancel_requests(self, host_id: str) -> list[str]:
-        """Flagged running jobs of one host."""
-        return [str(r[0]) for r in await self._fetch(Q["cancel_requests"], host_id)]
-
     # -- queues --------------------------------------------------------------------------
     async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
         """Create if missing, then apply knobs."""
@@ -567,69 +462,8 @@ class PostgresStorage(ClusterTables):
         async with self._tx() as conn:
             return await statements.apply_knobs(conn, name, clean)
 
-    async def queues(self) -> list[QueueConfig]:
-        """Every queue's config."""
-        return [rows.queue_config(r) for r in await self._fetch(Q["queue_configs"])]
-
     # -- processes -----------------------------------------------------------------------
-    async def register_processes(self, processes: Sequence[ProcessRecord]) -> None:
-        """Insert or replace slot rows."""
-        params = [rows.process_params(p, list) for p in processes]
-        if params:
-            async with self._tx() as conn:
-                await conn.executemany(Q["register_process"], params)
-
-    async def unregister_processes(self, process_ids: Sequence[str]) -> None:
-        """Delete slot rows."""
-        if process_ids:
-            await self._execute(Q["unregister_processes"], list(process_ids))
-
-    async def heartbeat(
-        self,
-        host_id: str,
-        now: float,
-        current_jobs: Mapping[str, str | None],
-        kinds: Collection[str] | None = None,
-    ) -> None:
-        """Touch a host's slots, record what each runs (and the kinds, when given)."""
-        listed = None if kinds is None else list(kinds)
-        async with self._tx() as conn:
-            await conn.execute(Q["heartbeat_host"], now, host_id, listed)
-            if current_jobs:
-                slots = list(current_jobs)
-                jobs = [current_jobs[s] for s in slots]
-                await conn.execute(Q["set_current_jobs"], slots, jobs)
-
-    async def processes(self) -> list[ProcessRecord]:
-        """Every slot row."""
-        return [rows.process_record(r) for r in await self._fetch(Q["processes"])]
-
     # -- shipped code ------------------------------------------------------------------------
-    async def publish_code(self, code: ShippedCode) -> bool:
-        """Store one code version (see `Storage.publish_code`)."""
-        return await self._fetchval(Q["publish_code"], *rows.code_params(code)) is not None
-
-    async def code_catalogue(self) -> list[ShippedCode]:
-        """Every version without its code, oldest first."""
-        return [rows.shipped_code(r) for r in await self._fetch(Q["code_catalogue"])]
-
-    async def code_stamp(self) -> tuple[int, float | None]:
-        """(versions, newest created_at)."""
-        count, newest = await self._fetchrow(Q["code_stamp"])
-        return int(count), newest
-
-    async def get_code(self, version: str) -> ShippedCode | None:
-        """One version with its code."""
-        found = await self._fetchrow(Q["code_row"], version)
-        return None if found is None else rows.shipped_code(found)
-
-    async def stranded_kinds(
-        self, live_since: float, count_up_to: int = 1_000, limit: int = 50
-    ) -> list[StrandedKind]:
-        """Waiting kinds no live process runs (see `Storage.stranded_kinds`)."""
-        found = await self._fetch(Q["stranded_kinds"], live_since, count_up_to, limit)
-        return [rows.stranded_kind(r, count_up_to) for r in found]
-
     async def reap(
         self, now: float, stale_before: float, host_ids: Sequence[str] = ()
     ) -> list[ReapedJob]:
@@ -641,6 +475,31 @@ class PostgresStorage(ClusterTables):
         return [ReapedJob(str(r[0]), r[1], r[2], r[3], r[4] or "") for r in found]
 
     # -- cron ----------------------------------------------------------------------------
+    async def _fire_schedule(
+        self, cas: Params, prepared: list[tuple[Any, ...]], now: float
+    ) -> bool:
+        async with self._tx() as conn:
+            if await conn.fetchval(Q["fire_schedule"], *cas) is None:
+                return False
+            if prepared[0][6] is None:
+                await statements.insert_plain(conn, prepared, now)
+            else:
+                await statements.insert_with_keys(conn, prepared, now)
+        self._notifier.send({prepared[0][1]})
+        return True
+
+    # -- retention -------------------------------------------------------------------------
+    async def _purge_jobs(self, queue: str, status: str, before: float, limit: int) -> int:
+        return int(await self._fetchval(Q["purge_jobs"], queue, status, before, limit))
+
+    async def purge_metrics(self, before_minute: int) -> int:
+        """Delete old metric and sample rows."""
+        return int(await self._fetchval(Q["purge_metrics"], before_minute))
+
+    async def fold_counts(self) -> int:
+        """Fold the count rows of closed connections into one row per queue and status."""
+        return int(await self._fetchval(Q["fold_job_counts"]))
+
     def pool_capacity(self) -> int:
         """Operations that can run at once: one per pooled connection."""
         return self._max_size

@@ -17,17 +17,11 @@ from forge_nb.errors import (
 from forge_nb.storage import rows, rules
 from forge_nb.storage.kinds import build_claim
 from forge_nb.storage.records import (
-    STATUSES,
     EnqueueResult,
     Finish,
-    JobFilter,
     QueueConfig,
 )
 from forge_nb.storage.schema import load_queries
-from forge_nb.storage.validation import (
-    check_filter,
-    escape_like,
-)
 
 Q = load_queries("postgres")
 log = logging.getLogger("forge_nb.storage")
@@ -213,29 +207,6 @@ def finish_arrays(batch: Mapping[int, Finish]) -> list[list[Any]]:
         [f.scheduled_at for f in fs],
         [1 if f.refund_attempt else 0 for f in fs],
     ]
-
-
-def filter_sql(filter: JobFilter) -> tuple[list[str], list[Any]]:
-    """WHERE terms for a filter with ``$n`` placeholders; every value is a bound parameter."""
-    check_filter(filter)
-    where: list[str] = []
-    params: list[Any] = []
-    if filter.status is not None:
-        if filter.status not in STATUSES:
-            raise ValueError(f"unknown status {filter.status!r}; use one of {', '.join(STATUSES)}")
-        params.append(filter.status)
-        where.append(f"status = ${len(params)}")
-    if filter.queue is not None:
-        params.append(filter.queue)
-        where.append(f"queue = ${len(params)}")
-    if filter.kind is not None:
-        params.append(filter.kind)
-        where.append(f"kind = ${len(params)}")
-    if filter.search:
-        params.append(escape_like(filter.search))
-        # COLLATE "C": fold ASCII case only, whatever the database locale (as SQLite's LIKE).
-        where.append(f"(payload COLLATE \"C\") ILIKE ${len(params)} ESCAPE '\\'")
-    return where, params
 
 
 async def apply_knobs(conn: Any, name: str, knobs: Mapping[str, Any]) -> QueueConfig:

@@ -29,16 +29,45 @@ def latest_version(backend: str) -> int:
 
 
 QUERY_HEADER = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
+#: Statements both dialects have, under the same names and (where the SQL core runs them,
+#: `forge_nb.storage.core`) the same numbered parameters.
+SHARED_QUERIES = "queries.sql"
+#: Statements only one dialect needs (its own way of doing a step).
+DIALECT_QUERIES = "dialect.sql"
 
 
 def load_queries(backend: str) -> dict[str, str]:
-    """Named queries from ``sql/<backend>/queries.sql`` (procrastinate-style ``-- name --``)."""
-    text = (resources.files("forge_nb.storage") / "sql" / backend / "queries.sql").read_text(
+    """Named queries (procrastinate-style ``-- name --``) of ``sql/<backend>/``: the
+    statements both dialects share (``queries.sql``) and this dialect's own (``dialect.sql``)."""
+    queries: dict[str, str] = {}
+    for file in SHARED_QUERIES, DIALECT_QUERIES:
+        for name, body in read_query_file(backend, file).items():
+            if name in queries:
+                raise RuntimeError(f"query {name!r} is named twice in sql/{backend}/")
+            queries[name] = body
+    return queries
+
+
+def read_query_file(backend: str, file: str) -> dict[str, str]:
+    """The named queries of one file of ``sql/<backend>/``."""
+    text = (resources.files("forge_nb.storage") / "sql" / backend / file).read_text(
         encoding="utf-8"
     )
     parts = QUERY_HEADER.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    return {
+        name: _without_leading_comments(body)
+        for name, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+def _without_leading_comments(body: str) -> str:
+    """A query's text without the comment lines above it: they are for readers of the file,
+    and may name the ``{markers}`` a template fills in."""
+    lines = body.strip().splitlines()
+    while lines and lines[0].lstrip().startswith("--"):
+        lines.pop(0)
+    return "\n".join(lines).strip()
 
 
 def split_statements(script: str) -> list[str]:

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import aiosqlite
@@ -24,39 +24,24 @@ import aiosqlite
 from forge_nb.config import DatabaseUrl
 from forge_nb.errors import (
     StorageError,
-    UnknownRateLimit,
 )
 from forge_nb.storage import rows
 from forge_nb.storage import sqlite_statements as statements
 from forge_nb.storage import sqlite_transactions as transactions
-from forge_nb.storage.kinds import claim_arms
+from forge_nb.storage.core import ClaimRequest, Params, SqlCore
 from forge_nb.storage.records import (
-    ClaimedJob,
     EnqueueResult,
     Finish,
-    JobEvent,
     JobFilter,
-    JobPage,
-    JobRecord,
-    Lease,
-    MetricRow,
     NewJob,
-    ProcessRecord,
     QueueConfig,
-    RateLimit,
     ReapedJob,
-    Schedule,
-    ShippedCode,
     Status,
-    StrandedKind,
 )
-from forge_nb.storage.rows import metric_params, rollup_params
 from forge_nb.storage.sqlite_statements import BUSY_TIMEOUT_S, Q
 from forge_nb.storage.validation import (
-    check_bucket,
     check_name,
     check_queue_knobs,
-    dump_json,
     prepare_jobs,
     retryable_statuses,
 )
@@ -68,15 +53,15 @@ log = logging.getLogger("forge_nb.storage")
 T = TypeVar("T")
 #: Pauses between non-blocking retries of a busy write before it waits on the thread.
 BUSY_RETRY_PAUSES_S = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
-MAX_PAGE = 1000
 #: How often other processes' commits are looked for (cross-process wake-up latency).
 WATCH_INTERVAL_S = 0.01
 
 
-class SqliteStorage:
+class SqliteStorage(SqlCore):
     """`Storage` on one SQLite file (the embedded default)."""
 
     backend = "sqlite"
+    Q = Q
 
     def __init__(self, url: DatabaseUrl) -> None:
         assert url.path is not None
@@ -160,6 +145,30 @@ class SqliteStorage:
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._read(lambda c: c.execute(sql, params).fetchall())
 
+    # -- what the SQL core asks of a dialect ------------------------------------------------
+    async def _select(self, name: str, *params: Any) -> list[Any]:
+        return await self._fetchall(Q[name], params)
+
+    async def _change(self, name: str, *params: Any) -> list[Any]:
+        sql = Q[name]
+        return await self._write(lambda c: c.execute(sql, params).fetchall())
+
+    async def _change_all(self, batches: Sequence[tuple[str, Sequence[Params]]]) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            for name, params in batches:
+                c.executemany(Q[name], params)
+
+        await self._write(run)
+
+    def _list_param(self, values: Sequence[str]) -> Any:
+        return statements.json_list(values)
+
+    def _placeholder(self, n: int) -> str:
+        return f"?{n}"
+
+    async def _select_sql(self, sql: str, params: Params) -> list[Any]:
+        return await self._fetchall(sql, params)
+
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
         """Create the file if needed, check it is ours, switch to WAL, migrate."""
@@ -240,36 +249,20 @@ class SqliteStorage:
         self._known_queues |= queues  # only once committed
         return results
 
-    async def claim(
-        self,
-        queue: str,
-        host_id: str,
-        limit: int,
-        now: float,
-        *,
-        kinds: Collection[str] | None = None,
-        exclude_versions: Collection[str] = (),
-    ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` jobs of ``kinds`` in one statement (see `Storage.claim`)."""
-        if limit <= 0:
-            return []
-        params: list[Any] = [host_id, now, queue, limit]
-        if kinds is None:
+    async def _claim_rows(self, claim: ClaimRequest) -> list[Any]:
+        params: list[Any] = [claim.host_id, claim.now, claim.queue, claim.limit]
+        arms, excluded = claim.arms, claim.excluded
+        if arms is None:
             sql = Q["claim"]
+        elif len(arms) > MAX_ARMS:
+            sql = Q["claim_kinds_filtered"]
+            params += [json.dumps(arms), statements.json_list(excluded)]
         else:
-            arms = claim_arms(kinds)
-            if not arms:
-                return []
-            if len(arms) > MAX_ARMS:
-                sql = Q["claim_kinds_filtered"]
-                params += [json.dumps(arms), statements.json_list(sorted(exclude_versions))]
-            else:
-                sql = statements.claim_sql(len(arms), bool(exclude_versions))
-                params += arms
-                if exclude_versions:
-                    params.append(statements.json_list(sorted(exclude_versions)))
-        found = await self._write(lambda c: c.execute(sql, params).fetchall())
-        return sorted(map(rows.claimed_job, found), key=rows.claim_order)
+            sql = statements.claim_sql(len(arms), bool(excluded))
+            params += arms
+            if excluded:
+                params.append(statements.json_list(excluded))
+        return await self._write(lambda c: c.execute(sql, params).fetchall())
 
     async def release_claims(
         self, queue: str, host_id: str, claimed_at: Sequence[float]
@@ -297,56 +290,6 @@ class SqliteStorage:
             await self._write(lambda c: c.executemany(Q["update_progress"], params))
 
     # -- jobs: admin ---------------------------------------------------------------------
-    async def get_job(self, job_id: str) -> JobRecord | None:
-        """One job or None."""
-        key = rows.parse_job_id(job_id)
-        if key is None:
-            return None
-        found = await self._fetchall(Q["get_job"], (key,))
-        return rows.job_record(found[0]) if found else None
-
-    async def list_jobs(
-        self, filter: JobFilter, limit: int = 50, cursor: str | None = None
-    ) -> JobPage:
-        """Newest first, keyset-paged (a payload search a window of ids per page)."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
-        where, params = statements.filter_sql(filter)
-        scheduled = filter.scheduled_after is not None
-        if scheduled:
-            # The partial index's own terms, literally, so the planner uses it.
-            where += ["status = 'pending'", "scheduled_at > created_at", "scheduled_at > ?"]
-            params.append(filter.scheduled_after)
-        if cursor is not None and scheduled:
-            where.append("(scheduled_at, id) > (?, ?)")
-            params.extend(rows.parse_scheduled_cursor(cursor))
-        key = None
-        if cursor is not None and not scheduled:
-            key = rows.parse_job_id(cursor)
-            if key is None:
-                raise ValueError(f"invalid cursor {cursor!r}")
-            where.append("id < ?")
-            params.append(key)
-        floor = None
-        if filter.search and not scheduled:
-            [(lowest, highest)] = await self._fetchall(Q["id_bounds"], ())
-            floor = rows.search_floor(key, lowest, highest)
-            if floor is not None:
-                where.append("id >= ?")
-                params.append(floor)
-        sql = Q["get_job"].replace("WHERE id = ?", "")
-        sql += (" WHERE " + " AND ".join(where)) if where else ""
-        sql += f" ORDER BY {'scheduled_at, id' if scheduled else 'id DESC'} LIMIT ?"
-        found = await self._fetchall(sql, [*params, limit])
-        return rows.job_page(found, limit, scheduled, floor)
-
-    async def job_events(self, job_id: str) -> list[JobEvent]:
-        """Stored history, oldest first."""
-        key = rows.parse_job_id(job_id)
-        if key is None:
-            return []
-        return [rows.job_event(r) for r in await self._fetchall(Q["job_events"], (key,))]
-
     async def counts(self) -> dict[str, dict[Status, int]]:
         """Per queue × status, zeros included."""
 
@@ -371,11 +314,10 @@ class SqliteStorage:
     async def retry_many(self, filter: JobFilter, now: float) -> int:
         """Retry every dead/failed job matching the filter (unique-key clashes skipped)."""
         statuses = retryable_statuses(filter)
-        where, params = statements.filter_sql(
-            JobFilter(None, filter.queue, filter.kind, filter.search)
-        )
-        where.append(f"status IN ({','.join('?' * len(statuses))})")
+        where, params = self.filter_terms(JobFilter(None, filter.queue, filter.kind, filter.search))
+        marks = [self._placeholder(len(params) + i) for i in range(1, len(statuses) + 1)]
         params.extend(statuses)
+        where.append(f"status IN ({', '.join(marks)})")
         return await self._write(statements.retry_where, " AND ".join(where), params, now)
 
     async def delete(self, job_id: str) -> Status | None:
@@ -387,7 +329,7 @@ class SqliteStorage:
 
     async def delete_many(self, filter: JobFilter) -> int:
         """Delete every non-running job matching the filter."""
-        where, params = statements.filter_sql(filter)
+        where, params = self.filter_terms(filter)
         where.append("status <> 'running'")
         return await self._write(statements.delete_where, " AND ".join(where), params)
 
@@ -397,10 +339,6 @@ class SqliteStorage:
         if key is None:
             return None
         return await self._write(statements.cancel, key, now)
-
-    async def cancel_requests(self, host_id: str) -> list[str]:
-        """Flagged running jobs of one host."""
-        return [str(r[0]) for r in await self._fetchall(Q["cancel_requests"], (host_id,))]
 
     # -- queues --------------------------------------------------------------------------
     async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
@@ -414,68 +352,8 @@ class SqliteStorage:
         clean = check_queue_knobs(knobs)
         return await self._write(statements.upsert_queue, name, clean, False)
 
-    async def queues(self) -> list[QueueConfig]:
-        """Every queue's config."""
-        return [rows.queue_config(r) for r in await self._fetchall(Q["queue_configs"])]
-
     # -- processes -----------------------------------------------------------------------
-    async def register_processes(self, processes: Sequence[ProcessRecord]) -> None:
-        """Insert or replace slot rows."""
-        params = [rows.process_params(p, statements.json_list) for p in processes]
-        await self._write(lambda c: c.executemany(Q["register_process"], params))
-
-    async def unregister_processes(self, process_ids: Sequence[str]) -> None:
-        """Delete slot rows."""
-        params = [(p,) for p in process_ids]
-        await self._write(lambda c: c.executemany(Q["unregister_process"], params))
-
-    async def heartbeat(
-        self,
-        host_id: str,
-        now: float,
-        current_jobs: Mapping[str, str | None],
-        kinds: Collection[str] | None = None,
-    ) -> None:
-        """Touch a host's slots, record what each runs (and the kinds, when given)."""
-        listed = None if kinds is None else statements.json_list(kinds)
-
-        def run(c: sqlite3.Connection) -> None:
-            c.execute(Q["heartbeat_host"], (now, host_id, listed))
-            c.executemany(Q["set_current_job"], [(j, s) for s, j in current_jobs.items()])
-
-        await self._write(run)
-
-    async def processes(self) -> list[ProcessRecord]:
-        """Every slot row."""
-        return [rows.process_record(r) for r in await self._fetchall(Q["processes"])]
-
     # -- shipped code ------------------------------------------------------------------------
-    async def publish_code(self, code: ShippedCode) -> bool:
-        """Store one code version (see `Storage.publish_code`)."""
-        params = rows.code_params(code)
-        return bool(await self._write(lambda c: c.execute(Q["publish_code"], params).rowcount))
-
-    async def code_catalogue(self) -> list[ShippedCode]:
-        """Every version without its code, oldest first."""
-        return [rows.shipped_code(r) for r in await self._fetchall(Q["code_catalogue"])]
-
-    async def code_stamp(self) -> tuple[int, float | None]:
-        """(versions, newest created_at)."""
-        [(count, newest)] = await self._fetchall(Q["code_stamp"])
-        return int(count), newest
-
-    async def get_code(self, version: str) -> ShippedCode | None:
-        """One version with its code."""
-        found = await self._fetchall(Q["code_row"], (version,))
-        return rows.shipped_code(found[0]) if found else None
-
-    async def stranded_kinds(
-        self, live_since: float, count_up_to: int = 1_000, limit: int = 50
-    ) -> list[StrandedKind]:
-        """Waiting kinds no live process runs (see `Storage.stranded_kinds`)."""
-        found = await self._fetchall(Q["stranded_kinds"], (live_since, count_up_to, limit))
-        return [rows.stranded_kind(r, count_up_to) for r in found]
-
     async def reap(
         self, now: float, stale_before: float, host_ids: Sequence[str] = ()
     ) -> list[ReapedJob]:
@@ -483,162 +361,20 @@ class SqliteStorage:
         return await self._write(statements.reap, now, stale_before, json.dumps(list(host_ids)))
 
     # -- cron ----------------------------------------------------------------------------
-    async def upsert_schedule(self, schedule: Schedule) -> Schedule:
-        """Create or update by name."""
-        check_name(schedule.name, "schedule name")
-        params = (
-            schedule.name,
-            schedule.cron,
-            schedule.kind,
-            dump_json(schedule.payload, what="schedule payload"),
-            schedule.queue,
-            schedule.enabled,
-            schedule.tz,
-            schedule.next_fire_at,
-        )
-        found = await self._write(lambda c: c.execute(Q["upsert_schedule"], params).fetchall())
-        return rows.schedule(found[0])
-
-    async def schedules(self) -> list[Schedule]:
-        """Every schedule."""
-        return [rows.schedule(r) for r in await self._fetchall(Q["schedules"])]
-
-    async def set_schedule_enabled(self, name: str, enabled: bool) -> bool:
-        """Toggle; False if unknown."""
-        params = (bool(enabled), name)
-        changed = await self._write(lambda c: c.execute(Q["set_schedule_enabled"], params).rowcount)
-        return bool(changed)
-
-    async def record_fire(self, name: str, fired_at: float, next_fire_at: float | None) -> None:
-        """Store last and next fire."""
-        params = (fired_at, next_fire_at, name)
-        await self._write(lambda c: c.execute(Q["record_fire"], params))
-
-    async def fire_schedule(
-        self,
-        name: str,
-        expected_next: float,
-        fire_at: float,
-        next_fire_at: float,
-        job: NewJob,
-        now: float,
+    async def _fire_schedule(
+        self, cas: Params, prepared: list[tuple[Any, ...]], now: float
     ) -> bool:
-        """Advance the schedule (compare-and-set) and enqueue its job in one transaction."""
-        prepared = prepare_jobs([job], now)
-
         def run(c: sqlite3.Connection) -> bool:
-            params = (fire_at, next_fire_at, name, expected_next)
-            if not c.execute(Q["fire_schedule"], params).rowcount:
+            if not c.execute(Q["fire_schedule"], cas).rowcount:
                 return False
-            statements.enqueue(c, prepared, now, {job.queue})
+            statements.enqueue(c, prepared, now, {prepared[0][1]})
             return True
 
         return await self._write(run)
 
-    # -- leases --------------------------------------------------------------------------
-    async def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
-        """Take or renew; one statement."""
-        params = (name, holder, now + ttl, now)
-        found = await self._write(lambda c: c.execute(Q["acquire_lease"], params).fetchall())
-        return bool(found)
-
-    async def release_lease(self, name: str, holder: str) -> None:
-        """Give the lease up if held."""
-        await self._write(lambda c: c.execute(Q["release_lease"], (name, holder)))
-
-    async def leases(self) -> list[Lease]:
-        """Every lease."""
-        return [rows.lease(r) for r in await self._fetchall(Q["leases"])]
-
-    # -- rate limits ---------------------------------------------------------------------
-    async def ensure_rate_limit(
-        self, scope: str, capacity: float, refill_per_second: float, now: float
-    ) -> RateLimit:
-        """Create (full) or update a bucket."""
-        check_name(scope, "rate limit scope")
-        check_bucket(capacity, refill_per_second)
-        params = (scope, float(capacity), float(refill_per_second), float(capacity), now)
-        found = await self._write(lambda c: c.execute(Q["ensure_rate_limit"], params).fetchall())
-        return rows.rate_limit(found[0])
-
-    async def take_tokens(self, scope: str, n: float, now: float) -> float:
-        """Take ``n`` tokens or say how long to wait."""
-        return await self._write(statements.take_tokens, scope, n, now)
-
-    async def drain_rate_limit(self, scope: str, hold_until: float, now: float) -> None:
-        """Empty and hold."""
-        params = (hold_until, hold_until, scope)
-        changed = await self._write(lambda c: c.execute(Q["drain_rate_limit"], params).rowcount)
-        if not changed:
-            raise UnknownRateLimit(f"unknown rate limit scope {scope!r}")
-
-    async def rate_limits(self) -> list[RateLimit]:
-        """Every bucket."""
-        return [rows.rate_limit(r) for r in await self._fetchall(Q["rate_limits"])]
-
     # -- metrics and retention ---------------------------------------------------------------
-    async def write_metrics(self, rows: Sequence[MetricRow]) -> None:
-        """Replace per-(minute, queue, host) rows."""
-        params = [metric_params(r) for r in rows]
-        if params:
-            await self._write(lambda c: c.executemany(Q["write_metrics"], params))
-
-    async def read_metrics(
-        self, since: float, until: float, queue: str | None = None, histograms: bool = True
-    ) -> list[MetricRow]:
-        """Rows in a minute range."""
-        params = (int(since // 60), int(until // 60), queue, queue)
-        return [
-            rows.metric_row(r, histograms) for r in await self._fetchall(Q["read_metrics"], params)
-        ]
-
-    async def sum_metrics(
-        self, step: int, since: float, until: float, queue: str | None = None
-    ) -> list[MetricRow]:
-        """Counters per bucket and queue, summed over hosts by SQLite."""
-        params = (step, int(since // 60), int(until // 60), queue)
-        return [rows.metric_row(r, False) for r in await self._fetchall(Q["sum_metrics"], params)]
-
-    async def sum_histograms(
-        self, step: int, since: float, until: float, queue: str | None = None
-    ) -> tuple[dict[int, int], dict[int, int]]:
-        """Both histograms summed by SQLite's json_each."""
-        name, params = rows.histogram_query(step, since, until, queue)
-        return rows.histogram_totals(await self._fetchall(Q[name], params))
-
-    async def write_rollups(self, step: int, rows: Sequence[MetricRow], through: int) -> None:
-        """Replace roll-up rows and move the step's mark, in one transaction."""
-        params = [rollup_params(step, r) for r in rows]
-
-        def run(c: sqlite3.Connection) -> None:
-            c.executemany(Q["write_rollup"], params)
-            c.execute(Q["write_rollup_mark"], (step, through))
-
-        await self._write(run)
-
-    async def read_rollups(
-        self,
-        step: int,
-        since: float,
-        until: float,
-        queue: str | None = None,
-        histograms: bool = True,
-    ) -> list[MetricRow]:
-        """Roll-up rows in a minute range."""
-        params = (step, int(since // 60), int(until // 60), queue, queue)
-        return [
-            rows.metric_row(r, histograms) for r in await self._fetchall(Q["read_rollups"], params)
-        ]
-
-    async def rollup_marks(self) -> dict[int, int]:
-        """Step → first minute not rolled up."""
-        return {int(s): int(t) for s, t in await self._fetchall(Q["rollup_marks"], ())}
-
-    async def purge(self, queue: str, status: Status, finished_before: float, limit: int) -> int:
-        """Delete a bounded batch of old terminal jobs and their events."""
-        if status not in ("done", "dead"):
-            raise ValueError(f"only done or dead jobs can be purged, not {status!r}")
-        return await self._write(statements.purge, queue, status, finished_before, limit)
+    async def _purge_jobs(self, queue: str, status: str, before: float, limit: int) -> int:
+        return await self._write(statements.purge, queue, status, before, limit)
 
     async def purge_metrics(self, before_minute: int) -> int:
         """Delete old metric and sample rows."""
@@ -653,20 +389,6 @@ class SqliteStorage:
     async def fold_counts(self) -> int:
         """Nothing to fold: one writer keeps one count row per queue and status."""
         return 0
-
-    # -- samples -------------------------------------------------------------------------
-    async def write_samples(self, samples: Sequence[tuple[int, str, str, dict[str, Any]]]) -> None:
-        """Insert or replace per-minute samples."""
-        params = [(m, h, k, dump_json(d, what="sample")) for m, h, k, d in samples]
-        if params:
-            await self._write(lambda c: c.executemany(Q["write_sample"], params))
-
-    async def read_samples(
-        self, kind: str, since: float, until: float
-    ) -> list[tuple[int, str, dict[str, Any]]]:
-        """Samples of one kind in a range."""
-        found = await self._fetchall(Q["read_samples"], (kind, int(since // 60), int(until // 60)))
-        return [(m, h, json.loads(d)) for m, h, d in found]
 
     def pool_capacity(self) -> int:
         """One writer and one reader connection."""

@@ -25,7 +25,6 @@ from forge_nb.storage.records import (
     STATUSES,
     EnqueueResult,
     Finish,
-    JobFilter,
     QueueConfig,
     ReapedJob,
     Status,
@@ -36,10 +35,6 @@ from forge_nb.storage.schema import (
     load_migrations,
     load_queries,
     split_statements,
-)
-from forge_nb.storage.validation import (
-    check_filter,
-    escape_like,
 )
 
 Q = load_queries("sqlite")
@@ -54,13 +49,12 @@ INSERT_CHUNK = 120
 WAL_RESTART_WAIT_MS = 250
 #: The WAL file is cut back to this size when it restarts (it never shrinks otherwise).
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-_INSERT_HEAD = Q["insert_job"].split("VALUES")[0] + "VALUES "
 
 
 @functools.cache
 def insert_sql(rows: int) -> str:
-    """``insert_job`` for ``rows`` rows in one statement."""
-    return _INSERT_HEAD + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    """``insert_jobs`` for ``rows`` rows in one statement."""
+    return Q["insert_jobs"].replace("{rows}", ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
 
 
 def check_ownership(c: sqlite3.Connection) -> None:
@@ -204,28 +198,6 @@ def finish(
     return done
 
 
-def filter_sql(filter: JobFilter) -> tuple[list[str], list[Any]]:
-    """WHERE terms for a filter: every value is a bound parameter."""
-    check_filter(filter)
-    where: list[str] = []
-    params: list[Any] = []
-    if filter.status is not None:
-        if filter.status not in STATUSES:
-            raise ValueError(f"unknown status {filter.status!r}; use one of {', '.join(STATUSES)}")
-        where.append("status = ?")
-        params.append(filter.status)
-    if filter.queue is not None:
-        where.append("queue = ?")
-        params.append(filter.queue)
-    if filter.kind is not None:
-        where.append("kind = ?")
-        params.append(filter.kind)
-    if filter.search:
-        where.append("payload LIKE ? ESCAPE '\\'")
-        params.append(escape_like(filter.search))
-    return where, params
-
-
 def counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:
     out: dict[str, dict[Status, int]] = {}
     for (name,) in names:
@@ -245,7 +217,7 @@ def retry_one(c: sqlite3.Connection, key: int, now: float) -> Status | None:
 
 
 def retry_where(c: sqlite3.Connection, where: str, params: list[Any], now: float) -> int:
-    ids = [r[0] for r in c.execute(f"SELECT id FROM forge_nb_jobs WHERE {where}", params)]
+    ids = [r[0] for r in c.execute(Q["job_ids_where"].replace("{where}", where), params)]
     retried = 0
     for key in ids:
         try:
@@ -266,7 +238,7 @@ def delete_one(c: sqlite3.Connection, key: int) -> Status | None:
 
 
 def delete_where(c: sqlite3.Connection, where: str, params: list[Any]) -> int:
-    ids = [(r[0],) for r in c.execute(f"SELECT id FROM forge_nb_jobs WHERE {where}", params)]
+    ids = [(r[0],) for r in c.execute(Q["job_ids_where"].replace("{where}", where), params)]
     c.executemany(Q["delete_job"], ids)
     c.executemany(Q["delete_events"], ids)
     return len(ids)
@@ -312,14 +284,6 @@ def reap(
             reaped.append(ReapedJob(str(key), kind, queue, status, host or ""))
     c.execute(Q["delete_stale_processes"], (stale_before, hosts_json))
     return reaped
-
-
-def take_tokens(c: sqlite3.Connection, scope: str, n: float, now: float) -> float:
-    bucket = rules.bucket_of(c.execute(Q["rate_limit"], (scope,)).fetchone(), scope)
-    wait = rules.tokens_wait(bucket, scope, n, now)
-    if wait == 0.0:
-        c.execute(Q["set_tokens"], (rules.tokens_now(bucket, now) - n, now, scope))
-    return wait
 
 
 def purge(c: sqlite3.Connection, queue: str, status: str, before: float, limit: int) -> int:

@@ -1,5 +1,5 @@
--- Named queries of the Postgres backend. Parameters are positional ($n).
--- Batches travel as arrays and are expanded with unnest(): one statement per batch.
+-- Statements both backends have, under the same names (dialect.sql: Postgres's own).
+-- Parameters are numbered ($n); batches travel as arrays expanded with unnest().
 
 -- insert_jobs --
 -- A whole batch in one statement: create the missing queues ($10, sorted), insert the rows in
@@ -39,15 +39,6 @@ counted_jobs AS (  -- the pending counts (migration 8: inserts count themselves)
 )
 SELECT array_agg(id ORDER BY id) FROM inserted
 
--- ensure_queue_rows --
--- Create the missing queues named in $1 (sorted: concurrent enqueuers lock in one order).
-INSERT INTO forge_nb_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
-
--- next_job_ids --
--- $1 new job ids, rising, drawn from the jobs' identity sequence (for a COPY that sets them).
-SELECT array_agg(nextval(pg_get_serial_sequence('forge_nb_jobs', 'id')) ORDER BY n)
-FROM generate_series(1, $1) AS n
-
 -- count_enqueued --
 -- $3 jobs inserted into each queue in $2 by COPY or insert_unique_job: the minute's ($1)
 -- enqueued metric and the pending counts (insert_jobs does both in its own statement).
@@ -62,72 +53,6 @@ INSERT INTO forge_nb_job_counts (queue, status, shard, n)
 SELECT queue, 'pending', pg_backend_pid(), n
 FROM unnest($2::text[], $3::bigint[]) AS c (queue, n) ORDER BY queue
 ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
-
--- insert_job --
--- insert_jobs for a single job: plain VALUES, no arrays to build or unnest ($8: the minute,
--- $9: the code version).
-WITH new_queue AS (
-    INSERT INTO forge_nb_queues (name) VALUES ($2) ON CONFLICT DO NOTHING
-),
-inserted AS (
-    INSERT INTO forge_nb_jobs
-        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
-         created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, NULL, $9, $7)
-    RETURNING id
-),
-counted AS (
-    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    VALUES ($8, $2, '*' || pg_backend_pid(), 1)
-    ON CONFLICT (minute, queue, host_id)
-    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + 1
-),
-counted_job AS (  -- the pending count (migration 8: inserts count themselves)
-    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
-    VALUES ($2, 'pending', pg_backend_pid(), 1)
-    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + 1
-)
-SELECT id FROM inserted
-
--- insert_jobs_unique --
--- As insert_jobs, skipping rows whose unique key a live job holds (each key at most once in $7).
-WITH new_queues AS (
-    INSERT INTO forge_nb_queues (name) SELECT unnest($10::text[]) ON CONFLICT DO NOTHING
-),
-inserted AS (
-    INSERT INTO forge_nb_jobs
-        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
-         created_at)
-    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
-           $9
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
-                $7::text[], $8::text[])
-         WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
-                               unique_key, code_version, ord)
-    ORDER BY ord
-    ON CONFLICT (unique_key)
-        WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
-    DO NOTHING
-    RETURNING id, unique_key, queue
-),
-counted AS (
-    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    SELECT $11, queue, '*' || pg_backend_pid(), count(*)
-    FROM inserted GROUP BY queue ORDER BY queue
-    ON CONFLICT (minute, queue, host_id)
-    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
-),
-counted_jobs AS (  -- the pending counts (migration 8: inserts count themselves)
-    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
-    SELECT queue, 'pending', pg_backend_pid(), count(*)
-    FROM inserted GROUP BY queue ORDER BY queue
-    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
-)
-SELECT id, unique_key FROM inserted
-
--- live_jobs_by_unique_keys --
-SELECT unique_key, id, status FROM forge_nb_jobs
-WHERE unique_key = ANY ($1::text[]) AND status IN ('pending', 'running', 'failed')
 
 -- insert_unique_job --
 INSERT INTO forge_nb_jobs
@@ -225,40 +150,6 @@ WHERE status = 'running' AND queue = $1 AND claimed_by = $2
   AND started_at = ANY ($3::float8[])
 RETURNING id
 
--- finish --
--- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
--- write the history events of the non-done ones, return the finalized ids.
-WITH f AS (
-    SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::float8[], $10::int[])
-        AS f (id, attempt, status, event, result, error, traceback, scheduled_at, refund)
-),
-finished AS (
-    UPDATE forge_nb_jobs j SET
-        status = f.status,
-        result = CASE WHEN f.status = 'done' THEN f.result ELSE j.result END,
-        last_error = CASE WHEN f.status = 'done' THEN j.last_error
-                          ELSE coalesce(f.error, j.last_error) END,
-        last_traceback = CASE WHEN f.status = 'done' THEN j.last_traceback ELSE f.traceback END,
-        scheduled_at = CASE WHEN f.status = 'done' THEN j.scheduled_at
-                            ELSE coalesce(f.scheduled_at, j.scheduled_at) END,
-        attempts = CASE WHEN f.status = 'done' THEN j.attempts ELSE j.attempts - f.refund END,
-        finished_at = $11
-    FROM f
-    -- (status || '') keeps the planner off the running-jobs index: from stale statistics
-    -- it expects one running row, scans every entry of this process (dead ones too) and
-    -- re-reads f for each: quadratic, seconds per batch in a long drain. Each job is
-    -- found by its primary key instead.
-    WHERE j.id = f.id AND (j.status || '') = 'running' AND j.claimed_by = $1
-      AND j.attempts = f.attempt
-    RETURNING j.id, f.event, f.attempt, f.error
-),
-events AS (
-    INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
-    SELECT id, $11, event, attempt, error FROM finished WHERE event <> 'done'
-)
-SELECT id FROM finished
-
 -- update_progress --
 UPDATE forge_nb_jobs j SET progress = u.progress, progress_message = u.message
 FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS u (id, progress, message)
@@ -276,26 +167,6 @@ SELECT name, NULL::text, 0::bigint FROM forge_nb_queues
 UNION ALL
 SELECT queue, status, sum(n)::bigint FROM forge_nb_job_counts
 GROUP BY queue, status HAVING sum(n) <> 0
-
--- fold_job_counts --
--- Move the count rows of connections that are gone into shard 0, so the rows stay few.
--- A connection that reappears under a recycled pid just adds to a fresh row. Returns how
--- many rows were folded.
-WITH gone AS (
-    DELETE FROM forge_nb_job_counts c
-    WHERE c.shard <> 0
-      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.shard)
-    RETURNING queue, status, n
-),
-folded AS (
-    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
-    SELECT queue, status, 0, sum(n) FROM gone GROUP BY queue, status ORDER BY queue, status
-    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
-)
-SELECT count(*) FROM gone
-
--- lock_job_status --
-SELECT status FROM forge_nb_jobs WHERE id = $1 FOR UPDATE
 
 -- job_status --
 SELECT status FROM forge_nb_jobs WHERE id = $1
@@ -360,9 +231,7 @@ UPDATE forge_nb_processes SET last_heartbeat = $1, kinds = coalesce($3::text[], 
 WHERE host_id = $2
 
 -- set_current_jobs --
-UPDATE forge_nb_processes p SET current_job = u.job
-FROM unnest($1::text[], $2::text[]) AS u (id, job)
-WHERE p.id = u.id
+UPDATE forge_nb_processes SET current_job = $2 WHERE id = $1
 
 -- processes --
 SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
@@ -405,33 +274,6 @@ SELECT s.queue, s.kind, (
 )
 FROM stranded AS s
 ORDER BY s.queue, s.kind
-
--- reap --
--- Running jobs whose owner has no slot that heartbeated since $2 (or is listed in $3)
--- go back to the retry path. SKIP LOCKED: a concurrent reaper takes each job at most once.
-WITH stale AS (
-    SELECT id, claimed_by FROM forge_nb_jobs j
-    WHERE status = 'running'
-      AND (claimed_by IS NULL
-           OR claimed_by = ANY ($3::text[])
-           OR NOT EXISTS (SELECT 1 FROM forge_nb_processes p
-                          WHERE p.host_id = j.claimed_by AND p.last_heartbeat >= $2))
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED
-),
-reaped AS (
-    UPDATE forge_nb_jobs j
-    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'failed' END,
-        last_error = 'worker lost', last_traceback = NULL, finished_at = $1, scheduled_at = $1
-    FROM stale
-    WHERE j.id = stale.id AND (j.status || '') = 'running'  -- by primary key: see finish
-    RETURNING j.id, j.kind, j.queue, j.status, stale.claimed_by, j.attempts
-),
-events AS (
-    INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
-    SELECT id, $1, 'worker_lost', attempts, 'worker lost' FROM reaped
-)
-SELECT id, kind, queue, status, claimed_by FROM reaped ORDER BY id
 
 -- delete_stale_processes --
 DELETE FROM forge_nb_processes WHERE last_heartbeat < $1 OR host_id = ANY ($2::text[])
@@ -611,10 +453,6 @@ WHERE kind = $1 AND minute BETWEEN $2 AND $3 ORDER BY minute, host_id
 -- Lowest and highest job id (two index end lookups): where a windowed search stops.
 SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)
 
--- notify_queues --
--- Wake every process LISTENing on channel $1: one notification per queue name ($2).
-SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q
-
 -- publish_code --
 -- A version is a content hash: publishing it again changes nothing.
 INSERT INTO forge_nb_code (version, kind, python, forge_nb_version, signature, code, created_at)
@@ -634,3 +472,29 @@ SELECT count(*), max(created_at) FROM forge_nb_code
 -- code_row --
 SELECT version, kind, python, forge_nb_version, signature, created_at, code
 FROM forge_nb_code WHERE version = $1
+
+-- get_job --
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+FROM forge_nb_jobs WHERE id = $1
+
+-- list_jobs --
+-- A page of jobs newest first; {where}: the filter's terms (bound parameters), {limit}: the
+-- page size's parameter.
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
+
+-- list_scheduled_jobs --
+-- list_jobs for the Scheduled view: soonest first.
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
+
+-- payload_search_term --
+-- A job filter's payload search ({p}: the ILIKE pattern). COLLATE "C": fold ASCII case only,
+-- whatever the database locale (as SQLite's LIKE).
+(payload COLLATE "C") ILIKE {p} ESCAPE '\'

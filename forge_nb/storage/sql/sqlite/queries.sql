@@ -1,11 +1,14 @@
--- Named queries of the SQLite backend. Parameters are positional (?).
+-- Statements both backends have, under the same names (dialect.sql: SQLite's own).
+-- Parameters: numbered (?1, ?2, …) in the order of the Postgres twin wherever the SQL core
+-- (storage/core.py) runs the statement; positional (?) in the backend's own steps.
 
 -- ensure_queue_row --
 INSERT OR IGNORE INTO forge_nb_queues (name) VALUES (?)
 
--- insert_job --
+-- insert_jobs --
+-- Many key-less jobs in one statement ({rows}: one (?, …) group of 9 per job).
 INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES {rows}
 
 -- insert_unique_job --
 INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version, created_at)
@@ -17,10 +20,6 @@ DO NOTHING
 -- Enqueue counts go to a shared '*' row per minute and queue, in the enqueue's own transaction.
 INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued) VALUES (?, ?, '*', ?)
 ON CONFLICT (minute, queue, host_id) DO UPDATE SET enqueued = enqueued + excluded.enqueued
-
--- count_pending --
--- New jobs of one queue added to the live counts, once per enqueue batch (no insert trigger).
-UPDATE forge_nb_job_counts SET n = n + ? WHERE queue = ? AND status = 'pending'
 
 -- live_job_by_unique_key --
 SELECT id, status FROM forge_nb_jobs
@@ -72,25 +71,6 @@ SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_cl
 WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
   AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each({excluded})))
 
--- claim_kinds_filtered --
--- claim_kinds for more kinds than one compound SELECT may hold (?5: a JSON array of them;
--- ?6: a JSON array of code versions not to claim):
--- correct, but it sorts the queue's runnable jobs of those kinds.
-UPDATE forge_nb_jobs
-SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
-WHERE id IN (
-    SELECT id FROM forge_nb_jobs
-    WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
-      AND kind IN (SELECT value FROM json_each(?5))
-      AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each(?6)))
-      AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
-    ORDER BY priority DESC, scheduled_at, id
-    LIMIT ?4
-)
-RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-          code_version
-
 -- release_claims --
 -- Jobs that a claim of one queue by one host at this time (started_at = the claim's now)
 -- took although the claimer never heard back: pending again, the claim's attempt refunded.
@@ -98,17 +78,6 @@ UPDATE forge_nb_jobs
 SET status = 'pending', attempts = attempts - 1, claimed_by = NULL, started_at = NULL
 WHERE status = 'running' AND queue = ? AND claimed_by = ? AND started_at = ?
 RETURNING id
-
--- finish_done --
-UPDATE forge_nb_jobs SET status = 'done', result = ?, finished_at = ?
-WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
-
--- finish_other --
-UPDATE forge_nb_jobs
-SET status = ?, last_error = coalesce(?, last_error), last_traceback = ?,
-    scheduled_at = coalesce(?, scheduled_at), finished_at = ?,
-    attempts = attempts - ?
-WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
 
 -- insert_event --
 INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message) VALUES (?, ?, ?, ?, ?)
@@ -120,17 +89,14 @@ UPDATE forge_nb_jobs SET progress = ?, progress_message = ? WHERE id = ? AND sta
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version
-FROM forge_nb_jobs WHERE id = ?
+FROM forge_nb_jobs WHERE id = ?1
 
 -- job_events --
-SELECT job_id, at, event, attempt, message FROM forge_nb_job_events WHERE job_id = ? ORDER BY id
+SELECT job_id, at, event, attempt, message FROM forge_nb_job_events WHERE job_id = ?1 ORDER BY id
 
 -- counts --
 -- Kept by triggers (migration 7): one row per queue and status, never a scan of the jobs.
 SELECT queue, status, n FROM forge_nb_job_counts WHERE n <> 0
-
--- queue_names --
-SELECT name FROM forge_nb_queues
 
 -- retry --
 UPDATE forge_nb_jobs
@@ -144,9 +110,6 @@ SELECT status FROM forge_nb_jobs WHERE id = ?
 -- delete_job --
 DELETE FROM forge_nb_jobs WHERE id = ? AND status <> 'running'
 
--- delete_events --
-DELETE FROM forge_nb_job_events WHERE job_id = ?
-
 -- cancel_waiting --
 UPDATE forge_nb_jobs SET status = 'dead', last_error = 'cancelled', last_traceback = NULL,
        finished_at = ?, cancel_requested_at = ?
@@ -159,7 +122,8 @@ WHERE id = ? AND status = 'running'
 
 -- cancel_requests --
 SELECT id FROM forge_nb_jobs
-WHERE status = 'running' AND claimed_by = ? AND cancel_requested_at IS NOT NULL
+WHERE status = 'running' AND claimed_by = ?1 AND cancel_requested_at IS NOT NULL
+ORDER BY id
 
 -- queue_config --
 SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
@@ -174,17 +138,17 @@ FROM forge_nb_queues ORDER BY name
 -- register_process --
 INSERT OR REPLACE INTO forge_nb_processes
     (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version, kinds)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 
--- unregister_process --
-DELETE FROM forge_nb_processes WHERE id = ?
+-- unregister_processes --
+DELETE FROM forge_nb_processes WHERE id IN (SELECT value FROM json_each(?1))
 
 -- heartbeat_host --
 -- kinds (a JSON array) only when given: the process's handlers changed.
 UPDATE forge_nb_processes SET last_heartbeat = ?1, kinds = coalesce(?3, kinds) WHERE host_id = ?2
 
--- set_current_job --
-UPDATE forge_nb_processes SET current_job = ? WHERE id = ?
+-- set_current_jobs --
+UPDATE forge_nb_processes SET current_job = ?2 WHERE id = ?1
 
 -- processes --
 SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
@@ -233,27 +197,13 @@ SELECT s.queue, s.kind, (
 FROM stranded AS s
 ORDER BY s.queue, s.kind
 
--- stale_running_jobs --
--- Running jobs whose owner has no slot that heartbeated since the cutoff.
-SELECT id, kind, queue, attempts, max_attempts, claimed_by FROM forge_nb_jobs
-WHERE status = 'running'
-  AND (claimed_by IS NULL
-       OR claimed_by NOT IN (SELECT host_id FROM forge_nb_processes WHERE last_heartbeat >= ?)
-       OR claimed_by IN (SELECT value FROM json_each(?)))
-
--- reap_job --
-UPDATE forge_nb_jobs
-SET status = ?, last_error = 'worker lost', last_traceback = NULL, finished_at = ?,
-    scheduled_at = ?
-WHERE id = ? AND status = 'running' AND attempts = ?
-
 -- delete_stale_processes --
 DELETE FROM forge_nb_processes
 WHERE last_heartbeat < ? OR host_id IN (SELECT value FROM json_each(?))
 
 -- upsert_schedule --
 INSERT INTO forge_nb_schedules (name, cron, kind, payload, queue, enabled, tz, next_fire_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 ON CONFLICT (name) DO UPDATE SET
     cron = excluded.cron, kind = excluded.kind, payload = excluded.payload,
     queue = excluded.queue, enabled = excluded.enabled, tz = excluded.tz,
@@ -265,26 +215,26 @@ SELECT name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at
 FROM forge_nb_schedules ORDER BY name
 
 -- set_schedule_enabled --
-UPDATE forge_nb_schedules SET enabled = ? WHERE name = ?
+UPDATE forge_nb_schedules SET enabled = ?2 WHERE name = ?1 RETURNING name
 
 -- record_fire --
-UPDATE forge_nb_schedules SET last_fire_at = ?, next_fire_at = ? WHERE name = ?
+UPDATE forge_nb_schedules SET last_fire_at = ?2, next_fire_at = ?3 WHERE name = ?1
 
 -- acquire_lease --
-INSERT INTO forge_nb_leases (name, holder, expires_at) VALUES (?, ?, ?)
+INSERT INTO forge_nb_leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE forge_nb_leases.holder = excluded.holder OR forge_nb_leases.expires_at < ?
+WHERE forge_nb_leases.holder = excluded.holder OR forge_nb_leases.expires_at < ?4
 RETURNING holder
 
 -- release_lease --
-DELETE FROM forge_nb_leases WHERE name = ? AND holder = ?
+DELETE FROM forge_nb_leases WHERE name = ?1 AND holder = ?2
 
 -- leases --
 SELECT name, holder, expires_at FROM forge_nb_leases ORDER BY name
 
 -- ensure_rate_limit --
 INSERT INTO forge_nb_rate_limits (scope, capacity, refill_per_second, tokens, updated_at)
-VALUES (?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?2, ?4)
 ON CONFLICT (scope) DO UPDATE SET
     capacity = excluded.capacity, refill_per_second = excluded.refill_per_second,
     tokens = min(forge_nb_rate_limits.tokens, excluded.capacity)
@@ -292,13 +242,20 @@ RETURNING scope, capacity, refill_per_second, tokens, updated_at, held_until
 
 -- rate_limit --
 SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
-FROM forge_nb_rate_limits WHERE scope = ?
+FROM forge_nb_rate_limits WHERE scope = ?1
 
--- set_tokens --
-UPDATE forge_nb_rate_limits SET tokens = ?, updated_at = ? WHERE scope = ?
+-- take_tokens --
+-- Refill and take in one statement (the refill rule of storage/rules.py, in SQL).
+UPDATE forge_nb_rate_limits
+SET tokens = min(capacity, tokens + max(0.0, ?3 - updated_at) * refill_per_second) - ?2,
+    updated_at = ?3
+WHERE scope = ?1 AND held_until <= ?3 AND ?2 > 0 AND ?2 <= capacity
+  AND min(capacity, tokens + max(0.0, ?3 - updated_at) * refill_per_second) >= ?2
+RETURNING scope
 
 -- drain_rate_limit --
-UPDATE forge_nb_rate_limits SET tokens = 0, updated_at = ?, held_until = ? WHERE scope = ?
+UPDATE forge_nb_rate_limits SET tokens = 0, updated_at = ?2, held_until = ?2 WHERE scope = ?1
+RETURNING scope
 
 -- rate_limits --
 SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
@@ -308,12 +265,12 @@ FROM forge_nb_rate_limits ORDER BY scope
 INSERT OR REPLACE INTO forge_nb_metrics
     (minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
      processing_hist, e2e_hist)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 
 -- read_metrics --
 SELECT minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
        processing_hist, e2e_hist
-FROM forge_nb_metrics WHERE minute BETWEEN ? AND ? AND (? IS NULL OR queue = ?)
+FROM forge_nb_metrics WHERE minute BETWEEN ?1 AND ?2 AND (?3 IS NULL OR queue = ?3)
 ORDER BY minute, queue, host_id
 
 -- sum_metrics --
@@ -358,23 +315,20 @@ RETURNING id
 -- purge_metrics --
 DELETE FROM forge_nb_metrics WHERE minute < ?
 
--- purge_rollups --
-DELETE FROM forge_nb_metric_rollups WHERE minute < ?
-
 -- write_rollup --
 INSERT OR REPLACE INTO forge_nb_metric_rollups
     (step, minute, queue, enqueued, started, completed, failed, retried, throttled, dead,
      processing_hist, e2e_hist)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 
 -- write_rollup_mark --
-INSERT OR REPLACE INTO forge_nb_rollup_marks (step, through) VALUES (?, ?)
+INSERT OR REPLACE INTO forge_nb_rollup_marks (step, through) VALUES (?1, ?2)
 
 -- read_rollups --
 SELECT minute, queue, '*', enqueued, started, completed, failed, retried, throttled, dead,
        processing_hist, e2e_hist
 FROM forge_nb_metric_rollups
-WHERE step = ? AND minute BETWEEN ? AND ? AND (? IS NULL OR queue = ?)
+WHERE step = ?1 AND minute BETWEEN ?2 AND ?3 AND (?4 IS NULL OR queue = ?4)
 ORDER BY minute, queue
 
 -- rollup_marks --
@@ -382,18 +336,15 @@ SELECT step, through FROM forge_nb_rollup_marks
 
 -- fire_schedule --
 -- Compare-and-set on next_fire_at: only one process can advance a given tick.
-UPDATE forge_nb_schedules SET last_fire_at = ?, next_fire_at = ?
-WHERE name = ? AND next_fire_at = ? AND enabled
+UPDATE forge_nb_schedules SET last_fire_at = ?3, next_fire_at = ?4
+WHERE name = ?1 AND next_fire_at = ?2 AND enabled
 
 -- write_sample --
-INSERT OR REPLACE INTO forge_nb_samples (minute, host_id, kind, data) VALUES (?, ?, ?, ?)
+INSERT OR REPLACE INTO forge_nb_samples (minute, host_id, kind, data) VALUES (?1, ?2, ?3, ?4)
 
 -- read_samples --
 SELECT minute, host_id, data FROM forge_nb_samples
-WHERE kind = ? AND minute BETWEEN ? AND ? ORDER BY minute, host_id
-
--- purge_samples --
-DELETE FROM forge_nb_samples WHERE minute < ?
+WHERE kind = ?1 AND minute BETWEEN ?2 AND ?3 ORDER BY minute, host_id
 
 -- id_bounds --
 -- Lowest and highest job id (two index end lookups): where a windowed search stops.
@@ -402,8 +353,9 @@ SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)
 -- publish_code --
 -- A version is a content hash: publishing it again changes nothing.
 INSERT INTO forge_nb_code (version, kind, python, forge_nb_version, signature, code, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
 ON CONFLICT (version) DO NOTHING
+RETURNING version
 
 -- code_catalogue --
 -- Every published version without its code: what a shipped-code worker may claim.
@@ -416,4 +368,23 @@ SELECT count(*), max(created_at) FROM forge_nb_code
 
 -- code_row --
 SELECT version, kind, python, forge_nb_version, signature, created_at, code
-FROM forge_nb_code WHERE version = ?
+FROM forge_nb_code WHERE version = ?1
+
+-- list_jobs --
+-- A page of jobs newest first; {where}: the filter's terms (bound parameters), {limit}: the
+-- page size's parameter.
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
+
+-- list_scheduled_jobs --
+-- list_jobs for the Scheduled view: soonest first.
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
+
+-- payload_search_term --
+-- A job filter's payload search ({p}: the LIKE pattern; SQLite's LIKE folds ASCII case).
+payload LIKE {p} ESCAPE '\'

@@ -1,0 +1,204 @@
+-- Statements only the Postgres backend needs: the steps it takes its own way. Batches
+-- travel as arrays (finish, the unique-key inserts, process slots), one statement does what
+-- SQLite does a row at a time (reap, retry_where, delete_where), enqueues NOTIFY, rows are
+-- locked FOR UPDATE, and the per-connection count shards are folded.
+-- queries.sql holds the statements both dialects share, under the same names.
+
+-- ensure_queue_rows --
+-- Create the missing queues named in $1 (sorted: concurrent enqueuers lock in one order).
+INSERT INTO forge_nb_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
+
+-- next_job_ids --
+-- $1 new job ids, rising, drawn from the jobs' identity sequence (for a COPY that sets them).
+SELECT array_agg(nextval(pg_get_serial_sequence('forge_nb_jobs', 'id')) ORDER BY n)
+FROM generate_series(1, $1) AS n
+
+-- insert_job --
+-- insert_jobs for a single job: plain VALUES, no arrays to build or unnest ($8: the minute,
+-- $9: the code version).
+WITH new_queue AS (
+    INSERT INTO forge_nb_queues (name) VALUES ($2) ON CONFLICT DO NOTHING
+),
+inserted AS (
+    INSERT INTO forge_nb_jobs
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+         created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, NULL, $9, $7)
+    RETURNING id
+),
+counted AS (
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+    VALUES ($8, $2, '*' || pg_backend_pid(), 1)
+    ON CONFLICT (minute, queue, host_id)
+    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + 1
+),
+counted_job AS (  -- the pending count (migration 8: inserts count themselves)
+    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+    VALUES ($2, 'pending', pg_backend_pid(), 1)
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + 1
+)
+SELECT id FROM inserted
+
+-- insert_jobs_unique --
+-- As insert_jobs, skipping rows whose unique key a live job holds (each key at most once in $7).
+WITH new_queues AS (
+    INSERT INTO forge_nb_queues (name) SELECT unnest($10::text[]) ON CONFLICT DO NOTHING
+),
+inserted AS (
+    INSERT INTO forge_nb_jobs
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+         created_at)
+    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+           $9
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
+                $7::text[], $8::text[])
+         WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
+                               unique_key, code_version, ord)
+    ORDER BY ord
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+    DO NOTHING
+    RETURNING id, unique_key, queue
+),
+counted AS (
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+    SELECT $11, queue, '*' || pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (minute, queue, host_id)
+    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+),
+counted_jobs AS (  -- the pending counts (migration 8: inserts count themselves)
+    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+    SELECT queue, 'pending', pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
+)
+SELECT id, unique_key FROM inserted
+
+-- live_jobs_by_unique_keys --
+SELECT unique_key, id, status FROM forge_nb_jobs
+WHERE unique_key = ANY ($1::text[]) AND status IN ('pending', 'running', 'failed')
+
+-- finish --
+-- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
+-- write the history events of the non-done ones, return the finalized ids.
+WITH f AS (
+    SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::float8[], $10::int[])
+        AS f (id, attempt, status, event, result, error, traceback, scheduled_at, refund)
+),
+finished AS (
+    UPDATE forge_nb_jobs j SET
+        status = f.status,
+        result = CASE WHEN f.status = 'done' THEN f.result ELSE j.result END,
+        last_error = CASE WHEN f.status = 'done' THEN j.last_error
+                          ELSE coalesce(f.error, j.last_error) END,
+        last_traceback = CASE WHEN f.status = 'done' THEN j.last_traceback ELSE f.traceback END,
+        scheduled_at = CASE WHEN f.status = 'done' THEN j.scheduled_at
+                            ELSE coalesce(f.scheduled_at, j.scheduled_at) END,
+        attempts = CASE WHEN f.status = 'done' THEN j.attempts ELSE j.attempts - f.refund END,
+        finished_at = $11
+    FROM f
+    -- (status || '') keeps the planner off the running-jobs index: from stale statistics
+    -- it expects one running row, scans every entry of this process (dead ones too) and
+    -- re-reads f for each: quadratic, seconds per batch in a long drain. Each job is
+    -- found by its primary key instead.
+    WHERE j.id = f.id AND (j.status || '') = 'running' AND j.claimed_by = $1
+      AND j.attempts = f.attempt
+    RETURNING j.id, f.event, f.attempt, f.error
+),
+events AS (
+    INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
+    SELECT id, $11, event, attempt, error FROM finished WHERE event <> 'done'
+)
+SELECT id FROM finished
+
+-- fold_job_counts --
+-- Move the count rows of connections that are gone into shard 0, so the rows stay few.
+-- A connection that reappears under a recycled pid just adds to a fresh row. Returns how
+-- many rows were folded.
+WITH gone AS (
+    DELETE FROM forge_nb_job_counts c
+    WHERE c.shard <> 0
+      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.shard)
+    RETURNING queue, status, n
+),
+folded AS (
+    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+    SELECT queue, status, 0, sum(n) FROM gone GROUP BY queue, status ORDER BY queue, status
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
+)
+SELECT count(*) FROM gone
+
+-- lock_job_status --
+SELECT status FROM forge_nb_jobs WHERE id = $1 FOR UPDATE
+
+-- reap --
+-- Running jobs whose owner has no slot that heartbeated since $2 (or is listed in $3)
+-- go back to the retry path. SKIP LOCKED: a concurrent reaper takes each job at most once.
+WITH stale AS (
+    SELECT id, claimed_by FROM forge_nb_jobs j
+    WHERE status = 'running'
+      AND (claimed_by IS NULL
+           OR claimed_by = ANY ($3::text[])
+           OR NOT EXISTS (SELECT 1 FROM forge_nb_processes p
+                          WHERE p.host_id = j.claimed_by AND p.last_heartbeat >= $2))
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+),
+reaped AS (
+    UPDATE forge_nb_jobs j
+    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'failed' END,
+        last_error = 'worker lost', last_traceback = NULL, finished_at = $1, scheduled_at = $1
+    FROM stale
+    WHERE j.id = stale.id AND (j.status || '') = 'running'  -- by primary key: see finish
+    RETURNING j.id, j.kind, j.queue, j.status, stale.claimed_by, j.attempts
+),
+events AS (
+    INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
+    SELECT id, $1, 'worker_lost', attempts, 'worker lost' FROM reaped
+)
+SELECT id, kind, queue, status, claimed_by FROM reaped ORDER BY id
+
+-- notify_queues --
+-- Wake every process LISTENing on channel $1: one notification per queue name ($2).
+SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q
+
+-- retry_where --
+-- retry_many: lock the matching dead/failed jobs ({where}: the filter's terms), skip any
+-- whose unique key another live job holds (and keep one per key), reset them, and record a
+-- retried event ({now}: the time's parameter).
+WITH candidates AS (
+    SELECT id, unique_key FROM forge_nb_jobs WHERE {where} ORDER BY id FOR UPDATE
+),
+picked AS (
+    SELECT id FROM candidates WHERE unique_key IS NULL
+    UNION ALL
+    SELECT min(c.id) FROM candidates c
+    WHERE c.unique_key IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM forge_nb_jobs live
+        WHERE live.unique_key = c.unique_key AND live.id <> c.id
+          AND live.status IN ('pending', 'running', 'failed'))
+    GROUP BY c.unique_key
+),
+retried AS (
+    UPDATE forge_nb_jobs j
+    SET status = 'pending', attempts = 0, scheduled_at = {now}, finished_at = NULL,
+        cancel_requested_at = NULL, claimed_by = NULL
+    FROM picked
+    WHERE j.id = picked.id AND j.status IN ('dead', 'failed')
+    RETURNING j.id
+),
+events AS (
+    INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
+    SELECT id, {now}, 'retried', 0, NULL FROM retried ORDER BY id
+)
+SELECT count(*) FROM retried
+
+-- delete_where --
+-- delete_many: every matching non-running job ({where}: the filter's terms) and its history.
+WITH gone AS (
+    DELETE FROM forge_nb_jobs WHERE {where} AND status <> 'running' RETURNING id
+),
+events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone))
+SELECT count(*) FROM gone

@@ -1,0 +1,70 @@
+-- Statements only the SQLite backend needs: the steps it takes its own way. One writer
+-- holds the database, so it works a row at a time where Postgres uses arrays (finish, reap,
+-- retry and delete by filter), deletes job events itself (no data-modifying WITH), keeps one
+-- count row per queue and status, and claims many kinds through a JSON list when one
+-- compound SELECT cannot hold an arm per kind.
+-- queries.sql holds the statements both dialects share, under the same names.
+
+-- count_pending --
+-- New jobs of one queue added to the live counts, once per enqueue batch (no insert trigger).
+UPDATE forge_nb_job_counts SET n = n + ? WHERE queue = ? AND status = 'pending'
+
+-- claim_kinds_filtered --
+-- claim_kinds for more kinds than one compound SELECT may hold (?5: a JSON array of them;
+-- ?6: a JSON array of code versions not to claim):
+-- correct, but it sorts the queue's runnable jobs of those kinds.
+UPDATE forge_nb_jobs
+SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+WHERE id IN (
+    SELECT id FROM forge_nb_jobs
+    WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+      AND kind IN (SELECT value FROM json_each(?5))
+      AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each(?6)))
+      AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT ?4
+)
+RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
+          code_version
+
+-- finish_done --
+UPDATE forge_nb_jobs SET status = 'done', result = ?, finished_at = ?
+WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
+
+-- finish_other --
+UPDATE forge_nb_jobs
+SET status = ?, last_error = coalesce(?, last_error), last_traceback = ?,
+    scheduled_at = coalesce(?, scheduled_at), finished_at = ?,
+    attempts = attempts - ?
+WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
+
+-- queue_names --
+SELECT name FROM forge_nb_queues
+
+-- delete_events --
+DELETE FROM forge_nb_job_events WHERE job_id = ?
+
+-- stale_running_jobs --
+-- Running jobs whose owner has no slot that heartbeated since the cutoff.
+SELECT id, kind, queue, attempts, max_attempts, claimed_by FROM forge_nb_jobs
+WHERE status = 'running'
+  AND (claimed_by IS NULL
+       OR claimed_by NOT IN (SELECT host_id FROM forge_nb_processes WHERE last_heartbeat >= ?)
+       OR claimed_by IN (SELECT value FROM json_each(?)))
+
+-- reap_job --
+UPDATE forge_nb_jobs
+SET status = ?, last_error = 'worker lost', last_traceback = NULL, finished_at = ?,
+    scheduled_at = ?
+WHERE id = ? AND status = 'running' AND attempts = ?
+
+-- purge_rollups --
+DELETE FROM forge_nb_metric_rollups WHERE minute < ?
+
+-- purge_samples --
+DELETE FROM forge_nb_samples WHERE minute < ?
+
+-- job_ids_where --
+-- The jobs retry_many and delete_many act on ({where}: the filter's terms).
+SELECT id FROM forge_nb_jobs WHERE {where}
