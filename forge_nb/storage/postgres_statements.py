@@ -213,9 +213,7 @@ async def apply_knobs(conn: Any, name: str, knobs: Mapping[str, Any]) -> QueueCo
     """Update an existing queue row (inside the caller's transaction) and return it."""
     if knobs:
         sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(knobs, 2))  # keys are QUEUE_KNOBS
-        await conn.execute(
-            f"UPDATE forge_nb_queues SET {sets} WHERE name = $1", name, *knobs.values()
-        )
+        await conn.execute(Q["set_queue_knobs"].replace("{sets}", sets), name, *knobs.values())
     found = await conn.fetchrow(Q["queue_config"], name)
     if found is None:
         raise UnknownQueue(f"unknown queue {name!r}")

@@ -263,8 +263,8 @@ def upsert_queue(
     if create:
         c.execute(Q["ensure_queue_row"], (name,))
     if knobs:
-        sets = ", ".join(f"{k} = ?" for k in knobs)  # keys checked against QUEUE_KNOBS
-        c.execute(f"UPDATE forge_nb_queues SET {sets} WHERE name = ?", [*knobs.values(), name])
+        sets = ", ".join(f"{k} = ?{i}" for i, k in enumerate(knobs, 2))  # keys: QUEUE_KNOBS
+        c.execute(Q["set_queue_knobs"].replace("{sets}", sets), [name, *knobs.values()])
     found = c.execute(Q["queue_config"], (name,)).fetchone()
     if found is None:
         raise UnknownQueue(f"unknown queue {name!r}")

@@ -498,3 +498,8 @@ FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 -- A job filter's payload search ({p}: the ILIKE pattern). COLLATE "C": fold ASCII case only,
 -- whatever the database locale (as SQLite's LIKE).
 (payload COLLATE "C") ILIKE {p} ESCAPE '\'
+
+-- set_queue_knobs --
+-- Change a queue's settings ({sets}: "knob = <parameter>" for each knob given, names
+-- checked against the known knobs; the queue's name is the first parameter).
+UPDATE forge_nb_queues SET {sets} WHERE name = $1

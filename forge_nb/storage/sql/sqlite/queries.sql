@@ -388,3 +388,8 @@ FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 -- payload_search_term --
 -- A job filter's payload search ({p}: the LIKE pattern; SQLite's LIKE folds ASCII case).
 payload LIKE {p} ESCAPE '\'
+
+-- set_queue_knobs --
+-- Change a queue's settings ({sets}: "knob = <parameter>" for each knob given, names
+-- checked against the known knobs; the queue's name is the first parameter).
+UPDATE forge_nb_queues SET {sets} WHERE name = ?1
