@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from forge_nb.errors import (
     DatabaseUnavailable,
+    DeadDependency,
     ForgeError,
     InvalidDatabaseUrl,
     NotAForgeDatabase,
@@ -23,7 +24,7 @@ from forge_nb.runtime.context import CancelToken, JobCtx, RateLimiter
 from forge_nb.runtime.handlers import HandlerRegistry, JobFunction, JobHandler
 from forge_nb.runtime.outcomes import Dead, JobDead, Throttled
 from forge_nb.runtime.queue_handle import QueueHandle
-from forge_nb.runtime.refs import EnqueueRequest, JobRef
+from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList, gather
 from forge_nb.runtime.routing import DefaultRouter, KindPrefixRouter
 from forge_nb.runtime.version import VERSION as __version__
 from forge_nb.storage import open_storage
@@ -43,6 +44,7 @@ __all__ = [
     "CancelToken",
     "DatabaseUnavailable",
     "Dead",
+    "DeadDependency",
     "DefaultRouter",
     "EnqueueRequest",
     "ForgeError",
@@ -54,6 +56,7 @@ __all__ = [
     "JobHandler",
     "JobRecord",
     "JobRef",
+    "JobRefList",
     "KindPrefixRouter",
     "NotAForgeDatabase",
     "PayloadError",
@@ -68,6 +71,7 @@ __all__ = [
     "UnknownQueue",
     "UnknownRateLimit",
     "__version__",
+    "gather",
     "open_storage",
 ]
 

@@ -37,3 +37,13 @@ class UnknownRateLimit(ForgeError, ValueError):
 
 class PayloadError(ForgeError, ValueError):
     """A payload is not a JSON object of finite numbers, strings, lists and objects."""
+
+
+class DeadDependency(ForgeError, ValueError):
+    """A job cannot be retried while one of its dependencies is dead: it would wait forever."""
+
+    def __init__(self, job_id: object, dependency_id: object) -> None:
+        super().__init__(
+            f"cannot retry job {job_id}: its dependency {dependency_id} is dead; "
+            "retry that job first (its dependents wait again)"
+        )

@@ -136,6 +136,7 @@ class Deleted(Struct, kw_only=True):
 class StatusCounts(Struct, kw_only=True, forbid_unknown_fields=True):
     """Jobs per status, every status present."""
 
+    waiting: int
     pending: int
     running: int
     failed: int

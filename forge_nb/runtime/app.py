@@ -18,6 +18,7 @@ from forge_nb.runtime import rerun
 from forge_nb.runtime.app_reading import Reading, epoch_seconds
 from forge_nb.runtime.app_scheduling import Scheduling
 from forge_nb.runtime.app_shipping import CodeShipping
+from forge_nb.runtime.app_workflows import Workflows
 from forge_nb.runtime.handlers import (
     Handler,
     HandlerRegistry,
@@ -28,7 +29,7 @@ from forge_nb.runtime.ids import new_ulid
 from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import DbProbe, instrument
 from forge_nb.runtime.queue_handle import QueueHandle
-from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList
+from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList, dependency_ids
 from forge_nb.runtime.routing import DefaultRouter, Router
 from forge_nb.runtime.shipped_code import ShippedCatalogue
 from forge_nb.storage import create_storage
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from forge_nb.runtime.process_pool import ProcessPool
 
 
-class App(CodeShipping, Scheduling, Reading):
+class App(CodeShipping, Scheduling, Reading, Workflows):
     """A forge-nb application (pinned): handlers, a database, and optionally workers.
 
     ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
@@ -481,6 +482,7 @@ class App(CodeShipping, Scheduling, Reading):
             max_attempts=max_attempts,
             unique_key=request.unique_key,
             code_version=self._shipped_versions.get(request.kind),
+            depends_on=dependency_ids(request.depends_on),
         )
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------

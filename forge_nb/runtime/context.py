@@ -93,6 +93,9 @@ class JobCtx:
     app: App = field(repr=False)
     loop: asyncio.AbstractEventLoop = field(repr=False)
     _rate_limit: RateLimiter | None = field(default=None, repr=False)
+    #: ``{dependency id: its result}`` for a job enqueued with ``depends_on`` (pinned, SPEC
+    #: §9.2); read in one query before the run, and only for jobs that have dependencies.
+    dependency_results: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def for_testing(

@@ -233,8 +233,10 @@ class JobFunction:
         queue: str | None = None,
         max_attempts: int | None = None,
         scheduled_at: Any = None,
+        depends_on: Any = None,
     ) -> JobFunction:
-        """A copy that enqueues with these options: ``fn.options(delay=30).enqueue(...)``."""
+        """A copy that enqueues with these options: ``fn.options(delay=30).enqueue(...)``;
+        ``depends_on=[ref, ...]`` makes the job wait until those jobs are done."""
         given = {
             "delay": delay,
             "priority": priority,
@@ -242,6 +244,7 @@ class JobFunction:
             "queue": queue,
             "max_attempts": max_attempts,
             "scheduled_at": scheduled_at,
+            "depends_on": depends_on,
         }
         merged = {**self._options, **{k: v for k, v in given.items() if v is not None}}
         return JobFunction(self.app, self.fn, self._handler, merged)

@@ -1,5 +1,6 @@
 """Leader election through the leases table; the leader runs the maintenance tasks
-(`forge_nb.runtime.maintenance`: cron, retention, metrics roll-up and purge, count folding)."""
+(`forge_nb.runtime.maintenance`: cron, the dependency cascade, retention, metrics roll-up
+and purge, count folding)."""
 
 from __future__ import annotations
 

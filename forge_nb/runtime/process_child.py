@@ -73,12 +73,23 @@ class ProcessJobCtx:
     """The ctx of a job run with ``executor="process"``.
 
     The same pinned attributes as `JobCtx` (``job_id``, ``kind``, ``queue``,
-    ``attempt``, ``process_id``, ``host_id``, ``cancel``) and progress, which is
+    ``attempt``, ``process_id``, ``host_id``, ``cancel``, ``dependency_results``) and
+    progress, which is
     relayed to the worker and stored like a thread job's. Enqueueing and rate
     limits need the worker's database connection, so they are not available here.
     """
 
-    __slots__ = ("_child", "attempt", "cancel", "host_id", "job_id", "kind", "process_id", "queue")
+    __slots__ = (
+        "_child",
+        "attempt",
+        "cancel",
+        "dependency_results",
+        "host_id",
+        "job_id",
+        "kind",
+        "process_id",
+        "queue",
+    )
 
     def __init__(self, child: Child, job_id: str, meta: dict[str, Any]) -> None:
         self._child = child
@@ -89,6 +100,8 @@ class ProcessJobCtx:
         self.process_id: str = meta["process_id"]
         self.host_id: str = meta["host_id"]
         self.cancel = ChildCancel(child, job_id)
+        #: ``{dependency id: its result}``, read by the worker before the run.
+        self.dependency_results: dict[str, Any] = meta.get("dependency_results", {})
 
     def __repr__(self) -> str:
         return f"ProcessJobCtx(job_id={self.job_id!r}, kind={self.kind!r}, attempt={self.attempt})"

@@ -388,6 +388,7 @@ class ProcessPool:
             "attempt": ctx.attempt,
             "process_id": ctx.process_id,
             "host_id": ctx.host_id,
+            "dependency_results": ctx.dependency_results,
         }
         slot = _Slot(
             ctx.job_id,

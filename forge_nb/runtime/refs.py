@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,17 @@ class EnqueueRequest:
     scheduled_at: datetime | float | None = None
     unique_key: str | None = None
     max_attempts: int | None = None
+    #: Jobs (`JobRef` or id) that must be done first: the job waits until then (SPEC §9.2).
+    depends_on: Sequence[JobRef | str] = ()
+
+
+def dependency_ids(depends_on: object) -> tuple[str, ...]:
+    """``depends_on`` (JobRefs or ids) as ids; the storage checks that they exist."""
+    if depends_on is None:
+        return ()
+    if isinstance(depends_on, str | bytes | JobRef) or not isinstance(depends_on, Iterable):
+        raise ValueError(f"depends_on must be a list of JobRefs or job ids, got {depends_on!r}")
+    return tuple(d.id if isinstance(d, JobRef) else d for d in depends_on)
 
 
 class JobRef:
@@ -102,8 +114,24 @@ class JobRef:
         views.show("job_ref", self)
 
 
+async def gather(refs: Iterable[JobRef], timeout: float | None = None) -> list[Any]:
+    """The results of ``refs`` in order, once all are done; `JobDead` (naming the job) for
+    the first dead one in order. One job is waited for at a time, so even 10,000 refs of
+    jobs run elsewhere cost one poll at a time, and the finished ones one read each."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    results = []
+    for ref in refs:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        results.append(await ref.wait(remaining))
+    return results
+
+
 class JobRefList(list[JobRef]):
     """What ``enqueue_many`` returns: a plain list that renders as one compact live summary."""
+
+    async def gather(self, timeout: float | None = None) -> list[Any]:
+        """The results in order once all are done (see `forge_nb.gather`)."""
+        return await gather(self, timeout)
 
     def _ipython_display_(self) -> None:
         views.show("job_refs", self)

@@ -301,6 +301,10 @@ class Runner:
                 refund=True,
             )
         rj.handler = handler
+        try:
+            dependency_results = await self._dependency_results(job)
+        except StorageError as exc:
+            return self._failed(pool, job, exc, message=f"its dependencies' results: {exc}")
         ctx = JobCtx(
             job_id=job.id,
             kind=job.kind,
@@ -311,6 +315,7 @@ class Runner:
             cancel=rj.token,
             app=self.handle.app,
             loop=self.handle.loop,
+            dependency_results=dependency_results,
         )
         try:
             result = await self._call(handler, ctx, rj)
@@ -335,6 +340,12 @@ class Runner:
             if rj.token.is_cancelled():
                 return _cancelled(job)
             return self._failed(pool, job, exc)
+
+    async def _dependency_results(self, job: ClaimedJob) -> dict[str, Any]:
+        """The results of the job's dependencies: one query, and none for jobs without."""
+        if not job.dependencies:
+            return {}
+        return await self.handle.storage.dependency_results(job.id)
 
     async def _call(self, handler: Handler, ctx: JobCtx, rj: RunningJob) -> Any:
         payload = dict(rj.job.payload)

@@ -20,6 +20,7 @@ from forge_nb.storage.records import (
     Finish,
     JobEvent,
     JobFilter,
+    JobGraph,
     JobPage,
     JobRecord,
     Lease,
@@ -175,6 +176,28 @@ class Storage(Protocol):
 
     async def cancel_requests(self, host_id: str) -> list[str]:
         """Ids of ``host_id``'s running jobs whose cancel flag is set."""
+
+    # -- workflows ---------------------------------------------------------------------
+    # A job enqueued with ``depends_on`` is ``waiting`` until every dependency is ``done``
+    # and turns ``pending`` in the transaction that finishes the last one. A dependency
+    # ending ``dead`` (cancel included) or deleted queues a cascade that ends its waiting
+    # dependents ``dead``, transitively; `retry` of it makes them wait again.
+    async def dependency_results(self, job_id: str) -> dict[str, Any]:
+        """``{dependency id: its result}`` of one job, in one query."""
+
+    async def dependencies(self, job_id: str, limit: int = 1000) -> list[JobRecord]:
+        """The jobs ``job_id`` waits (or waited) for, by id."""
+
+    async def dependents(self, job_id: str, limit: int = 1000) -> list[JobRecord]:
+        """The jobs that wait (or waited) for ``job_id``, by id."""
+
+    async def job_graph(self, job_id: str, limit: int = 500) -> JobGraph:
+        """Every job connected to ``job_id`` by dependencies (nearest first, up to ``limit``)."""
+
+    async def cascade_dead(self, now: float, limit: int = 1000) -> int:
+        """End up to ``limit`` waiting dependents of dead or deleted dependencies, with error
+        ``dependency <id> dead`` (or ``deleted``); return how many. The leader calls it until
+        it returns less than ``limit``: a cascade of any size goes in bounded steps."""
 
     # -- queues ------------------------------------------------------------------
     async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:

@@ -21,8 +21,10 @@ from forge_nb.storage.kinds import claim_arms
 from forge_nb.storage.records import (
     STATUSES,
     ClaimedJob,
+    GraphNode,
     JobEvent,
     JobFilter,
+    JobGraph,
     JobPage,
     JobRecord,
     Lease,
@@ -47,6 +49,8 @@ from forge_nb.storage.validation import (
 )
 
 MAX_PAGE = 1000
+#: Most jobs one read of a workflow returns (dependencies, dependents, a graph).
+MAX_GRAPH = 10_000
 #: Tries of a statement that lost a race to a concurrent writer before giving up.
 RACE_RETRIES = 5
 
@@ -87,6 +91,10 @@ class SqlCore:
 
     def _list_param(self, values: Sequence[str]) -> Any:
         """A list of strings as one parameter (SQLite: a JSON array; Postgres: an array)."""
+        raise NotImplementedError
+
+    def _key_list_param(self, keys: Sequence[int]) -> Any:
+        """A list of job keys as one parameter (SQLite: a JSON array; Postgres: an array)."""
         raise NotImplementedError
 
     def _placeholder(self, n: int) -> str:
@@ -215,6 +223,64 @@ class SqlCore:
         if key is None:
             return []
         return [rows.job_event(r) for r in await self._select("job_events", key)]
+
+    # -- workflows -----------------------------------------------------------------------
+    async def dependency_results(self, job_id: str) -> dict[str, Any]:
+        """``{dependency id: its result}`` of one job, in one query."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return {}
+        found = await self._select("dependency_results", key)
+        return {str(d): None if r is None else rows.load_json(r) for d, r in found}
+
+    async def dependencies(self, job_id: str, limit: int = 1000) -> list[JobRecord]:
+        """The jobs ``job_id`` waits (or waited) for, by id."""
+        return await self._related("dependencies_of", job_id, limit)
+
+    async def dependents(self, job_id: str, limit: int = 1000) -> list[JobRecord]:
+        """The jobs that wait (or waited) for ``job_id``, by id."""
+        return await self._related("dependents_of", job_id, limit)
+
+    async def _related(self, name: str, job_id: str, limit: int) -> list[JobRecord]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_GRAPH:
+            raise ValueError(f"limit must be an int between 1 and {MAX_GRAPH}, got {limit!r}")
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return []
+        return [rows.job_record(r) for r in await self._select(name, key, limit)]
+
+    async def job_graph(self, job_id: str, limit: int = 500) -> JobGraph:
+        """The jobs connected to ``job_id`` by dependencies, breadth first, up to ``limit``."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return JobGraph([], [], False)
+        seen = {key}
+        frontier = [key]
+        edges: set[tuple[int, int]] = set()
+        truncated = False
+        while frontier and not truncated:
+            found = await self._select("graph_edges", self._key_list_param(frontier))
+            frontier = []
+            for job, dependency in found:
+                for node in (job, dependency):
+                    if node in seen:
+                        continue
+                    if len(seen) >= limit:
+                        truncated = True
+                        continue
+                    seen.add(node)
+                    frontier.append(node)
+                if job in seen and dependency in seen:
+                    edges.add((job, dependency))
+        nodes = await self._select("graph_nodes", self._key_list_param(sorted(seen)))
+        return JobGraph(
+            [
+                GraphNode(str(i), kind, queue, status, error)
+                for i, kind, queue, status, error in nodes
+            ],
+            [(str(a), str(b)) for a, b in sorted(edges)],
+            truncated,
+        )
 
     async def cancel_requests(self, host_id: str) -> list[str]:
         """Flagged running jobs of one host."""

@@ -21,11 +21,13 @@ import asyncpg
 from forge_nb.config import DatabaseUrl
 from forge_nb.errors import (
     DatabaseUnavailable,
+    DeadDependency,
     NotAForgeDatabase,
     SchemaTooNew,
     StorageError,
 )
 from forge_nb.storage import postgres_statements as statements
+from forge_nb.storage import postgres_workflows as workflows
 from forge_nb.storage import rows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
@@ -44,6 +46,7 @@ from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migratio
 from forge_nb.storage.validation import (
     check_name,
     check_queue_knobs,
+    dependency_links,
     prepare_jobs,
     retryable_statuses,
 )
@@ -125,6 +128,8 @@ class PostgresStorage(SqlCore):
         reason = self._scrub(f"{type(exc).__name__}: {exc}".rstrip(": "))
         if isinstance(exc, asyncpg.UniqueViolationError):
             return statements.UniqueClash(f"Postgres error on {self.safe_url}: {reason}")
+        if isinstance(exc, asyncpg.DeadlockDetectedError):
+            return statements.Deadlock(f"Postgres error on {self.safe_url}: {reason}")
         if isinstance(exc, CONNECTION_LOST):
             return DatabaseUnavailable(
                 f"lost the connection to the database at {self.safe_url}: {reason}"
@@ -183,6 +188,9 @@ class PostgresStorage(SqlCore):
 
     def _list_param(self, values: Sequence[str]) -> Any:
         return list(values)
+
+    def _key_list_param(self, keys: Sequence[int]) -> Any:
+        return list(keys)
 
     def _placeholder(self, n: int) -> str:
         return f"${n}"
@@ -303,7 +311,10 @@ class PostgresStorage(SqlCore):
         prepared = prepare_jobs(jobs, now)
         if not prepared:
             return []
-        if all(row[6] is None for row in prepared):
+        links = dependency_links(jobs)
+        if links:
+            results = await self._enqueue_linked(prepared, links, now)
+        elif all(row[6] is None for row in prepared):
             if len(prepared) >= COPY_MIN_ROWS:
                 async with self._tx() as conn:
                     results = await statements.copy_plain(conn, prepared, now)
@@ -317,6 +328,23 @@ class PostgresStorage(SqlCore):
         if any(r.outcome == "created" for r in results):
             self._notifier.send({row[1] for row in prepared})
         return results
+
+    async def _enqueue_linked(
+        self, prepared: list[tuple[Any, ...]], links: list[tuple[int, list[int]]], now: float
+    ) -> list[EnqueueResult]:
+        """A batch with dependencies: inserted and linked in one transaction, tried again
+        when it deadlocks with a dependency's finish (each waits on the other's row locks)."""
+        for _ in range(RACE_RETRIES):
+            try:
+                async with self._tx() as conn:
+                    if all(row[6] is None for row in prepared):
+                        results = await statements.insert_plain(conn, prepared, now)
+                    else:
+                        results = await statements.insert_with_keys(conn, prepared, now)
+                    return await workflows.link_dependencies(conn, results, links, now)
+            except statements.Deadlock:
+                continue
+        raise StorageError(f"enqueue with dependencies kept deadlocking on {self.safe_url}")
 
     async def _claim_rows(self, claim: ClaimRequest) -> list[Any]:
         queue, host_id, limit, now, arms, excluded = claim
@@ -383,7 +411,8 @@ class PostgresStorage(SqlCore):
         return dict(sorted(out.items()))
 
     async def retry(self, job_id: str, now: float) -> Status | None:
-        """Dead/failed → pending with attempts reset; ValueError if its unique key is taken."""
+        """Dead/failed → pending with attempts reset; ValueError if its unique key is taken
+        or a dependency is dead. What its death ended waits again."""
         key = rows.parse_job_id(job_id)
         if key is None:
             return None
@@ -391,8 +420,13 @@ class PostgresStorage(SqlCore):
             async with self._tx() as conn:
                 status = await conn.fetchval(Q["lock_job_status"], key)
                 if status in ("dead", "failed"):
-                    await conn.execute(Q["retry"], key, now)
+                    dead = await workflows.dead_dependency(conn, key)
+                    if dead is not None:
+                        raise DeadDependency(key, dead)
+                    flags = await conn.fetchrow(Q["retry"], key, now)
                     await conn.execute(Q["insert_event"], key, now, "retried", 0, None)
+                    if flags is not None and (flags[0] or flags[1]):
+                        await workflows.revive(conn, key, now)
                 return cast("Status | None", status)
         except statements.UniqueClash:
             raise ValueError(
@@ -400,7 +434,8 @@ class PostgresStorage(SqlCore):
             ) from None
 
     async def retry_many(self, filter: JobFilter, now: float) -> int:
-        """Retry every dead/failed job matching the filter (unique-key clashes skipped)."""
+        """Retry every dead/failed job matching the filter (unique-key clashes and jobs with a
+        dead dependency skipped); what their deaths ended waits again."""
         statuses = retryable_statuses(filter)
         where, params = self.filter_terms(JobFilter(None, filter.queue, filter.kind, filter.search))
         params.append(list(statuses))
@@ -410,7 +445,11 @@ class PostgresStorage(SqlCore):
         sql = sql.replace("{now}", f"${len(params)}")
         for _ in range(RACE_RETRIES):
             try:
-                return int(await self._fetchval(sql, *params))
+                async with self._tx() as conn:
+                    count, in_workflows = await conn.fetchrow(sql, *params)
+                    for key in in_workflows:
+                        await workflows.revive(conn, key, now)
+                    return int(count)
             except statements.UniqueClash:
                 continue  # a job took one of the keys after our snapshot: look again
         raise StorageError(f"retry_many kept colliding with concurrent enqueues on {self.safe_url}")
@@ -439,7 +478,7 @@ class PostgresStorage(SqlCore):
             return None
         async with self._tx() as conn:
             status = await conn.fetchval(Q["lock_job_status"], key)
-            if status in ("pending", "failed"):
+            if status in ("waiting", "pending", "failed"):
                 attempts = await conn.fetchval(Q["cancel_waiting"], key, now)
                 await conn.execute(Q["insert_event"], key, now, "cancelled", attempts, "cancelled")
                 return "dead"
@@ -488,7 +527,12 @@ class PostgresStorage(SqlCore):
         self._notifier.send({prepared[0][1]})
         return True
 
-    # -- retention -------------------------------------------------------------------------
+    # -- workflows and retention -------------------------------------------------------------
+    async def cascade_dead(self, now: float, limit: int = 1000) -> int:
+        """End waiting dependents of dead dependencies, a bounded batch (see `Storage`)."""
+        async with self._tx() as conn:
+            return await workflows.cascade(conn, now, limit)
+
     async def _purge_jobs(self, queue: str, status: str, before: float, limit: int) -> int:
         return int(await self._fetchval(Q["purge_jobs"], queue, status, before, limit))
 

@@ -46,6 +46,10 @@ class UniqueClash(StorageError):
     """A write hit the live-unique-key index (callers that expect it catch this)."""
 
 
+class Deadlock(StorageError):
+    """Postgres ended this transaction to break a lock cycle; trying again is safe."""
+
+
 async def keep_session(conn: Any) -> None:
     """Pool reset hook that skips asyncpg's reset query (a round trip per operation).
 

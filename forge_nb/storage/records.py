@@ -8,17 +8,17 @@ so notebook users and the dashboard get something readable.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-Status = Literal["pending", "running", "failed", "done", "dead"]
+Status = Literal["waiting", "pending", "running", "failed", "done", "dead"]
 
-#: Every job status, in lifecycle order (pinned).
-STATUSES: tuple[Status, ...] = ("pending", "running", "failed", "done", "dead")
-#: Statuses that hold a unique key and that the reaper, cancel and retry care about.
-LIVE_STATUSES: tuple[Status, ...] = ("pending", "running", "failed")
+#: Every job status, in lifecycle order (pinned). ``waiting``: some dependency is not done.
+STATUSES: tuple[Status, ...] = ("waiting", "pending", "running", "failed", "done", "dead")
+#: Statuses that hold a unique key (a job not finished yet).
+LIVE_STATUSES: tuple[Status, ...] = ("waiting", "pending", "running", "failed")
 TERMINAL_STATUSES: tuple[Status, ...] = ("done", "dead")
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -49,6 +49,8 @@ class NewJob:
     unique_key: str | None = None
     #: The shipped code version this job runs (None: whatever handler the worker has).
     code_version: str | None = None
+    #: Ids of jobs that must be ``done`` before this one may run (it waits until then).
+    depends_on: Sequence[str] = ()
 
 
 class EnqueueResult(NamedTuple):
@@ -76,6 +78,8 @@ class ClaimedJob:
     created_at: float
     scheduled_at: float
     code_version: str | None = None
+    #: How many jobs this one depended on (0: no `JobCtx.dependency_results` to read).
+    dependencies: int = 0
 
 
 FinishStatus = Literal["done", "failed", "dead", "pending"]
@@ -163,6 +167,9 @@ class JobRecord:
     cancel_requested_at: datetime | None
     #: The shipped code version the job runs (None: the worker's own handler of the kind).
     code_version: str | None = None
+    #: How many jobs it depends on, and how many of those are not done yet (while waiting).
+    dependencies: int = 0
+    waiting_on: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings).
@@ -175,6 +182,29 @@ class JobRecord:
             if isinstance(value, datetime):
                 out[key] = value.isoformat()
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNode:
+    """One job of a workflow graph, as much as drawing it needs."""
+
+    id: str
+    kind: str
+    queue: str
+    status: Status
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobGraph:
+    """The jobs connected to one job by dependencies: ``edges`` are (job, its dependency).
+
+    ``truncated``: the graph has more jobs than were read (the nearest ones are shown).
+    """
+
+    nodes: list[GraphNode]
+    edges: list[tuple[str, str]]
+    truncated: bool
 
 
 @dataclass(frozen=True, slots=True)

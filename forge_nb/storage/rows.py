@@ -22,7 +22,7 @@ from forge_nb.storage.records import (
     StrandedKind,
     to_datetime,
 )
-from forge_nb.storage.validation import MAX_JSON_DEPTH, json_depth_over
+from forge_nb.storage.validation import MAX_JSON_DEPTH, json_depth_over, parse_job_id
 
 Row = Sequence[Any]
 
@@ -44,7 +44,7 @@ def load_json(text: str) -> Any:
 
 def claimed_job(row: Row) -> ClaimedJob:
     """(id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-    code_version)."""
+    code_version, dependencies)."""
     return ClaimedJob(
         id=str(row[0]),
         kind=row[1],
@@ -56,6 +56,7 @@ def claimed_job(row: Row) -> ClaimedJob:
         created_at=row[7],
         scheduled_at=row[8],
         code_version=row[9],
+        dependencies=row[10],
     )
 
 
@@ -91,6 +92,8 @@ def job_record(row: Row) -> JobRecord:
         claimed_by=row[18],
         cancel_requested_at=to_datetime(row[19]),
         code_version=row[20],
+        dependencies=row[21],
+        waiting_on=row[22],
     )
 
 
@@ -269,15 +272,6 @@ def rollup_params(step: int, row: MetricRow) -> tuple[Any, ...]:
     """Parameters for the ``write_rollup`` statement (rolled-up rows carry no host)."""
     minute, queue, _host, *rest = metric_params(row)
     return (step, minute, queue, *rest)
-
-
-def parse_job_id(job_id: object) -> int | None:
-    """A job id as the integer key, or None when it cannot be one (unknown id)."""
-    if isinstance(job_id, int) and not isinstance(job_id, bool):
-        return job_id if 0 < job_id < 2**63 else None
-    if isinstance(job_id, str) and job_id.isascii() and job_id.isdigit() and len(job_id) < 19:
-        return int(job_id)
-    return None
 
 
 def process_params(

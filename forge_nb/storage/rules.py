@@ -7,6 +7,7 @@ reads the rows its own way and asks here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from forge_nb.errors import UnknownRateLimit
@@ -57,3 +58,41 @@ def after_lost_attempt(attempts: int, max_attempts: int) -> Status:
     """What a job whose worker died becomes: ``dead`` once its attempts are spent (a job
     that keeps killing workers must end), else ``failed`` for a retry."""
     return "dead" if attempts >= max_attempts else "failed"
+
+
+#: What a newly enqueued job with dependencies becomes: (id, dependencies, waiting_on,
+#: status, error, finished_at), the parameters of ``settle_new_dependent``.
+Settled = tuple[int, int, int, Status, str | None, float | None]
+
+
+def settle_new_dependents(
+    links: Sequence[tuple[int, list[int]]], statuses: Mapping[int, str], now: float
+) -> list[Settled]:
+    """Each new job's state from its dependencies' statuses (read under lock).
+
+    An unknown dependency is a ValueError (the enqueue's transaction rolls back: nothing is
+    written). A ``done`` dependency counts as met; a ``dead`` one ends the job ``dead`` at
+    once, as it would have had it been waiting when the dependency died.
+    """
+    missing = sorted({d for _, deps in links for d in deps} - statuses.keys())
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
+        raise ValueError(f"unknown dependency id {shown}: nothing was enqueued")
+    settled: list[Settled] = []
+    for key, deps in links:
+        dead = next((d for d in deps if statuses[d] == "dead"), None)
+        unmet = sum(statuses[d] != "done" for d in deps)
+        if dead is not None:
+            settled.append((key, len(deps), 0, "dead", dependency_error(dead, "dead"), now))
+        elif unmet:
+            settled.append((key, len(deps), unmet, "waiting", None, None))
+        else:
+            settled.append((key, len(deps), 0, "pending", None, None))
+    return settled
+
+
+def dependency_error(job_id: int | str, how: str) -> str:
+    """The error of a job that cannot run because a dependency ended ``how`` (dead, deleted).
+
+    The database's triggers write the same text (migration 11); `revive` looks for it."""
+    return f"dependency {job_id} {how}"

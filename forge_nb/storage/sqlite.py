@@ -28,6 +28,7 @@ from forge_nb.errors import (
 from forge_nb.storage import rows
 from forge_nb.storage import sqlite_statements as statements
 from forge_nb.storage import sqlite_transactions as transactions
+from forge_nb.storage import sqlite_workflows as workflows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
 from forge_nb.storage.records import (
     EnqueueResult,
@@ -42,6 +43,7 @@ from forge_nb.storage.sqlite_statements import BUSY_TIMEOUT_S, Q
 from forge_nb.storage.validation import (
     check_name,
     check_queue_knobs,
+    dependency_links,
     prepare_jobs,
     retryable_statuses,
 )
@@ -163,6 +165,9 @@ class SqliteStorage(SqlCore):
     def _list_param(self, values: Sequence[str]) -> Any:
         return statements.json_list(values)
 
+    def _key_list_param(self, keys: Sequence[int]) -> Any:
+        return json.dumps(list(keys))
+
     def _placeholder(self, n: int) -> str:
         return f"?{n}"
 
@@ -243,9 +248,10 @@ class SqliteStorage(SqlCore):
         prepared = prepare_jobs(jobs, now)
         if not prepared:
             return []
+        links = dependency_links(jobs)
         queues = {row[1] for row in prepared}
         new_queues = queues - self._known_queues
-        results = await self._write(statements.enqueue, prepared, now, new_queues)
+        results = await self._write(statements.enqueue, prepared, now, new_queues, links)
         self._known_queues |= queues  # only once committed
         return results
 
@@ -385,6 +391,10 @@ class SqliteStorage(SqlCore):
             return n + int(c.execute(Q["purge_samples"], (before_minute,)).rowcount)
 
         return await self._write(run)
+
+    async def cascade_dead(self, now: float, limit: int = 1000) -> int:
+        """End waiting dependents of dead dependencies, a bounded batch (see `Storage`)."""
+        return await self._write(workflows.cascade, now, limit)
 
     async def fold_counts(self) -> int:
         """Nothing to fold: one writer keeps one count row per queue and status."""

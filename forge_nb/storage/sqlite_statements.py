@@ -15,11 +15,13 @@ from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 from forge_nb.errors import (
+    DeadDependency,
     NotAForgeDatabase,
     SchemaTooNew,
     UnknownQueue,
 )
 from forge_nb.storage import rows, rules
+from forge_nb.storage import sqlite_workflows as workflows
 from forge_nb.storage.kinds import build_claim
 from forge_nb.storage.records import (
     STATUSES,
@@ -126,6 +128,18 @@ def migrate(c: sqlite3.Connection) -> list[int]:
 
 
 def enqueue(
+    c: sqlite3.Connection,
+    prepared: list[tuple[Any, ...]],
+    now: float,
+    new_queues: set[str],
+    links: Sequence[tuple[int, list[int]]] = (),
+) -> list[EnqueueResult]:
+    """Insert a batch; jobs with dependencies (``links``) are wired to them."""
+    results = insert_batch(c, prepared, now, new_queues)
+    return workflows.link_dependencies(c, results, links, now) if links else results
+
+
+def insert_batch(
     c: sqlite3.Connection, prepared: list[tuple[Any, ...]], now: float, new_queues: set[str]
 ) -> list[EnqueueResult]:
     for queue in sorted(new_queues):
@@ -211,8 +225,15 @@ def retry_one(c: sqlite3.Connection, key: int, now: float) -> Status | None:
     found = c.execute(Q["job_status"], (key,)).fetchone()
     if found is None:
         return None
-    if c.execute(Q["retry"], (now, key)).rowcount:
+    if found[0] in ("dead", "failed"):
+        dead = workflows.dead_dependency(c, key)
+        if dead is not None:
+            raise DeadDependency(key, dead)
+    flags = c.execute(Q["retry"], (now, key)).fetchone()
+    if flags is not None:
         c.execute(Q["insert_event"], (key, now, "retried", 0, None))
+        if any(flags):  # it has dependencies or dependents
+            workflows.revive(c, key, now)
     return cast(Status, found[0])
 
 
@@ -220,11 +241,18 @@ def retry_where(c: sqlite3.Connection, where: str, params: list[Any], now: float
     ids = [r[0] for r in c.execute(Q["job_ids_where"].replace("{where}", where), params)]
     retried = 0
     for key in ids:
+        if workflows.dead_dependency(c, key) is not None:
+            continue  # it would wait forever: its dependency must be retried first
         try:
-            retried += c.execute(Q["retry"], (now, key)).rowcount
+            flags = c.execute(Q["retry"], (now, key)).fetchone()
         except sqlite3.IntegrityError:
             continue  # a live job holds its unique key: leave this one dead
+        if flags is None:
+            continue
+        retried += 1
         c.execute(Q["insert_event"], (key, now, "retried", 0, None))
+        if any(flags):
+            workflows.revive(c, key, now)
     return retried
 
 

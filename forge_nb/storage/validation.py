@@ -238,6 +238,39 @@ def check_code_version(version: object) -> str:
     return version
 
 
+def parse_job_id(job_id: object) -> int | None:
+    """A job id as the integer key, or None when it cannot be one (unknown id)."""
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        return job_id if 0 < job_id < 2**63 else None
+    if isinstance(job_id, str) and job_id.isascii() and job_id.isdigit() and len(job_id) < 19:
+        return int(job_id)
+    return None
+
+
+#: Most dependencies one job may have (a fan-in over 10,000 is the documented case).
+MAX_DEPENDENCIES = 100_000
+
+
+def dependency_keys(depends_on: object) -> list[int]:
+    """A job's ``depends_on`` as distinct integer ids, in order; ValueError naming a bad one."""
+    if isinstance(depends_on, str | bytes) or not isinstance(depends_on, Sequence | set):
+        raise ValueError(f"depends_on must be a list of job ids, got {depends_on!r}")
+    if len(depends_on) > MAX_DEPENDENCIES:
+        raise ValueError(f"a job may depend on at most {MAX_DEPENDENCIES:,} jobs")
+    keys: dict[int, None] = {}
+    for job_id in depends_on:
+        key = parse_job_id(job_id)
+        if key is None:
+            raise ValueError(f"unknown dependency id {job_id!r}: nothing was enqueued")
+        keys[key] = None
+    return list(keys)
+
+
+def dependency_links(jobs: Sequence[NewJob]) -> list[tuple[int, list[int]]]:
+    """(index in the batch, dependency ids) of each job that has dependencies."""
+    return [(i, dependency_keys(job.depends_on)) for i, job in enumerate(jobs) if job.depends_on]
+
+
 def prepare_jobs(jobs: Sequence[NewJob], now: float) -> list[tuple[Any, ...]]:
     """Validate a whole batch first, so one bad job means nothing is written."""
     rows = []

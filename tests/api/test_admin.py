@@ -20,7 +20,7 @@ async def test_counts_and_queue_configs(app: fnb.App, api: Client) -> None:
 
     counts = await api.get("/api/counts")
     assert counts.status == 200
-    assert counts.body["mail"] == {"pending": 2, "running": 0, "failed": 0, "done": 0, "dead": 0}
+    assert counts.body["mail"] == {"waiting": 0, "pending": 2, "running": 0, "failed": 0, "done": 0, "dead": 0}
 
     queues = (await api.get("/api/queues"))["queues"]
     mail = next(q for q in queues if q["name"] == "mail")

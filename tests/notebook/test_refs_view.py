@@ -130,7 +130,7 @@ async def test_summary_counts_many_jobs_in_one_widget(app: fnb.App) -> None:
             return summary.counts["done"] + summary.counts["dead"] == 50
 
         await eventually(finished)
-        assert summary.counts == {"pending": 0, "running": 0, "failed": 0, "done": 40, "dead": 10}
+        assert summary.counts == {"waiting": 0, "pending": 0, "running": 0, "failed": 0, "done": 40, "dead": 10}
         await asyncio.sleep(0.1)
         assert len(summary._updater) == 0  # stops once everything ended
     finally:
@@ -166,7 +166,7 @@ async def test_summary_follows_jobs_run_by_another_process(app: fnb.App, sqlite_
 async def test_an_empty_list_shows_an_empty_summary(app: fnb.App) -> None:
     summary = JobsSummary([])
     try:
-        assert summary.counts == {"pending": 0, "running": 0, "failed": 0, "done": 0, "dead": 0}
+        assert summary.counts == {"waiting": 0, "pending": 0, "running": 0, "failed": 0, "done": 0, "dead": 0}
         assert len(summary._updater) == 0
     finally:
         summary.close()

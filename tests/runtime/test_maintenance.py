@@ -37,7 +37,14 @@ class Crashing(MaintenanceTask):
 
 def test_the_default_tasks_are_the_leaders_whole_housekeeping() -> None:
     names = [task.name for task in default_tasks()]
-    assert names == ["cron", "retention", "metrics purge", "metrics roll-up", "count folding"]
+    assert names == [
+        "cron",
+        "dependency cascade",
+        "retention",
+        "metrics purge",
+        "metrics roll-up",
+        "count folding",
+    ]
 
 
 async def test_a_task_runs_on_its_interval_and_a_crashing_one_stops_nothing(

@@ -115,7 +115,7 @@ async def test_concurrent_claimers_in_separate_processes_never_share_a_job(
     assert sum(1 for ids in claimed_by.values() if ids) >= 2, "the claimers did not overlap"
 
     assert await storage.counts() == {
-        "q": {"pending": FOREIGN, "running": 0, "failed": 0, "done": JOBS, "dead": 0}
+        "q": {"waiting": 0, "pending": FOREIGN, "running": 0, "failed": 0, "done": JOBS, "dead": 0}
     }
     owner = {job_id: host for host, ids in claimed_by.items() for job_id in ids}
     seen = 0

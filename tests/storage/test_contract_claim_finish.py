@@ -71,6 +71,7 @@ async def test_release_claims_gives_back_exactly_what_those_claims_took(
         assert job is not None and job.status == "running", job_id
     assert (await storage.get_job(finished[0].id)).status == "done"  # type: ignore[union-attr]
     assert (await storage.counts())["q"] == {
+        "waiting": 0,
         "pending": 2,
         "running": 2,
         "failed": 0,

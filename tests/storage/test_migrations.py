@@ -278,7 +278,7 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
         assert await recorded_versions(db_url) == migration_versions(backend)
         expected["r"]["pending"] = 0
         assert await storage.counts() == expected
-        assert expected["q"] == {"pending": 2, "running": 0, "failed": 0, "done": 1, "dead": 0}
+        assert expected["q"] == {"waiting": 0, "pending": 2, "running": 0, "failed": 0, "done": 1, "dead": 0}
     finally:
         await storage.close()
 

@@ -8,6 +8,7 @@ often it runs, and ``run``. Only the process holding the leader lease runs them
 from __future__ import annotations
 
 from forge_nb.runtime.maintenance.base import MaintenanceTask
+from forge_nb.runtime.maintenance.cascade import DependencyCascade
 from forge_nb.runtime.maintenance.counts import CountFolding
 from forge_nb.runtime.maintenance.cron import CronFiring
 from forge_nb.runtime.maintenance.metrics import METRICS_RETENTION_S, MetricsPurge, MetricsRollUp
@@ -16,13 +17,21 @@ from forge_nb.runtime.maintenance.retention import JobRetention
 
 def default_tasks() -> list[MaintenanceTask]:
     """A fresh set of the leader's tasks, in the order they run within one step."""
-    return [CronFiring(), JobRetention(), MetricsPurge(), MetricsRollUp(), CountFolding()]
+    return [
+        CronFiring(),
+        DependencyCascade(),
+        JobRetention(),
+        MetricsPurge(),
+        MetricsRollUp(),
+        CountFolding(),
+    ]
 
 
 __all__ = [
     "METRICS_RETENTION_S",
     "CountFolding",
     "CronFiring",
+    "DependencyCascade",
     "JobRetention",
     "MaintenanceTask",
     "MetricsPurge",

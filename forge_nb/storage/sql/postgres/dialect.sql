@@ -56,7 +56,7 @@ inserted AS (
                                unique_key, code_version, ord)
     ORDER BY ord
     ON CONFLICT (unique_key)
-        WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+        WHERE unique_key IS NOT NULL AND status IN ('waiting', 'pending', 'running', 'failed')
     DO NOTHING
     RETURNING id, unique_key, queue
 ),
@@ -77,7 +77,7 @@ SELECT id, unique_key FROM inserted
 
 -- live_jobs_by_unique_keys --
 SELECT unique_key, id, status FROM forge_nb_jobs
-WHERE unique_key = ANY ($1::text[]) AND status IN ('pending', 'running', 'failed')
+WHERE unique_key = ANY ($1::text[]) AND status IN ('waiting', 'pending', 'running', 'failed')
 
 -- finish --
 -- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
@@ -169,7 +169,12 @@ SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q
 -- whose unique key another live job holds (and keep one per key), reset them, and record a
 -- retried event ({now}: the time's parameter).
 WITH candidates AS (
-    SELECT id, unique_key FROM forge_nb_jobs WHERE {where} ORDER BY id FOR UPDATE
+    SELECT id, unique_key FROM forge_nb_jobs
+    WHERE {where}
+      AND NOT EXISTS (  -- it would wait forever: a dead dependency must be retried first
+          SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+          WHERE d.job_id = forge_nb_jobs.id AND p.status = 'dead')
+    ORDER BY id FOR UPDATE OF forge_nb_jobs
 ),
 picked AS (
     SELECT id FROM candidates WHERE unique_key IS NULL
@@ -178,7 +183,7 @@ picked AS (
     WHERE c.unique_key IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM forge_nb_jobs live
         WHERE live.unique_key = c.unique_key AND live.id <> c.id
-          AND live.status IN ('pending', 'running', 'failed'))
+          AND live.status IN ('waiting', 'pending', 'running', 'failed'))
     GROUP BY c.unique_key
 ),
 retried AS (
@@ -187,13 +192,13 @@ retried AS (
         cancel_requested_at = NULL, claimed_by = NULL
     FROM picked
     WHERE j.id = picked.id AND j.status IN ('dead', 'failed')
-    RETURNING j.id
+    RETURNING j.id, j.dependencies > 0 OR j.has_dependents AS in_workflow
 ),
 events AS (
     INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
     SELECT id, {now}, 'retried', 0, NULL FROM retried ORDER BY id
 )
-SELECT count(*) FROM retried
+SELECT (SELECT count(*) FROM retried), ARRAY(SELECT id FROM retried WHERE in_workflow)
 
 -- delete_where --
 -- delete_many: every matching non-running job ({where}: the filter's terms) and its history.

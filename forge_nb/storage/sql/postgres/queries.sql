@@ -59,13 +59,13 @@ INSERT INTO forge_nb_jobs
     (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
      created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('waiting', 'pending', 'running', 'failed')
 DO NOTHING
 RETURNING id
 
 -- live_job_by_unique_key --
 SELECT id, status FROM forge_nb_jobs
-WHERE unique_key = $1 AND status IN ('pending', 'running', 'failed')
+WHERE unique_key = $1 AND status IN ('waiting', 'pending', 'running', 'failed')
 
 -- claim --
 -- Any kind (tools and tests; workers claim by kind with claim_kinds): lock the best runnable
@@ -85,7 +85,7 @@ SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at =
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
-          j.created_at, j.scheduled_at, j.code_version
+          j.created_at, j.scheduled_at, j.code_version, j.dependencies
 
 -- claim_kinds --
 -- The claim of a process: the best runnable jobs of one queue ($1) among the kinds it runs.
@@ -122,7 +122,7 @@ SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at =
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
-          j.created_at, j.scheduled_at, j.code_version
+          j.created_at, j.scheduled_at, j.code_version, j.dependencies
 
 -- claim_arm --
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
@@ -176,6 +176,7 @@ UPDATE forge_nb_jobs
 SET status = 'pending', attempts = 0, scheduled_at = $2, finished_at = NULL,
     cancel_requested_at = NULL, claimed_by = NULL
 WHERE id = $1 AND status IN ('dead', 'failed')
+RETURNING dependencies, has_dependents
 
 -- delete_job --
 WITH gone AS (
@@ -187,7 +188,7 @@ SELECT status FROM gone
 -- cancel_waiting --
 UPDATE forge_nb_jobs SET status = 'dead', last_error = 'cancelled', last_traceback = NULL,
        finished_at = $2, cancel_requested_at = $2
-WHERE id = $1 AND status IN ('pending', 'failed')
+WHERE id = $1 AND status IN ('waiting', 'pending', 'failed')
 RETURNING attempts
 
 -- cancel_running --
@@ -476,7 +477,8 @@ FROM forge_nb_code WHERE version = $1
 -- get_job --
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
 FROM forge_nb_jobs WHERE id = $1
 
 -- list_jobs --
@@ -484,14 +486,16 @@ FROM forge_nb_jobs WHERE id = $1
 -- page size's parameter.
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
 FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
 
 -- list_scheduled_jobs --
 -- list_jobs for the Scheduled view: soonest first.
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
 FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 
 -- payload_search_term --
@@ -503,3 +507,116 @@ FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 -- Change a queue's settings ({sets}: "knob = <parameter>" for each knob given, names
 -- checked against the known knobs; the queue's name is the first parameter).
 UPDATE forge_nb_queues SET {sets} WHERE name = $1
+
+-- dependency_statuses --
+-- The statuses of new jobs' dependencies, share-locked in id order: a dependency cannot
+-- finish between this read and the new edges' commit (its trigger must see them).
+SELECT id, status FROM forge_nb_jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR SHARE
+
+-- insert_dependency --
+-- Every edge of a batch in one statement ($1, $2: job ids and their dependencies, pairwise).
+INSERT INTO forge_nb_job_deps (job_id, depends_on)
+SELECT * FROM unnest($1::bigint[], $2::bigint[])
+
+-- flag_dependents --
+-- Jobs some job waits for: their end fires the triggers of v11.
+UPDATE forge_nb_jobs SET has_dependents = true
+WHERE id = ANY ($1::bigint[]) AND NOT has_dependents
+
+-- settle_new_dependent --
+-- A new job with dependencies: waiting for the unmet ones, or dead at once (a dead one).
+UPDATE forge_nb_jobs AS j
+SET dependencies = u.dependencies, waiting_on = u.waiting_on, status = u.status,
+    last_error = u.error, finished_at = u.finished_at
+FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::text[], $6::float8[])
+    AS u (id, dependencies, waiting_on, status, error, finished_at)
+WHERE j.id = u.id
+
+-- dependency_results --
+SELECT d.depends_on, j.result
+FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS j ON j.id = d.depends_on
+WHERE d.job_id = $1
+
+-- dependencies_of --
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
+FROM forge_nb_jobs
+WHERE id IN (SELECT depends_on FROM forge_nb_job_deps WHERE job_id = $1)
+ORDER BY id LIMIT $2
+
+-- dependents_of --
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
+FROM forge_nb_jobs
+WHERE id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = $1)
+ORDER BY id LIMIT $2
+
+-- graph_edges --
+-- Edges touching any of these jobs, both directions.
+SELECT job_id, depends_on FROM forge_nb_job_deps
+WHERE job_id = ANY ($1::bigint[])
+UNION
+SELECT job_id, depends_on FROM forge_nb_job_deps
+WHERE depends_on = ANY ($1::bigint[])
+
+-- graph_nodes --
+SELECT id, kind, queue, status, last_error FROM forge_nb_jobs
+WHERE id = ANY ($1::bigint[]) ORDER BY id
+
+-- dead_parents_batch --
+SELECT job_id, error FROM forge_nb_dead_parents ORDER BY job_id LIMIT $1
+FOR UPDATE SKIP LOCKED
+
+-- kill_waiting_dependents --
+-- Up to $4 waiting dependents of $1 end dead with $2 (the cascade of a dead dependency).
+UPDATE forge_nb_jobs
+SET status = 'dead', last_error = $2, last_traceback = NULL, finished_at = $3
+WHERE status = 'waiting' AND id IN (
+    SELECT d.job_id FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS j ON j.id = d.job_id
+    WHERE d.depends_on = $1 AND j.status = 'waiting'
+    ORDER BY d.job_id LIMIT $4
+)
+RETURNING id, attempts
+
+-- forget_dead_parent --
+DELETE FROM forge_nb_dead_parents WHERE job_id = $1
+
+-- revive_dependents --
+-- A retried job's dependents that its death killed (error $2) wait again, unless another of
+-- their dependencies is dead too; they never ran.
+UPDATE forge_nb_jobs
+SET status = 'waiting', last_error = NULL, last_traceback = NULL, finished_at = NULL,
+    waiting_on = (
+        SELECT count(*) FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+        WHERE d.job_id = forge_nb_jobs.id AND p.status <> 'done'
+    )
+WHERE status = 'dead' AND last_error = $2
+  AND id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = $1)
+  AND NOT EXISTS (
+      SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+      WHERE d.job_id = forge_nb_jobs.id AND p.status = 'dead'
+  )
+RETURNING id, has_dependents
+
+-- dead_dependency --
+-- One dead dependency of a job, if any (a job cannot be retried while one is dead).
+SELECT d.depends_on FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+WHERE d.job_id = $1 AND p.status = 'dead'
+LIMIT 1
+
+-- settle_retried_dependent --
+-- A retried job with dependencies waits for those not done (pending when all are).
+UPDATE forge_nb_jobs
+SET waiting_on = (
+        SELECT count(*) FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+        WHERE d.job_id = $1 AND p.status <> 'done'
+    ),
+    status = CASE WHEN EXISTS (
+        SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+        WHERE d.job_id = $1 AND p.status <> 'done'
+    ) THEN 'waiting' ELSE status END
+WHERE id = $1 AND dependencies > 0 AND status = 'pending'

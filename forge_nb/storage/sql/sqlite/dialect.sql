@@ -26,7 +26,7 @@ WHERE id IN (
     LIMIT ?4
 )
 RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-          code_version
+          code_version, dependencies
 
 -- finish_done --
 UPDATE forge_nb_jobs SET status = 'done', result = ?, finished_at = ?

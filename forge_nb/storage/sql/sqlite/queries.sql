@@ -13,7 +13,7 @@ VALUES {rows}
 -- insert_unique_job --
 INSERT INTO forge_nb_jobs (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('waiting', 'pending', 'running', 'failed')
 DO NOTHING
 
 -- count_enqueued --
@@ -23,7 +23,7 @@ ON CONFLICT (minute, queue, host_id) DO UPDATE SET enqueued = enqueued + exclude
 
 -- live_job_by_unique_key --
 SELECT id, status FROM forge_nb_jobs
-WHERE unique_key = ? AND status IN ('pending', 'running', 'failed')
+WHERE unique_key = ? AND status IN ('waiting', 'pending', 'running', 'failed')
 
 -- claim --
 -- Any kind (tools and tests; workers claim by kind with claim_kinds): the best runnable
@@ -40,7 +40,7 @@ WHERE id IN (
     LIMIT ?4
 )
 RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-          code_version
+          code_version, dependencies
 
 -- claim_kinds --
 -- The claim of a process: the best runnable jobs of one queue (?3) among the kinds it runs,
@@ -56,7 +56,7 @@ WHERE id IN (
     WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
 )
 RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-          code_version
+          code_version, dependencies
 
 -- claim_arm --
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
@@ -88,7 +88,8 @@ UPDATE forge_nb_jobs SET progress = ?, progress_message = ? WHERE id = ? AND sta
 -- get_job --
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
 FROM forge_nb_jobs WHERE id = ?1
 
 -- job_events --
@@ -103,6 +104,7 @@ UPDATE forge_nb_jobs
 SET status = 'pending', attempts = 0, scheduled_at = ?, finished_at = NULL,
     cancel_requested_at = NULL, claimed_by = NULL
 WHERE id = ? AND status IN ('dead', 'failed')
+RETURNING dependencies, has_dependents
 
 -- job_status --
 SELECT status FROM forge_nb_jobs WHERE id = ?
@@ -113,7 +115,7 @@ DELETE FROM forge_nb_jobs WHERE id = ? AND status <> 'running'
 -- cancel_waiting --
 UPDATE forge_nb_jobs SET status = 'dead', last_error = 'cancelled', last_traceback = NULL,
        finished_at = ?, cancel_requested_at = ?
-WHERE id = ? AND status IN ('pending', 'failed')
+WHERE id = ? AND status IN ('waiting', 'pending', 'failed')
 RETURNING attempts
 
 -- cancel_running --
@@ -375,14 +377,16 @@ FROM forge_nb_code WHERE version = ?1
 -- page size's parameter.
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
 FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
 
 -- list_scheduled_jobs --
 -- list_jobs for the Scheduled view: soonest first.
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
 FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 
 -- payload_search_term --
@@ -393,3 +397,109 @@ payload LIKE {p} ESCAPE '\'
 -- Change a queue's settings ({sets}: "knob = <parameter>" for each knob given, names
 -- checked against the known knobs; the queue's name is the first parameter).
 UPDATE forge_nb_queues SET {sets} WHERE name = ?1
+
+-- dependency_statuses --
+-- The statuses of new jobs' dependencies (?1: a JSON array of ids).
+SELECT id, status FROM forge_nb_jobs WHERE id IN (SELECT value FROM json_each(?1))
+
+-- insert_dependency --
+INSERT INTO forge_nb_job_deps (job_id, depends_on) VALUES (?1, ?2)
+
+-- flag_dependents --
+-- Jobs some job waits for (?1: a JSON array of ids): their end fires the triggers of v11.
+UPDATE forge_nb_jobs SET has_dependents = 1
+WHERE id IN (SELECT value FROM json_each(?1)) AND NOT has_dependents
+
+-- settle_new_dependent --
+-- A new job with dependencies: waiting for the unmet ones, or dead at once (a dead one).
+UPDATE forge_nb_jobs
+SET dependencies = ?2, waiting_on = ?3, status = ?4, last_error = ?5, finished_at = ?6
+WHERE id = ?1
+
+-- dependency_results --
+SELECT d.depends_on, j.result
+FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS j ON j.id = d.depends_on
+WHERE d.job_id = ?1
+
+-- dependencies_of --
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
+FROM forge_nb_jobs
+WHERE id IN (SELECT depends_on FROM forge_nb_job_deps WHERE job_id = ?1)
+ORDER BY id LIMIT ?2
+
+-- dependents_of --
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
+FROM forge_nb_jobs
+WHERE id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = ?1)
+ORDER BY id LIMIT ?2
+
+-- graph_edges --
+-- Edges touching any of these jobs (?1: a JSON array of ids), both directions.
+SELECT job_id, depends_on FROM forge_nb_job_deps
+WHERE job_id IN (SELECT value FROM json_each(?1))
+UNION
+SELECT job_id, depends_on FROM forge_nb_job_deps
+WHERE depends_on IN (SELECT value FROM json_each(?1))
+
+-- graph_nodes --
+SELECT id, kind, queue, status, last_error FROM forge_nb_jobs
+WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id
+
+-- dead_parents_batch --
+SELECT job_id, error FROM forge_nb_dead_parents ORDER BY job_id LIMIT ?1
+
+-- kill_waiting_dependents --
+-- Up to ?4 waiting dependents of ?1 end dead with ?2 (the cascade of a dead dependency).
+UPDATE forge_nb_jobs
+SET status = 'dead', last_error = ?2, last_traceback = NULL, finished_at = ?3
+WHERE status = 'waiting' AND id IN (
+    SELECT d.job_id FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS j ON j.id = d.job_id
+    WHERE d.depends_on = ?1 AND j.status = 'waiting'
+    ORDER BY d.job_id LIMIT ?4
+)
+RETURNING id, attempts
+
+-- forget_dead_parent --
+DELETE FROM forge_nb_dead_parents WHERE job_id = ?1
+
+-- revive_dependents --
+-- A retried job's dependents that its death killed (error ?2) wait again, unless another of
+-- their dependencies is dead too; they never ran.
+UPDATE forge_nb_jobs
+SET status = 'waiting', last_error = NULL, last_traceback = NULL, finished_at = NULL,
+    waiting_on = (
+        SELECT count(*) FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+        WHERE d.job_id = forge_nb_jobs.id AND p.status <> 'done'
+    )
+WHERE status = 'dead' AND last_error = ?2
+  AND id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = ?1)
+  AND NOT EXISTS (
+      SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+      WHERE d.job_id = forge_nb_jobs.id AND p.status = 'dead'
+  )
+RETURNING id, has_dependents
+
+-- dead_dependency --
+-- One dead dependency of a job, if any (a job cannot be retried while one is dead).
+SELECT d.depends_on FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+WHERE d.job_id = ?1 AND p.status = 'dead'
+LIMIT 1
+
+-- settle_retried_dependent --
+-- A retried job with dependencies waits for those not done (pending when all are).
+UPDATE forge_nb_jobs
+SET waiting_on = (
+        SELECT count(*) FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+        WHERE d.job_id = ?1 AND p.status <> 'done'
+    ),
+    status = CASE WHEN EXISTS (
+        SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
+        WHERE d.job_id = ?1 AND p.status <> 'done'
+    ) THEN 'waiting' ELSE status END
+WHERE id = ?1 AND dependencies > 0 AND status = 'pending'

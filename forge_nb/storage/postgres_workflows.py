@@ -1,0 +1,90 @@
+"""Postgres's steps of workflows (jobs that wait for others), run inside its transactions.
+
+The triggers of migration 11 promote a waiting job when its last dependency is done and
+queue the cascade of a dead one; these functions link new jobs to their dependencies,
+run a bounded slice of that cascade, and undo it when a dead dependency is retried.
+Linking share-locks the dependencies first (in id order), so none can finish between
+reading its status and the commit of the new edges its trigger must see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from forge_nb.storage import rules
+from forge_nb.storage.records import EnqueueResult
+from forge_nb.storage.schema import load_queries
+
+Q = load_queries("postgres")
+#: Dead dependencies one cascade step reads (each ends up to the step's limit of dependents).
+PARENTS_PER_STEP = 100
+
+
+async def link_dependencies(
+    conn: Any,
+    results: list[EnqueueResult],
+    links: Sequence[tuple[int, list[int]]],
+    now: float,
+) -> list[EnqueueResult]:
+    """Wire each created job of ``links`` (batch index, dependency ids) to its dependencies;
+    the results with each new job's status. ValueError (rolled back) on an unknown id."""
+    new = [(int(results[i].id), deps) for i, deps in links if results[i].outcome == "created"]
+    if not new:
+        return results
+    wanted = sorted({d for _, deps in new for d in deps})
+    statuses = {r[0]: r[1] for r in await conn.fetch(Q["dependency_statuses"], wanted)}
+    settled = rules.settle_new_dependents(new, statuses, now)
+    await conn.execute(
+        Q["insert_dependency"],
+        [key for key, deps in new for _ in deps],
+        [d for _, deps in new for d in deps],
+    )
+    await conn.execute(Q["flag_dependents"], wanted)
+    await conn.execute(Q["settle_new_dependent"], *map(list, zip(*settled, strict=True)))
+    status_of = {str(row[0]): row[3] for row in settled}
+    return [r._replace(status=status_of.get(r.id, r.status)) for r in results]
+
+
+async def cascade(conn: Any, now: float, limit: int) -> int:
+    """End up to ``limit`` waiting dependents of dead dependencies; how many ended.
+
+    The dead dependencies' rows are locked (SKIP LOCKED: two leaders never share one),
+    and a retry of one waits for this step, then revives what it ended."""
+    ended = 0
+    for parent, error in await conn.fetch(Q["dead_parents_batch"], min(limit, PARENTS_PER_STEP)):
+        budget = limit - ended
+        if budget <= 0:
+            break
+        killed = await conn.fetch(Q["kill_waiting_dependents"], parent, error, now, budget)
+        if killed:
+            await conn.executemany(
+                Q["insert_event"], [(key, now, "dead", attempts, error) for key, attempts in killed]
+            )
+        ended += len(killed)
+        if len(killed) < budget:
+            await conn.execute(Q["forget_dead_parent"], parent)
+    return ended
+
+
+async def dead_dependency(conn: Any, key: int) -> int | None:
+    """A dead dependency of ``key`` (it cannot be retried while one is), or None."""
+    found = await conn.fetchval(Q["dead_dependency"], key)
+    return None if found is None else int(found)
+
+
+async def revive(conn: Any, key: int, now: float) -> None:
+    """After ``key`` was retried: it waits for its dependencies not done yet, and what its
+    death ended (its dependents, transitively) waits again: they never ran."""
+    await conn.execute(Q["settle_retried_dependent"], key)
+    parents = [key]
+    while parents:
+        revived: list[int] = []
+        for parent in parents:
+            await conn.execute(Q["forget_dead_parent"], parent)
+            error = rules.dependency_error(parent, "dead")
+            for child, has_dependents in await conn.fetch(Q["revive_dependents"], parent, error):
+                await conn.execute(Q["insert_event"], child, now, "revived", 0, None)
+                if has_dependents:
+                    revived.append(child)
+        parents = revived
