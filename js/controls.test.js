@@ -17,6 +17,7 @@ import {
   staleAfterMs,
   summarize,
   summaryText,
+  syncRows,
   totals,
 } from "../forge_nb/notebook/static/controls.js";
 
@@ -159,4 +160,43 @@ test("flagLines lists the kinds no live worker runs, a few by name", () => {
   const many = flagLines(["a", "b", "c", "d", "e", "f"].map(flag), 4);
   assert.equal(many.length, 5);
   assert.equal(many[4], "… and 2 more kind(s) no live worker runs");
+});
+
+test("syncRows reuses rows by key, drops gone ones and re-appends only on a new order", () => {
+  const container = {
+    children: [],
+    appends: 0,
+    appendChild(child) {
+      const at = this.children.indexOf(child);
+      if (at >= 0) this.children.splice(at, 1);
+      this.children.push(child);
+      child.parent = this;
+      this.appends += 1;
+    },
+  };
+  const element = (name) => ({
+    name,
+    remove() {
+      const at = this.parent.children.indexOf(this);
+      if (at >= 0) this.parent.children.splice(at, 1);
+    },
+  });
+  const rows = new Map();
+  const made = [];
+  const sync = (items) =>
+    syncRows(container, rows, items, (item) => item.id,
+      (key, item) => { made.push(key); return { el: element(key), value: null, first: item.v }; },
+      (row) => row.el, (row, item) => { row.value = item.v; });
+  sync([{ id: "a", v: 1 }, { id: "b", v: 2 }]);
+  assert.deepEqual(container.children.map((c) => c.name), ["a", "b"]);
+  assert.equal(rows.get("b").value, 2);
+  const appends = container.appends;
+  sync([{ id: "a", v: 3 }, { id: "b", v: 4 }]);
+  assert.equal(container.appends, appends, "same order: nothing moved");
+  assert.deepEqual(made, ["a", "b"], "rows are reused");
+  assert.equal(rows.get("a").value, 3);
+  sync([{ id: "c", v: 5 }, { id: "a", v: 6 }]);
+  assert.deepEqual(container.children.map((c) => c.name), ["c", "a"]);
+  assert.deepEqual([...rows.keys()], ["a", "c"]);
+  assert.deepEqual(made, ["a", "b", "c"]);
 });

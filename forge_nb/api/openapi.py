@@ -203,6 +203,29 @@ def edit_one(
     )
 
 
+def list_all(op_id: str, summary: str, model: Any, tag: str) -> dict[str, Any]:
+    """Read a whole collection (no parameters, nothing to refuse but the shared refusals)."""
+    return operation(op_id, summary, {"200": ok(model)}, tag=tag)
+
+
+def filtered(
+    op_id: str, summary: str, model: Any, parameters: list[dict[str, Any]], tag: str = "jobs"
+) -> dict[str, Any]:
+    """A read narrowed by query ``parameters``: 400 when a value is malformed."""
+    responses = {"200": ok(model), "400": BAD_REQUEST}
+    return operation(op_id, summary, responses, parameters=parameters, tag=tag)
+
+
+def named(
+    get: tuple[str, str], patch: tuple[str, str], model: Any, changes: Any, param: Schema, tag: str
+) -> dict[str, Any]:
+    """A named resource read with GET and changed with PATCH: (operationId, summary) each."""
+    return {
+        "get": get_one(*get, model, param, tag),
+        "patch": edit_one(*patch, model, changes, param, tag),
+    }
+
+
 def job_action(op_id: str, summary: str, answers: dict[str, Any]) -> dict[str, Any]:
     """A change to one job: 404 for an unknown id, 409 when its state does not allow it."""
     responses = {**answers, "404": NOT_FOUND, "409": CONFLICT}
@@ -225,12 +248,12 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/api/jobs": {
-        "get": operation(
+        "get": filtered(
             "listJobs",
             "Jobs newest first, keyset paged; every filter is optional and ANDed; "
             "an empty query value is the same as none",
-            {"200": ok(models.JobPage), "400": BAD_REQUEST},
-            parameters=[
+            models.JobPage,
+            [
                 query(
                     "status", "job status; empty: any", {"type": "string", "enum": ["", *STATUSES]}
                 ),
@@ -307,40 +330,35 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": operation("counts", "{queue: {status: n}}", {"200": ok("Counts")}, tag="queues")
     },
     "/api/queues": {
-        "get": operation(
-            "listQueues",
-            "Every queue's live config and counts",
-            {"200": ok(models.Queues)},
-            tag="queues",
+        "get": list_all(
+            "listQueues", "Every queue's live config and counts", models.Queues, "queues"
         )
     },
-    "/api/queues/{name}": {
-        "get": get_one("getQueue", "One queue", models.Queue, QUEUE_NAME, "queues"),
-        "patch": edit_one(
+    "/api/queues/{name}": named(
+        ("getQueue", "One queue"),
+        (
             "updateQueue",
             "Change live settings (workers, pause, backoff, retention); workers follow next tick",
-            models.Queue,
-            models.QueueSettings,
-            QUEUE_NAME,
-            "queues",
         ),
-    },
+        models.Queue,
+        models.QueueSettings,
+        QUEUE_NAME,
+        "queues",
+    ),
     "/api/schedules": {
-        "get": operation(
-            "listSchedules", "Every cron schedule", {"200": ok(models.Schedules)}, tag="cron"
-        )
+        "get": list_all("listSchedules", "Every cron schedule", models.Schedules, "cron")
     },
-    "/api/schedules/{name}": {
-        "get": get_one("getSchedule", "One schedule", models.Schedule, SCHEDULE_NAME, "cron"),
-        "patch": edit_one(
+    "/api/schedules/{name}": named(
+        ("getSchedule", "One schedule"),
+        (
             "updateSchedule",
             "Enable/disable, or change expression, kind, payload, queue or time zone",
-            models.Schedule,
-            models.ScheduleChanges,
-            SCHEDULE_NAME,
-            "cron",
         ),
-    },
+        models.Schedule,
+        models.ScheduleChanges,
+        SCHEDULE_NAME,
+        "cron",
+    ),
     "/api/schedules/{name}/run": {
         "post": operation(
             "runSchedule",
@@ -357,20 +375,20 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/api/processes": {
-        "get": operation(
+        "get": list_all(
             "listProcesses",
             "One record per worker slot of every live process",
-            {"200": ok(models.Processes)},
-            tag="monitoring",
+            models.Processes,
+            "monitoring",
         )
     },
     "/api/metrics": {
-        "get": operation(
+        "get": filtered(
             "metrics",
             "Per-minute (or 5-minute, or hourly), per-queue counts and latency percentiles; "
             "default range: last hour",
-            {"200": ok(models.Metrics), "400": BAD_REQUEST},
-            parameters=[
+            models.Metrics,
+            [
                 query("queue", "one queue; empty: all"),
                 query(
                     "step",

@@ -44,6 +44,8 @@ class Page:
     widgets and sources. No page's data rides on the shared `Tick`."""
 
     title = ""
+    #: The tab's content: each page builds it in ``__init__``.
+    _panel: Any
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -51,7 +53,7 @@ class Page:
     @property
     def panel(self) -> Any:
         """The tab's content."""
-        raise NotImplementedError
+        return self._panel
 
     async def fetch(self, snap: Tick) -> None:
         """Read what this page needs beyond the common `Tick` (only while shown)."""

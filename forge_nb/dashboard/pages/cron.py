@@ -92,11 +92,6 @@ class CronPage(Page):
         #: The schedules the last `fetch` read (None until the tab was first shown).
         self.schedules: list[Schedule] | None = None
 
-    @property
-    def panel(self) -> Any:
-        """The tab's content."""
-        return self._panel
-
     async def fetch(self, snap: Tick) -> None:
         """Read schedules."""
         self.schedules = await self.ctx.source.schedules()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import panel as pn
@@ -167,9 +167,26 @@ class Inspector:
             self.on_change()
         self.ctx.refresh()
 
+    def _acting_on(self) -> str | None:
+        """The shown job's id; None when no job is shown or the session is read-only."""
+        return None if self.ctx.read_only else self.job_id
+
+    def _ask(self, question: str, act: Callable[[str], Awaitable[str]]) -> None:
+        """Ask ``question`` (``{}``: the job id); on Confirm, ``act`` on the shown job."""
+        job_id = self._acting_on()
+        if job_id is None:
+            return
+
+        async def action() -> str:
+            message = await act(job_id)
+            self._changed()
+            return message
+
+        self.confirm.ask(question.format(job_id), action)
+
     async def _retry(self, _event: Any) -> None:
-        job_id = self.job_id
-        if job_id is None or self.ctx.read_only:
+        job_id = self._acting_on()
+        if job_id is None:
             return
 
         async def action() -> str:
@@ -180,25 +197,14 @@ class Inspector:
         self._changed()
 
     async def _cancel(self, _event: Any) -> None:
-        job_id = self.job_id
-        if job_id is None or self.ctx.read_only:
-            return
+        async def cancel(job_id: str) -> str:
+            return f"job {job_id}: {await self.ctx.app.cancel(job_id)}"
 
-        async def action() -> str:
-            status = await self.ctx.app.cancel(job_id)
-            self._changed()
-            return f"job {job_id}: {status}"
-
-        self.confirm.ask(f"Cancel job {job_id}?", action)
+        self._ask("Cancel job {}?", cancel)
 
     async def _delete(self, _event: Any) -> None:
-        job_id = self.job_id
-        if job_id is None or self.ctx.read_only:
-            return
-
-        async def action() -> str:
+        async def delete(job_id: str) -> str:
             deleted = await self.ctx.app.delete(job_id)
-            self._changed()
             return f"job {job_id} deleted" if deleted else f"job {job_id} was already gone"
 
-        self.confirm.ask(f"Delete job {job_id}? This cannot be undone.", action)
+        self._ask("Delete job {}? This cannot be undone.", delete)

@@ -211,11 +211,6 @@ class JobBrowser(Page):
             sizing_mode="stretch_width",
         )
 
-    @property
-    def panel(self) -> Any:
-        """The tab's content."""
-        return self._panel
-
     # -- filters and paging ----------------------------------------------------------------
     def filters(self) -> dict[str, Any]:
         """The current filter as ``app.jobs_page`` keyword arguments."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pandas as pd
 import panel as pn
@@ -144,11 +143,6 @@ class OverviewPage(Page):
         #: Ticks until the process table is due again, and the worker slots it shows.
         self._table_due = 0
         self._table_slots: frozenset[str] = frozenset()
-
-    @property
-    def panel(self) -> Any:
-        """The tab's content."""
-        return self._panel
 
     def activated(self) -> None:
         """The tab is shown again: its table view is rebuilt."""

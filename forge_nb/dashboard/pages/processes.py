@@ -104,11 +104,6 @@ class ProcessesPage(Page):
             sizing_mode="stretch_width",
         )
 
-    @property
-    def panel(self) -> Any:
-        """The tab's content."""
-        return self._panel
-
     def activated(self) -> None:
         """The tab is shown again: its table views are rebuilt."""
         self.table.shown()

@@ -119,11 +119,6 @@ class QueueMetricsPage(Page):
         self.rows: list[MetricRow] | None = None
         self.expanded_rows: list[MetricRow] | None = None
 
-    @property
-    def panel(self) -> Any:
-        """The tab's content."""
-        return self._panel
-
     def _replace_all(self) -> None:
         self._replace = True
         self.ctx.refresh()

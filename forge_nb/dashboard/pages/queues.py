@@ -47,24 +47,23 @@ class QueueEditor:
             disabled=disabled,
             css_classes=[f"fnb-workers-{slug}", "fnb-workers"],
         )
-        self.retain_done = pn.widgets.FloatInput(
-            name="keep done (hours)", start=0, step=1, width=140, disabled=disabled
-        )
-        self.retain_dead = pn.widgets.FloatInput(
-            name="keep dead (days)", start=0, step=1, width=140, disabled=disabled
-        )
-        self.backoff_enabled = pn.widgets.Checkbox(
-            name="backoff on", disabled=disabled, margin=(28, 10, 5, 10)
-        )
-        self.base = pn.widgets.FloatInput(
-            name="base (s)", start=0, step=0.5, width=110, disabled=disabled
-        )
-        self.max = pn.widgets.FloatInput(
-            name="max (s)", start=0, step=10, width=110, disabled=disabled
-        )
-        self.jitter = pn.widgets.Checkbox(
-            name="full jitter", disabled=disabled, margin=(28, 10, 5, 10)
-        )
+
+        def number(name: str, step: float, width: int) -> Any:
+            """A form field that takes a number of zero or more."""
+            return pn.widgets.FloatInput(
+                name=name, start=0, step=step, width=width, disabled=disabled
+            )
+
+        def switch(name: str) -> Any:
+            """A form checkbox, lowered to line up with the number fields' inputs."""
+            return pn.widgets.Checkbox(name=name, disabled=disabled, margin=(28, 10, 5, 10))
+
+        self.retain_done = number("keep done (hours)", 1, 140)
+        self.retain_dead = number("keep dead (days)", 1, 140)
+        self.backoff_enabled = switch("backoff on")
+        self.base = number("base (s)", 0.5, 110)
+        self.max = number("max (s)", 10, 110)
+        self.jitter = switch("full jitter")
         self.state = pn.pane.HTML(
             "", margin=(5, 10), sizing_mode="stretch_width", css_classes=[f"fnb-queue-state-{slug}"]
         )
@@ -301,11 +300,6 @@ class QueuesPage(Page):
         )
         #: The token buckets the last `fetch` read (None until the tab was first shown).
         self.rate_limits: list[RateLimit] | None = None
-
-    @property
-    def panel(self) -> Any:
-        """The tab's content."""
-        return self._panel
 
     async def fetch(self, snap: Tick) -> None:
         """Read the shared rate limits (shown under the queues)."""

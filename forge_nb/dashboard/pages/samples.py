@@ -73,11 +73,6 @@ class SampleChartsPage(Page):
         #: The samples the last `fetch` read (None until the tab was first shown).
         self.samples: list[dict[str, Any]] | None = None
 
-    @property
-    def panel(self) -> Any:
-        """The tab's content."""
-        return self._panel
-
     def since(self, now: float) -> float:
         """Start of the chosen range."""
         return now - SAMPLE_RANGES[str(self.range.value)]

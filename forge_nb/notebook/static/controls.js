@@ -341,6 +341,38 @@ function noticeLine(model, pending) {
 
 // -- view: queue controls ------------------------------------------------------------------------
 
+/**
+ * Keep ``container``'s children one row per item, in the items' order, reusing the row of a
+ * key seen before (``rows``: key -> row) and dropping rows whose key is gone. ``node(row)`` is
+ * the row's element. Children are re-appended only when the order changed, so buttons are not
+ * moved under the pointer.
+ */
+export function syncRows(container, rows, items, key, make, node, update) {
+  const seen = new Set();
+  const order = [];
+  for (const item of items) {
+    const k = key(item);
+    seen.add(k);
+    let row = rows.get(k);
+    if (!row) {
+      row = make(k, item);
+      rows.set(k, row);
+    }
+    order.push(node(row));
+    update(row, item, k);
+  }
+  for (const [k, row] of rows) {
+    if (!seen.has(k)) {
+      node(row).remove();
+      rows.delete(k);
+    }
+  }
+  const current = Array.from(container.children);
+  if (current.length !== order.length || current.some((child, i) => child !== order[i])) {
+    for (const child of order) container.appendChild(child);
+  }
+}
+
 function renderQueues(model, el) {
   const pending = new Map();
   const root = h("div", { cls: "fnb-root fnb-controls" });
@@ -402,53 +434,34 @@ function renderQueues(model, el) {
 
   function updateQueues() {
     const queues = model.get("queues") || [];
-    const seen = new Set();
-    let order = [];
-    for (const q of queues) {
-      const name = String(q.name);
-      seen.add(name);
-      let row = rows.get(name);
-      if (!row) {
-        row = queueRow(name);
-        rows.set(name, row);
-      }
-      order.push(row.tr);
-      const c = normalizeCounts(q.counts);
-      for (const s of STATUSES) {
-        setText(row.cells[s], formatCount(c[s]));
-        row.cells[s].classList.toggle("fnb-zero", c[s] === 0);
-      }
-      row.paused = Boolean(q.paused);
-      row.tr.classList.toggle("fnb-paused", row.paused);
-      setText(row.pause, row.paused ? "Resume" : "Pause");
-      setText(row.workers, q.workers === null || q.workers === undefined ? "–" : String(q.workers));
-      row.retry.hidden = c.dead === 0;
-      setText(row.retry, `Retry ${formatCount(c.dead)} dead`);
-      const values = q.spark || [];
-      const unit = q.spark_unit || "";
-      const top = niceCeiling(values);
-      row.spark.path.setAttribute("d", sparkPath(values, row.spark.width, row.spark.height, top));
-      const last = values.length ? values[values.length - 1] : null;
-      const rate = q.rate === null || q.rate === undefined ? last : q.rate;
-      setText(row.rate, rate === null ? "" : `${formatRate(rate)}${unit}`);
-      const label = `${q.spark_label || ""}; scale 0–${formatCount(top)}${unit}`;
-      row.rate.title = label;
-      row.spark.svg.setAttribute("aria-label", label);
-      row.spark.title.textContent = label;
-    }
-    for (const [name, row] of rows) {
-      if (!seen.has(name)) {
-        row.tr.remove();
-        rows.delete(name);
-      }
-    }
-    // Re-append only when the order changed, so buttons are not moved under the pointer.
-    const current = Array.from(tbody.children);
-    if (current.length !== order.length || current.some((tr, i) => tr !== order[i])) {
-      for (const tr of order) tbody.appendChild(tr);
-    }
+    syncRows(tbody, rows, queues, (q) => String(q.name), queueRow, (row) => row.tr, updateQueue);
     empty.hidden = queues.length > 0;
     table.hidden = queues.length === 0;
+  }
+
+  function updateQueue(row, q) {
+    const c = normalizeCounts(q.counts);
+    for (const s of STATUSES) {
+      setText(row.cells[s], formatCount(c[s]));
+      row.cells[s].classList.toggle("fnb-zero", c[s] === 0);
+    }
+    row.paused = Boolean(q.paused);
+    row.tr.classList.toggle("fnb-paused", row.paused);
+    setText(row.pause, row.paused ? "Resume" : "Pause");
+    setText(row.workers, q.workers === null || q.workers === undefined ? "–" : String(q.workers));
+    row.retry.hidden = c.dead === 0;
+    setText(row.retry, `Retry ${formatCount(c.dead)} dead`);
+    const values = q.spark || [];
+    const unit = q.spark_unit || "";
+    const top = niceCeiling(values);
+    row.spark.path.setAttribute("d", sparkPath(values, row.spark.width, row.spark.height, top));
+    const last = values.length ? values[values.length - 1] : null;
+    const rate = q.rate === null || q.rate === undefined ? last : q.rate;
+    setText(row.rate, rate === null ? "" : `${formatRate(rate)}${unit}`);
+    const label = `${q.spark_label || ""}; scale 0–${formatCount(top)}${unit}`;
+    row.rate.title = label;
+    row.spark.svg.setAttribute("aria-label", label);
+    row.spark.title.textContent = label;
   }
 
   function jobRow(job) {
@@ -462,36 +475,19 @@ function renderQueues(model, el) {
     return { div, label, msg, pb, cancel };
   }
 
+  function updateJob(row, job, id) {
+    setText(row.label, `${job.kind} · ${job.queue} · #${id}`);
+    setProgress(row.pb, job.progress);
+    const p = percent(job.progress);
+    const text = [p === null ? "" : `${p}%`, job.message || ""].filter(Boolean).join(" ");
+    setText(row.msg, job.cancel_requested ? "cancelling…" : text);
+  }
+
   function updateRunning() {
     const running = model.get("running") || [];
     const total = Number(model.get("running_total")) || 0;
-    const seen = new Set();
-    const order = [];
-    for (const job of running) {
-      const id = String(job.id);
-      seen.add(id);
-      let row = jobs.get(id);
-      if (!row) {
-        row = jobRow(job);
-        jobs.set(id, row);
-      }
-      order.push(row.div);
-      setText(row.label, `${job.kind} · ${job.queue} · #${id}`);
-      setProgress(row.pb, job.progress);
-      const p = percent(job.progress);
-      const text = [p === null ? "" : `${p}%`, job.message || ""].filter(Boolean).join(" ");
-      setText(row.msg, job.cancel_requested ? "cancelling…" : text);
-    }
-    for (const [id, row] of jobs) {
-      if (!seen.has(id)) {
-        row.div.remove();
-        jobs.delete(id);
-      }
-    }
-    const current = Array.from(runList.children);
-    if (current.length !== order.length || current.some((d, i) => d !== order[i])) {
-      for (const d of order) runList.appendChild(d);
-    }
+    syncRows(runList, jobs, running, (job) => String(job.id), (_id, job) => jobRow(job),
+      (row) => row.div, updateJob);
     setText(runTitle, total ? `Running (${formatCount(total)})` : "Nothing running");
     const hidden = Math.max(0, total - running.length);
     setText(more, hidden ? `and ${formatCount(hidden)} more running` : "");

@@ -21,3 +21,15 @@ class MaintenanceTask:
 
     async def run(self, storage: Storage, now: float) -> float | None:
         raise NotImplementedError
+
+
+class StorageStep(MaintenanceTask):
+    """A task that runs one step at its interval and never asks to be woken sooner."""
+
+    async def run(self, storage: Storage, now: float) -> float | None:
+        await self.step(storage, now)
+        return None
+
+    async def step(self, storage: Storage, now: float) -> None:
+        """The work itself."""
+        raise NotImplementedError

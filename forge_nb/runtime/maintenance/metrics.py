@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from forge_nb.runtime import rollup
-from forge_nb.runtime.maintenance.base import MaintenanceTask
+from forge_nb.runtime.maintenance.base import StorageStep
 
 if TYPE_CHECKING:
     from forge_nb.storage.base import Storage
@@ -22,17 +22,15 @@ async def roll_up_metrics(storage: Storage, now: float) -> int:
     return await rollup.roll_up(storage, now, METRICS_RETENTION_S // 60)
 
 
-class MetricsPurge(MaintenanceTask):
+class MetricsPurge(StorageStep):
     name = "metrics purge"
 
-    async def run(self, storage: Storage, now: float) -> float | None:
+    async def step(self, storage: Storage, now: float) -> None:
         await purge_old_metrics(storage, now)
-        return None
 
 
-class MetricsRollUp(MaintenanceTask):
+class MetricsRollUp(StorageStep):
     name = "metrics roll-up"
 
-    async def run(self, storage: Storage, now: float) -> float | None:
+    async def step(self, storage: Storage, now: float) -> None:
         await roll_up_metrics(storage, now)
-        return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from forge_nb.runtime.maintenance.base import MaintenanceTask
+from forge_nb.runtime.maintenance.base import StorageStep
 
 if TYPE_CHECKING:
     from forge_nb.storage.base import Storage
@@ -31,9 +31,8 @@ async def purge_expired_jobs(storage: Storage, now: float, batch: int = PURGE_BA
     return removed
 
 
-class JobRetention(MaintenanceTask):
+class JobRetention(StorageStep):
     name = "retention"
 
-    async def run(self, storage: Storage, now: float) -> float | None:
+    async def step(self, storage: Storage, now: float) -> None:
         await purge_expired_jobs(storage, now)
-        return None
