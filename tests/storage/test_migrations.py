@@ -245,7 +245,8 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
     finally:
         await storage.close()
     # Back to the schema before the counts existed (what an older forge-nb left behind).
-    undo = [  # v10 and v9 (claims by kind) first: the later migrations run again too
+    undo = [  # v11, v10 and v9 (claims by kind) first: the later migrations run again too
+        *undo_workflows(backend),
         *UNDO_SHIPPED_CODE,
         "DROP INDEX forge_nb_jobs_claim_kind",
         "CREATE INDEX forge_nb_jobs_claim ON forge_nb_jobs (queue, priority DESC, scheduled_at, id)"
@@ -278,7 +279,14 @@ async def test_the_job_counts_migration_counts_the_jobs_already_stored(db_url: s
         assert await recorded_versions(db_url) == migration_versions(backend)
         expected["r"]["pending"] = 0
         assert await storage.counts() == expected
-        assert expected["q"] == {"waiting": 0, "pending": 2, "running": 0, "failed": 0, "done": 1, "dead": 0}
+        assert expected["q"] == {
+            "waiting": 0,
+            "pending": 2,
+            "running": 0,
+            "failed": 0,
+            "done": 1,
+            "dead": 0,
+        }
     finally:
         await storage.close()
 
@@ -297,6 +305,7 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
     finally:
         await storage.close()
     for statement in (  # back to v8: the v1 claim index, no kinds on process rows
+        *undo_workflows(backend),
         *UNDO_SHIPPED_CODE,
         "DROP INDEX forge_nb_jobs_claim_kind",
         "CREATE INDEX forge_nb_jobs_claim ON forge_nb_jobs (queue, priority DESC, scheduled_at, id)"
@@ -317,6 +326,70 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
         await storage.close()
 
 
+def undo_workflows(backend: str) -> list[str]:
+    """Back from v11 to v10: no dependencies (SQLite keeps the rebuilt table's extra columns;
+    migration 11 rebuilds it again from the v10 columns)."""
+    if backend == "sqlite":
+        return [
+            "DROP TRIGGER forge_nb_jobs_dependency_done",
+            "DROP TRIGGER forge_nb_jobs_dependency_dead",
+            "DROP TRIGGER forge_nb_jobs_dependency_gone",
+            "DROP TABLE forge_nb_job_deps",
+            "DROP TABLE forge_nb_dead_parents",
+        ]
+    return [
+        "DROP TRIGGER forge_nb_jobs_dependency_done ON forge_nb_jobs",
+        "DROP TRIGGER forge_nb_jobs_dependency_dead ON forge_nb_jobs",
+        "DROP TRIGGER forge_nb_jobs_dependency_gone ON forge_nb_jobs",
+        "DROP FUNCTION forge_nb_dependency_done",
+        "DROP FUNCTION forge_nb_dependency_dead",
+        "DROP TABLE forge_nb_job_deps",
+        "DROP TABLE forge_nb_dead_parents",
+        "ALTER TABLE forge_nb_jobs DROP COLUMN waiting_on, DROP COLUMN dependencies,"
+        " DROP COLUMN has_dependents",
+        "ALTER TABLE forge_nb_jobs DROP CONSTRAINT forge_nb_jobs_status_check",
+        "ALTER TABLE forge_nb_jobs ADD CONSTRAINT forge_nb_jobs_status_check"
+        " CHECK (status IN ('pending', 'running', 'failed', 'done', 'dead'))",
+        "DROP INDEX forge_nb_jobs_unique_live",
+        "CREATE UNIQUE INDEX forge_nb_jobs_unique_live ON forge_nb_jobs (unique_key)"
+        " WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')",
+    ]
+
+
+async def test_the_workflows_migration_keeps_jobs_counts_and_ids(db_url: str) -> None:
+    """Upgrading a v10 database: every job and count is kept, ids go on above any ever
+    given (even of purged jobs), and new jobs may depend on the old ones."""
+    backend = backend_of(db_url)
+    storage = await open_storage(db_url)
+    try:
+        jobs = await storage.enqueue(
+            [NewJob(kind="a", queue="q", unique_key=f"k{i}") for i in range(5)], 1.0
+        )
+        [job] = await storage.claim("q", "h", 1, 2.0)
+        await storage.finish("h", [Finish(job.id, job.attempt, "done", "done", "7")], 3.0)
+        await storage.delete(jobs[-1].id)  # the highest id is gone, never to be given again
+        expected = await storage.counts()
+    finally:
+        await storage.close()
+    for statement in (*undo_workflows(backend), f"DELETE FROM {VERSION_TABLE} WHERE version >= 11"):
+        await query(db_url, statement)
+    storage = await open_storage(db_url)
+    try:
+        assert await recorded_versions(db_url) == migration_versions(backend)
+        assert await storage.counts() == expected
+        assert expected["q"]["waiting"] == 0
+        kept = (await storage.list_jobs(JobFilter())).jobs
+        assert sorted(j.id for j in kept) == sorted(r.id for r in jobs[:-1])
+        [new] = await storage.enqueue([NewJob(kind="a", queue="q", depends_on=[jobs[1].id])], 4.0)
+        assert int(new.id) > int(jobs[-1].id)
+        assert new.status == "waiting"
+        [dup] = await storage.enqueue([NewJob(kind="a", queue="q", unique_key="k2")], 4.0)
+        assert (dup.outcome, dup.id) == ("duplicate", jobs[2].id)
+        assert await storage.dependency_results(new.id) == {jobs[1].id: None}
+    finally:
+        await storage.close()
+
+
 #: Back from v10 to v9: no shipped code table, no code version on jobs.
 UNDO_SHIPPED_CODE = (
     "DROP TABLE forge_nb_code",
@@ -333,7 +406,8 @@ async def test_the_shipped_code_migration_keeps_waiting_jobs(db_url: str) -> Non
         await storage.enqueue([NewJob(kind="a", queue="q")], 1.0)
     finally:
         await storage.close()
-    for statement in (*UNDO_SHIPPED_CODE, f"DELETE FROM {VERSION_TABLE} WHERE version >= 10"):
+    undo = (*undo_workflows(backend), *UNDO_SHIPPED_CODE)
+    for statement in (*undo, f"DELETE FROM {VERSION_TABLE} WHERE version >= 10"):
         await query(db_url, statement)
     storage = await open_storage(db_url)
     try:
