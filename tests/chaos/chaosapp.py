@@ -41,6 +41,15 @@ async def work(ctx: fnb.JobCtx, n: int) -> dict[str, int]:
     return {"pid": os.getpid(), "attempt": ctx.attempt, "n": n}
 
 
+@app.job(queue="default", max_attempts=25)
+async def fan_in(ctx: fnb.JobCtx) -> dict[str, int]:
+    """The one job waiting for a whole fan-out: note the run, sum what its dependencies
+    returned (their ``n``), say how many results it saw."""
+    mark("fan_in", ctx)
+    results = ctx.dependency_results
+    return {"results": len(results), "sum": sum(r["n"] for r in results.values())}
+
+
 @app.job(queue="default")
 async def tick(ctx: fnb.JobCtx) -> int:
     """Fired by a cron schedule: note which process ran it."""

@@ -83,7 +83,14 @@ async def test_kill_9_a_worker_every_2_s_while_20000_jobs_drain(
             lost_events += sum(e.event == "worker_lost" for e in await app.job_history(job_id))
 
     # Nothing lost, nothing stuck, nothing doubled.
-    assert counts == {"waiting": 0, "pending": 0, "running": 0, "failed": 0, "done": JOBS, "dead": 0}
+    assert counts == {
+        "waiting": 0,
+        "pending": 0,
+        "running": 0,
+        "failed": 0,
+        "done": JOBS,
+        "dead": 0,
+    }
     assert len(jobs) == JOBS and set(jobs.index) == set(ids)
     assert all(code == 0 for code in codes.values()), f"exit codes after SIGTERM: {codes}"
 
