@@ -287,7 +287,10 @@ class SqliteStorage(SqlCore):
         """Apply outcomes; only runs still owned by this host and attempt count."""
         if not finishes:
             return []
-        return await self._write(statements.finish, host_id, finishes, now)
+        done, promoting = await self._write(statements.finish, host_id, finishes, now)
+        if promoting and self._on_change is not None:
+            self._on_change(None)  # a dependent may be pending now: this process claims at once
+        return done
 
     async def update_progress(self, updates: Sequence[tuple[str, float, str]]) -> None:
         """Store progress of running jobs."""

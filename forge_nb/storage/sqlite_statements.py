@@ -182,12 +182,18 @@ def count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None
 
 def finish(
     c: sqlite3.Connection, host_id: str, finishes: Sequence[Finish], now: float
-) -> list[str]:
+) -> tuple[list[str], bool]:
+    """Apply outcomes: the ids finalized, and whether a done one had dependents (the
+    triggers of v11 may have made jobs pending: the caller wakes its workers)."""
     done, events = [], []
+    promoting = False
     for f in finishes:
         key = int(f.job_id)
         if f.status == "done":
-            cursor = c.execute(Q["finish_done"], (f.result_json, now, key, host_id, f.attempt))
+            row = c.execute(Q["finish_done"], (f.result_json, now, key, host_id, f.attempt))
+            found = row.fetchone()
+            applied = found is not None
+            promoting = promoting or bool(applied and found[0])
         else:
             cursor = c.execute(
                 Q["finish_other"],
@@ -203,13 +209,14 @@ def finish(
                     f.attempt,
                 ),
             )
-        if cursor.rowcount:
+            applied = cursor.rowcount > 0
+        if applied:
             done.append(f.job_id)
             if f.event != "done":
                 events.append((key, now, f.event, f.attempt, f.error))
     if events:
         c.executemany(Q["insert_event"], events)
-    return done
+    return done, promoting
 
 
 def counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:

@@ -341,6 +341,8 @@ def undo_workflows(backend: str) -> list[str]:
         "DROP TRIGGER forge_nb_jobs_dependency_done ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_dependency_dead ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_dependency_gone ON forge_nb_jobs",
+        "DROP TRIGGER forge_nb_jobs_dependency_truncate ON forge_nb_jobs",
+        "DROP FUNCTION forge_nb_dependency_truncate",
         "DROP FUNCTION forge_nb_dependency_done",
         "DROP FUNCTION forge_nb_dependency_dead",
         "DROP TABLE forge_nb_job_deps",

@@ -29,8 +29,10 @@ RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at
           code_version, dependencies
 
 -- finish_done --
+-- Returns whether some job waits for this one (its end may have made them pending).
 UPDATE forge_nb_jobs SET status = 'done', result = ?, finished_at = ?
 WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
+RETURNING has_dependents
 
 -- finish_other --
 UPDATE forge_nb_jobs
