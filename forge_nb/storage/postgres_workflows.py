@@ -40,7 +40,6 @@ async def link_dependencies(
         [key for key, deps in new for _ in deps],
         [d for _, deps in new for d in deps],
     )
-    await conn.execute(Q["flag_dependents"], wanted)
     await conn.execute(Q["settle_new_dependent"], *map(list, zip(*settled, strict=True)))
     status_of = {str(row[0]): row[3] for row in settled}
     return [r._replace(status=status_of.get(r.id, r.status)) for r in results]

@@ -338,17 +338,15 @@ def undo_workflows(backend: str) -> list[str]:
             "DROP TABLE forge_nb_dead_parents",
         ]
     return [
-        "DROP TRIGGER forge_nb_jobs_dependency_done ON forge_nb_jobs",
-        "DROP TRIGGER forge_nb_jobs_dependency_dead ON forge_nb_jobs",
-        "DROP TRIGGER forge_nb_jobs_dependency_gone ON forge_nb_jobs",
+        "DROP TRIGGER forge_nb_jobs_dependency_ended ON forge_nb_jobs",
+        "DROP TRIGGER forge_nb_jobs_dependency_deleted ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_dependency_truncate ON forge_nb_jobs",
+        "DROP FUNCTION forge_nb_dependency_ended",
+        "DROP FUNCTION forge_nb_dependency_deleted",
         "DROP FUNCTION forge_nb_dependency_truncate",
-        "DROP FUNCTION forge_nb_dependency_done",
-        "DROP FUNCTION forge_nb_dependency_dead",
         "DROP TABLE forge_nb_job_deps",
         "DROP TABLE forge_nb_dead_parents",
-        "ALTER TABLE forge_nb_jobs DROP COLUMN waiting_on, DROP COLUMN dependencies,"
-        " DROP COLUMN has_dependents",
+        "ALTER TABLE forge_nb_jobs DROP COLUMN waiting_on, DROP COLUMN dependencies",
         "ALTER TABLE forge_nb_jobs DROP CONSTRAINT forge_nb_jobs_status_check",
         "ALTER TABLE forge_nb_jobs ADD CONSTRAINT forge_nb_jobs_status_check"
         " CHECK (status IN ('pending', 'running', 'failed', 'done', 'dead'))",

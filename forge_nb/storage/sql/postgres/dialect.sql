@@ -192,7 +192,8 @@ retried AS (
         cancel_requested_at = NULL, claimed_by = NULL
     FROM picked
     WHERE j.id = picked.id AND j.status IN ('dead', 'failed')
-    RETURNING j.id, j.dependencies > 0 OR j.has_dependents AS in_workflow
+    RETURNING j.id, j.dependencies > 0
+        OR EXISTS (SELECT 1 FROM forge_nb_job_deps AS e WHERE e.depends_on = j.id) AS in_workflow
 ),
 events AS (
     INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)

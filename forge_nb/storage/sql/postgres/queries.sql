@@ -176,7 +176,8 @@ UPDATE forge_nb_jobs
 SET status = 'pending', attempts = 0, scheduled_at = $2, finished_at = NULL,
     cancel_requested_at = NULL, claimed_by = NULL
 WHERE id = $1 AND status IN ('dead', 'failed')
-RETURNING dependencies, has_dependents
+RETURNING dependencies,
+    EXISTS (SELECT 1 FROM forge_nb_job_deps WHERE depends_on = forge_nb_jobs.id)
 
 -- delete_job --
 WITH gone AS (
@@ -518,11 +519,6 @@ SELECT id, status FROM forge_nb_jobs WHERE id = ANY ($1::bigint[]) ORDER BY id F
 INSERT INTO forge_nb_job_deps (job_id, depends_on)
 SELECT * FROM unnest($1::bigint[], $2::bigint[])
 
--- flag_dependents --
--- Jobs some job waits for: their end fires the triggers of v11.
-UPDATE forge_nb_jobs SET has_dependents = true
-WHERE id = ANY ($1::bigint[]) AND NOT has_dependents
-
 -- settle_new_dependent --
 -- A new job with dependencies: waiting for the unmet ones, or dead at once (a dead one).
 UPDATE forge_nb_jobs AS j
@@ -600,7 +596,7 @@ WHERE status = 'dead' AND last_error = $2
       SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
       WHERE d.job_id = forge_nb_jobs.id AND p.status = 'dead'
   )
-RETURNING id, has_dependents
+RETURNING id, EXISTS (SELECT 1 FROM forge_nb_job_deps AS e WHERE e.depends_on = forge_nb_jobs.id)
 
 -- dead_dependency --
 -- One dead dependency of a job, if any (a job cannot be retried while one is dead).

@@ -1,8 +1,9 @@
 -- Statements only the SQLite backend needs: the steps it takes its own way. One writer
 -- holds the database, so it works a row at a time where Postgres uses arrays (finish, reap,
 -- retry and delete by filter), deletes job events itself (no data-modifying WITH), keeps one
--- count row per queue and status, and claims many kinds through a JSON list when one
--- compound SELECT cannot hold an arm per kind.
+-- count row per queue and status, claims many kinds through a JSON list when one
+-- compound SELECT cannot hold an arm per kind, and flags the jobs others wait for (its
+-- row triggers test the flag; Postgres's statement triggers look up the edges instead).
 -- queries.sql holds the statements both dialects share, under the same names.
 
 -- count_pending --
@@ -70,3 +71,8 @@ DELETE FROM forge_nb_samples WHERE minute < ?
 -- job_ids_where --
 -- The jobs retry_many and delete_many act on ({where}: the filter's terms).
 SELECT id FROM forge_nb_jobs WHERE {where}
+
+-- flag_dependents --
+-- Jobs some job waits for (?1: a JSON array of ids): their end fires the triggers of v11.
+UPDATE forge_nb_jobs SET has_dependents = 1
+WHERE id IN (SELECT value FROM json_each(?1)) AND NOT has_dependents

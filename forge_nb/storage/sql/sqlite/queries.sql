@@ -405,11 +405,6 @@ SELECT id, status FROM forge_nb_jobs WHERE id IN (SELECT value FROM json_each(?1
 -- insert_dependency --
 INSERT INTO forge_nb_job_deps (job_id, depends_on) VALUES (?1, ?2)
 
--- flag_dependents --
--- Jobs some job waits for (?1: a JSON array of ids): their end fires the triggers of v11.
-UPDATE forge_nb_jobs SET has_dependents = 1
-WHERE id IN (SELECT value FROM json_each(?1)) AND NOT has_dependents
-
 -- settle_new_dependent --
 -- A new job with dependencies: waiting for the unmet ones, or dead at once (a dead one).
 UPDATE forge_nb_jobs
