@@ -183,17 +183,17 @@ def count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None
 def finish(
     c: sqlite3.Connection, host_id: str, finishes: Sequence[Finish], now: float
 ) -> tuple[list[str], bool]:
-    """Apply outcomes: the ids finalized, and whether a done one had dependents (the
-    triggers of v11 may have made jobs pending: the caller wakes its workers)."""
+    """Apply outcomes: the ids finalized, and whether dependents of the done ones were
+    promoted in this transaction (the caller wakes its workers)."""
     done, events = [], []
-    promoting = False
+    finished: list[int] = []
     for f in finishes:
         key = int(f.job_id)
         if f.status == "done":
-            row = c.execute(Q["finish_done"], (f.result_json, now, key, host_id, f.attempt))
-            found = row.fetchone()
-            applied = found is not None
-            promoting = promoting or bool(applied and found[0])
+            cursor = c.execute(Q["finish_done"], (f.result_json, now, key, host_id, f.attempt))
+            applied = cursor.rowcount > 0
+            if applied:
+                finished.append(key)
         else:
             cursor = c.execute(
                 Q["finish_other"],
@@ -216,7 +216,10 @@ def finish(
                 events.append((key, now, f.event, f.attempt, f.error))
     if events:
         c.executemany(Q["insert_event"], events)
-    return done, promoting
+    promoted = 0
+    if finished and c.execute(Q["workflows_exist"]).fetchone()[0]:
+        promoted = c.execute(Q["promote_dependents"], (json.dumps(finished),)).rowcount
+    return done, promoted > 0
 
 
 def counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:

@@ -35,7 +35,6 @@ def link_dependencies(
     statuses = dict(c.execute(Q["dependency_statuses"], (json.dumps(wanted),)).fetchall())
     settled = rules.settle_new_dependents(new, statuses, now)
     c.executemany(Q["insert_dependency"], [(key, d) for key, deps in new for d in deps])
-    c.execute(Q["flag_dependents"], (json.dumps(wanted),))
     c.executemany(Q["settle_new_dependent"], settled)
     status_of = {str(row[0]): row[3] for row in settled}
     return [r._replace(status=status_of.get(r.id, r.status)) for r in results]

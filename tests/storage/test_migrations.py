@@ -331,7 +331,6 @@ def undo_workflows(backend: str) -> list[str]:
     migration 11 rebuilds it again from the v10 columns)."""
     if backend == "sqlite":
         return [
-            "DROP TRIGGER forge_nb_jobs_dependency_done",
             "DROP TRIGGER forge_nb_jobs_dependency_dead",
             "DROP TRIGGER forge_nb_jobs_dependency_gone",
             "DROP TABLE forge_nb_job_deps",

@@ -1,11 +1,11 @@
 -- v11: workflows. A job may wait for other jobs (forge_nb_job_deps): status 'waiting' until
--- every dependency is done. Triggers keep it in step in the transaction that finishes a
--- dependency: a done one takes one off its dependents' waiting_on (the last makes them
--- pending); a dead or deleted one queues its dependents' cascade (forge_nb_dead_parents),
--- which the leader finishes in bounded batches. Only jobs flagged has_dependents or with
--- dependencies > 0 fire them: the WHEN clauses cost plain jobs nothing.
+-- every dependency is done. The finish that makes jobs done takes them off their dependents'
+-- waiting_on in the same transaction, once per batch (the last makes them pending:
+-- sqlite_statements.finish; nothing to do while no workflow exists). Triggers queue the
+-- cascade of a dead or deleted dependency (forge_nb_dead_parents), which the leader
+-- finishes in bounded batches.
 -- SQLite cannot change a CHECK constraint in place, so forge_nb_jobs is rebuilt (the
--- documented rename-and-copy procedure) with 'waiting' allowed and the three new columns.
+-- documented rename-and-copy procedure) with 'waiting' allowed and the two new columns.
 CREATE TABLE forge_nb_v11_sequence AS
 SELECT seq FROM sqlite_sequence WHERE name = 'forge_nb_jobs';
 
@@ -33,8 +33,7 @@ CREATE TABLE forge_nb_jobs_v11 (
     progress_message    TEXT,
     code_version        TEXT,
     waiting_on          INTEGER NOT NULL DEFAULT 0,   -- dependencies not done yet
-    dependencies        INTEGER NOT NULL DEFAULT 0,   -- dependencies it was enqueued with
-    has_dependents      INTEGER NOT NULL DEFAULT 0    -- some job waits (or waited) for it
+    dependencies        INTEGER NOT NULL DEFAULT 0    -- dependencies it was enqueued with
 );
 
 INSERT INTO forge_nb_jobs_v11 (
@@ -112,28 +111,23 @@ CREATE TABLE forge_nb_dead_parents (
     error  TEXT NOT NULL
 );
 
-CREATE TRIGGER forge_nb_jobs_dependency_done AFTER UPDATE OF status ON forge_nb_jobs
-WHEN new.has_dependents AND new.status = 'done' AND old.status <> 'done'
-BEGIN
-    UPDATE forge_nb_jobs
-    SET waiting_on = waiting_on - 1,
-        status = CASE WHEN waiting_on <= 1 THEN 'pending' ELSE 'waiting' END
-    WHERE status = 'waiting'
-      AND id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = new.id);
-END;
-
 CREATE TRIGGER forge_nb_jobs_dependency_dead AFTER UPDATE OF status ON forge_nb_jobs
-WHEN new.has_dependents AND new.status = 'dead' AND old.status <> 'dead'
+WHEN new.status = 'dead' AND old.status <> 'dead'
+  AND EXISTS (SELECT 1 FROM forge_nb_job_deps WHERE depends_on = new.id)
 BEGIN
     INSERT OR REPLACE INTO forge_nb_dead_parents (job_id, error)
     VALUES (new.id, 'dependency ' || new.id || ' dead');
 END;
 
 CREATE TRIGGER forge_nb_jobs_dependency_gone AFTER DELETE ON forge_nb_jobs
-WHEN old.dependencies > 0 OR old.has_dependents
+WHEN old.dependencies > 0 OR (
+    old.status NOT IN ('done', 'dead')  -- retention deletes done and dead jobs: free for it
+    AND EXISTS (SELECT 1 FROM forge_nb_job_deps WHERE depends_on = old.id)
+)
 BEGIN
     DELETE FROM forge_nb_job_deps WHERE job_id = old.id;
     INSERT OR REPLACE INTO forge_nb_dead_parents (job_id, error)
     SELECT old.id, 'dependency ' || old.id || ' deleted'
-    WHERE old.has_dependents AND old.status NOT IN ('done', 'dead');
+    WHERE old.status NOT IN ('done', 'dead')
+      AND EXISTS (SELECT 1 FROM forge_nb_job_deps WHERE depends_on = old.id);
 END;

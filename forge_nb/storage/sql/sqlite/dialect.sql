@@ -2,8 +2,8 @@
 -- holds the database, so it works a row at a time where Postgres uses arrays (finish, reap,
 -- retry and delete by filter), deletes job events itself (no data-modifying WITH), keeps one
 -- count row per queue and status, claims many kinds through a JSON list when one
--- compound SELECT cannot hold an arm per kind, and flags the jobs others wait for (its
--- row triggers test the flag; Postgres's statement triggers look up the edges instead).
+-- compound SELECT cannot hold an arm per kind, and promotes the dependents of a finish batch
+-- in its own code (Postgres's statement trigger does it there).
 -- queries.sql holds the statements both dialects share, under the same names.
 
 -- count_pending --
@@ -30,10 +30,8 @@ RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at
           code_version, dependencies
 
 -- finish_done --
--- Returns whether some job waits for this one (its end may have made them pending).
 UPDATE forge_nb_jobs SET status = 'done', result = ?, finished_at = ?
 WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
-RETURNING has_dependents
 
 -- finish_other --
 UPDATE forge_nb_jobs
@@ -72,7 +70,21 @@ DELETE FROM forge_nb_samples WHERE minute < ?
 -- The jobs retry_many and delete_many act on ({where}: the filter's terms).
 SELECT id FROM forge_nb_jobs WHERE {where}
 
--- flag_dependents --
--- Jobs some job waits for (?1: a JSON array of ids): their end fires the triggers of v11.
-UPDATE forge_nb_jobs SET has_dependents = 1
-WHERE id IN (SELECT value FROM json_each(?1)) AND NOT has_dependents
+-- promote_dependents --
+-- Dependencies just done (?1: a JSON array of ids) take one each off their waiting
+-- dependents' counts, in the finishing transaction; a dependent reaching zero is pending.
+WITH met AS (
+    SELECT job_id, count(*) AS n FROM forge_nb_job_deps
+    WHERE depends_on IN (SELECT value FROM json_each(?1))
+    GROUP BY job_id
+)
+UPDATE forge_nb_jobs
+SET waiting_on = waiting_on - (SELECT n FROM met WHERE met.job_id = forge_nb_jobs.id),
+    status = CASE
+        WHEN waiting_on <= (SELECT n FROM met WHERE met.job_id = forge_nb_jobs.id)
+        THEN 'pending' ELSE 'waiting' END
+WHERE status = 'waiting' AND id IN (SELECT job_id FROM met)
+
+-- workflows_exist --
+-- Whether any job waits or waited for another (else a finish has no dependents to promote).
+SELECT EXISTS (SELECT 1 FROM forge_nb_job_deps)

@@ -104,7 +104,8 @@ UPDATE forge_nb_jobs
 SET status = 'pending', attempts = 0, scheduled_at = ?, finished_at = NULL,
     cancel_requested_at = NULL, claimed_by = NULL
 WHERE id = ? AND status IN ('dead', 'failed')
-RETURNING dependencies, has_dependents
+RETURNING dependencies,
+    EXISTS (SELECT 1 FROM forge_nb_job_deps WHERE depends_on = forge_nb_jobs.id)
 
 -- job_status --
 SELECT status FROM forge_nb_jobs WHERE id = ?
@@ -478,7 +479,7 @@ WHERE status = 'dead' AND last_error = ?2
       SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
       WHERE d.job_id = forge_nb_jobs.id AND p.status = 'dead'
   )
-RETURNING id, has_dependents
+RETURNING id, EXISTS (SELECT 1 FROM forge_nb_job_deps AS e WHERE e.depends_on = forge_nb_jobs.id)
 
 -- dead_dependency --
 -- One dead dependency of a job, if any (a job cannot be retried while one is dead).
