@@ -10,7 +10,7 @@ import panel as pn
 from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.format import STATUS_COLORS, duration, esc, pretty_json, utc
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Confirm, Context, Notice, run_action
-from forge_nb.storage.records import JobEvent, JobRecord
+from forge_nb.storage.records import LIVE_STATUSES, JobEvent, JobRecord
 
 INSPECTOR_CSS = """
 .fnb-insp { font-size: 13px; }
@@ -157,7 +157,7 @@ class Inspector:
             self.actions.visible = False
             return
         self.retry.visible = job.status in ("dead", "failed")
-        self.cancel.visible = job.status in ("pending", "running", "failed")
+        self.cancel.visible = job.status in LIVE_STATUSES
         self.delete.visible = job.status != "running"
         self.actions.visible = True
 
