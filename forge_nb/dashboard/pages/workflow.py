@@ -97,6 +97,67 @@ def summary_html(graph: JobGraph, focus: str) -> str:
     )
 
 
+def workflow_figure(nodes: ColumnDataSource, edges: ColumnDataSource) -> Any:
+    """The DAG figure drawing ``nodes`` and ``edges`` (sources with `NODE_COLUMNS` and
+    `EDGE_COLUMNS`, as `graph_data` fills them)."""
+    fig = new_figure(
+        height=520,
+        sizing_mode="stretch_width",
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        active_scroll="wheel_zoom",
+        name="workflow_figure",
+    )
+    fig.segment("x0", "y0", "x1", "y1", source=edges, line_color="#8d99ae", line_alpha=0.7)
+    fig.scatter("ax", "ay", source=edges, marker="triangle", angle="angle", size=8, color="#8d99ae")
+    circles = fig.scatter(
+        "x",
+        "y",
+        source=nodes,
+        size=18,
+        fill_color="color",
+        line_color="#222",
+        line_width="line",
+        name="workflow_jobs",
+    )
+    fig.add_layout(
+        LabelSet(
+            x="x",
+            y="y",
+            text="label",
+            source=nodes,
+            x_offset=10,
+            y_offset=6,
+            text_font_size="8pt",
+        )
+    )
+    fig.add_tools(
+        HoverTool(
+            renderers=[circles],
+            tooltips=[
+                ("job", "@id"),
+                ("kind", "@kind"),
+                ("queue", "@queue"),
+                ("status", "@status"),
+                ("error", "@error"),
+            ],
+        ),
+        # A click opens the job in the inspector (a relative link: works under a prefix).
+        TapTool(renderers=[circles], callback=OpenURL(url="?tab=jobs&job=@id", same_tab=True)),
+    )
+    fig.xaxis.axis_label = "layer (longest dependency path from a root)"
+    fig.yaxis.visible = False
+    fig.ygrid.grid_line_color = None
+    fig.xaxis.ticker.desired_num_ticks = 3
+    fig.min_border_left = 20
+    return fig
+
+
+def graph_figure(graph: JobGraph, focus: str = "") -> Any:
+    """A one-off figure of ``graph`` (a notebook shows ``await app.job_graph(ref)`` with it)."""
+    nodes, edges = graph_data(graph, focus)
+    return workflow_figure(ColumnDataSource(nodes), ColumnDataSource(edges))
+
+
 class WorkflowPage(Page):
     """A job's workflow graph: layers left to right (dependencies before their dependents)."""
 
@@ -119,7 +180,7 @@ class WorkflowPage(Page):
         )
         self.nodes = ColumnDataSource({c: [] for c in NODE_COLUMNS}, name="workflow_nodes")
         self.edges = ColumnDataSource({c: [] for c in EDGE_COLUMNS}, name="workflow_edges")
-        self.fig = self._figure()
+        self.fig = workflow_figure(self.nodes, self.edges)
         self._graph: JobGraph | None = None
         self._error: str | None = None
         self._panel = pn.Column(
@@ -128,60 +189,6 @@ class WorkflowPage(Page):
             pn.pane.Bokeh(self.fig, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
-
-    def _figure(self) -> Any:
-        fig = new_figure(
-            height=520,
-            sizing_mode="stretch_width",
-            tools="pan,wheel_zoom,box_zoom,reset,save",
-            active_scroll="wheel_zoom",
-            name="workflow_figure",
-        )
-        fig.segment("x0", "y0", "x1", "y1", source=self.edges, line_color="#8d99ae", line_alpha=0.7)
-        fig.scatter(
-            "ax", "ay", source=self.edges, marker="triangle", angle="angle", size=8, color="#8d99ae"
-        )
-        circles = fig.scatter(
-            "x",
-            "y",
-            source=self.nodes,
-            size=18,
-            fill_color="color",
-            line_color="#222",
-            line_width="line",
-            name="workflow_jobs",
-        )
-        fig.add_layout(
-            LabelSet(
-                x="x",
-                y="y",
-                text="label",
-                source=self.nodes,
-                x_offset=10,
-                y_offset=6,
-                text_font_size="8pt",
-            )
-        )
-        fig.add_tools(
-            HoverTool(
-                renderers=[circles],
-                tooltips=[
-                    ("job", "@id"),
-                    ("kind", "@kind"),
-                    ("queue", "@queue"),
-                    ("status", "@status"),
-                    ("error", "@error"),
-                ],
-            ),
-            # A click opens the job in the inspector (a relative link: works under a prefix).
-            TapTool(renderers=[circles], callback=OpenURL(url="?tab=jobs&job=@id", same_tab=True)),
-        )
-        fig.xaxis.axis_label = "layer (longest dependency path from a root)"
-        fig.yaxis.visible = False
-        fig.ygrid.grid_line_color = None
-        fig.xaxis.ticker.desired_num_ticks = 3
-        fig.min_border_left = 20
-        return fig
 
     @property
     def job_id(self) -> str:
