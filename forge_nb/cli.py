@@ -22,6 +22,7 @@ from forge_nb.errors import ForgeError
 from forge_nb.runtime.app import App
 from forge_nb.runtime.refs import EnqueueRequest
 from forge_nb.storage import open_storage
+from forge_nb.storage.records import STATUSES
 from forge_nb.storage.schema import latest_version
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s[%(process)d]: %(message)s"
@@ -214,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.set_defaults(run=run_enqueue)
 
     jobs = with_db(sub.add_parser("jobs", help="list jobs"))
-    jobs.add_argument("--status", choices=["pending", "running", "failed", "done", "dead"])
+    jobs.add_argument("--status", choices=list(STATUSES))
     jobs.add_argument("--queue")
     jobs.add_argument("--kind")
     jobs.add_argument("--search")

@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import {
+  failureLines,
   flagLines,
   formatCount,
   formatDuration,
@@ -115,9 +116,9 @@ test("the live marker: stopped when the kernel's beats stop or its comm is gone"
 
 test("normalizeCounts fills every status", () => {
   assert.deepEqual(normalizeCounts({ done: 3, bogus: 1, dead: -2 }), {
-    pending: 0, running: 0, failed: 0, done: 3, dead: 0,
+    waiting: 0, pending: 0, running: 0, failed: 0, done: 3, dead: 0,
   });
-  assert.deepEqual(normalizeCounts(undefined), { pending: 0, running: 0, failed: 0, done: 0, dead: 0 });
+  assert.deepEqual(normalizeCounts(undefined), { waiting: 0, pending: 0, running: 0, failed: 0, done: 0, dead: 0 });
 });
 
 test("totals add statuses across queues", () => {
@@ -126,7 +127,7 @@ test("totals add statuses across queues", () => {
     { name: "b", counts: { pending: 1, running: 3, dead: 1 } },
     { name: "c" },
   ];
-  assert.deepEqual(totals(queues), { pending: 3, running: 3, failed: 0, done: 5, dead: 1 });
+  assert.deepEqual(totals(queues), { waiting: 0, pending: 3, running: 3, failed: 0, done: 5, dead: 1 });
 });
 
 test("summarize splits the bar between done and dead", () => {
@@ -143,6 +144,20 @@ test("summaryText leaves out zero counts", () => {
   assert.equal(summaryText({ done: 3, dead: 1, running: 2, pending: 1200 }), "3 done · 1 dead · 2 running · 1.2k pending");
   assert.equal(summaryText({ failed: 2 }), "2 retrying");
   assert.equal(summaryText({}), "no jobs");
+  assert.equal(summaryText({ done: 1, waiting: 4 }), "1 done · 4 waiting");
+});
+
+test("summarize counts waiting jobs as unfinished", () => {
+  const s = summarize({ waiting: 3, done: 1 });
+  assert.equal(s.total, 4);
+  assert.equal(s.fraction, 0.25);
+});
+
+test("failureLines lists dead jobs with their errors, then how many more", () => {
+  assert.deepEqual(failureLines(undefined, 0), []);
+  const f = [{ id: "j1", kind: "fetch", error: "boom" }, { id: "j2", kind: "", error: "" }];
+  assert.deepEqual(failureLines(f, 2), ["j1 fetch: boom", "j2: dead"]);
+  assert.deepEqual(failureLines(f, 1200, 1), ["j1 fetch: boom", "… and 1.2k more dead"]);
 });
 
 test("isTerminal", () => {

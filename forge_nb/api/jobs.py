@@ -22,6 +22,8 @@ from forge_nb.storage.records import TERMINAL_STATUSES, JobRecord
 
 #: Jobs accepted by one bulk enqueue (one transaction).
 MAX_ENQUEUE_BATCH = 10_000
+#: Jobs a graph answer holds at most (what the dashboard's Workflow view draws).
+GRAPH_LIMIT = 500
 
 
 def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
@@ -46,7 +48,16 @@ def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
         scheduled_at=scheduled_at,
         unique_key=fields.get("unique_key"),
         max_attempts=fields.get("max_attempts"),
+        depends_on=tuple(fields.get("depends_on") or ()),
     )
+
+
+def dependency_refusal(exc: ValueError) -> Exception:
+    """An enqueue the App refused: 400 for an unknown ``depends_on`` id (nothing was
+    stored: the request names a job that is not there), 422 for other invalid values."""
+    if str(exc).startswith("unknown dependency"):
+        return BadInput(str(exc), 400)
+    return BadInput(str(exc), 422)
 
 
 def run_time(value: str | float | None) -> float | None:
@@ -93,6 +104,8 @@ class JobsRoute(ApiRoute):
             ref = await self.forge.enqueue(request)
         except TypeError as exc:  # arguments that do not fit the job function's signature
             raise BadInput(str(exc), 422) from None
+        except ValueError as exc:
+            raise dependency_refusal(exc) from None
         await send_enqueued(self, ref)
 
     async def _enqueue_many(self, body: list[Any]) -> None:
@@ -106,6 +119,8 @@ class JobsRoute(ApiRoute):
             refs = await self.forge.enqueue_many(requests)
         except TypeError as exc:
             raise BadInput(str(exc), 422) from None
+        except ValueError as exc:
+            raise dependency_refusal(exc) from None
         created = sum(ref.outcome == "created" for ref in refs)
         self.send(
             {
@@ -133,6 +148,31 @@ class JobRoute(ApiRoute):
         if not deleted:
             raise ApiError(404, f"unknown job id {job_id!r}")
         self.send({"id": job_id, "deleted": True})
+
+
+class JobGraphRoute(ApiRoute):
+    """``GET /api/jobs/{id}/graph``: the jobs connected to one by dependencies (both ways)."""
+
+    async def get(self, job_id: str) -> None:
+        job = await existing_job(self, job_id)
+        graph = await self.forge.job_graph(job.id, limit=GRAPH_LIMIT)
+        self.send(
+            {
+                "job_id": job.id,
+                "nodes": [
+                    {
+                        "id": n.id,
+                        "kind": n.kind,
+                        "queue": n.queue,
+                        "status": n.status,
+                        "last_error": n.last_error,
+                    }
+                    for n in graph.nodes
+                ],
+                "edges": [{"job": j, "dependency": d} for j, d in graph.edges],
+                "truncated": graph.truncated,
+            }
+        )
 
 
 class JobRetryRoute(ApiRoute):

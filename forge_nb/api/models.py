@@ -26,6 +26,10 @@ Time = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
 Seconds = Annotated[float, Meta(description="seconds")]
 Outcome = Literal["created", "duplicate"]
+#: A job id as a request names it.
+JobId = Annotated[str, Meta(min_length=1, max_length=64)]
+#: Dependencies one enqueue may name (a fan-in over 10,000 jobs is the pinned case).
+MAX_DEPENDENCIES = 10_000
 
 
 # -- answers ----------------------------------------------------------------------------------
@@ -69,6 +73,14 @@ class Job(Struct, kw_only=True):
             str | None,
             Meta(description="shipped code version the job runs (null: the worker's own)"),
         ]
+        | UnsetType
+    ) = UNSET
+    dependencies: (
+        Annotated[int, Meta(ge=0, description="how many jobs it depends on (`depends_on`)")]
+        | UnsetType
+    ) = UNSET
+    waiting_on: (
+        Annotated[int, Meta(ge=0, description="its dependencies not done yet (while waiting)")]
         | UnsetType
     ) = UNSET
 
@@ -145,6 +157,34 @@ class StatusCounts(Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 Counts = dict[str, StatusCounts]
+
+
+class GraphNode(Struct, kw_only=True):
+    """One job of a workflow graph."""
+
+    id: str
+    kind: str
+    queue: str
+    status: Status
+    last_error: str | None
+
+
+class GraphEdge(Struct, kw_only=True):
+    """``job`` depends on ``dependency``."""
+
+    job: str
+    dependency: str
+
+
+class JobGraph(Struct, kw_only=True):
+    """The jobs connected to one job by dependencies (both ways), nearest first."""
+
+    job_id: Annotated[str, Meta(description="the job asked about")]
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    truncated: Annotated[
+        bool, Meta(description="the graph has more jobs than `nodes` (the nearest are shown)")
+    ]
 
 
 class Queue(Struct, kw_only=True):
@@ -294,6 +334,13 @@ class EnqueueBody(Body, kw_only=True):
     ] = None
     unique_key: str | None = None
     max_attempts: Annotated[int, Meta(ge=1)] | None = None
+    depends_on: Annotated[
+        Annotated[list[JobId], Meta(max_length=MAX_DEPENDENCIES)] | None,
+        Meta(
+            description="ids of jobs it waits for: it is `waiting` until all are done, and "
+            "ends dead if one ends dead; an unknown id is refused (400) and nothing is stored"
+        ),
+    ] = None
 
 
 #: The body of ``POST /api/jobs``: one job, or many in one transaction.

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from forge_nb.api import models
+from forge_nb.api.jobs import GRAPH_LIMIT
 from forge_nb.runtime.version import VERSION
 from forge_nb.storage.records import STATUSES
 
@@ -33,6 +34,9 @@ COMPONENTS: list[Any] = [
     models.Retried,
     models.Deleted,
     models.StatusCounts,
+    models.GraphNode,
+    models.GraphEdge,
+    models.JobGraph,
     models.QueueSettings,
     models.Queue,
     models.Queues,
@@ -308,6 +312,16 @@ PATHS: dict[str, dict[str, Any]] = {
         "delete": job_action(
             "deleteJob", "Delete a job that is not running", {"200": ok(models.Deleted)}
         ),
+    },
+    "/api/jobs/{job_id}/graph": {
+        "get": get_one(
+            "getJobGraph",
+            f"The workflow around a job: every job connected to it by dependencies, "
+            f"nearest first, at most {GRAPH_LIMIT}",
+            models.JobGraph,
+            JOB_ID,
+            "jobs",
+        )
     },
     "/api/jobs/{job_id}/retry": {
         "post": job_action(

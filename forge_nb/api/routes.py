@@ -9,6 +9,7 @@ from forge_nb.api.access import ApiAccess, Credentials
 from forge_nb.api.base import API_ROOT, ApiRoute, AppSource, NotFoundRoute
 from forge_nb.api.jobs import (
     JobCancelRoute,
+    JobGraphRoute,
     JobRetryRoute,
     JobRoute,
     JobsRetryRoute,
@@ -50,6 +51,7 @@ ROUTES: list[tuple[str, type[ApiRoute]]] = [
     ("/jobs", JobsRoute),
     ("/jobs/retry", JobsRetryRoute),
     ("/jobs/{job_id}", JobRoute),
+    ("/jobs/{job_id}/graph", JobGraphRoute),
     ("/jobs/{job_id}/retry", JobRetryRoute),
     ("/jobs/{job_id}/cancel", JobCancelRoute),
     ("/counts", CountsRoute),

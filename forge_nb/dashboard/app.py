@@ -33,6 +33,7 @@ from forge_nb.dashboard.pages.processes import ProcessesPage
 from forge_nb.dashboard.pages.queue_metrics import QueueMetricsPage
 from forge_nb.dashboard.pages.queues import QueuesPage
 from forge_nb.dashboard.pages.resources import ResourcesPage
+from forge_nb.dashboard.pages.workflow import WorkflowPage
 from forge_nb.runtime.app import App
 
 log = logging.getLogger("forge_nb.dashboard")
@@ -96,6 +97,7 @@ def page_slots(ctx: Context, overview: OverviewPage) -> list[PageSlot]:
         ResourcesPage,
         DbHealthPage,
         QueueMetricsPage,
+        WorkflowPage,
     ]
     first = PageSlot(overview.title, lambda: overview)
     first.ensure()

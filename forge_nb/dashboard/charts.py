@@ -28,9 +28,10 @@ from bokeh.plotting import figure
 
 from forge_nb.dashboard.data import series_equal
 from forge_nb.dashboard.format import STATUS_COLORS
+from forge_nb.storage.records import STATUSES
 
 TIME_LABEL = "time (UTC)"
-STATUS_ORDER = ("pending", "running", "failed", "done", "dead")
+STATUS_ORDER: tuple[str, ...] = STATUSES
 
 
 def time_format() -> DatetimeTickFormatter:

@@ -19,6 +19,7 @@ TEXT_FORMATTER: dict[str, str] = {"type": "plaintext"}
 
 #: Status colours, readable on light and dark backgrounds.
 STATUS_COLORS: dict[str, str] = {
+    "waiting": "#8d99ae",
     "pending": "#6c8ebf",
     "running": "#2a9d8f",
     "failed": "#e9a23b",

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from forge_nb.runtime.app import App
 from forge_nb.runtime.refs import EnqueueRequest, JobRef
+from forge_nb.storage.records import STATUSES
 
 T = TypeVar("T")
 
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("args", nargs="*")
     parser.add_argument("--serve", action="store_true")
     parser.add_argument("--port", type=int, default=5006)
-    parser.add_argument("--status", default=None)
+    parser.add_argument("--status", default=None, choices=STATUSES)
     parser.add_argument("--queue", default=None)
     parser.add_argument("--kind", default=None)
     parser.add_argument("--search", default=None)
@@ -82,8 +83,6 @@ def in_thread(url: str, work: Callable[[App], Awaitable[T]]) -> T:
 def status_table(counts: Mapping[str, Mapping[Any, int]]) -> Any:
     """Queues × statuses as a DataFrame (with a total column), or a note when empty."""
     import pandas as pd
-
-    from forge_nb.storage.records import STATUSES
 
     frame = pd.DataFrame.from_dict(counts, orient="index", columns=list(STATUSES))
     frame = frame.fillna(0).astype(int)

@@ -2,8 +2,10 @@
 
 A cell ending in a `JobRef` shows its status, progress, result or error until
 the job ends. A cell ending in the list ``enqueue_many`` returned shows ONE
-compact line for all of them (n done / dead / running / pending and one
-progress bar) instead of hundreds of widgets.
+compact view for all of them (n done / dead / running / pending / waiting, one
+progress bar, and the failures: dead jobs with their errors) instead of hundreds
+of widgets. It is the notebook's progress view for a workflow, like Dask's
+``progress()``: its ``waiting`` jobs are the ones whose dependencies are not done.
 
 Jobs finishing in this process wake the views at once (the App's completion
 waiters); jobs run elsewhere are polled, within a bounded budget per refresh.
@@ -27,6 +29,7 @@ from forge_nb.storage.records import STATUSES, TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from forge_nb.runtime.refs import JobRef
+    from forge_nb.storage.records import JobRecord
 
 #: Seconds between polls of a job that is not finished.
 REFRESH_S = 0.5
@@ -34,6 +37,8 @@ REFRESH_S = 0.5
 SUMMARY_POLL_BUDGET = 100
 #: Finished-here jobs whose final status (done or dead) is read per refresh.
 SUMMARY_FINAL_BUDGET = 500
+#: Dead jobs a summary lists with their errors (the count covers the rest).
+FAILURES_SHOWN = 20
 
 
 class JobView(anywidget.AnyWidget):
@@ -143,7 +148,8 @@ class JobView(anywidget.AnyWidget):
 
 
 class JobsSummary(anywidget.AnyWidget):
-    """Many jobs as one line: counts per status and one stacked progress bar."""
+    """Many jobs as one line: counts per status, one stacked progress bar, and the first
+    `FAILURES_SHOWN` dead jobs with their errors (what to look at first when a workflow fails)."""
 
     _esm = CONTROLS_ESM
     _css = CONTROLS_CSS
@@ -151,6 +157,8 @@ class JobsSummary(anywidget.AnyWidget):
 
     counts = traitlets.Dict().tag(sync=True)
     kinds = traitlets.Unicode("").tag(sync=True)
+    #: Dead jobs in the order they were seen: ``{"id", "kind", "error"}`` each.
+    failures: traitlets.List[dict[str, str]] = traitlets.List().tag(sync=True)
     #: True while the summary follows its jobs; ``beat`` proves it (see `liveness`).
     live = traitlets.Bool(False).tag(sync=True)
     beat = traitlets.Int(0).tag(sync=True)
@@ -193,6 +201,7 @@ class JobsSummary(anywidget.AnyWidget):
             if ref.id not in self._waiters and self._status[ref.id] not in TERMINAL_STATUSES:
                 self._waiters[ref.id] = app._completion_waiter(ref.id)
         open_ids = [i for i, s in self._status.items() if s not in TERMINAL_STATUSES]
+        failures: list[dict[str, str]] = list(self.failures)
         # Finished in this process: only the final status (done or dead) is unknown.
         fired = [i for i in open_ids if self._waiters[i].is_set()][:SUMMARY_FINAL_BUDGET]
         # The rest (running elsewhere, or not started): the least recently checked first.
@@ -206,7 +215,12 @@ class JobsSummary(anywidget.AnyWidget):
             self._status[job_id] = "dead" if job is None else job.status
             if self._status[job_id] in TERMINAL_STATUSES:
                 self._waiters.pop(job_id, None)
-        self.counts = self._tally()
+            if self._status[job_id] == "dead" and len(failures) < FAILURES_SHOWN:
+                failures.append(failure_entry(job_id, job))
+        with self.hold_sync():
+            if len(failures) != len(self.failures):
+                self.failures = failures
+            self.counts = self._tally()
         return all(s in TERMINAL_STATUSES for s in self._status.values())
 
     def _last_checked(self, job_id: str) -> float:
@@ -231,6 +245,13 @@ class JobsSummary(anywidget.AnyWidget):
         self._beat.stop()
         self.live = False
         super().close()
+
+
+def failure_entry(job_id: str, job: JobRecord | None) -> dict[str, str]:
+    """One line of a summary's failures (a job deleted meanwhile says so)."""
+    if job is None:
+        return {"id": job_id, "kind": "", "error": "deleted"}
+    return {"id": job_id, "kind": job.kind, "error": truncate(job.last_error or "dead", 300)}
 
 
 def display_ref(ref: JobRef) -> JobView:

@@ -11,7 +11,7 @@ import forge_nb as fnb
 from forge_nb.api.convert import iso
 from tests.api.conftest import Client, eventually
 
-STATUSES = ["pending", "running", "failed", "done", "dead"]
+STATUSES = ["waiting", "pending", "running", "failed", "done", "dead"]
 
 
 async def test_counts_and_queue_configs(app: fnb.App, api: Client) -> None:
@@ -20,7 +20,14 @@ async def test_counts_and_queue_configs(app: fnb.App, api: Client) -> None:
 
     counts = await api.get("/api/counts")
     assert counts.status == 200
-    assert counts.body["mail"] == {"waiting": 0, "pending": 2, "running": 0, "failed": 0, "done": 0, "dead": 0}
+    assert counts.body["mail"] == {
+        "waiting": 0,
+        "pending": 2,
+        "running": 0,
+        "failed": 0,
+        "done": 0,
+        "dead": 0,
+    }
 
     queues = (await api.get("/api/queues"))["queues"]
     mail = next(q for q in queues if q["name"] == "mail")

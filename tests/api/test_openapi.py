@@ -83,6 +83,8 @@ async def test_real_replies_match_the_documented_schemas(app: fnb.App, api: Clie
         ("/api/jobs", "get", 400): await api.get("/api/jobs?limit=0"),
         ("/api/jobs/{job_id}", "get"): await api.get(f"/api/jobs/{made['id']}"),
         ("/api/jobs/{job_id}", "get", 404): await api.get("/api/jobs/123456789"),
+        ("/api/jobs/{job_id}/graph", "get"): await api.get(f"/api/jobs/{made['id']}/graph"),
+        ("/api/jobs/{job_id}/graph", "get", 404): await api.get("/api/jobs/123456789/graph"),
         ("/api/jobs/{job_id}/retry", "post"): await api.post(f"/api/jobs/{made['id']}/retry"),
         ("/api/jobs/retry", "post"): await api.post("/api/jobs/retry", {"status": "failed"}),
         ("/api/counts", "get"): await api.get("/api/counts"),

@@ -69,6 +69,7 @@ TABS = [
     "Resources",
     "DB health",
     "Per-queue metrics",
+    "Workflow",
 ]
 
 
@@ -340,7 +341,14 @@ async def seed(url: str) -> Seeded:
             enabled=False,
         )
         counts = await app.counts()
-    assert counts["work"] == {"waiting": 0, "pending": 0, "running": 0, "failed": 20, "done": 150, "dead": 26}
+    assert counts["work"] == {
+        "waiting": 0,
+        "pending": 0,
+        "running": 0,
+        "failed": 20,
+        "done": 150,
+        "dead": 26,
+    }
     return Seeded(url, xss.id, dead_by_note, counts)
 
 

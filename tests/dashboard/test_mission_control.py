@@ -48,6 +48,7 @@ TAB_READY = {
     "Resources": ".fnb-sample-range",
     "DB health": ".fnb-sample-range",
     "Per-queue metrics": ".fnb-expand-work",
+    "Workflow": ".fnb-wf-job input",
 }
 
 

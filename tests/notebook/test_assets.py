@@ -26,3 +26,13 @@ def test_the_front_end_never_writes_html_from_data() -> None:
     source = CONTROLS_ESM.read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in source, f"{sink} in {CONTROLS_ESM.name}: build DOM with textContent"
+
+
+def test_the_front_end_lists_every_status_in_order() -> None:
+    import json
+    import re
+
+    from forge_nb.storage.records import STATUSES
+
+    found = re.search(r"export const STATUSES = (\[[^\]]*\]);", CONTROLS_ESM.read_text())
+    assert found is not None and tuple(json.loads(found.group(1))) == STATUSES

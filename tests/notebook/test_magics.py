@@ -76,7 +76,7 @@ def test_every_magic_in_a_kernel(tmp_path: Path) -> None:
         "application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in nb.cells[1].outputs
     ), out[1]
     assert "%fnb:" in out[2] and "n" in out[2]  # the signature error, one line
-    assert "'default': {'pending': 2" in out[4] and "'total': 2" in out[4]
+    assert "'default': {'waiting': 0, 'pending': 2" in out[4] and "'total': 2" in out[4]
     assert "['score', 'score'] 2" in out[5]
     assert "dead: 1" in out[7]
     assert "retrying 1 dead job" in out[8]

@@ -126,3 +126,31 @@ async def test_postgres_cluster_shares_work_between_two_worker_processes(
 async def test_postgres_cluster_explains_a_missing_database_url(tmp_path: Path) -> None:
     with pytest.raises(CellExecutionError, match="FORGE_NB_DATABASE_URL"):
         execute(load("postgres_cluster.ipynb"), tmp_path, kernel_env())
+
+
+async def test_workflows_notebook_fans_out_and_in(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    env = kernel_env(FORGE_NB_DATA_DIR=str(data), FORGE_NB_DASHBOARD_PORT=str(port))
+    nb = execute(load("workflows.ipynb"), tmp_path, env)
+
+    text = text_of(nb)
+    assert "82 jobs enqueued" in text
+    assert "combined 39 pages, 1950 rows" in text
+    assert "first five: [50, 50, 50, 50, 50]" in text
+    assert "everything:" in text and "dead" in text
+    assert "page 13: 404 not found" in text
+    assert re.search(r"\d+ process dependency \d+ dead", text)
+    # total's graph is the whole workflow (connected through the processes both combine use).
+    assert "82 jobs, 119 edges" in text
+    assert f"http://127.0.0.1:{port}/?tab=workflow&job=" in text
+    assert len(widget_views(nb)) == 1  # the progress view of 82 refs: one widget
+    mimes = {mime for out in outputs(nb) for mime in out.get("data", {})}
+    assert "application/vnd.holoviews_exec.v0+json" in mimes  # the graph, inline
+
+    async def check(app):
+        return await app.counts()
+
+    counts = await read_app(f"sqlite:///{data / 'forge_nb.db'}", check)
+    assert counts["default"]["done"] == 39 + 39 + 1
+    assert counts["default"]["dead"] == 3 and counts["default"]["waiting"] == 0

@@ -130,9 +130,60 @@ async def test_summary_counts_many_jobs_in_one_widget(app: fnb.App) -> None:
             return summary.counts["done"] + summary.counts["dead"] == 50
 
         await eventually(finished)
-        assert summary.counts == {"waiting": 0, "pending": 0, "running": 0, "failed": 0, "done": 40, "dead": 10}
+        assert summary.counts == {
+            "waiting": 0,
+            "pending": 0,
+            "running": 0,
+            "failed": 0,
+            "done": 40,
+            "dead": 10,
+        }
         await asyncio.sleep(0.1)
         assert len(summary._updater) == 0  # stops once everything ended
+        failed = sorted(summary.failures, key=lambda f: int(f["id"]))
+        assert [f["id"] for f in failed] == [refs[n].id for n in range(0, 50, 5)]
+        assert failed[1] == {"id": refs[5].id, "kind": "maybe", "error": "5 is a multiple of five"}
+    finally:
+        summary.close()
+
+
+async def test_summary_shows_a_workflow_waiting_then_its_failures(app: fnb.App) -> None:
+    """The progress view of a workflow: waiting jobs, then the dead ones with their errors."""
+    gate = asyncio.Event()
+
+    @app.job(kind="fetch", max_attempts=1)
+    async def fetch(ctx: fnb.JobCtx, n: int) -> int:
+        await gate.wait()
+        if n == 0:
+            raise fnb.Dead("source 0 is down")
+        return n
+
+    @app.job(kind="combine")
+    async def combine(ctx: fnb.JobCtx) -> int:
+        return sum(ctx.dependency_results.values())
+
+    await app.start()
+    fetches = await fetch.enqueue_many([(n,) for n in range(3)])
+    total = await combine.options(depends_on=fetches[1:]).enqueue()
+    doomed = await combine.options(depends_on=fetches).enqueue()
+    summary = JobsSummary([*fetches, total, doomed], interval=0.05)
+    try:
+
+        async def waiting() -> bool:
+            return summary.counts["waiting"] == 2
+
+        await eventually(waiting)
+        gate.set()
+
+        async def finished() -> bool:
+            return summary.counts["done"] == 3 and summary.counts["dead"] == 2
+
+        await eventually(finished)
+        errors = {f["id"]: f["error"] for f in summary.failures}
+        assert errors == {
+            fetches[0].id: "source 0 is down",
+            doomed.id: f"dependency {fetches[0].id} dead",
+        }
     finally:
         summary.close()
 
@@ -166,7 +217,14 @@ async def test_summary_follows_jobs_run_by_another_process(app: fnb.App, sqlite_
 async def test_an_empty_list_shows_an_empty_summary(app: fnb.App) -> None:
     summary = JobsSummary([])
     try:
-        assert summary.counts == {"waiting": 0, "pending": 0, "running": 0, "failed": 0, "done": 0, "dead": 0}
+        assert summary.counts == {
+            "waiting": 0,
+            "pending": 0,
+            "running": 0,
+            "failed": 0,
+            "done": 0,
+            "dead": 0,
+        }
         assert len(summary._updater) == 0
     finally:
         summary.close()

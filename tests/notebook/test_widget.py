@@ -74,7 +74,14 @@ async def test_shows_counts_per_queue_and_running_jobs_with_progress(app: fnb.Ap
     try:
         await eventually(lambda: _running_with_progress(widget, 2))
         default = row(widget, "default")
-        assert default["counts"] == {"waiting": 0, "pending": 3, "running": 2, "failed": 0, "done": 0, "dead": 0}
+        assert default["counts"] == {
+            "waiting": 0,
+            "pending": 3,
+            "running": 2,
+            "failed": 0,
+            "done": 0,
+            "dead": 0,
+        }
         assert default["workers"] == 2 and default["paused"] is False
         assert row(widget, "empty")["counts"]["pending"] == 0
         assert widget.running_total == 2

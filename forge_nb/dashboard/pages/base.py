@@ -141,6 +141,19 @@ async def run_action(action: Callable[[], Awaitable[str]], notice: Notice) -> No
         notice.show(message, "ok")
 
 
+def session_arg(name: str) -> str | None:
+    """A query argument of the served page's URL (``?job=…``); None when absent or not served.
+
+    Links between pages (the inspector's to a dependency, to the Workflow view) are plain
+    relative URLs, so they also work behind a ``--prefix`` and open in a new tab.
+    """
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return None
+    values = pn.state.session_args.get(name) or []
+    return values[0].decode("utf-8", "replace").strip() or None if values else None
+
+
 def options_with_all(names: list[str], all_label: str = "(all)") -> dict[str, str]:
     """Select options: an "all" entry (empty value) and each name."""
     return {all_label: "", **{n: n for n in names}}

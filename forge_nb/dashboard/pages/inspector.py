@@ -1,16 +1,25 @@
-"""The job inspector: pretty payload, result, error chain, traceback, history, and actions."""
+"""The job inspector: pretty payload, result, error chain, traceback, history, the job's
+dependencies and dependents (links, with their status), and actions."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import panel as pn
 
 from forge_nb.dashboard.data import Tick
-from forge_nb.dashboard.format import STATUS_COLORS, duration, esc, pretty_json, utc
+from forge_nb.dashboard.format import (
+    STATUS_COLORS,
+    duration,
+    esc,
+    first_line,
+    pretty_json,
+    utc,
+)
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Confirm, Context, Notice, run_action
-from forge_nb.storage.records import JobEvent, JobRecord
+from forge_nb.storage.records import LIVE_STATUSES, JobEvent, JobRecord
 
 INSPECTOR_CSS = """
 .fnb-insp { font-size: 13px; }
@@ -23,12 +32,64 @@ INSPECTOR_CSS = """
 .fnb-insp td, .fnb-insp th { padding: 2px 6px; border-bottom: 1px solid rgba(128,128,128,.25);
   text-align: left; vertical-align: top; }
 .fnb-insp .badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; }
+.fnb-insp .dot { display: inline-block; width: 8px; height: 8px; border-radius: 4px;
+  margin-right: 4px; }
 """
+#: Dependencies and dependents listed by the inspector (the Workflow view shows them all).
+RELATED_SHOWN = 50
 
 EMPTY = '<div class="fnb-insp"><i>Click a row to inspect the job.</i></div>'
 
 
-def render_job(job: JobRecord, history: list[JobEvent], now: float) -> str:
+def job_link(job_id: str, tab: str = "jobs") -> str:
+    """A relative link to a job in a tab (``?tab=jobs&job=ID``): works under any prefix."""
+    return f"?tab={quote(tab)}&job={quote(job_id)}"
+
+
+def related_html(title: str, css: str, jobs: list[JobRecord]) -> str:
+    """A table of linked jobs with their status (and first error line), or "" for none."""
+    if not jobs:
+        return ""
+    rows = "".join(
+        f'<tr><td><a class="fnb-job-link" href="{esc(job_link(j.id))}">{esc(j.id)}</a></td>'
+        f"<td>{esc(j.kind)}</td><td>"
+        f'<span class="dot" style="background:{STATUS_COLORS.get(j.status, "#888")}"></span>'
+        f"{esc(j.status)}</td><td>{esc(first_line(j.last_error) or '')}</td></tr>"
+        for j in jobs[:RELATED_SHOWN]
+    )
+    more = "<tr><td colspan=4>… and more</td></tr>" if len(jobs) > RELATED_SHOWN else ""
+    return f'<h5>{esc(title)}</h5><table class="{css}">{rows}{more}</table>'
+
+
+def workflow_html(
+    job: JobRecord, dependencies: list[JobRecord], dependents: list[JobRecord]
+) -> str:
+    """The job's place in a workflow: counts, a link to the Workflow view, both lists."""
+    if not job.dependencies and not dependents:
+        return ""
+    met = job.dependencies - job.waiting_on
+    many = "+" if len(dependents) > RELATED_SHOWN else ""
+    counts = (
+        f"depends on {job.dependencies} job(s), {met} done"
+        + (f", waiting on {job.waiting_on}" if job.status == "waiting" else "")
+        + f"; {min(len(dependents), RELATED_SHOWN)}{many} job(s) depend on it"
+    )
+    return (
+        f'<h5>Workflow</h5><div class="fnb-dep-counts">{esc(counts)} · '
+        f'<a class="fnb-workflow-link" href="{esc(job_link(job.id, "workflow"))}">'
+        "Workflow view</a></div>"
+        + related_html("Dependencies", "fnb-dependencies", dependencies)
+        + related_html("Dependents", "fnb-dependents", dependents)
+    )
+
+
+def render_job(
+    job: JobRecord,
+    history: list[JobEvent],
+    now: float,
+    dependencies: list[JobRecord] | None = None,
+    dependents: list[JobRecord] | None = None,
+) -> str:
     """The inspector body for one job; every value from the database is escaped."""
     color = STATUS_COLORS.get(job.status, "#888")
     facts = [
@@ -53,6 +114,7 @@ def render_job(job: JobRecord, history: list[JobEvent], now: float) -> str:
         f'<h4>Job {esc(job.id)} <span class="badge" style="background:{color}">'
         f"{esc(job.status)}</span></h4>",
         f"<table>{rows}</table>",
+        workflow_html(job, dependencies or [], dependents or []),
         f"<h5>Payload</h5><pre class='fnb-payload'>{esc(pretty_json(job.payload))}</pre>",
     ]
     if job.result is not None:
@@ -119,6 +181,11 @@ class Inspector:
             styles={"border-left": "1px solid rgba(128,128,128,.35)", "padding-left": "8px"},
         )
 
+    def preselect(self, job_id: str) -> None:
+        """Inspect ``job_id`` from the first tick on (the page is still being built)."""
+        self.job_id = job_id
+        self._stale = True
+
     def show(self, job_id: str | None) -> None:
         """Inspect ``job_id`` (None clears)."""
         if job_id != self.job_id:
@@ -132,7 +199,7 @@ class Inspector:
         self.ctx.refresh()
 
     async def fetch(self, snap: Tick) -> None:
-        """Re-read the job when just chosen or still live (pending, running, failed)."""
+        """Re-read the job when just chosen or still live (waiting, pending, running, failed)."""
         if self.job_id is None:
             return
         if not self._stale and self.job is not None and self.job.status in ("done", "dead"):
@@ -147,7 +214,10 @@ class Inspector:
             self.actions.visible = False
             return
         history = await self.ctx.app.job_history(job.id)
-        html = render_job(job, history, snap.now)
+        app = self.ctx.app
+        dependencies = await app.dependencies(job.id, RELATED_SHOWN) if job.dependencies else []
+        dependents = await app.dependents(job.id, RELATED_SHOWN + 1)
+        html = render_job(job, history, snap.now, dependencies, dependents)
         if html != self.body.object:
             self.body.object = html
         self._update_actions(job)
@@ -157,7 +227,7 @@ class Inspector:
             self.actions.visible = False
             return
         self.retry.visible = job.status in ("dead", "failed")
-        self.cancel.visible = job.status in ("pending", "running", "failed")
+        self.cancel.visible = job.status in LIVE_STATUSES
         self.delete.visible = job.status != "running"
         self.actions.visible = True
 

@@ -31,6 +31,7 @@ from forge_nb.dashboard.pages.base import (
     Notice,
     Page,
     options_with_all,
+    session_arg,
 )
 from forge_nb.dashboard.pages.inspector import Inspector
 from forge_nb.storage.records import STATUSES, JobRecord
@@ -158,6 +159,9 @@ class JobBrowser(Page):
         self.table = self.live.widget
         self.table.on_click(self._clicked)
         self.inspector = Inspector(ctx, on_change=self._reload)
+        wanted = session_arg("job") if self.mode.key == "jobs" else None
+        if wanted:  # ?tab=jobs&job=ID: a link from another job or from the Workflow view
+            self.inspector.preselect(wanted)
         self.notice = Notice(f"fnb-{slug}-notice")
         self.confirm = Confirm(self.notice, slug)
         self.bulk_bar = pn.Row(sizing_mode="stretch_width")

@@ -13,6 +13,7 @@ from forge_nb.dashboard.flags import FLAG_CSS, stranded_html
 from forge_nb.dashboard.format import STATUS_COLORS, TEXT_FORMATTER, duration, esc, utc
 from forge_nb.dashboard.pages.base import Context, LiveTable, Page
 from forge_nb.dashboard.throughput import Timeline
+from forge_nb.storage.records import STATUSES
 
 #: The timeline keeps this much history (the overview's span) …
 TIMELINE_WINDOW_S = 6 * 3600
@@ -161,9 +162,8 @@ class OverviewPage(Page):
     def update(self, snap: Tick) -> None:
         """Refresh strip, latency cards, bars and processes (while the tab is shown)."""
         totals = status_totals(snap.counts)
-        items = [
-            (status, f"{totals.get(status, 0):,}", STATUS_COLORS[status])
-            for status in ("pending", "running", "failed", "done", "dead")
+        items: list[tuple[str, str, str]] = [
+            (status, f"{totals.get(status, 0):,}", STATUS_COLORS[status]) for status in STATUSES
         ]
         busy = sum(1 for p in snap.processes if p.current_job)
         items.append(("busy / worker slots", f"{busy} / {len(snap.processes)}", "#8d99ae"))

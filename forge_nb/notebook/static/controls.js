@@ -6,9 +6,10 @@
 // textContent, never parsed as HTML. The pure helpers are named exports so
 // `node --test js/` can check them without a DOM.
 
-/** @typedef {{pending: number, running: number, failed: number, done: number, dead: number}} Counts */
+/** @typedef {{waiting: number, pending: number, running: number, failed: number, done: number, dead: number}} Counts */
 
-export const STATUSES = ["pending", "running", "failed", "done", "dead"];
+// The order of forge_nb.storage.records.STATUSES (tests/notebook/test_assets.py checks it).
+export const STATUSES = ["waiting", "pending", "running", "failed", "done", "dead"];
 
 // -- pure helpers (unit-tested) -------------------------------------------------------------
 
@@ -130,13 +131,25 @@ export function summarize(counts) {
   };
 }
 
-/** "3 done · 1 dead · 2 running · 4 pending" (zero entries left out, "no jobs" when empty). */
+/** "3 done · 1 dead · 2 running · 4 pending · 5 waiting" (zero entries left out, "no jobs" when empty). */
 export function summaryText(counts) {
   const s = summarize(counts);
-  const order = ["done", "dead", "failed", "running", "pending"];
+  const order = ["done", "dead", "failed", "running", "pending", "waiting"];
   const label = { failed: "retrying" };
   const parts = order.filter((k) => s[k] > 0).map((k) => `${formatCount(s[k])} ${label[k] || k}`);
   return parts.length ? parts.join(" · ") : "no jobs";
+}
+
+/**
+ * Lines for a summary's failures (dead jobs from Python: {id, kind, error}), at most `shown`,
+ * then "… and N more dead" when `dead` (the count of dead jobs) is larger.
+ */
+export function failureLines(failures, dead, shown = 10) {
+  const list = Array.isArray(failures) ? failures.slice(0, shown) : [];
+  const lines = list.map((f) => `${f.id} ${f.kind || ""}: ${f.error || "dead"}`.replace(/ +:/, ":"));
+  const rest = Math.max(0, Number(dead) || 0) - list.length;
+  if (rest > 0) lines.push(`… and ${formatCount(rest)} more dead`);
+  return lines;
 }
 
 /** Whether a job status is final. */
@@ -607,9 +620,11 @@ function renderSummary(model, el) {
   const doneFill = h("div", { cls: "fnb-bar-fill fnb-fill-done" });
   const deadFill = h("div", { cls: "fnb-bar-fill fnb-fill-dead" });
   const bar = h("div", { cls: "fnb-bar fnb-bar-stacked", attrs: { role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 } }, [doneFill, deadFill]);
+  const failures = h("div", { cls: "fnb-failures" });
   const root = h("div", { cls: "fnb-root fnb-summary" }, [
     h("div", { cls: "fnb-header" }, [label, text, live]),
     bar,
+    failures,
   ]);
   el.appendChild(root);
   const allFinished = () => summarize(model.get("counts") || {}).fraction === 1;
@@ -623,9 +638,12 @@ function renderSummary(model, el) {
     deadFill.style.width = `${(s.deadShare * 100).toFixed(2)}%`;
     bar.setAttribute("aria-valuenow", String(Math.round(s.fraction * 100)));
     showLive(live, alive.state(s.fraction === 1));
+    const lines = failureLines(model.get("failures"), s.dead);
+    failures.replaceChildren(...lines.map((line) => h("div", { cls: "fnb-failure fnb-error-text", text: line })));
+    failures.hidden = lines.length === 0;
   }
   update();
-  const off = listen(model, ["counts", "kinds"], update);
+  const off = listen(model, ["counts", "kinds", "failures"], update);
   return () => {
     off();
     alive.off();
