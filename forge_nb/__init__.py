@@ -15,6 +15,7 @@ from forge_nb.errors import (
     PayloadError,
     SchemaTooNew,
     StorageError,
+    UnknownDependency,
     UnknownQueue,
     UnknownRateLimit,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "Throttled",
+    "UnknownDependency",
     "UnknownQueue",
     "UnknownRateLimit",
     "__version__",

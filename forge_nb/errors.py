@@ -39,6 +39,10 @@ class PayloadError(ForgeError, ValueError):
     """A payload is not a JSON object of finite numbers, strings, lists and objects."""
 
 
+class UnknownDependency(ForgeError, ValueError):
+    """A job's ``depends_on`` names a job that does not exist: nothing was enqueued."""
+
+
 class DeadDependency(ForgeError, ValueError):
     """A job cannot be retried while one of its dependencies is dead: it would wait forever."""
 

@@ -16,7 +16,7 @@ from forge_nb.api.convert import (
     parse_time,
 )
 from forge_nb.api.models import EnqueueBody, RetryFilter, checked
-from forge_nb.errors import UnknownQueue
+from forge_nb.errors import UnknownDependency, UnknownQueue
 from forge_nb.runtime.refs import EnqueueRequest, JobRef
 from forge_nb.storage.records import TERMINAL_STATUSES, JobRecord
 
@@ -55,7 +55,7 @@ def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
 def dependency_refusal(exc: ValueError) -> Exception:
     """An enqueue the App refused: 400 for an unknown ``depends_on`` id (nothing was
     stored: the request names a job that is not there), 422 for other invalid values."""
-    if str(exc).startswith("unknown dependency"):
+    if isinstance(exc, UnknownDependency):
         return BadInput(str(exc), 400)
     return BadInput(str(exc), 422)
 

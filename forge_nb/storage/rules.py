@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from forge_nb.errors import UnknownRateLimit
+from forge_nb.errors import UnknownDependency, UnknownRateLimit
 from forge_nb.storage import rows
 from forge_nb.storage.records import QueueConfig, RateLimit, Status
 
@@ -77,13 +77,13 @@ def settle_new_dependents(
     missing = sorted({d for _, deps in links for d in deps} - statuses.keys())
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
-        raise ValueError(f"unknown dependency id {shown}: nothing was enqueued")
+        raise UnknownDependency(f"unknown dependency id {shown}: nothing was enqueued")
     settled: list[Settled] = []
     for key, deps in links:
         dead = next((d for d in deps if statuses[d] == "dead"), None)
         unmet = sum(statuses[d] != "done" for d in deps)
         if dead is not None:
-            settled.append((key, len(deps), 0, "dead", dependency_error(dead, "dead"), now))
+            settled.append((key, len(deps), unmet, "dead", dependency_error(dead, "dead"), now))
         elif unmet:
             settled.append((key, len(deps), unmet, "waiting", None, None))
         else:

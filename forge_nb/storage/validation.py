@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from forge_nb.errors import PayloadError
+from forge_nb.errors import PayloadError, UnknownDependency
 from forge_nb.storage.jsonable import json_default
 from forge_nb.storage.records import QUEUE_KNOBS, JobFilter, NewJob
 
@@ -261,7 +261,7 @@ def dependency_keys(depends_on: object) -> list[int]:
     for job_id in depends_on:
         key = parse_job_id(job_id)
         if key is None:
-            raise ValueError(f"unknown dependency id {job_id!r}: nothing was enqueued")
+            raise UnknownDependency(f"unknown dependency id {job_id!r}: nothing was enqueued")
         keys[key] = None
     return list(keys)
 

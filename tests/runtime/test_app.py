@@ -670,7 +670,14 @@ async def test_admin_retry_delete_counts_and_frames(app: fnb.App) -> None:
         with pytest.raises(fnb.JobDead):
             await ref.wait(10)
     counts = await app.counts()
-    assert counts["default"] == {"waiting": 0, "pending": 0, "running": 0, "failed": 0, "done": 0, "dead": 4}
+    assert counts["default"] == {
+        "waiting": 0,
+        "pending": 0,
+        "running": 0,
+        "failed": 0,
+        "done": 0,
+        "dead": 4,
+    }
     frame = await app.jobs_frame(status="dead")
     assert len(frame) == 4 and set(frame["last_error"]) == {
         f"RuntimeError: broken {i}" for i in range(4)

@@ -3,11 +3,22 @@ the leader's cascade, retry, and gather (SPEC §9.2)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 import forge_nb as fnb
 
-from .test_app import FAST, app, eventually  # noqa: F401 (the app fixture)
+from .test_app import FAST, eventually
+
+
+@pytest.fixture
+async def app(db_url: str) -> AsyncIterator[fnb.App]:
+    application = fnb.App(db_url, **FAST)
+    try:
+        yield application
+    finally:
+        await application.close(timeout=2)
 
 
 async def test_fetch_many_then_combine_once(app: fnb.App) -> None:
