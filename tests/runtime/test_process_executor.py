@@ -677,6 +677,7 @@ async def test_closing_the_pool_fails_queued_jobs_and_stops_children() -> None:
             process_id="p",
             host_id="h",
             cancel=CancelToken(),
+            dependency_results={},
         )
 
     running = asyncio.ensure_future(pool.run(handler, ctx("1"), {"seconds": 0.5}))
