@@ -29,6 +29,10 @@ from tests.storage.contract_support import (
 )
 
 
+#: The fan-in the issue names: one job waiting for 10,000.
+FAN_IN = 10_000
+
+
 async def finish_done(storage: Storage, queue: str = "q", result: object = None) -> str:
     """Claim the next runnable job of ``queue`` and finish it done; its id."""
     job = await claim_one(storage, queue=queue)
@@ -100,10 +104,10 @@ async def test_a_chain_runs_in_order(storage: Storage) -> None:
     assert await storage.claim("q", HOST, 10, NOW) == []
 
 
-async def test_a_fan_in_over_many_dependencies_fires_once(storage: Storage) -> None:
-    parents = [r.id for r in await storage.enqueue([new_job(queue="p")] * 2000, NOW)]
+async def test_a_fan_in_over_10000_dependencies_fires_once(storage: Storage) -> None:
+    parents = [r.id for r in await storage.enqueue([new_job(queue="p")] * FAN_IN, NOW)]
     [fan_in] = await storage.enqueue([new_job(queue="f", depends_on=parents)], NOW)
-    assert (await get(storage, fan_in.id)).waiting_on == 2000
+    assert (await get(storage, fan_in.id)).waiting_on == FAN_IN
     while claimed := await storage.claim("p", HOST, 500, NOW):
         finished = await storage.finish(HOST, [done(j, j.id) for j in claimed], NOW)
         assert len(finished) == len(claimed)
