@@ -17,7 +17,7 @@ export const POLL_MS = 2000;
  * instead of `GET api/counts`. */
 export const CONFIG_EVERY = 5;
 /** The statuses a queue's counts show, in order (forge_nb's `STATUSES`). */
-export const STATUSES = ['pending', 'running', 'failed', 'dead', 'done'];
+export const STATUSES = ['waiting', 'pending', 'running', 'failed', 'dead', 'done'];
 
 type Counts = Record<string, Record<string, number>>;
 

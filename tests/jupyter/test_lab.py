@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 #: Lab's first page, the proxy starting the dashboard, a page build: on 2 busy cores.
 LONG_MS = 150_000
-STATUSES = ("pending", "running", "failed", "dead", "done")
+STATUSES = ("waiting", "pending", "running", "failed", "dead", "done")
 #: In-page timing of the sidebar's API requests (resource timing sees every fetch).
 API_STARTS_JS = """() => performance.getEntriesByType("resource")
     .filter(e => e.name.includes("/forge-nb/api/"))
