@@ -28,7 +28,6 @@ from tests.storage.contract_support import (
     zero_counts,
 )
 
-
 #: The fan-in the issue names: one job waiting for 10,000.
 FAN_IN = 10_000
 
