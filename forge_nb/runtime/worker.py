@@ -304,7 +304,14 @@ class Runner:
         try:
             dependency_results = await self._dependency_results(job)
         except StorageError as exc:
-            return self._failed(pool, job, exc, message=f"its dependencies' results: {exc}")
+            # Not the job's fault: back to pending, attempt refunded, as for a missing handler.
+            return _finish(
+                job,
+                "pending",
+                "released",
+                error=f"could not read its dependencies' results: {exc}",
+                refund=True,
+            )
         ctx = JobCtx(
             job_id=job.id,
             kind=job.kind,

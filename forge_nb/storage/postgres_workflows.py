@@ -1,6 +1,6 @@
 """Postgres's steps of workflows (jobs that wait for others), run inside its transactions.
 
-The triggers of migration 11 promote a waiting job when its last dependency is done and
+The statement trigger of migration 11 promotes a waiting job when its last dependency is done and
 queue the cascade of a dead one; these functions link new jobs to their dependencies,
 run a bounded slice of that cascade, and undo it when a dead dependency is retried.
 Linking share-locks the dependencies first (in id order), so none can finish between
@@ -29,7 +29,7 @@ async def link_dependencies(
 ) -> list[EnqueueResult]:
     """Wire each created job of ``links`` (batch index, dependency ids) to its dependencies;
     the results with each new job's status. ValueError (rolled back) on an unknown id."""
-    new = [(int(results[i].id), deps) for i, deps in links if results[i].outcome == "created"]
+    new = rules.created_links(results, links)
     if not new:
         return results
     wanted = sorted({d for _, deps in new for d in deps})
@@ -41,8 +41,7 @@ async def link_dependencies(
         [d for _, deps in new for d in deps],
     )
     await conn.execute(Q["settle_new_dependent"], *map(list, zip(*settled, strict=True)))
-    status_of = {str(row[0]): row[3] for row in settled}
-    return [r._replace(status=status_of.get(r.id, r.status)) for r in results]
+    return rules.with_settled_statuses(results, settled)
 
 
 async def cascade(conn: Any, now: float, limit: int) -> int:

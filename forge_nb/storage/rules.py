@@ -12,7 +12,7 @@ from typing import Any
 
 from forge_nb.errors import UnknownDependency, UnknownRateLimit
 from forge_nb.storage import rows
-from forge_nb.storage.records import QueueConfig, RateLimit, Status
+from forge_nb.storage.records import EnqueueResult, QueueConfig, RateLimit, Status
 
 
 def bucket_of(found: Any, scope: str) -> RateLimit:
@@ -89,6 +89,22 @@ def settle_new_dependents(
         else:
             settled.append((key, len(deps), 0, "pending", None, None))
     return settled
+
+
+def created_links(
+    results: Sequence[EnqueueResult], links: Sequence[tuple[int, list[int]]]
+) -> list[tuple[int, list[int]]]:
+    """(new job id, dependency ids) of the jobs of ``links`` (batch index, ids) the enqueue
+    created: a duplicate of a live unique key keeps the holder's own dependencies."""
+    return [(int(results[i].id), deps) for i, deps in links if results[i].outcome == "created"]
+
+
+def with_settled_statuses(
+    results: list[EnqueueResult], settled: Sequence[Settled]
+) -> list[EnqueueResult]:
+    """``results`` with the status each new dependent was given (waiting, pending, dead)."""
+    status_of = {str(row[0]): row[3] for row in settled}
+    return [r._replace(status=status_of.get(r.id, r.status)) for r in results]
 
 
 def dependency_error(job_id: int | str, how: str) -> str:

@@ -1,8 +1,9 @@
 """SQLite's steps of workflows (jobs that wait for others), run inside its transactions.
 
-The triggers of migration 11 promote a waiting job when its last dependency is done and
-queue the cascade of a dead one; these functions link new jobs to their dependencies,
-run a bounded slice of that cascade, and undo it when a dead dependency is retried. One
+The finish (sqlite_statements.finish) promotes a waiting job when its last dependency is
+done, and the triggers of migration 11 queue the cascade of a dead one; these functions
+link new jobs to their dependencies, run a bounded slice of that cascade, and undo it when
+a dead dependency is retried. One
 writer holds the database, so reading a dependency's status and linking to it cannot race
 with its end.
 """
@@ -28,7 +29,7 @@ def link_dependencies(
 ) -> list[EnqueueResult]:
     """Wire each created job of ``links`` (batch index, dependency ids) to its dependencies;
     the results with each new job's status. ValueError (rolled back) on an unknown id."""
-    new = [(int(results[i].id), deps) for i, deps in links if results[i].outcome == "created"]
+    new = rules.created_links(results, links)
     if not new:
         return results
     wanted = sorted({d for _, deps in new for d in deps})
@@ -36,8 +37,7 @@ def link_dependencies(
     settled = rules.settle_new_dependents(new, statuses, now)
     c.executemany(Q["insert_dependency"], [(key, d) for key, deps in new for d in deps])
     c.executemany(Q["settle_new_dependent"], settled)
-    status_of = {str(row[0]): row[3] for row in settled}
-    return [r._replace(status=status_of.get(r.id, r.status)) for r in results]
+    return rules.with_settled_statuses(results, settled)
 
 
 def cascade(c: sqlite3.Connection, now: float, limit: int) -> int:

@@ -76,8 +76,14 @@ async def test_the_last_two_dependencies_finishing_together_promote_once(
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
 
-    waiting = [(r.id, (await storage.get_job(r.id))) for batch in dependents for r in batch]
-    assert {(j.status, j.waiting_on) for _, j in waiting if j} == {("pending", 0)}
+    states = []
+    for batch in dependents:
+        for r in batch:
+            job = await storage.get_job(r.id)
+            assert job is not None, r.id
+            states.append((job.status, job.waiting_on))
+    assert len(states) == ROUNDS * DEPENDENTS_PER_ROUND
+    assert set(states) == {("pending", 0)}
     counts = (await storage.counts())["d"]
     assert (counts["waiting"], counts["pending"]) == (0, ROUNDS * DEPENDENTS_PER_ROUND)
     sample = dependents[0][0].id
