@@ -149,6 +149,9 @@ def workflow_figure(nodes: ColumnDataSource, edges: ColumnDataSource) -> Any:
     fig.ygrid.grid_line_color = None
     fig.xaxis.ticker.desired_num_ticks = 3
     fig.min_border_left = 20
+    # Room right of the last layer for its labels (drawn right of each node), which the
+    # default 10% padding clipped.
+    fig.x_range.range_padding = 0.3
     return fig
 
 
