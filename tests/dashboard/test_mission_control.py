@@ -114,6 +114,25 @@ def set_text(page: Page, css: str, value: str) -> None:
     box.press("Enter")
 
 
+def tick_first_row(page: Page, table: str, button: str, label: str) -> None:
+    """Tick the first row's box until ``button`` reads ``label`` (the server has the selection).
+
+    Rows re-sent while the tab settles make the browser drop a tick made meanwhile
+    and show the box unticked again; a user then ticks it again, and so does this.
+    """
+    box = page.page.locator(f".{table} .tabulator-row input[type='checkbox']").first
+    target = page.page.locator(f"{button} button")
+
+    def selected() -> bool:
+        if target.inner_text() == label:
+            return True
+        if not box.is_checked():
+            box.click()
+        return False
+
+    wait_for(selected)
+
+
 def column(page: Page, table: str, field: str) -> list[str]:
     """Texts of one column's rendered cells."""
     cells = page.page.locator(f".{table} .tabulator-row .tabulator-cell[tabulator-field='{field}']")
@@ -200,9 +219,8 @@ def test_retrying_a_dead_job_in_the_ui_changes_the_database(served: Any, page: P
     set_text(page, ".fnb-filter-search", '"bad 3"')
     wait_label(page, "dead", r"· 1 row\(s\)")
     wait_for(lambda: column(page, "fnb-table-dead", "id") == [job_id])
-    page.page.locator(".fnb-table-dead .tabulator-row input[type='checkbox']").first.check()
+    tick_first_row(page, "fnb-table-dead", ".fnb-retry-selected", "Retry 1 selected")
     retry = page.page.locator(".fnb-retry-selected button")
-    wait_for(lambda: retry.inner_text() == "Retry 1 selected")  # the server has the selection
     retry.click()
     wait_for(lambda: "Retry 1 selected job(s)?" in page.text(".fnb-question-dead"))
     page.page.locator(".fnb-confirm-dead button").click()

@@ -183,6 +183,9 @@ class LiveTable:
     its tab is shown again the browser rebuilds the view, so the first
     `RESENDS` ticks after that send the rows again; a hidden version column
     makes each send differ (Bokeh does not send a value equal to the last one).
+    The browser ignores a row being ticked while it applies re-sent rows (the
+    box comes back unticked), so re-sends stop as soon as a selection comes
+    back: the browser has its view then.
     """
 
     RESENDS = 6
@@ -194,6 +197,7 @@ class LiveTable:
         self._version = 0
         self._resends = 0
         self.widget = Table(self._stamp(frame), **options)
+        self.widget.param.watch(self._selected, "selection")
         self.panel = pn.Column(
             pn.pane.HTML("<i>loading…</i>", margin=(10, 10)),
             sizing_mode="stretch_width",
@@ -233,6 +237,10 @@ class LiveTable:
         """Called every tick while shown: re-send during the settling ticks."""
         if self._resends > 0 and self.panel.objects[0] is self.widget:
             self.set(self.frame)
+
+    def _selected(self, event: Any) -> None:
+        if event.new:
+            self._resends = 0  # the browser has the view: a selection came from it
 
     def shown(self) -> None:
         """The table's tab was just shown (its browser view is being rebuilt)."""
