@@ -245,6 +245,21 @@ class QueueConfig:
     retain_done_seconds: float = 86_400.0
     retain_dead_seconds: float = 604_800.0
 
+    @property
+    def base_seconds(self) -> float:
+        """SPEC §4's name for ``backoff_base_seconds``."""
+        return self.backoff_base_seconds
+
+    @property
+    def max_seconds(self) -> float:
+        """SPEC §4's name for ``backoff_max_seconds``."""
+        return self.backoff_max_seconds
+
+    @property
+    def jitter(self) -> bool:
+        """SPEC §4's name for ``backoff_jitter``."""
+        return self.backoff_jitter
+
 
 #: Knobs `update_queue` accepts, with the type each must have.
 QUEUE_KNOBS: dict[str, type] = {
@@ -256,6 +271,13 @@ QUEUE_KNOBS: dict[str, type] = {
     "backoff_jitter": bool,
     "retain_done_seconds": float,
     "retain_dead_seconds": float,
+}
+
+#: SPEC §4's names for the backoff knobs, each accepted for the stored (prefixed) name.
+QUEUE_KNOB_ALIASES: dict[str, str] = {
+    "base_seconds": "backoff_base_seconds",
+    "max_seconds": "backoff_max_seconds",
+    "jitter": "backoff_jitter",
 }
 
 
