@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError, StorageError
+from forge_nb.runtime import flow
 from forge_nb.runtime.context import CancelToken, JobCtx
+from forge_nb.runtime.flow import KindPolicy
 from forge_nb.runtime.outcomes import (
     Dead,
     Throttled,
@@ -342,11 +344,11 @@ class Runner:
                 return _finish(job, "pending", "released", refund=True)
             raise
         except PayloadError as exc:
-            return self._failed(pool, job, exc, message=f"result is not JSON: {exc}")
+            return self._failed(pool, job, exc, f"result is not JSON: {exc}", handler.policy)
         except BaseException as exc:  # the worker outlives any handler error
             if rj.token.is_cancelled():
                 return _cancelled(job)
-            return self._failed(pool, job, exc)
+            return self._failed(pool, job, exc, policy=handler.policy)
 
     async def _dependency_results(self, job: ClaimedJob) -> dict[str, Any]:
         """The results of the job's dependencies: one query, and none for jobs without."""
@@ -376,11 +378,21 @@ class Runner:
 
     @staticmethod
     def _failed(
-        pool: QueuePool, job: ClaimedJob, exc: BaseException, message: str | None = None
+        pool: QueuePool,
+        job: ClaimedJob,
+        exc: BaseException,
+        message: str | None = None,
+        policy: KindPolicy | None = None,
     ) -> Finish:
-        if job.attempt >= job.max_attempts:
+        if job.attempt >= job.max_attempts or not flow.retryable(policy, exc):
             return _finish(job, "dead", "dead", exc=exc, message=message)
-        delay = backoff_delay(pool.config, job.attempt)
+        try:  # the kind's own backoff (SPEC §9.3) wins over the queue's curve
+            delay = flow.backoff_delay(policy, job.attempt)
+        except Exception as bad:  # a broken backoff must not lose the outcome
+            log.warning("kind %s: backoff failed (%s); the queue's curve applies", job.kind, bad)
+            delay = None
+        if delay is None:
+            delay = backoff_delay(pool.config, job.attempt)
         return _finish(job, "failed", "failed", exc=exc, message=message, delay=delay)
 
 

@@ -199,6 +199,11 @@ class Storage(Protocol):
         ``dependency <id> dead`` (or ``deleted``); return how many. The leader calls it until
         it returns less than ``limit``: a cascade of any size goes in bounded steps."""
 
+    # -- flow control (SPEC §9.3) --------------------------------------------------
+    async def expire_jobs(self, now: float, limit: int = 1000) -> int:
+        """End up to ``limit`` jobs not started by their ``expires_at`` (``expires_in``):
+        ``dead`` with error ``expired``; return how many. The claim never starts them."""
+
     # -- queues ------------------------------------------------------------------
     async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
         """Create the queue if missing, then apply ``knobs``; return its config."""

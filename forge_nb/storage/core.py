@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from forge_nb.errors import UnknownRateLimit
 from forge_nb.storage import rows, rules
+from forge_nb.storage.flow_core import FlowCore
 from forge_nb.storage.kinds import claim_arms
 from forge_nb.storage.records import (
     STATUSES,
@@ -70,7 +71,7 @@ class ClaimRequest(NamedTuple):
     excluded: list[str]
 
 
-class SqlCore:
+class SqlCore(FlowCore):
     """The dialect-neutral half of `SqliteStorage` and `PostgresStorage`."""
 
     #: The dialect's named statements (``sql/<dialect>/queries.sql`` and ``dialect.sql``).

@@ -51,6 +51,17 @@ class NewJob:
     code_version: str | None = None
     #: Ids of jobs that must be ``done`` before this one may run (it waits until then).
     depends_on: Sequence[str] = ()
+    #: Flow control (SPEC §9.3; checked by `storage.flow_rules`): seconds within which the
+    #: job must start, else it ends dead "expired".
+    expires_in: float | None = None
+    #: Seconds the unique key stays taken after the holder finishes (``done`` included).
+    unique_for: float | None = None
+    #: What a live holder of the unique key does: "ignore" (return it) or "replace" (a
+    #: pending holder takes this job's payload and run time).
+    on_conflict: str = "ignore"
+    #: Per-key concurrency: the key's value (the storage prefixes the kind) and its limit.
+    concurrency_key: str | None = None
+    key_limit: int | None = None
 
 
 class EnqueueResult(NamedTuple):
@@ -60,7 +71,7 @@ class EnqueueResult(NamedTuple):
     """
 
     id: str
-    outcome: Literal["created", "duplicate"]
+    outcome: Literal["created", "duplicate", "replaced"]
     status: Status
 
 

@@ -40,6 +40,7 @@ def test_the_default_tasks_are_the_leaders_whole_housekeeping() -> None:
     assert names == [
         "cron",
         "dependency cascade",
+        "job expiry",
         "retention",
         "metrics purge",
         "metrics roll-up",

@@ -11,6 +11,7 @@ from forge_nb.runtime.maintenance.base import MaintenanceTask
 from forge_nb.runtime.maintenance.cascade import DependencyCascade
 from forge_nb.runtime.maintenance.counts import CountFolding
 from forge_nb.runtime.maintenance.cron import CronFiring
+from forge_nb.runtime.maintenance.expiry import JobExpiry
 from forge_nb.runtime.maintenance.metrics import METRICS_RETENTION_S, MetricsPurge, MetricsRollUp
 from forge_nb.runtime.maintenance.retention import JobRetention
 
@@ -20,6 +21,7 @@ def default_tasks() -> list[MaintenanceTask]:
     return [
         CronFiring(),
         DependencyCascade(),
+        JobExpiry(),
         JobRetention(),
         MetricsPurge(),
         MetricsRollUp(),
@@ -32,6 +34,7 @@ __all__ = [
     "CountFolding",
     "CronFiring",
     "DependencyCascade",
+    "JobExpiry",
     "JobRetention",
     "MaintenanceTask",
     "MetricsPurge",

@@ -74,6 +74,10 @@ WHERE unique_key = $1 AND status IN ('waiting', 'pending', 'running', 'failed')
 WITH picked AS (
     SELECT id FROM forge_nb_jobs
     WHERE queue = $1 AND status IN ('pending', 'failed') AND scheduled_at <= $2
+      AND (expires_at IS NULL OR expires_at > $2)
+      AND (concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM forge_nb_key_slots AS s
+          WHERE s.key = concurrency_key AND s.running >= s.key_limit))
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = $1 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT $3
@@ -81,7 +85,8 @@ WITH picked AS (
 )
 UPDATE forge_nb_jobs j
 SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at = $2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
@@ -118,7 +123,8 @@ WITH picked AS (
 )
 UPDATE forge_nb_jobs j
 SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at = $2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
@@ -129,6 +135,10 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priori
 -- Its own ORDER BY and LIMIT keep it an ordered index range under the merge.
 (SELECT ctid AS tid, id, priority, scheduled_at FROM forge_nb_jobs
  WHERE queue = $1 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= $2
+   AND (expires_at IS NULL OR expires_at > $2)
+   AND (concurrency_key IS NULL OR NOT EXISTS (
+       SELECT 1 FROM forge_nb_key_slots AS s
+       WHERE s.key = concurrency_key AND s.running >= s.key_limit))
  ORDER BY priority DESC, scheduled_at, id
  LIMIT $5)
 
@@ -137,6 +147,10 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priori
 -- their jobs stay pending for a process that can. Only when there are such versions.
 (SELECT ctid AS tid, id, priority, scheduled_at FROM forge_nb_jobs
  WHERE queue = $1 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= $2
+   AND (expires_at IS NULL OR expires_at > $2)
+   AND (concurrency_key IS NULL OR NOT EXISTS (
+       SELECT 1 FROM forge_nb_key_slots AS s
+       WHERE s.key = concurrency_key AND s.running >= s.key_limit))
    AND (code_version IS NULL OR code_version <> ALL ({excluded}::text[]))
  ORDER BY priority DESC, scheduled_at, id
  LIMIT $5)
@@ -616,3 +630,54 @@ SET waiting_on = (
         WHERE d.job_id = $1 AND p.status <> 'done'
     ) THEN 'waiting' ELSE status END
 WHERE id = $1 AND dependencies > 0 AND status = 'pending'
+
+
+-- unique_hold --
+-- The job that last took unique key $1 with a window (unique_for), its status, when it
+-- finished and the window: while that job is live or finished less than the window ago, the
+-- key is taken.
+SELECT h.job_id, j.status, j.finished_at, h.hold_seconds
+FROM forge_nb_unique_holds AS h JOIN forge_nb_jobs AS j ON j.id = h.job_id
+WHERE h.unique_key = $1
+
+-- unique_holds_exist --
+-- Whether any key was ever taken with a window (else plain unique enqueues need not look).
+SELECT EXISTS (SELECT 1 FROM forge_nb_unique_holds)
+
+-- set_unique_hold --
+INSERT INTO forge_nb_unique_holds (unique_key, job_id, hold_seconds) VALUES ($1, $2, $3)
+ON CONFLICT (unique_key) DO UPDATE SET job_id = excluded.job_id, hold_seconds = excluded.hold_seconds
+
+-- set_job_flow --
+-- A new job's flow columns (the enqueue statements stay those of plain jobs).
+UPDATE forge_nb_jobs SET expires_at = $2, concurrency_key = $3 WHERE id = $1
+
+-- ensure_key_slot --
+-- A concurrency key's slot row; a changed limit applies from the next start.
+INSERT INTO forge_nb_key_slots (key, key_limit) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET key_limit = excluded.key_limit
+WHERE forge_nb_key_slots.key_limit <> excluded.key_limit
+
+-- replace_pending --
+-- on_conflict="replace": the pending holder of a key takes the new payload and run time.
+UPDATE forge_nb_jobs SET payload = $2, scheduled_at = $3
+WHERE id = $1 AND status = 'pending'
+RETURNING id
+
+-- expire_jobs --
+-- Jobs not started by their expires_at (at most $2, the earliest first): dead, "expired".
+-- Rows a claimer holds are skipped (it re-checks and leaves them).
+WITH picked AS (
+    SELECT id FROM forge_nb_jobs
+    WHERE expires_at IS NOT NULL AND expires_at <= $1
+      AND status IN ('waiting', 'pending', 'failed')
+    ORDER BY expires_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE forge_nb_jobs AS j
+SET status = 'dead', last_error = 'expired', last_traceback = NULL, finished_at = $1,
+    expires_at = NULL
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.queue

@@ -31,10 +31,15 @@ WHERE unique_key = ? AND status IN ('waiting', 'pending', 'running', 'failed')
 -- so this sorts the queue's runnable jobs: slow on a big backlog.
 UPDATE forge_nb_jobs
 SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
 WHERE id IN (
     SELECT id FROM forge_nb_jobs
     WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+      AND (expires_at IS NULL OR expires_at > ?2)
+      AND (concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM forge_nb_key_slots AS s
+          WHERE s.key = concurrency_key AND s.running >= s.key_limit))
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT ?4
@@ -50,7 +55,8 @@ RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at
 -- kinds are never read, however many wait ahead.
 UPDATE forge_nb_jobs
 SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
 WHERE id IN (
     SELECT id FROM ({arms} ORDER BY priority DESC, scheduled_at, id LIMIT ?4)
     WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
@@ -62,6 +68,10 @@ RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
 SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
 WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+  AND (expires_at IS NULL OR expires_at > ?2)
+  AND (concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM forge_nb_key_slots AS s
+      WHERE s.key = concurrency_key AND s.running >= s.key_limit))
 
 -- claim_arm_versions --
 -- claim_arm less the shipped code versions this process cannot run ({excluded}: a JSON
@@ -69,6 +79,10 @@ WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND sched
 -- versions; it reads each row's code_version, which the index does not hold.
 SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
 WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+  AND (expires_at IS NULL OR expires_at > ?2)
+  AND (concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM forge_nb_key_slots AS s
+      WHERE s.key = concurrency_key AND s.running >= s.key_limit))
   AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each({excluded})))
 
 -- release_claims --
@@ -499,3 +513,50 @@ SET waiting_on = (
         WHERE d.job_id = ?1 AND p.status <> 'done'
     ) THEN 'waiting' ELSE status END
 WHERE id = ?1 AND dependencies > 0 AND status = 'pending'
+
+
+-- unique_hold --
+-- The job that last took unique key ?1 with a window (unique_for), its status, when it
+-- finished and the window: while that job is live or finished less than the window ago, the
+-- key is taken.
+SELECT h.job_id, j.status, j.finished_at, h.hold_seconds
+FROM forge_nb_unique_holds AS h JOIN forge_nb_jobs AS j ON j.id = h.job_id
+WHERE h.unique_key = ?1
+
+-- unique_holds_exist --
+-- Whether any key was ever taken with a window (else plain unique enqueues need not look).
+SELECT EXISTS (SELECT 1 FROM forge_nb_unique_holds)
+
+-- set_unique_hold --
+INSERT INTO forge_nb_unique_holds (unique_key, job_id, hold_seconds) VALUES (?1, ?2, ?3)
+ON CONFLICT (unique_key) DO UPDATE SET job_id = excluded.job_id, hold_seconds = excluded.hold_seconds
+
+-- set_job_flow --
+-- A new job's flow columns (the enqueue statements stay those of plain jobs).
+UPDATE forge_nb_jobs SET expires_at = ?2, concurrency_key = ?3 WHERE id = ?1
+
+-- ensure_key_slot --
+-- A concurrency key's slot row; a changed limit applies from the next start.
+INSERT INTO forge_nb_key_slots (key, key_limit) VALUES (?1, ?2)
+ON CONFLICT (key) DO UPDATE SET key_limit = excluded.key_limit
+WHERE forge_nb_key_slots.key_limit <> excluded.key_limit
+
+-- replace_pending --
+-- on_conflict="replace": the pending holder of a key takes the new payload and run time.
+UPDATE forge_nb_jobs SET payload = ?2, scheduled_at = ?3
+WHERE id = ?1 AND status = 'pending'
+RETURNING id
+
+-- expire_jobs --
+-- Jobs not started by their expires_at (at most ?2, the earliest first): dead, "expired".
+UPDATE forge_nb_jobs
+SET status = 'dead', last_error = 'expired', last_traceback = NULL, finished_at = ?1,
+    expires_at = NULL
+WHERE id IN (
+    SELECT id FROM forge_nb_jobs INDEXED BY forge_nb_jobs_expiring
+    WHERE expires_at IS NOT NULL AND expires_at <= ?1
+      AND status IN ('waiting', 'pending', 'failed')
+    ORDER BY expires_at
+    LIMIT ?2
+)
+RETURNING id, queue
