@@ -84,3 +84,13 @@ async def stall_first(ctx: fnb.JobCtx) -> int:
     if ctx.attempt == 1:
         await asyncio.sleep(3600)
     return os.getpid()
+
+
+@app.job(queue="default", concurrency_key="customer", key_limit=1)
+async def keyed_nap(ctx: fnb.JobCtx, customer: str, seconds: float) -> int:
+    """One run per customer at a time, cluster-wide: note the run's interval."""
+    start = time.time()
+    await asyncio.sleep(seconds)
+    with open(OUT / f"interval.{os.getpid()}", "a") as f:
+        f.write(f"{customer} {start} {time.time()}\n")
+    return os.getpid()

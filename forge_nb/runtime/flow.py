@@ -152,3 +152,10 @@ def kind_policies(registry: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def keyed(handler: Handler | None) -> bool:
+    """Whether a kind's runs hold a per-key slot (freed only when their finish commits)."""
+    return (
+        handler is not None and handler.policy is not None and handler.policy.key_limit is not None
+    )

@@ -41,13 +41,16 @@ BEGIN
         RETURN NEW;
     END IF;
     IF NEW.status = 'running' THEN
-        PERFORM 1 FROM forge_nb_key_slots
-        WHERE key = NEW.concurrency_key AND running < key_limit
-        FOR UPDATE SKIP LOCKED;
+        UPDATE forge_nb_key_slots AS s SET running = s.running + 1
+        FROM (
+            SELECT key FROM forge_nb_key_slots
+            WHERE key = NEW.concurrency_key AND running < key_limit
+            FOR UPDATE SKIP LOCKED
+        ) AS free
+        WHERE s.key = free.key;
         IF NOT FOUND THEN
             RETURN NULL;  -- the key is full (or busy): this job is not started now
         END IF;
-        UPDATE forge_nb_key_slots SET running = running + 1 WHERE key = NEW.concurrency_key;
     ELSE
         UPDATE forge_nb_key_slots SET running = greatest(0, running - 1)
         WHERE key = NEW.concurrency_key;

@@ -1,0 +1,64 @@
+"""Per-key concurrency across real `forge-nb worker` processes, on both backends (SPEC §9.3)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+import forge_nb as fnb
+
+from .conftest import Spawn
+from .test_app import eventually
+from .test_processes import hosts_registered
+
+pytestmark = pytest.mark.slow
+
+
+def intervals(tmp_path: Path) -> tuple[dict[str, list[tuple[float, float]]], set[int]]:
+    """Run intervals per customer, and the pids that ran them."""
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    pids = set()
+    for path in tmp_path.glob("interval.*"):
+        pids.add(int(path.suffix[1:]))
+        for line in path.read_text().split("\n"):
+            if line:
+                customer, start, end = line.split()
+                out[customer].append((float(start), float(end)))
+    return out, pids
+
+
+async def test_runs_of_one_key_never_overlap_across_two_processes(
+    db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    async with fnb.App(db_url) as app:
+        await app.ensure_queue("default", workers=8)
+        a, b = spawn_worker(db_url), spawn_worker(db_url)
+        await eventually(lambda: hosts_registered(app, 2), timeout=20)
+
+        @app.job(kind="keyed_nap", concurrency_key="customer", key_limit=1)
+        async def keyed_nap(ctx: fnb.JobCtx, customer: str, seconds: float) -> None: ...
+
+        customers = sorted(f"c{i:02}" for i in range(12))  # more keys than one process's slots
+        calls = [{"customer": c, "seconds": 0.15} for _ in range(4) for c in customers]
+        await keyed_nap.enqueue_many(calls)
+
+        async def all_done() -> bool:
+            return (await app.counts())["default"]["done"] == len(calls)
+
+        await eventually(all_done, timeout=60, interval=0.2)
+    runs, pids = intervals(tmp_path)
+    assert pids == {a.pid, b.pid}, "both processes ran keyed jobs"
+    assert sorted(runs) == customers and all(len(r) == 4 for r in runs.values())
+    for customer, spans in runs.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start >= end, f"two runs of {customer} overlapped"
+    everything = sorted((s, e, c) for c, spans in runs.items() for s, e in spans)
+    overlapping_keys = any(
+        s2 < e1 and c1 != c2
+        for (_, e1, c1), (s2, _, c2) in itertools.combinations(everything, 2)
+    )
+    assert overlapping_keys, "different keys ran at the same time"
