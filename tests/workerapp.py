@@ -94,3 +94,13 @@ async def keyed_nap(ctx: fnb.JobCtx, customer: str, seconds: float) -> int:
     with open(OUT / f"interval.{os.getpid()}", "a") as f:
         f.write(f"{customer} {start} {time.time()}\n")
     return os.getpid()
+
+
+@app.job(queue="default")
+async def user_token(ctx: fnb.JobCtx, user: str) -> bool:
+    """Try to take one token of the user's bucket (made from a template); note the answer."""
+    taken = await ctx.rate_limit.acquire(f"user:{user}", wait=False)
+    await asyncio.sleep(0.05)  # long enough that one process cannot take every job
+    with open(OUT / f"user_token.{os.getpid()}", "a") as f:
+        f.write(f"{user} {int(taken)}\n")
+    return taken

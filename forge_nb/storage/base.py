@@ -29,6 +29,7 @@ from forge_nb.storage.records import (
     ProcessRecord,
     QueueConfig,
     RateLimit,
+    RateLimitTemplate,
     ReapedJob,
     Schedule,
     ShippedCode,
@@ -316,9 +317,16 @@ class Storage(Protocol):
 
     # -- rate limits -------------------------------------------------------------------
     async def ensure_rate_limit(
-        self, scope: str, capacity: float, refill_per_second: float, now: float
+        self,
+        scope: str,
+        capacity: float,
+        refill_per_second: float,
+        now: float,
+        template: bool | None = None,
     ) -> RateLimit:
-        """Create a bucket (full) or update its capacity and refill rate."""
+        """Create a bucket (full) or update its capacity and refill rate. A scope with
+        ``*`` is a template (``template=True`` insists; one without ``*`` is a ValueError):
+        taking from a scope with no bucket makes one from the longest matching template."""
 
     async def take_tokens(self, scope: str, n: float, now: float) -> float:
         """Take ``n`` tokens if available; return 0.0 if taken, else seconds to wait.
@@ -330,7 +338,17 @@ class Storage(Protocol):
         """Empty the bucket and keep it empty until ``hold_until``."""
 
     async def rate_limits(self) -> list[RateLimit]:
-        """Every bucket."""
+        """Every bucket made by name (those made from templates: `busiest_rate_limits`)."""
+
+    async def rate_limit_templates(self) -> list[RateLimitTemplate]:
+        """Every rate-limit template, by pattern."""
+
+    async def busiest_rate_limits(self, limit: int = 20) -> list[RateLimit]:
+        """The live buckets made from templates that were used last."""
+
+    async def sweep_rate_limits(self, now: float, idle_before: float, limit: int = 1000) -> int:
+        """Delete up to ``limit`` template buckets unused since ``idle_before`` and full
+        again; how many went."""
 
     # -- metrics and retention ------------------------------------------------------------
     async def write_metrics(self, rows: Sequence[MetricRow]) -> None:

@@ -408,11 +408,21 @@ class SqlCore(FlowCore):
 
     # -- rate limits ---------------------------------------------------------------------
     async def ensure_rate_limit(
-        self, scope: str, capacity: float, refill_per_second: float, now: float
+        self,
+        scope: str,
+        capacity: float,
+        refill_per_second: float,
+        now: float,
+        template: bool | None = None,
     ) -> RateLimit:
-        """Create (full) or update a bucket (its tokens capped at the new capacity)."""
+        """Create (full) or update a bucket (its tokens capped at the new capacity); a
+        scope with ``*`` (or ``template=True``) is a template (`FlowCore`)."""
         check_name(scope, "rate limit scope")
         check_bucket(capacity, refill_per_second)
+        if template or (template is None and "*" in scope):
+            return await self._ensure_template(
+                scope, float(capacity), float(refill_per_second), now
+            )
         [found] = await self._change(
             "ensure_rate_limit", scope, float(capacity), float(refill_per_second), now
         )
@@ -425,7 +435,10 @@ class SqlCore(FlowCore):
         for _ in range(RACE_RETRIES):
             if await self._change("take_tokens", scope, n, now):
                 return 0.0
-            bucket = rules.bucket_of(await self._select_one("rate_limit", scope), scope)
+            found = await self._select_one("rate_limit", scope)
+            if found is None and await self._bucket_from_template(scope, now):
+                continue  # made from a template just now: take from it
+            bucket = rules.bucket_of(found, scope)
             wait = rules.tokens_wait(bucket, scope, n, now)
             if wait > 0.0:
                 return wait
@@ -434,7 +447,11 @@ class SqlCore(FlowCore):
 
     async def drain_rate_limit(self, scope: str, hold_until: float, now: float) -> None:
         """Empty the bucket; refilling starts at ``hold_until``."""
-        if not await self._change("drain_rate_limit", scope, hold_until):
+        if await self._change("drain_rate_limit", scope, hold_until):
+            return
+        if not await self._bucket_from_template(scope, now) or not await self._change(
+            "drain_rate_limit", scope, hold_until
+        ):
             raise UnknownRateLimit(f"unknown rate limit scope {scope!r}")
 
     async def rate_limits(self) -> list[RateLimit]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -86,3 +87,22 @@ def held(status: str, finished_at: float | None, hold_seconds: float, now: float
     if status in ("waiting", "pending", "running", "failed"):
         return True
     return finished_at is not None and finished_at + hold_seconds > now
+
+
+def check_template(pattern: str) -> str:
+    """A rate-limit template names its variable part with ``*`` (``"stripe:*"``)."""
+    if "*" not in pattern:
+        raise ValueError(f"a rate limit template needs a '*' (like 'stripe:*'), got {pattern!r}")
+    return pattern
+
+
+def template_for(scope: str, patterns: Sequence[str]) -> str | None:
+    """The longest pattern matching ``scope`` (``*``: any text, even none), or None."""
+    best = None
+    for pattern in patterns:
+        regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+        if re.fullmatch(regex, scope, flags=re.DOTALL) and (
+            best is None or len(pattern) > len(best)
+        ):
+            best = pattern
+    return best

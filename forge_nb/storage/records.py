@@ -386,6 +386,17 @@ class RateLimit:
     tokens: float
     updated_at: float
     held_until: float = 0.0
+    #: The template (``"stripe:*"``) this bucket was made from; None for one made by name.
+    template: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitTemplate:
+    """A pattern (``"stripe:*"``) that acquiring a matching scope makes a bucket from."""
+
+    pattern: str
+    capacity: float
+    refill_per_second: float
 
 
 @dataclass(slots=True)

@@ -164,7 +164,7 @@ def lease(row: Row) -> Lease:
 
 def rate_limit(row: Row) -> RateLimit:
     """(scope, capacity, refill_per_second, tokens, updated_at, held_until)."""
-    return RateLimit(row[0], row[1], row[2], row[3], row[4], row[5])
+    return RateLimit(row[0], row[1], row[2], row[3], row[4], row[5], *row[6:7])
 
 
 def encode_histogram(hist: dict[int, int]) -> str:

@@ -58,7 +58,36 @@ async def test_runs_of_one_key_never_overlap_across_two_processes(
             assert start >= end, f"two runs of {customer} overlapped"
     everything = sorted((s, e, c) for c, spans in runs.items() for s, e in spans)
     overlapping_keys = any(
-        s2 < e1 and c1 != c2
-        for (_, e1, c1), (s2, _, c2) in itertools.combinations(everything, 2)
+        s2 < e1 and c1 != c2 for (_, e1, c1), (s2, _, c2) in itertools.combinations(everything, 2)
     )
     assert overlapping_keys, "different keys ran at the same time"
+
+
+async def test_template_buckets_are_per_scope_and_hold_across_processes(
+    db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    async with fnb.App(db_url) as app:
+        await app.ensure_queue("default", workers=4)
+        await app.ensure_rate_limit("user:*", capacity=3, refill_per_second=0.001)
+        a, b = spawn_worker(db_url), spawn_worker(db_url)
+        await eventually(lambda: hosts_registered(app, 2), timeout=20)
+        user_token = app.job(kind="user_token")(lambda ctx, user: None)
+        await user_token.enqueue_many([(u,) for _ in range(10) for u in ("ann", "bob")])
+
+        async def all_done() -> bool:
+            return (await app.counts())["default"]["done"] == 20
+
+        await eventually(all_done, timeout=60, interval=0.2)
+        buckets = {r.scope: r for r in await app.busiest_rate_limits()}
+    taken: dict[str, int] = defaultdict(int)
+    pids = set()
+    for path in tmp_path.glob("user_token.*"):
+        pids.add(int(path.suffix[1:]))
+        for line in path.read_text().split("\n"):
+            if line:
+                user, ok = line.split()
+                taken[user] += int(ok)
+    assert dict(taken) == {"ann": 3, "bob": 3}, "each user's budget, once, across processes"
+    assert pids == {a.pid, b.pid}
+    assert sorted(buckets) == ["user:ann", "user:bob"]
+    assert all(r.template == "user:*" for r in buckets.values())

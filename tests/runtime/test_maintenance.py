@@ -45,6 +45,7 @@ def test_the_default_tasks_are_the_leaders_whole_housekeeping() -> None:
         "metrics purge",
         "metrics roll-up",
         "count folding",
+        "rate-limit sweep",
     ]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from forge_nb.errors import UnknownRateLimit
 from forge_nb.storage import Storage
 from forge_nb.storage.records import Finish
 from tests.storage.contract_support import (
@@ -165,3 +166,77 @@ async def test_bad_flow_options_are_clear_errors_that_write_nothing(
     with pytest.raises(ValueError, match=message):
         await storage.enqueue([new_job(), new_job(**flow)], NOW)
     await assert_nothing_stored(storage)
+
+
+# -- rate-limit templates ------------------------------------------------------------------------
+
+
+async def test_a_template_makes_one_bucket_per_scope(storage: Storage) -> None:
+    made = await storage.ensure_rate_limit("stripe:*", capacity=2, refill_per_second=1, now=NOW)
+    assert (made.scope, made.template, made.capacity) == ("stripe:*", "stripe:*", 2.0)
+    for scope in ("stripe:a", "stripe:b"):
+        assert await storage.take_tokens(scope, 1, NOW) == 0.0
+        assert await storage.take_tokens(scope, 1, NOW) == 0.0
+        assert await storage.take_tokens(scope, 1, NOW) > 0, "each scope has its own budget"
+    busiest = await storage.busiest_rate_limits()
+    assert sorted((b.scope, b.template, b.tokens) for b in busiest) == [
+        ("stripe:a", "stripe:*", at(0.0)),
+        ("stripe:b", "stripe:*", at(0.0)),
+    ]
+    assert await storage.rate_limits() == [], "template buckets are listed apart"
+    [template] = await storage.rate_limit_templates()
+    assert (template.pattern, template.capacity, template.refill_per_second) == (
+        "stripe:*",
+        2.0,
+        1.0,
+    )
+
+
+async def test_the_longest_matching_template_wins(storage: Storage) -> None:
+    await storage.ensure_rate_limit("api:*", capacity=1, refill_per_second=1, now=NOW)
+    await storage.ensure_rate_limit("api:slow:*", capacity=5, refill_per_second=1, now=NOW)
+    await storage.take_tokens("api:slow:x", 1, NOW)
+    await storage.take_tokens("api:fast", 1, NOW)
+    buckets = {b.scope: b for b in await storage.busiest_rate_limits()}
+    assert (buckets["api:slow:x"].template, buckets["api:slow:x"].capacity) == ("api:slow:*", 5)
+    assert (buckets["api:fast"].template, buckets["api:fast"].capacity) == ("api:*", 1)
+
+
+async def test_a_scope_without_bucket_or_template_is_still_unknown(storage: Storage) -> None:
+    await storage.ensure_rate_limit("stripe:*", capacity=2, refill_per_second=1, now=NOW)
+    with pytest.raises(UnknownRateLimit, match="paypal:x"):
+        await storage.take_tokens("paypal:x", 1, NOW)
+    with pytest.raises(UnknownRateLimit, match="paypal:x"):
+        await storage.drain_rate_limit("paypal:x", NOW + 5, NOW)
+    await storage.drain_rate_limit("stripe:new", NOW + 5, NOW)  # made from the template
+    assert await storage.take_tokens("stripe:new", 1, NOW + 1) > 0
+
+
+async def test_changing_a_template_retunes_its_live_buckets(storage: Storage) -> None:
+    await storage.ensure_rate_limit("u:*", capacity=10, refill_per_second=1, now=NOW)
+    await storage.take_tokens("u:1", 1, NOW)
+    await storage.ensure_rate_limit("u:*", capacity=3, refill_per_second=2, now=NOW)
+    [bucket] = await storage.busiest_rate_limits()
+    assert (bucket.capacity, bucket.refill_per_second, bucket.tokens) == (3, 2, at(3.0))
+
+
+async def test_idle_template_buckets_are_swept_once_full_again(storage: Storage) -> None:
+    await storage.ensure_rate_limit("u:*", capacity=2, refill_per_second=1, now=NOW)
+    await storage.ensure_rate_limit("named", capacity=2, refill_per_second=1, now=NOW)
+    await storage.take_tokens("u:idle", 2, NOW)
+    await storage.take_tokens("u:busy", 2, NOW + 100)
+    await storage.take_tokens("named", 2, NOW)
+    assert await storage.sweep_rate_limits(NOW + 1, NOW + 50) == 0, "u:idle is not full yet"
+    assert await storage.sweep_rate_limits(NOW + 101, NOW + 50) == 1
+    assert [b.scope for b in await storage.busiest_rate_limits()] == ["u:busy"]
+    assert [b.scope for b in await storage.rate_limits()] == ["named"], "named ones stay"
+    assert await storage.take_tokens("u:idle", 2, NOW + 102) == 0.0, "made anew, full"
+
+
+@pytest.mark.parametrize("scope", ["stripe", "stripe:x"])
+async def test_a_template_without_a_star_is_a_clear_error(storage: Storage, scope: str) -> None:
+    with pytest.raises(ValueError, match=r"needs a '\*'"):
+        await storage.ensure_rate_limit(
+            scope, capacity=1, refill_per_second=1, now=NOW, template=True
+        )
+    assert await storage.rate_limit_templates() == [] and await storage.rate_limits() == []

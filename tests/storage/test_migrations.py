@@ -338,6 +338,9 @@ def undo_flow_control(backend: str) -> list[str]:
             "DROP TABLE forge_nb_key_slots",
             "ALTER TABLE forge_nb_jobs DROP COLUMN expires_at",
             "ALTER TABLE forge_nb_jobs DROP COLUMN concurrency_key",
+            "DROP TABLE forge_nb_rate_limit_templates",
+            "DROP INDEX forge_nb_rate_limits_templated",
+            "ALTER TABLE forge_nb_rate_limits DROP COLUMN template",
         ]
     return [
         "DROP TRIGGER forge_nb_jobs_key_slot ON forge_nb_jobs",
@@ -346,6 +349,8 @@ def undo_flow_control(backend: str) -> list[str]:
         "DROP TABLE forge_nb_unique_holds",
         "DROP TABLE forge_nb_key_slots",
         "ALTER TABLE forge_nb_jobs DROP COLUMN expires_at, DROP COLUMN concurrency_key",
+        "DROP TABLE forge_nb_rate_limit_templates",
+        "ALTER TABLE forge_nb_rate_limits DROP COLUMN template",
     ]
 
 

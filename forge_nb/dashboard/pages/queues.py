@@ -17,8 +17,9 @@ from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.flags import FLAG_CSS, stranded_html
 from forge_nb.dashboard.format import css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Notice, Page, run_action
+from forge_nb.dashboard.rate_templates import templates_html
 from forge_nb.runtime.outcomes import backoff_delay
-from forge_nb.storage.records import STATUSES, QueueConfig, RateLimit
+from forge_nb.storage.records import STATUSES, QueueConfig, RateLimit, RateLimitTemplate
 
 PREVIEW_ATTEMPTS = 10
 HOUR = 3600.0
@@ -300,10 +301,12 @@ class QueuesPage(Page):
         )
         #: The token buckets the last `fetch` read (None until the tab was first shown).
         self.rate_limits: list[RateLimit] | None = None
+        self.templates: tuple[list[RateLimitTemplate], list[RateLimit]] = ([], [])
 
     async def fetch(self, snap: Tick) -> None:
         """Read the shared rate limits (shown under the queues)."""
         self.rate_limits = await self.ctx.source.rate_limits()
+        self.templates = await self.ctx.source.rate_limit_templates()
 
     def update(self, snap: Tick) -> None:
         """Add cards for new queues; refresh each; show the rate limits and the flags."""
@@ -311,7 +314,9 @@ class QueuesPage(Page):
         if flags != self.flags.object:
             self.flags.object = flags
         if self.rate_limits is not None:
-            html = rate_limits_html(self.rate_limits, snap.now)
+            html = rate_limits_html(self.rate_limits, snap.now) + templates_html(
+                *self.templates, snap.now
+            )
             if html != self.limits.object:
                 self.limits.object = html
         added = False

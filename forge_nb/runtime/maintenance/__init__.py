@@ -13,6 +13,7 @@ from forge_nb.runtime.maintenance.counts import CountFolding
 from forge_nb.runtime.maintenance.cron import CronFiring
 from forge_nb.runtime.maintenance.expiry import JobExpiry
 from forge_nb.runtime.maintenance.metrics import METRICS_RETENTION_S, MetricsPurge, MetricsRollUp
+from forge_nb.runtime.maintenance.rate_limit_sweep import RateLimitSweep
 from forge_nb.runtime.maintenance.retention import JobRetention
 
 
@@ -26,6 +27,7 @@ def default_tasks() -> list[MaintenanceTask]:
         MetricsPurge(),
         MetricsRollUp(),
         CountFolding(),
+        RateLimitSweep(),
     ]
 
 
@@ -39,5 +41,6 @@ __all__ = [
     "MaintenanceTask",
     "MetricsPurge",
     "MetricsRollUp",
+    "RateLimitSweep",
     "default_tasks",
 ]

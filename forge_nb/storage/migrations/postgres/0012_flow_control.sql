@@ -65,3 +65,16 @@ CREATE TRIGGER forge_nb_jobs_key_slot BEFORE UPDATE OF status ON forge_nb_jobs
 CREATE TRIGGER forge_nb_jobs_key_gone BEFORE DELETE ON forge_nb_jobs
     FOR EACH ROW WHEN (OLD.concurrency_key IS NOT NULL AND OLD.status = 'running')
     EXECUTE FUNCTION forge_nb_key_slot();
+
+-- Rate-limit templates: ensure_rate_limit("stripe:*", …) stores a pattern; acquiring a scope
+-- with no bucket makes one from the longest matching pattern (its row names the template).
+-- Idle buckets made from templates are swept once full again (nothing is lost: a bucket
+-- made anew starts full).
+CREATE TABLE forge_nb_rate_limit_templates (
+    pattern           text PRIMARY KEY,
+    capacity          float8 NOT NULL,
+    refill_per_second float8 NOT NULL
+);
+ALTER TABLE forge_nb_rate_limits ADD COLUMN template text;
+CREATE INDEX forge_nb_rate_limits_templated ON forge_nb_rate_limits (updated_at)
+    WHERE template IS NOT NULL;

@@ -48,3 +48,16 @@ WHEN old.concurrency_key IS NOT NULL AND old.status = 'running'
 BEGIN
     UPDATE forge_nb_key_slots SET running = max(0, running - 1) WHERE key = old.concurrency_key;
 END;
+
+-- Rate-limit templates: ensure_rate_limit("stripe:*", …) stores a pattern; acquiring a scope
+-- with no bucket makes one from the longest matching pattern (its row names the template).
+-- Idle buckets made from templates are swept once full again (nothing is lost: a bucket
+-- made anew starts full).
+CREATE TABLE forge_nb_rate_limit_templates (
+    pattern           TEXT PRIMARY KEY,
+    capacity          REAL NOT NULL,
+    refill_per_second REAL NOT NULL
+);
+ALTER TABLE forge_nb_rate_limits ADD COLUMN template TEXT;
+CREATE INDEX forge_nb_rate_limits_templated ON forge_nb_rate_limits (updated_at)
+    WHERE template IS NOT NULL;

@@ -352,7 +352,7 @@ RETURNING scope
 
 -- rate_limits --
 SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
-FROM forge_nb_rate_limits ORDER BY scope
+FROM forge_nb_rate_limits WHERE template IS NULL ORDER BY scope
 
 -- write_metrics --
 INSERT INTO forge_nb_metrics
@@ -681,3 +681,48 @@ SET status = 'dead', last_error = 'expired', last_traceback = NULL, finished_at 
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.queue
+
+
+-- ensure_rate_limit_template --
+INSERT INTO forge_nb_rate_limit_templates (pattern, capacity, refill_per_second)
+VALUES ($1, $2, $3)
+ON CONFLICT (pattern) DO UPDATE SET
+    capacity = excluded.capacity, refill_per_second = excluded.refill_per_second
+RETURNING pattern, capacity, refill_per_second
+
+-- retune_template_buckets --
+-- The live buckets made from template $1 take its new settings (tokens capped).
+UPDATE forge_nb_rate_limits
+SET capacity = $2, refill_per_second = $3, tokens = least(tokens, $2)
+WHERE template = $1
+
+-- rate_limit_templates --
+SELECT pattern, capacity, refill_per_second FROM forge_nb_rate_limit_templates ORDER BY pattern
+
+-- make_templated_bucket --
+-- Scope $1's bucket, full, made from template $5 (a concurrent maker may have won).
+INSERT INTO forge_nb_rate_limits (scope, capacity, refill_per_second, tokens, updated_at, template)
+VALUES ($1, $2, $3, $2, $4, $5)
+ON CONFLICT (scope) DO NOTHING
+
+-- sweep_template_buckets --
+-- Buckets made from templates, untouched since $2 and full again at $1 (at most $3):
+-- deleted, as a bucket made anew starts full. The conditions are re-checked on the row
+-- deleted, so a take that lands meanwhile keeps its bucket.
+DELETE FROM forge_nb_rate_limits
+WHERE template IS NOT NULL AND updated_at < $2 AND held_until <= $1
+  AND tokens + ($1 - updated_at) * refill_per_second >= capacity
+  AND scope IN (
+      SELECT scope FROM forge_nb_rate_limits
+      WHERE template IS NOT NULL AND updated_at < $2 AND held_until <= $1
+        AND tokens + ($1 - updated_at) * refill_per_second >= capacity
+      LIMIT $3
+  )
+RETURNING scope
+
+-- busiest_template_buckets --
+-- The live buckets made from templates that were used last (at most $1).
+SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until, template
+FROM forge_nb_rate_limits WHERE template IS NOT NULL
+ORDER BY updated_at DESC
+LIMIT $1
