@@ -205,6 +205,7 @@ class Queue(Struct, kw_only=True):
     backoff_jitter: bool | UnsetType = UNSET
     retain_done_seconds: float | UnsetType = UNSET
     retain_dead_seconds: float | UnsetType = UNSET
+    global_limit: int | UnsetType = UNSET
     counts: StatusCounts
 
 
@@ -378,6 +379,13 @@ class QueueSettings(Body, kw_only=True):
     backoff_jitter: bool | UnsetType = UNSET
     retain_done_seconds: Annotated[float, Meta(ge=0)] | UnsetType = UNSET
     retain_dead_seconds: Annotated[float, Meta(ge=0)] | UnsetType = UNSET
+    global_limit: (
+        Annotated[
+            int,
+            Meta(ge=0, le=10_000, description="most running jobs across all processes; 0: none"),
+        ]
+        | UnsetType
+    ) = UNSET
     base_seconds: (
         Annotated[float, Meta(gt=0, description="SPEC §4's name for backoff_base_seconds")]
         | UnsetType

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import StorageError
-from forge_nb.runtime import config_tick, lag_watch, liveness
+from forge_nb.runtime import config_tick, global_slots, lag_watch, liveness
 from forge_nb.runtime.flow import keyed
 from forge_nb.runtime.leader import Leader
 from forge_nb.runtime.liveness import DatabaseHealth
@@ -272,6 +272,8 @@ class QueueHandle:
         """After a finalize commit: metrics and in-process waiters."""
         now = time.time()
         for finish, rj in batch:
+            if rj is not None and rj.unsettled:
+                global_slots.settled(self.pools.get(rj.job.queue), rj)
             if finish.job_id not in finished or rj is None:
                 continue
             self.metrics.record_outcome(

@@ -205,6 +205,21 @@ class Storage(Protocol):
         """End up to ``limit`` jobs not started by their ``expires_at`` (``expires_in``):
         ``dead`` with error ``expired``; return how many. The claim never starts them."""
 
+    async def plan_queue_slots(
+        self, queue: str, host_id: str, limit: int, live_after: float
+    ) -> tuple[int, int, int]:
+        """``global_limit``: keep the queue's ``limit`` slot rows, free dead processes' once
+        their jobs were reaped; (this process's fair share, slots held, held under limit)."""
+
+    async def held_queue_slots(self, queue: str, host_id: str, limit: int) -> tuple[int, int]:
+        """(slots of ``queue`` the process holds, of which under ``limit``)."""
+
+    async def release_queue_slots(self, queue: str, host_id: str, n: int) -> None:
+        """Give back ``n`` of the process's slots of ``queue``."""
+
+    async def take_queue_slots(self, queue: str, host_id: str, n: int, limit: int) -> int:
+        """Take up to ``n`` free slots of ``queue`` under ``limit``; how many."""
+
     # -- queues ------------------------------------------------------------------
     async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
         """Create the queue if missing, then apply ``knobs``; return its config."""

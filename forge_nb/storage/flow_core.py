@@ -56,3 +56,38 @@ class FlowCore:
         """Delete up to ``limit`` template buckets unused since ``idle_before`` and full
         again (a bucket made anew starts full: nothing is lost); how many went."""
         return len(await self._change("sweep_template_buckets", now, idle_before, limit))
+
+    # -- global_limit: a queue's slots shared by its live processes ------------------------
+    async def plan_queue_slots(
+        self, queue: str, host_id: str, limit: int, live_after: float
+    ) -> tuple[int, int, int]:
+        """Make the queue's slot rows match ``limit``, free those of dead processes, and say
+        (this process's fair share, slots it holds, of which under the limit). Shares: the
+        limit split evenly over the live processes working the queue, the remainder to the
+        first ones by host id."""
+        await self._change("ensure_queue_slots", queue, limit)
+        await self._change("drop_extra_queue_slots", queue, limit)
+        await self._change("free_dead_queue_slots", queue, live_after)
+        hosts = sorted(
+            {r[0] for r in await self._select("live_queue_hosts", queue, live_after)} | {host_id}
+        )
+        index = hosts.index(host_id)
+        share = limit // len(hosts) + (1 if index < limit % len(hosts) else 0)
+        held, usable = await self.held_queue_slots(queue, host_id, limit)
+        return share, held, usable
+
+    async def held_queue_slots(self, queue: str, host_id: str, limit: int) -> tuple[int, int]:
+        """(slots of ``queue`` the process holds, of which under ``limit``)."""
+        [(held, usable)] = await self._select("held_queue_slots", queue, host_id, limit)
+        return int(held), int(usable)
+
+    async def release_queue_slots(self, queue: str, host_id: str, n: int) -> None:
+        """Give back ``n`` of the process's slots of ``queue`` (the highest first)."""
+        if n > 0:
+            await self._change("release_queue_slots", queue, host_id, n)
+
+    async def take_queue_slots(self, queue: str, host_id: str, n: int, limit: int) -> int:
+        """Take up to ``n`` free slots of ``queue`` under ``limit``; how many were taken."""
+        if n <= 0:
+            return 0
+        return len(await self._change("take_queue_slots", queue, host_id, n, limit))

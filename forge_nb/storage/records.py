@@ -255,6 +255,8 @@ class QueueConfig:
     backoff_jitter: bool = True
     retain_done_seconds: float = 86_400.0
     retain_dead_seconds: float = 604_800.0
+    #: Most running jobs of the queue across every process (0: no such limit).
+    global_limit: int = 0
 
     @property
     def base_seconds(self) -> float:
@@ -282,6 +284,7 @@ QUEUE_KNOBS: dict[str, type] = {
     "backoff_jitter": bool,
     "retain_done_seconds": float,
     "retain_dead_seconds": float,
+    "global_limit": int,
 }
 
 #: SPEC §4's names for the backoff knobs, each accepted for the stored (prefixed) name.

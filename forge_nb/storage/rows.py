@@ -114,6 +114,7 @@ def queue_config(row: Row) -> QueueConfig:
         backoff_jitter=bool(row[6]),
         retain_done_seconds=row[7],
         retain_dead_seconds=row[8],
+        global_limit=row[9],
     )
 
 

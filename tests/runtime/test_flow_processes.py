@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import signal
 from collections import defaultdict
 from pathlib import Path
 
@@ -91,3 +93,48 @@ async def test_template_buckets_are_per_scope_and_hold_across_processes(
     assert pids == {a.pid, b.pid}
     assert sorted(buckets) == ["user:ann", "user:bob"]
     assert all(r.template == "user:*" for r in buckets.values())
+
+
+async def test_global_limit_holds_across_three_processes_and_rebalances_when_one_dies(
+    db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    limit = 4
+    async with fnb.App(db_url) as app:
+        await app.ensure_queue("default", workers=8)
+        await app.set_queue_config("default", global_limit=limit)
+        workers = [spawn_worker(db_url) for _ in range(3)]
+        await eventually(lambda: hosts_registered(app, 3), timeout=30)
+        nap = app.job(kind="nap")(lambda ctx, seconds: None)
+        await nap.enqueue_many([(0.3,) for _ in range(60)])
+        storage = await app.storage()
+        peak = 0
+
+        async def sample_until(done: int) -> None:
+            nonlocal peak
+            while True:
+                counts = (await app.counts())["default"]
+                peak = max(peak, counts["running"])
+                assert counts["running"] <= limit, counts
+                if counts["done"] >= done:
+                    return
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(sample_until(15), 60)
+        assert peak == limit, "the limit is used, not only respected"
+        hosts = {p.host_id: p.pid for p in await app.processes()}
+        held = {h: (await storage.held_queue_slots("default", h, limit))[1] for h in hosts}
+        assert sorted(held.values()) == [1, 1, 2], f"fair shares of 4 among 3: {held}"
+        workers[0].send_signal(signal.SIGKILL)
+        dead_host = next(h for h, pid in hosts.items() if pid == workers[0].pid)
+
+        async def rebalanced() -> bool:
+            shares = [
+                (await storage.held_queue_slots("default", h, limit))[1]
+                for h in hosts
+                if h != dead_host
+            ]
+            return sorted(shares) == [2, 2]
+
+        await asyncio.wait_for(sample_until(0), 5)
+        await eventually(rebalanced, timeout=30, interval=0.1)
+        await asyncio.wait_for(sample_until(60), 90)

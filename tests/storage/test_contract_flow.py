@@ -240,3 +240,58 @@ async def test_a_template_without_a_star_is_a_clear_error(storage: Storage, scop
             scope, capacity=1, refill_per_second=1, now=NOW, template=True
         )
     assert await storage.rate_limit_templates() == [] and await storage.rate_limits() == []
+
+
+# -- global_limit slots ---------------------------------------------------------------------------
+
+
+async def _live(storage: Storage, *hosts: str, queue: str = "q") -> None:
+    from datetime import UTC, datetime
+
+    from forge_nb.storage.records import ProcessRecord
+
+    at_now = datetime.fromtimestamp(NOW, UTC)
+    await storage.register_processes(
+        [ProcessRecord(f"{queue}-0-{h}", h, "box", 1, queue, None, at_now, at_now) for h in hosts]
+    )
+
+
+async def test_slots_split_fairly_and_never_twice(storage: Storage) -> None:
+    await storage.ensure_queue("q", global_limit=5)
+    await _live(storage, "h1", "h2")
+    assert await storage.plan_queue_slots("q", "h1", 5, NOW - 1) == (3, 0, 0)
+    assert await storage.take_queue_slots("q", "h1", 3, 5) == 3
+    assert await storage.plan_queue_slots("q", "h2", 5, NOW - 1) == (2, 0, 0)
+    assert await storage.take_queue_slots("q", "h2", 9, 5) == 2, "only the free ones"
+    await _live(storage, "h3")
+    share, held, usable = await storage.plan_queue_slots("q", "h1", 5, NOW - 1)
+    assert (share, held, usable) == (2, 3, 3)
+    await storage.release_queue_slots("q", "h1", 1)
+    assert await storage.held_queue_slots("q", "h1", 5) == (2, 2)
+    assert await storage.take_queue_slots("q", "h3", 1, 5) == 1
+    assert await storage.take_queue_slots("q", "h3", 1, 5) == 0
+
+
+async def test_a_dead_process_frees_its_slots_once_its_jobs_are_reaped(storage: Storage) -> None:
+    await storage.ensure_queue("q", global_limit=2)
+    await _live(storage, "h1")
+    await storage.plan_queue_slots("q", "h1", 2, NOW - 1)
+    assert await storage.take_queue_slots("q", "h1", 2, 2) == 2
+    await storage.enqueue([new_job()], NOW)
+    await storage.claim("q", "h1", 1, NOW)
+    # h1 stops heartbeating: its slots stay taken while its job still runs
+    await storage.plan_queue_slots("q", "h2", 2, NOW + 100)
+    assert await storage.take_queue_slots("q", "h2", 2, 2) == 0
+    await storage.reap(NOW + 100, NOW + 50)
+    await storage.plan_queue_slots("q", "h2", 2, NOW + 100)
+    assert await storage.take_queue_slots("q", "h2", 2, 2) == 2
+
+
+async def test_a_lower_limit_drops_free_slots_and_stops_counting_the_rest(
+    storage: Storage,
+) -> None:
+    await storage.ensure_queue("q", global_limit=4)
+    await _live(storage, "h1")
+    await storage.plan_queue_slots("q", "h1", 4, NOW - 1)
+    assert await storage.take_queue_slots("q", "h1", 2, 4) == 2
+    assert await storage.plan_queue_slots("q", "h1", 1, NOW - 1) == (1, 2, 1)

@@ -341,6 +341,8 @@ def undo_flow_control(backend: str) -> list[str]:
             "DROP TABLE forge_nb_rate_limit_templates",
             "DROP INDEX forge_nb_rate_limits_templated",
             "ALTER TABLE forge_nb_rate_limits DROP COLUMN template",
+            "DROP TABLE forge_nb_queue_slots",
+            "ALTER TABLE forge_nb_queues DROP COLUMN global_limit",
         ]
     return [
         "DROP TRIGGER forge_nb_jobs_key_slot ON forge_nb_jobs",
@@ -351,6 +353,8 @@ def undo_flow_control(backend: str) -> list[str]:
         "ALTER TABLE forge_nb_jobs DROP COLUMN expires_at, DROP COLUMN concurrency_key",
         "DROP TABLE forge_nb_rate_limit_templates",
         "ALTER TABLE forge_nb_rate_limits DROP COLUMN template",
+        "DROP TABLE forge_nb_queue_slots",
+        "ALTER TABLE forge_nb_queues DROP COLUMN global_limit",
     ]
 
 

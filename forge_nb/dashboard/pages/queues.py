@@ -49,6 +49,15 @@ class QueueEditor:
             css_classes=[f"fnb-workers-{slug}", "fnb-workers"],
         )
 
+        self.global_limit = pn.widgets.IntInput(
+            name="global limit (all processes; 0: none)",
+            start=0,
+            end=10_000,
+            width=230,
+            disabled=disabled,
+            css_classes=[f"fnb-global-limit-{slug}", "fnb-global-limit"],
+        )
+
         def number(name: str, step: float, width: int) -> Any:
             """A form field that takes a number of zero or more."""
             return pn.widgets.FloatInput(
@@ -85,8 +94,9 @@ class QueueEditor:
             self.base,
             self.max,
             self.jitter,
+            self.global_limit,
         ]
-        for widget in self.form[3:]:
+        for widget in self.form[3:-1]:
             widget.param.watch(lambda _e: self._redraw_preview(), "value")
         controls: list[Any] = []
         if not ctx.read_only:
@@ -111,7 +121,7 @@ class QueueEditor:
         self.card = pn.Card(
             self.state,
             self.flags,
-            pn.Row(self.workers, self.retain_done, self.retain_dead, *controls),
+            pn.Row(self.workers, self.global_limit, self.retain_done, self.retain_dead, *controls),
             pn.Row(self.backoff_enabled, self.base, self.max, self.jitter),
             self.notice.pane,
             self.schedule_text,
@@ -133,6 +143,7 @@ class QueueEditor:
         self.base.value = config.backoff_base_seconds
         self.max.value = config.backoff_max_seconds
         self.jitter.value = config.backoff_jitter
+        self.global_limit.value = config.global_limit
 
     def form_config(self, base: QueueConfig) -> QueueConfig:
         """``base`` with the form's values."""
@@ -145,6 +156,7 @@ class QueueEditor:
             backoff_base_seconds=float(self.base.value or 0),
             backoff_max_seconds=float(self.max.value or 0),
             backoff_jitter=bool(self.jitter.value),
+            global_limit=int(self.global_limit.value or 0),
         )
 
     def dirty(self) -> bool:
@@ -213,6 +225,7 @@ class QueueEditor:
                 "backoff_base_seconds",
                 "backoff_max_seconds",
                 "backoff_jitter",
+                "global_limit",
             )
             if getattr(wanted, field) != getattr(_rounded(base), field)
         }

@@ -61,3 +61,15 @@ CREATE TABLE forge_nb_rate_limit_templates (
 ALTER TABLE forge_nb_rate_limits ADD COLUMN template TEXT;
 CREATE INDEX forge_nb_rate_limits_templated ON forge_nb_rate_limits (updated_at)
     WHERE template IS NOT NULL;
+
+-- global_limit: at most that many running jobs of the queue across every process (0: no
+-- limit). The queue's slots are rows here; a process runs at most as many jobs as it holds
+-- slots, takes free ones up to its fair share, gives back what it does not use, and a dead
+-- process's slots are freed once its running jobs were reaped.
+ALTER TABLE forge_nb_queues ADD COLUMN global_limit INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE forge_nb_queue_slots (
+    queue  TEXT NOT NULL,
+    slot   INTEGER NOT NULL,
+    holder TEXT,
+    PRIMARY KEY (queue, slot)
+);

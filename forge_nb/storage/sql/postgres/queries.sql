@@ -220,12 +220,12 @@ INSERT INTO forge_nb_queues (name) VALUES ($1) ON CONFLICT DO NOTHING
 
 -- queue_config --
 SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
-       backoff_jitter, retain_done_seconds, retain_dead_seconds
+       backoff_jitter, retain_done_seconds, retain_dead_seconds, global_limit
 FROM forge_nb_queues WHERE name = $1
 
 -- queue_configs --
 SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
-       backoff_jitter, retain_done_seconds, retain_dead_seconds
+       backoff_jitter, retain_done_seconds, retain_dead_seconds, global_limit
 FROM forge_nb_queues ORDER BY name
 
 -- register_process --
@@ -726,3 +726,68 @@ SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until, templ
 FROM forge_nb_rate_limits WHERE template IS NOT NULL
 ORDER BY updated_at DESC
 LIMIT $1
+
+-- ensure_queue_slots --
+-- Slot rows 0 … $2-1 of queue $1 (global_limit).
+WITH RECURSIVE s (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < $2)
+INSERT INTO forge_nb_queue_slots (queue, slot)
+SELECT $1, n FROM s
+ON CONFLICT DO NOTHING
+
+-- drop_extra_queue_slots --
+-- Free slot rows at or above the limit $2 (it went down).
+DELETE FROM forge_nb_queue_slots WHERE queue = $1 AND slot >= $2 AND holder IS NULL
+
+-- free_dead_queue_slots --
+-- Slots of processes with no slot row heartbeating since $2, once none of their jobs of
+-- the queue is running any more (the reaper took them back): free for the living.
+UPDATE forge_nb_queue_slots
+SET holder = NULL
+WHERE queue = $1 AND holder IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM forge_nb_processes AS p
+      WHERE p.host_id = forge_nb_queue_slots.holder AND p.last_heartbeat >= $2)
+  AND NOT EXISTS (
+      SELECT 1 FROM forge_nb_jobs AS j
+      WHERE j.status = 'running' AND j.claimed_by = forge_nb_queue_slots.holder
+        AND j.queue = $1)
+
+-- live_queue_hosts --
+-- The processes working queue $1 that heartbeated since $2: who shares its slots.
+SELECT DISTINCT host_id FROM forge_nb_processes
+WHERE queue = $1 AND last_heartbeat >= $2
+ORDER BY host_id
+
+-- held_queue_slots --
+-- How many of queue $1's slots process $2 holds: all, and those under the limit $3.
+SELECT count(*), coalesce(sum(CASE WHEN slot < $3 THEN 1 ELSE 0 END), 0)
+FROM forge_nb_queue_slots WHERE queue = $1 AND holder = $2
+
+-- release_queue_slots --
+-- Process $2 gives back $3 of its slots of queue $1, the highest first.
+WITH picked AS MATERIALIZED (
+    SELECT slot FROM forge_nb_queue_slots
+    WHERE queue = $1 AND holder = $2
+    ORDER BY slot DESC
+    LIMIT $3
+)
+UPDATE forge_nb_queue_slots AS s
+SET holder = NULL
+FROM picked
+WHERE s.queue = $1 AND s.slot = picked.slot AND s.holder = $2
+
+-- take_queue_slots --
+-- Process $2 takes up to $3 free slots of queue $1 under the limit $4 (rows another process
+-- is taking are skipped); the outer check keeps a slot another process took meanwhile.
+WITH picked AS MATERIALIZED (
+    SELECT slot FROM forge_nb_queue_slots
+    WHERE queue = $1 AND holder IS NULL AND slot < $4
+    ORDER BY slot
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE forge_nb_queue_slots AS s
+SET holder = $2
+FROM picked
+WHERE s.queue = $1 AND s.slot = picked.slot AND s.holder IS NULL
+RETURNING s.slot
