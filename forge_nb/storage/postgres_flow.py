@@ -67,5 +67,6 @@ async def apply_flow(conn: Any, job_id: int, key: str | None, flow: Flow) -> Non
         await conn.execute(Q["set_job_flow"], job_id, flow.expires_at, flow.concurrency_key)
     if flow.concurrency_key is not None:
         await conn.execute(Q["ensure_key_slot"], flow.concurrency_key, flow.key_limit)
+        await conn.execute(Q["retune_key_slot"], flow.concurrency_key, flow.key_limit)
     if flow.unique_for is not None:
         await conn.execute(Q["set_unique_hold"], key, job_id, flow.unique_for)

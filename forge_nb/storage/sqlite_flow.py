@@ -70,5 +70,6 @@ def apply_flow(c: sqlite3.Connection, job_id: Any, key: str | None, flow: Flow) 
         c.execute(Q["set_job_flow"], (job_id, flow.expires_at, flow.concurrency_key))
     if flow.concurrency_key is not None:
         c.execute(Q["ensure_key_slot"], (flow.concurrency_key, flow.key_limit))
+        c.execute(Q["retune_key_slot"], (flow.concurrency_key, flow.key_limit))
     if flow.unique_for is not None:
         c.execute(Q["set_unique_hold"], (key, job_id, flow.unique_for))

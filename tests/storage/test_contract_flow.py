@@ -295,3 +295,11 @@ async def test_a_lower_limit_drops_free_slots_and_stops_counting_the_rest(
     await storage.plan_queue_slots("q", "h1", 4, NOW - 1)
     assert await storage.take_queue_slots("q", "h1", 2, 4) == 2
     assert await storage.plan_queue_slots("q", "h1", 1, NOW - 1) == (1, 2, 1)
+
+
+async def test_a_new_key_limit_applies_from_the_next_start(storage: Storage) -> None:
+    jobs = [new_job(concurrency_key="a", key_limit=1) for _ in range(2)]
+    ids = [r.id for r in await storage.enqueue(jobs, NOW)]
+    assert [j.id for j in await storage.claim("q", HOST, 10, NOW)] == [ids[0]]
+    await storage.enqueue([new_job(concurrency_key="a", key_limit=3)], NOW)
+    assert len(await storage.claim("q", HOST, 10, NOW)) == 2, "limit 3 now: two more start"

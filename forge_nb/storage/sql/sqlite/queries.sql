@@ -536,10 +536,14 @@ ON CONFLICT (unique_key) DO UPDATE SET job_id = excluded.job_id, hold_seconds = 
 UPDATE forge_nb_jobs SET expires_at = ?2, concurrency_key = ?3 WHERE id = ?1
 
 -- ensure_key_slot --
--- A concurrency key's slot row; a changed limit applies from the next start.
+-- A concurrency key's slot row (an existing row is left alone: not even locked, so an
+-- enqueue never waits for a claim or finish of the key, nor they for it).
 INSERT INTO forge_nb_key_slots (key, key_limit) VALUES (?1, ?2)
-ON CONFLICT (key) DO UPDATE SET key_limit = excluded.key_limit
-WHERE forge_nb_key_slots.key_limit <> excluded.key_limit
+ON CONFLICT (key) DO NOTHING
+
+-- retune_key_slot --
+-- A changed limit applies from the next start (the row is written only when it changes).
+UPDATE forge_nb_key_slots SET key_limit = ?2 WHERE key = ?1 AND key_limit <> ?2
 
 -- replace_pending --
 -- on_conflict="replace": the pending holder of a key takes the new payload and run time.
