@@ -31,8 +31,8 @@ async def rebalance(pool: QueuePool) -> None:
         pool.global_cap = 0  # run nothing until slots are held
     live_after = time.time() - pool.handle.app.stale_after
     share, held, usable = await storage.plan_queue_slots(pool.name, host, limit, live_after)
-    if pool.stopping:
-        share = 0
+    # A process never holds more slots than it can use (its per-process ``workers``).
+    share = 0 if pool.stopping else min(share, pool.config.workers)
     if held > share:
         # Above its share: claim no more than the share from now on (first here, then in
         # the database), and give back the slots no running job uses.

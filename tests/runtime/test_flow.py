@@ -173,3 +173,26 @@ def test_each_kinds_policy_is_described_for_the_dashboard(tmp_path: object) -> N
     assert rows["sync"]["policy"] == "backoff backoff_by_attempt"
     assert rows["sync"]["per process"] == 2 and rows["plain"]["policy"] == ""
     assert all(set(row) == set(KIND_COLUMNS) for row in rows.values())
+
+
+async def test_a_process_holds_no_more_global_slots_than_its_workers(app: fnb.App) -> None:
+    @app.job
+    async def work(ctx: fnb.JobCtx) -> None: ...
+
+    await app.ensure_queue("default", workers=1, global_limit=3)
+    handle = await app.start()
+    storage = await app.storage()
+    assert await storage.held_queue_slots("default", handle.host_id, 3) == (1, 1)
+    await app.set_queue_config("default", workers=2)
+
+    async def two() -> bool:
+        return await storage.held_queue_slots("default", handle.host_id, 3) == (2, 2)
+
+    await eventually(two)
+    await app.set_queue_config("default", global_limit=0)
+
+    async def none() -> bool:
+        return await storage.held_queue_slots("default", handle.host_id, 3) == (0, 0)
+
+    await eventually(none)
+    assert handle.pools["default"].global_cap is None
