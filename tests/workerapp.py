@@ -84,3 +84,23 @@ async def stall_first(ctx: fnb.JobCtx) -> int:
     if ctx.attempt == 1:
         await asyncio.sleep(3600)
     return os.getpid()
+
+
+@app.job(queue="default", concurrency_key="customer", key_limit=1)
+async def keyed_nap(ctx: fnb.JobCtx, customer: str, seconds: float) -> int:
+    """One run per customer at a time, cluster-wide: note the run's interval."""
+    start = time.time()
+    await asyncio.sleep(seconds)
+    with open(OUT / f"interval.{os.getpid()}", "a") as f:
+        f.write(f"{customer} {start} {time.time()}\n")
+    return os.getpid()
+
+
+@app.job(queue="default")
+async def user_token(ctx: fnb.JobCtx, user: str) -> bool:
+    """Try to take one token of the user's bucket (made from a template); note the answer."""
+    taken = await ctx.rate_limit.acquire(f"user:{user}", wait=False)
+    await asyncio.sleep(0.05)  # long enough that one process cannot take every job
+    with open(OUT / f"user_token.{os.getpid()}", "a") as f:
+        f.write(f"{user} {int(taken)}\n")
+    return taken

@@ -15,7 +15,13 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from forge_nb.api.convert import BadInput
-from forge_nb.storage.records import METRIC_COUNTERS, QUEUE_KNOBS, STATUSES, Status
+from forge_nb.storage.records import (
+    METRIC_COUNTERS,
+    QUEUE_KNOB_ALIASES,
+    QUEUE_KNOBS,
+    STATUSES,
+    Status,
+)
 from forge_nb.storage.validation import MAX_DELAY_S, MAX_NAME_LENGTH, MAX_TIMESTAMP
 
 PERCENTILES = tuple(f"{p}_p{q}" for p in ("processing", "e2e") for q in (50, 95, 99))
@@ -199,6 +205,7 @@ class Queue(Struct, kw_only=True):
     backoff_jitter: bool | UnsetType = UNSET
     retain_done_seconds: float | UnsetType = UNSET
     retain_dead_seconds: float | UnsetType = UNSET
+    global_limit: int | UnsetType = UNSET
     counts: StatusCounts
 
 
@@ -372,6 +379,24 @@ class QueueSettings(Body, kw_only=True):
     backoff_jitter: bool | UnsetType = UNSET
     retain_done_seconds: Annotated[float, Meta(ge=0)] | UnsetType = UNSET
     retain_dead_seconds: Annotated[float, Meta(ge=0)] | UnsetType = UNSET
+    global_limit: (
+        Annotated[
+            int,
+            Meta(ge=0, le=10_000, description="most running jobs across all processes; 0: none"),
+        ]
+        | UnsetType
+    ) = UNSET
+    base_seconds: (
+        Annotated[float, Meta(gt=0, description="SPEC §4's name for backoff_base_seconds")]
+        | UnsetType
+    ) = UNSET
+    max_seconds: (
+        Annotated[float, Meta(ge=0, description="SPEC §4's name for backoff_max_seconds")]
+        | UnsetType
+    ) = UNSET
+    jitter: Annotated[bool, Meta(description="SPEC §4's name for backoff_jitter")] | UnsetType = (
+        UNSET
+    )
 
 
 class ScheduleChanges(Body, kw_only=True):
@@ -386,7 +411,9 @@ class ScheduleChanges(Body, kw_only=True):
 
 
 # The records these mirror are defined by the storage: a field added there must come here.
-assert set(QueueSettings.__struct_fields__) == set(QUEUE_KNOBS), "QueueSettings != QUEUE_KNOBS"
+assert set(QueueSettings.__struct_fields__) == {*QUEUE_KNOBS, *QUEUE_KNOB_ALIASES}, (
+    "QueueSettings != QUEUE_KNOBS"
+)
 assert StatusCounts.__struct_fields__ == STATUSES, "StatusCounts != STATUSES"
 assert set(MetricBucket.__struct_fields__) == {"minute", "queue", *METRIC_COUNTERS, *PERCENTILES}
 

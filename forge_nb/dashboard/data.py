@@ -24,6 +24,7 @@ from forge_nb.storage.records import (
     ProcessRecord,
     QueueConfig,
     RateLimit,
+    RateLimitTemplate,
     Schedule,
     StrandedKind,
 )
@@ -131,6 +132,15 @@ class SnapshotSource:
     async def rate_limits(self) -> list[RateLimit]:
         """Token buckets."""
         return await self.cached(("rate_limits",), self.app.rate_limits)
+
+    async def rate_limit_templates(self) -> tuple[list[RateLimitTemplate], list[RateLimit]]:
+        """Rate-limit templates and the live buckets made from them that were used last."""
+
+        async def read() -> tuple[list[RateLimitTemplate], list[RateLimit]]:
+            templates = await self.app.rate_limit_templates()
+            return templates, (await self.app.busiest_rate_limits(20) if templates else [])
+
+        return await self.cached(("rate_limit_templates",), read)
 
     async def metric_rows(
         self,

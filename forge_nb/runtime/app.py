@@ -19,6 +19,7 @@ from forge_nb.runtime.app_reading import Reading, epoch_seconds
 from forge_nb.runtime.app_scheduling import Scheduling
 from forge_nb.runtime.app_shipping import CodeShipping
 from forge_nb.runtime.app_workflows import Workflows
+from forge_nb.runtime.flow import flow_fields, kind_policy
 from forge_nb.runtime.handlers import (
     Handler,
     HandlerRegistry,
@@ -388,6 +389,10 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         timeout: float | None = None,
         priority: int = 0,
         executor: str | None = None,
+        concurrency_key: str | Callable[..., Any] | None = None,
+        key_limit: int | None = None,
+        retry_on: Any = None,
+        backoff: Callable[[int], float] | None = None,
     ) -> Any:
         """Register a function as a job kind (``@app.job`` or ``@app.job(queue=…)``).
 
@@ -412,6 +417,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
                 timeout=timeout,
                 priority=priority,
                 executor=executor,
+                policy=kind_policy(concurrency_key, key_limit, retry_on, backoff),
             )
             self.handlers.add(handler)
             return JobFunction(self, func, handler, {})
@@ -483,6 +489,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
             unique_key=request.unique_key,
             code_version=self._shipped_versions.get(request.kind),
             depends_on=dependency_ids(request.depends_on),
+            **flow_fields(request, handler, payload),
         )
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------

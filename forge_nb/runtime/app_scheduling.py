@@ -11,7 +11,7 @@ from forge_nb.runtime.context import RateLimiter
 from forge_nb.runtime.maintenance.metrics import purge_old_metrics, roll_up_metrics
 from forge_nb.runtime.maintenance.retention import purge_expired_jobs
 from forge_nb.runtime.refs import EnqueueRequest, JobRef
-from forge_nb.storage.records import Lease, RateLimit, Schedule
+from forge_nb.storage.records import Lease, RateLimit, RateLimitTemplate, Schedule
 from forge_nb.storage.validation import check_name
 
 if TYPE_CHECKING:
@@ -94,16 +94,31 @@ class Scheduling:
 
     # -- rate limits ---------------------------------------------------------------------------
     async def ensure_rate_limit(
-        self, scope: str, capacity: float, refill_per_second: float
+        self,
+        scope: str,
+        capacity: float,
+        refill_per_second: float,
+        *,
+        template: bool | None = None,
     ) -> RateLimit:
-        """Create or resize a cluster-wide token bucket (idempotent)."""
+        """Create or resize a cluster-wide token bucket (idempotent). A scope with ``*``
+        (``"stripe:*"``) is a template: ``acquire("stripe:42")`` makes that scope's bucket
+        from the longest matching one (``template=True`` insists on a ``*``)."""
         return await (await self.storage()).ensure_rate_limit(
-            scope, capacity, refill_per_second, time.time()
+            scope, capacity, refill_per_second, time.time(), template=template
         )
 
     async def rate_limits(self) -> list[RateLimit]:
-        """Every bucket."""
+        """Every bucket made by name (buckets made from templates: `busiest_rate_limits`)."""
         return await (await self.storage()).rate_limits()
+
+    async def rate_limit_templates(self) -> list[RateLimitTemplate]:
+        """Every rate-limit template."""
+        return await (await self.storage()).rate_limit_templates()
+
+    async def busiest_rate_limits(self, limit: int = 20) -> list[RateLimit]:
+        """The live buckets made from templates that were used last (idle ones are swept)."""
+        return await (await self.storage()).busiest_rate_limits(limit)
 
     async def rate_limiter(self) -> RateLimiter:
         """The same limiter handlers get as ``ctx.rate_limit``, for use outside jobs."""

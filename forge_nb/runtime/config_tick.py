@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from forge_nb.errors import StorageError
+from forge_nb.runtime import global_slots
 
 if TYPE_CHECKING:
     from forge_nb.runtime.queue_handle import QueueHandle
@@ -20,6 +21,7 @@ async def tick(handle: QueueHandle) -> None:
         if pool is not None:
             if pool.config != config:
                 await pool.apply_config(config)
+            await global_slots.rebalance(pool)
         elif handle.app.works_queue(config.name) and not handle.stopping:
             await handle.add_pool(config)
     await handle.refresh_shipped_code()

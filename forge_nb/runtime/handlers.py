@@ -14,6 +14,7 @@ from forge_nb.storage.validation import check_name
 if TYPE_CHECKING:
     from forge_nb.runtime.app import App
     from forge_nb.runtime.context import JobCtx
+    from forge_nb.runtime.flow import KindPolicy
     from forge_nb.runtime.refs import JobRef
 
 
@@ -56,6 +57,8 @@ class Handler:
     takes_ctx: bool = False
     #: A class-based handler's object (what shipped code pickles for it).
     instance: Any = None
+    #: Flow control: per-key limit, retry_on, backoff (`forge_nb.runtime.flow`).
+    policy: KindPolicy | None = None
 
 
 #: Kinds under this prefix are forge-nb's own (``forge_nb.echo``): built-ins, not user jobs.
@@ -228,6 +231,9 @@ class JobFunction:
         self,
         *,
         delay: float | None = None,
+        expires_in: float | None = None,
+        unique_for: float | None = None,
+        on_conflict: str | None = None,
         priority: int | None = None,
         unique_key: str | None = None,
         queue: str | None = None,
@@ -236,7 +242,8 @@ class JobFunction:
         depends_on: Any = None,
     ) -> JobFunction:
         """A copy that enqueues with these options: ``fn.options(delay=30).enqueue(...)``;
-        ``depends_on=[ref, ...]`` makes the job wait until those jobs are done."""
+        ``depends_on=[ref, ...]`` makes the job wait until those jobs are done; flow control
+        (SPEC §9.3): ``expires_in``, ``unique_for``, ``on_conflict="replace"``."""
         given = {
             "delay": delay,
             "priority": priority,
@@ -245,6 +252,9 @@ class JobFunction:
             "max_attempts": max_attempts,
             "scheduled_at": scheduled_at,
             "depends_on": depends_on,
+            "expires_in": expires_in,
+            "unique_for": unique_for,
+            "on_conflict": on_conflict,
         }
         merged = {**self._options, **{k: v for k, v in given.items() if v is not None}}
         return JobFunction(self.app, self.fn, self._handler, merged)
@@ -323,6 +333,7 @@ def handler_for_function(
     timeout: float | None,
     priority: int,
     executor: str | None = None,
+    policy: KindPolicy | None = None,
 ) -> Handler:
     """Wrap a plain (async or sync) function as a `Handler`."""
     if not callable(fn):
@@ -364,6 +375,7 @@ def handler_for_function(
         priority=priority,
         check_payload=check_payload,
         executor=executor,
+        policy=policy,
         target=fn,
         takes_ctx=takes_ctx,
     )

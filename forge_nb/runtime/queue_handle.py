@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import StorageError
-from forge_nb.runtime import config_tick, lag_watch, liveness
+from forge_nb.runtime import config_tick, global_slots, lag_watch, liveness
+from forge_nb.runtime.flow import keyed
 from forge_nb.runtime.leader import Leader
 from forge_nb.runtime.liveness import DatabaseHealth
 from forge_nb.runtime.metrics import MetricsRecorder
@@ -271,6 +272,8 @@ class QueueHandle:
         """After a finalize commit: metrics and in-process waiters."""
         now = time.time()
         for finish, rj in batch:
+            if rj is not None and rj.unsettled:
+                global_slots.settled(self.pools.get(rj.job.queue), rj)
             if finish.job_id not in finished or rj is None:
                 continue
             self.metrics.record_outcome(
@@ -278,6 +281,8 @@ class QueueHandle:
             )
             if finish.status in ("done", "dead"):
                 self.app._job_finished(finish.job_id)
+            if keyed(rj.handler) and (pool := self.pools.get(rj.job.queue)) is not None:
+                pool.wake()  # its key's slot is free only now, committed: claim again
 
     def cancel_local(self, job_id: str) -> bool:
         """Fire a running job's cancel token (and cancel its task) if it runs here."""

@@ -36,6 +36,13 @@ class EnqueueRequest:
     max_attempts: int | None = None
     #: Jobs (`JobRef` or id) that must be done first: the job waits until then (SPEC §9.2).
     depends_on: Sequence[JobRef | str] = ()
+    #: Flow control (SPEC §9.3): not started within this many seconds → dead "expired".
+    expires_in: float | timedelta | None = None
+    #: Seconds the unique key stays taken after the job finishes (``done`` included).
+    unique_for: float | timedelta | None = None
+    #: "ignore" (return the live holder) or "replace" (a pending holder takes this payload
+    #: and run time; the outcome says ``replaced``).
+    on_conflict: str = "ignore"
 
 
 def dependency_ids(depends_on: object) -> tuple[str, ...]:
@@ -50,7 +57,8 @@ def dependency_ids(depends_on: object) -> tuple[str, ...]:
 class JobRef:
     """A handle on one job (pinned): its ``id``, ``status()``, ``wait()`` and ``cancel()``.
 
-    ``outcome`` says whether enqueue created the job or found a live duplicate.
+    ``outcome`` says whether enqueue created the job, found a duplicate holding its unique
+    key (``duplicate``), or gave a pending holder its payload and time (``replaced``).
     """
 
     __slots__ = ("app", "id", "kind", "outcome")

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError, StorageError
+from forge_nb.runtime import flow, global_slots
 from forge_nb.runtime.context import CancelToken, JobCtx
+from forge_nb.runtime.flow import KindPolicy
 from forge_nb.runtime.outcomes import (
     Dead,
     Throttled,
@@ -58,6 +60,8 @@ class RunningJob:
     in_thread: bool = False
     #: Set by shutdown: a cancel now means "give the job back", not "user cancelled".
     releasing: bool = False
+    #: Counted in its pool's ``unsettled`` until its finish commits (global_limit).
+    unsettled: bool = False
 
 
 class QueuePool:
@@ -76,6 +80,11 @@ class QueuePool:
         self._task: asyncio.Task[None] | None = None
         #: ``now`` of claims that raised: they may have committed before the reply was lost.
         self._unanswered: list[float] = []
+        #: Slots of the queue's ``global_limit`` this process holds (None: no such limit).
+        self.global_cap: int | None = None
+        #: Runs that ended here but whose finish is not committed yet: under a global_limit
+        #: they still hold their slot (the database counts them running until then).
+        self.unsettled = 0
 
     # -- slots ------------------------------------------------------------------
     def slot_id(self, slot: int) -> str:
@@ -88,7 +97,15 @@ class QueuePool:
     @property
     def target(self) -> int:
         """How many jobs this pool may run now."""
-        return 0 if self.config.paused or self._stopping else self.config.workers
+        if self.config.paused or self._stopping:
+            return 0
+        cap = self.global_cap
+        return self.config.workers if cap is None else min(cap, self.config.workers)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the pool claims no more (shutdown)."""
+        return self._stopping
 
     def current_jobs(self) -> dict[str, str | None]:
         """Slot id → running job id, for the heartbeat."""
@@ -125,6 +142,7 @@ class QueuePool:
     async def start(self) -> None:
         """Register slots and start claiming."""
         await self._sync_slots()
+        await global_slots.rebalance(self)
         self._task = asyncio.create_task(self._claim_loop(), name=f"forge-nb claim {self.name}")
 
     async def apply_config(self, config: QueueConfig) -> None:
@@ -149,7 +167,8 @@ class QueuePool:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def unregister(self) -> None:
-        """Remove every slot row of this pool."""
+        """Remove every slot row of this pool (and give back its global_limit slots)."""
+        await global_slots.release_all(self)
         if self._registered:
             await self.handle.storage.unregister_processes(
                 [self.slot_id(s) for s in self._registered]
@@ -160,7 +179,11 @@ class QueuePool:
     def _claim_size(self) -> tuple[int, frozenset[str]]:
         """How many jobs to claim now, and of which kinds: those this process runs, less
         those at their concurrency limit."""
-        size = min(self.target - len(self.running), CLAIM_BATCH_MAX, self.handle.global_room())
+        size = min(
+            self.target - len(self.running) - self.unsettled,
+            CLAIM_BATCH_MAX,
+            self.handle.global_room(),
+        )
         kinds = self.handle.runnable_kinds()
         excluded = []
         for handler in self.handle.app.handlers:
@@ -245,6 +268,9 @@ class QueuePool:
     async def _run(self, rj: RunningJob) -> None:
         try:
             finish = await self.handle.runner.execute(self, rj)
+            if self.global_cap is not None:
+                rj.unsettled = True
+                self.unsettled += 1
             self.handle.finalizer.submit(finish, rj)
         finally:
             self.running.pop(rj.job.id, None)
@@ -342,11 +368,11 @@ class Runner:
                 return _finish(job, "pending", "released", refund=True)
             raise
         except PayloadError as exc:
-            return self._failed(pool, job, exc, message=f"result is not JSON: {exc}")
+            return self._failed(pool, job, exc, f"result is not JSON: {exc}", handler.policy)
         except BaseException as exc:  # the worker outlives any handler error
             if rj.token.is_cancelled():
                 return _cancelled(job)
-            return self._failed(pool, job, exc)
+            return self._failed(pool, job, exc, policy=handler.policy)
 
     async def _dependency_results(self, job: ClaimedJob) -> dict[str, Any]:
         """The results of the job's dependencies: one query, and none for jobs without."""
@@ -376,11 +402,21 @@ class Runner:
 
     @staticmethod
     def _failed(
-        pool: QueuePool, job: ClaimedJob, exc: BaseException, message: str | None = None
+        pool: QueuePool,
+        job: ClaimedJob,
+        exc: BaseException,
+        message: str | None = None,
+        policy: KindPolicy | None = None,
     ) -> Finish:
-        if job.attempt >= job.max_attempts:
+        if job.attempt >= job.max_attempts or not flow.retryable(policy, exc):
             return _finish(job, "dead", "dead", exc=exc, message=message)
-        delay = backoff_delay(pool.config, job.attempt)
+        try:  # the kind's own backoff (SPEC §9.3) wins over the queue's curve
+            delay = flow.backoff_delay(policy, job.attempt)
+        except Exception as bad:  # a broken backoff must not lose the outcome
+            log.warning("kind %s: backoff failed (%s); the queue's curve applies", job.kind, bad)
+            delay = None
+        if delay is None:
+            delay = backoff_delay(pool.config, job.attempt)
         return _finish(job, "failed", "failed", exc=exc, message=message, delay=delay)
 
 

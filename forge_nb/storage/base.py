@@ -29,6 +29,7 @@ from forge_nb.storage.records import (
     ProcessRecord,
     QueueConfig,
     RateLimit,
+    RateLimitTemplate,
     ReapedJob,
     Schedule,
     ShippedCode,
@@ -199,6 +200,26 @@ class Storage(Protocol):
         ``dependency <id> dead`` (or ``deleted``); return how many. The leader calls it until
         it returns less than ``limit``: a cascade of any size goes in bounded steps."""
 
+    # -- flow control (SPEC §9.3) --------------------------------------------------
+    async def expire_jobs(self, now: float, limit: int = 1000) -> int:
+        """End up to ``limit`` jobs not started by their ``expires_at`` (``expires_in``):
+        ``dead`` with error ``expired``; return how many. The claim never starts them."""
+
+    async def plan_queue_slots(
+        self, queue: str, host_id: str, limit: int, live_after: float
+    ) -> tuple[int, int, int]:
+        """``global_limit``: keep the queue's ``limit`` slot rows, free dead processes' once
+        their jobs were reaped; (this process's fair share, slots held, held under limit)."""
+
+    async def held_queue_slots(self, queue: str, host_id: str, limit: int) -> tuple[int, int]:
+        """(slots of ``queue`` the process holds, of which under ``limit``)."""
+
+    async def release_queue_slots(self, queue: str, host_id: str, n: int) -> None:
+        """Give back ``n`` of the process's slots of ``queue``."""
+
+    async def take_queue_slots(self, queue: str, host_id: str, n: int, limit: int) -> int:
+        """Take up to ``n`` free slots of ``queue`` under ``limit``; how many."""
+
     # -- queues ------------------------------------------------------------------
     async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
         """Create the queue if missing, then apply ``knobs``; return its config."""
@@ -311,9 +332,16 @@ class Storage(Protocol):
 
     # -- rate limits -------------------------------------------------------------------
     async def ensure_rate_limit(
-        self, scope: str, capacity: float, refill_per_second: float, now: float
+        self,
+        scope: str,
+        capacity: float,
+        refill_per_second: float,
+        now: float,
+        template: bool | None = None,
     ) -> RateLimit:
-        """Create a bucket (full) or update its capacity and refill rate."""
+        """Create a bucket (full) or update its capacity and refill rate. A scope with
+        ``*`` is a template (``template=True`` insists; one without ``*`` is a ValueError):
+        taking from a scope with no bucket makes one from the longest matching template."""
 
     async def take_tokens(self, scope: str, n: float, now: float) -> float:
         """Take ``n`` tokens if available; return 0.0 if taken, else seconds to wait.
@@ -325,7 +353,17 @@ class Storage(Protocol):
         """Empty the bucket and keep it empty until ``hold_until``."""
 
     async def rate_limits(self) -> list[RateLimit]:
-        """Every bucket."""
+        """Every bucket made by name (those made from templates: `busiest_rate_limits`)."""
+
+    async def rate_limit_templates(self) -> list[RateLimitTemplate]:
+        """Every rate-limit template, by pattern."""
+
+    async def busiest_rate_limits(self, limit: int = 20) -> list[RateLimit]:
+        """The live buckets made from templates that were used last."""
+
+    async def sweep_rate_limits(self, now: float, idle_before: float, limit: int = 1000) -> int:
+        """Delete up to ``limit`` template buckets unused since ``idle_before`` and full
+        again; how many went."""
 
     # -- metrics and retention ------------------------------------------------------------
     async def write_metrics(self, rows: Sequence[MetricRow]) -> None:

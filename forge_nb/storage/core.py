@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from forge_nb.errors import UnknownRateLimit
 from forge_nb.storage import rows, rules
+from forge_nb.storage.flow_core import FlowCore
 from forge_nb.storage.kinds import claim_arms
 from forge_nb.storage.records import (
     STATUSES,
@@ -70,7 +71,7 @@ class ClaimRequest(NamedTuple):
     excluded: list[str]
 
 
-class SqlCore:
+class SqlCore(FlowCore):
     """The dialect-neutral half of `SqliteStorage` and `PostgresStorage`."""
 
     #: The dialect's named statements (``sql/<dialect>/queries.sql`` and ``dialect.sql``).
@@ -407,11 +408,21 @@ class SqlCore:
 
     # -- rate limits ---------------------------------------------------------------------
     async def ensure_rate_limit(
-        self, scope: str, capacity: float, refill_per_second: float, now: float
+        self,
+        scope: str,
+        capacity: float,
+        refill_per_second: float,
+        now: float,
+        template: bool | None = None,
     ) -> RateLimit:
-        """Create (full) or update a bucket (its tokens capped at the new capacity)."""
+        """Create (full) or update a bucket (its tokens capped at the new capacity); a
+        scope with ``*`` (or ``template=True``) is a template (`FlowCore`)."""
         check_name(scope, "rate limit scope")
         check_bucket(capacity, refill_per_second)
+        if template or (template is None and "*" in scope):
+            return await self._ensure_template(
+                scope, float(capacity), float(refill_per_second), now
+            )
         [found] = await self._change(
             "ensure_rate_limit", scope, float(capacity), float(refill_per_second), now
         )
@@ -424,7 +435,10 @@ class SqlCore:
         for _ in range(RACE_RETRIES):
             if await self._change("take_tokens", scope, n, now):
                 return 0.0
-            bucket = rules.bucket_of(await self._select_one("rate_limit", scope), scope)
+            found = await self._select_one("rate_limit", scope)
+            if found is None and await self._bucket_from_template(scope, now):
+                continue  # made from a template just now: take from it
+            bucket = rules.bucket_of(found, scope)
             wait = rules.tokens_wait(bucket, scope, n, now)
             if wait > 0.0:
                 return wait
@@ -433,7 +447,11 @@ class SqlCore:
 
     async def drain_rate_limit(self, scope: str, hold_until: float, now: float) -> None:
         """Empty the bucket; refilling starts at ``hold_until``."""
-        if not await self._change("drain_rate_limit", scope, hold_until):
+        if await self._change("drain_rate_limit", scope, hold_until):
+            return
+        if not await self._bucket_from_template(scope, now) or not await self._change(
+            "drain_rate_limit", scope, hold_until
+        ):
             raise UnknownRateLimit(f"unknown rate limit scope {scope!r}")
 
     async def rate_limits(self) -> list[RateLimit]:

@@ -26,10 +26,12 @@ from forge_nb.errors import (
     SchemaTooNew,
     StorageError,
 )
+from forge_nb.storage import postgres_flow as flow
 from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage import postgres_workflows as workflows
 from forge_nb.storage import rows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
+from forge_nb.storage.flow_rules import prepare_flows
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
 from forge_nb.storage.postgres_statements import RACE_RETRIES, Q
 from forge_nb.storage.records import (
@@ -108,6 +110,7 @@ class PostgresStorage(SqlCore):
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._windows_seen = False  # a unique key was once taken with a window
         self._secrets = statements.password_forms(url.url)
         self._listener: Any = None
         self._on_change: Callable[[str | None], None] | None = None
@@ -311,8 +314,14 @@ class PostgresStorage(SqlCore):
         prepared = prepare_jobs(jobs, now)
         if not prepared:
             return []
+        flows = prepare_flows(jobs, now)
         links = dependency_links(jobs)
-        if links:
+        if any(flows) or await self._held_keys_possible(prepared):
+            async with self._tx() as conn:
+                results = await flow.enqueue(conn, prepared, flows, now)
+                if links:
+                    results = await workflows.link_dependencies(conn, results, links, now)
+        elif links:
             results = await self._enqueue_linked(prepared, links, now)
         elif all(row[6] is None for row in prepared):
             if len(prepared) >= COPY_MIN_ROWS:
@@ -328,6 +337,14 @@ class PostgresStorage(SqlCore):
         if any(r.outcome == "created" for r in results):
             self._notifier.send({row[1] for row in prepared})
         return results
+
+    async def _held_keys_possible(self, prepared: list[tuple[Any, ...]]) -> bool:
+        """Whether a unique key of the batch may be held by a window (`unique_for`): only
+        once some key was taken with one (the table only grows, so yes is kept)."""
+        if self._windows_seen or all(row[6] is None for row in prepared):
+            return self._windows_seen and any(row[6] is not None for row in prepared)
+        self._windows_seen = bool(await self._fetchval(Q["unique_holds_exist"]))
+        return self._windows_seen
 
     async def _enqueue_linked(
         self, prepared: list[tuple[Any, ...]], links: list[tuple[int, list[int]]], now: float

@@ -51,6 +51,17 @@ class NewJob:
     code_version: str | None = None
     #: Ids of jobs that must be ``done`` before this one may run (it waits until then).
     depends_on: Sequence[str] = ()
+    #: Flow control (SPEC §9.3; checked by `storage.flow_rules`): seconds within which the
+    #: job must start, else it ends dead "expired".
+    expires_in: float | None = None
+    #: Seconds the unique key stays taken after the holder finishes (``done`` included).
+    unique_for: float | None = None
+    #: What a live holder of the unique key does: "ignore" (return it) or "replace" (a
+    #: pending holder takes this job's payload and run time).
+    on_conflict: str = "ignore"
+    #: Per-key concurrency: the key's value (the storage prefixes the kind) and its limit.
+    concurrency_key: str | None = None
+    key_limit: int | None = None
 
 
 class EnqueueResult(NamedTuple):
@@ -60,7 +71,7 @@ class EnqueueResult(NamedTuple):
     """
 
     id: str
-    outcome: Literal["created", "duplicate"]
+    outcome: Literal["created", "duplicate", "replaced"]
     status: Status
 
 
@@ -244,6 +255,23 @@ class QueueConfig:
     backoff_jitter: bool = True
     retain_done_seconds: float = 86_400.0
     retain_dead_seconds: float = 604_800.0
+    #: Most running jobs of the queue across every process (0: no such limit).
+    global_limit: int = 0
+
+    @property
+    def base_seconds(self) -> float:
+        """SPEC §4's name for ``backoff_base_seconds``."""
+        return self.backoff_base_seconds
+
+    @property
+    def max_seconds(self) -> float:
+        """SPEC §4's name for ``backoff_max_seconds``."""
+        return self.backoff_max_seconds
+
+    @property
+    def jitter(self) -> bool:
+        """SPEC §4's name for ``backoff_jitter``."""
+        return self.backoff_jitter
 
 
 #: Knobs `update_queue` accepts, with the type each must have.
@@ -256,6 +284,14 @@ QUEUE_KNOBS: dict[str, type] = {
     "backoff_jitter": bool,
     "retain_done_seconds": float,
     "retain_dead_seconds": float,
+    "global_limit": int,
+}
+
+#: SPEC §4's names for the backoff knobs, each accepted for the stored (prefixed) name.
+QUEUE_KNOB_ALIASES: dict[str, str] = {
+    "base_seconds": "backoff_base_seconds",
+    "max_seconds": "backoff_max_seconds",
+    "jitter": "backoff_jitter",
 }
 
 
@@ -353,6 +389,17 @@ class RateLimit:
     tokens: float
     updated_at: float
     held_until: float = 0.0
+    #: The template (``"stripe:*"``) this bucket was made from; None for one made by name.
+    template: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitTemplate:
+    """A pattern (``"stripe:*"``) that acquiring a matching scope makes a bucket from."""
+
+    pattern: str
+    capacity: float
+    refill_per_second: float
 
 
 @dataclass(slots=True)

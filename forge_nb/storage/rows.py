@@ -114,6 +114,7 @@ def queue_config(row: Row) -> QueueConfig:
         backoff_jitter=bool(row[6]),
         retain_done_seconds=row[7],
         retain_dead_seconds=row[8],
+        global_limit=row[9],
     )
 
 
@@ -164,7 +165,7 @@ def lease(row: Row) -> Lease:
 
 def rate_limit(row: Row) -> RateLimit:
     """(scope, capacity, refill_per_second, tokens, updated_at, held_until)."""
-    return RateLimit(row[0], row[1], row[2], row[3], row[4], row[5])
+    return RateLimit(row[0], row[1], row[2], row[3], row[4], row[5], *row[6:7])
 
 
 def encode_histogram(hist: dict[int, int]) -> str:

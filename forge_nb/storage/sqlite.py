@@ -26,10 +26,12 @@ from forge_nb.errors import (
     StorageError,
 )
 from forge_nb.storage import rows
+from forge_nb.storage import sqlite_flow as flow
 from forge_nb.storage import sqlite_statements as statements
 from forge_nb.storage import sqlite_transactions as transactions
 from forge_nb.storage import sqlite_workflows as workflows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
+from forge_nb.storage.flow_rules import prepare_flows
 from forge_nb.storage.records import (
     EnqueueResult,
     Finish,
@@ -248,10 +250,11 @@ class SqliteStorage(SqlCore):
         prepared = prepare_jobs(jobs, now)
         if not prepared:
             return []
+        flows = prepare_flows(jobs, now)
         links = dependency_links(jobs)
         queues = {row[1] for row in prepared}
         new_queues = queues - self._known_queues
-        results = await self._write(statements.enqueue, prepared, now, new_queues, links)
+        results = await self._write(flow.enqueue, prepared, flows, now, new_queues, links)
         self._known_queues |= queues  # only once committed
         return results
 

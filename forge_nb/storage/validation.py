@@ -11,7 +11,7 @@ from typing import Any
 
 from forge_nb.errors import PayloadError, UnknownDependency
 from forge_nb.storage.jsonable import json_default
-from forge_nb.storage.records import QUEUE_KNOBS, JobFilter, NewJob
+from forge_nb.storage.records import QUEUE_KNOB_ALIASES, QUEUE_KNOBS, JobFilter, NewJob
 
 #: Largest payload accepted, as encoded JSON text (bytes of UTF-8).
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -288,10 +288,11 @@ def prepare_jobs(jobs: Sequence[NewJob], now: float) -> list[tuple[Any, ...]]:
 def check_queue_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
     """Validate queue config edits; returns them coerced to their column types."""
     clean: dict[str, Any] = {}
-    for key, value in knobs.items():
+    for key, value in unalias_queue_knobs(knobs).items():
         expected = QUEUE_KNOBS.get(key)
         if expected is None:
-            raise ValueError(f"unknown queue setting {key!r}; known: {', '.join(QUEUE_KNOBS)}")
+            known = ", ".join([*QUEUE_KNOBS, *QUEUE_KNOB_ALIASES])
+            raise ValueError(f"unknown queue setting {key!r}; known: {known}")
         if expected is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"{key} must be true or false, got {value!r}")
@@ -310,6 +311,18 @@ def check_queue_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
     if clean.get("backoff_base_seconds") == 0.0:
         raise ValueError("backoff_base_seconds must be > 0")
     return clean
+
+
+def unalias_queue_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """SPEC §4's names (``base_seconds``…) to the stored ones; both for one knob must agree."""
+    out: dict[str, Any] = {}
+    for key, value in knobs.items():
+        name = QUEUE_KNOB_ALIASES.get(key, key)
+        if name in out and out[name] != value:
+            alias = next(a for a, n in QUEUE_KNOB_ALIASES.items() if n == name)
+            raise ValueError(f"{alias} and {name} name one setting; give it once")
+        out[name] = value
+    return out
 
 
 def _float_holds(value: int) -> bool:

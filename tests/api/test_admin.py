@@ -64,6 +64,20 @@ async def test_patching_a_queue_changes_its_live_config(app: fnb.App, api: Clien
     assert stored.workers == 7  # refused edits changed nothing
 
 
+async def test_patching_a_queue_takes_the_spec_knob_names_too(app: fnb.App, api: Client) -> None:
+    await app.ensure_queue("mail")
+    changed = await api.patch("/api/queues/mail", {"base_seconds": 4, "max_seconds": 40})
+    assert changed.status == 200
+    assert (changed["backoff_base_seconds"], changed["backoff_max_seconds"]) == (4.0, 40.0)
+    changed = await api.patch("/api/queues/mail", {"jitter": False, "backoff_enabled": False})
+    assert (changed["backoff_jitter"], changed["backoff_enabled"]) == (False, False)
+    clash = await api.patch("/api/queues/mail", {"base_seconds": 1, "backoff_base_seconds": 2})
+    assert clash.status == 422 and "one setting" in str(clash.body)
+    assert (await api.patch("/api/queues/mail", {"base_seconds": 0})).status == 422
+    stored = next(q for q in await app.queues() if q.name == "mail")
+    assert (stored.base_seconds, stored.jitter) == (4.0, False)
+
+
 async def test_schedules_list_toggle_edit_and_run(app: fnb.App, api: Client) -> None:
     await app.ensure_schedule(
         "nightly", "0 3 * * *", "forge_nb.echo", payload={"report": "daily"}, queue="reports"

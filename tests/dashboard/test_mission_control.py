@@ -289,6 +289,26 @@ def test_worker_count_edit_reaches_a_running_worker(served: Any, page: Page) -> 
         assert worker.wait(30) == 0
 
 
+def test_global_limit_is_live_editable_in_the_queues_tab(served: Any, page: Page) -> None:
+    seeded, server, _tmp = served
+    page.open(server.url, tab="queues")
+    box = page.page.locator(".fnb-global-limit-ops input").first
+    box.wait_for()
+    box.fill("5")
+    box.press("Enter")
+    page.page.locator(".fnb-save-ops button").click()
+    wait_for(lambda: "saved global_limit" in page.text(".fnb-queue-notice-ops"))
+
+    async def global_limit(app: fnb.App) -> int:
+        return next(q.global_limit for q in await app.queues() if q.name == "ops")
+
+    assert query(seeded.url, global_limit) == 5
+    box.fill("0")
+    box.press("Enter")
+    page.page.locator(".fnb-save-ops button").click()
+    wait_for(lambda: query(seeded.url, global_limit) == 0)
+
+
 def flat(page: Page, css: str) -> str:
     """`Page.text` without the space it puts after each element before punctuation."""
     return re.sub(r"\s+([:,.])", r"\1", page.text(css))

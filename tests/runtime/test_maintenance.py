@@ -40,10 +40,12 @@ def test_the_default_tasks_are_the_leaders_whole_housekeeping() -> None:
     assert names == [
         "cron",
         "dependency cascade",
+        "job expiry",
         "retention",
         "metrics purge",
         "metrics roll-up",
         "count folding",
+        "rate-limit sweep",
     ]
 
 

@@ -108,3 +108,38 @@ async def test_update_of_an_unknown_queue(storage: Storage, knobs: dict[str, Any
         await storage.update_queue("nope", **knobs)
     assert issubclass(UnknownQueue, ValueError)
     assert [q.name for q in await storage.queues()] == ["known"]
+
+
+async def test_backoff_knobs_take_their_spec_names_and_the_prefixed_aliases(
+    storage: Storage,
+) -> None:
+    await storage.ensure_queue("q")
+    config = await storage.update_queue("q", base_seconds=2, max_seconds=30, jitter=False)
+    assert (config.backoff_base_seconds, config.backoff_max_seconds, config.backoff_jitter) == (
+        2.0,
+        30.0,
+        False,
+    )
+    assert (config.base_seconds, config.max_seconds, config.jitter) == (2.0, 30.0, False)
+    again = await storage.update_queue("q", backoff_base_seconds=3, base_seconds=3)
+    assert again.base_seconds == 3.0, "both names for one knob are fine when they agree"
+    made = await storage.ensure_queue("new", base_seconds=0.5, backoff_enabled=False)
+    assert (made.backoff_base_seconds, made.backoff_enabled) == (0.5, False)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        pytest.param({"base_seconds": 1, "backoff_base_seconds": 2}, "one setting", id="clash"),
+        pytest.param({"base_seconds": 0}, "backoff_base_seconds must be > 0", id="zero-base"),
+        pytest.param({"jitter": "no"}, "backoff_jitter", id="str-jitter"),
+        pytest.param({"max_seconds": 1, "base_seconds": 5}, "backoff_max", id="max-below-base"),
+    ],
+)
+async def test_spec_named_knobs_are_checked_like_the_prefixed_ones(
+    storage: Storage, knobs: dict[str, Any], message: str
+) -> None:
+    before = await storage.ensure_queue("q", workers=3)
+    with pytest.raises(ValueError, match=message):
+        await storage.update_queue("q", **knobs)
+    assert await storage.queues() == [before]

@@ -326,17 +326,52 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
         await storage.close()
 
 
-def undo_workflows(backend: str) -> list[str]:
-    """Back from v11 to v10: no dependencies (SQLite keeps the rebuilt table's extra columns;
-    migration 11 rebuilds it again from the v10 columns)."""
+def undo_flow_control(backend: str) -> list[str]:
+    """Back from v12 to v11: no expiry, unique windows or concurrency keys."""
     if backend == "sqlite":
         return [
+            "DROP TRIGGER forge_nb_jobs_key_full",
+            "DROP TRIGGER forge_nb_jobs_key_start",
+            "DROP TRIGGER forge_nb_jobs_key_gone",
+            "DROP INDEX forge_nb_jobs_expiring",
+            "DROP TABLE forge_nb_unique_holds",
+            "DROP TABLE forge_nb_key_slots",
+            "ALTER TABLE forge_nb_jobs DROP COLUMN expires_at",
+            "ALTER TABLE forge_nb_jobs DROP COLUMN concurrency_key",
+            "DROP TABLE forge_nb_rate_limit_templates",
+            "DROP INDEX forge_nb_rate_limits_templated",
+            "ALTER TABLE forge_nb_rate_limits DROP COLUMN template",
+            "DROP TABLE forge_nb_queue_slots",
+            "ALTER TABLE forge_nb_queues DROP COLUMN global_limit",
+        ]
+    return [
+        "DROP TRIGGER forge_nb_jobs_key_slot ON forge_nb_jobs",
+        "DROP TRIGGER forge_nb_jobs_key_gone ON forge_nb_jobs",
+        "DROP FUNCTION forge_nb_key_slot",
+        "DROP TABLE forge_nb_unique_holds",
+        "DROP TABLE forge_nb_key_slots",
+        "ALTER TABLE forge_nb_jobs DROP COLUMN expires_at, DROP COLUMN concurrency_key",
+        "DROP TABLE forge_nb_rate_limit_templates",
+        "ALTER TABLE forge_nb_rate_limits DROP COLUMN template",
+        "DROP TABLE forge_nb_queue_slots",
+        "ALTER TABLE forge_nb_queues DROP COLUMN global_limit",
+    ]
+
+
+def undo_workflows(backend: str) -> list[str]:
+    """Back from v11 to v10 (and from any later version first): no dependencies (SQLite
+    keeps the rebuilt table's extra columns; migration 11 rebuilds it again from the v10
+    columns)."""
+    if backend == "sqlite":
+        return [
+            *undo_flow_control(backend),
             "DROP TRIGGER forge_nb_jobs_dependency_dead",
             "DROP TRIGGER forge_nb_jobs_dependency_gone",
             "DROP TABLE forge_nb_job_deps",
             "DROP TABLE forge_nb_dead_parents",
         ]
     return [
+        *undo_flow_control(backend),
         "DROP TRIGGER forge_nb_jobs_dependency_ended ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_dependency_deleted ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_dependency_truncate ON forge_nb_jobs",
@@ -418,5 +453,30 @@ async def test_the_shipped_code_migration_keeps_waiting_jobs(db_url: str) -> Non
         assert [j.id for j in claimed] == [old.id]
         assert claimed[0].code_version is None
         assert (await storage.get_job(new.id)).code_version == "ab" * 8  # type: ignore[union-attr]
+    finally:
+        await storage.close()
+
+
+async def test_the_flow_control_migration_keeps_jobs_and_their_unique_keys(db_url: str) -> None:
+    """Upgrading a v11 database: its jobs keep running and holding their keys; new jobs may
+    use expiry, windows and concurrency keys."""
+    backend = backend_of(db_url)
+    storage = await open_storage(db_url)
+    try:
+        [old] = await storage.enqueue([NewJob(kind="a", queue="q", unique_key="k")], 1.0)
+    finally:
+        await storage.close()
+    undo = (*undo_flow_control(backend), f"DELETE FROM {VERSION_TABLE} WHERE version >= 12")
+    for statement in undo:
+        await query(db_url, statement)
+    storage = await open_storage(db_url)
+    try:
+        assert await recorded_versions(db_url) == migration_versions(backend)
+        [dup] = await storage.enqueue([NewJob(kind="a", queue="q", unique_key="k")], 2.0)
+        assert (dup.id, dup.outcome) == (old.id, "duplicate")
+        await storage.enqueue(
+            [NewJob(kind="a", queue="q", expires_in=5, concurrency_key="c", key_limit=1)], 2.0
+        )
+        assert len(await storage.claim("q", "h", 10, 3.0)) == 2
     finally:
         await storage.close()

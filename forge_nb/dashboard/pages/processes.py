@@ -10,6 +10,7 @@ import panel as pn
 from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.format import TEXT_FORMATTER, duration, utc
 from forge_nb.dashboard.pages.base import LiveTable, Page
+from forge_nb.runtime.flow import kind_policies
 from forge_nb.storage.records import ProcessRecord
 
 PROCESS_COLUMNS = [
@@ -24,6 +25,7 @@ PROCESS_COLUMNS = [
     "started (UTC)",
     "up",
 ]
+KIND_COLUMNS = ["kind", "queue", "max attempts", "per process", "policy"]
 SLOT_COLUMNS = ["id", "host", "pid", "queue", "current job", "last heartbeat (UTC)", "age"]
 
 
@@ -94,6 +96,13 @@ class ProcessesPage(Page):
             formatters={c: TEXT_FORMATTER for c in ("id", "host", "queue", "current job")},
             **common,
         )
+        self.kinds = LiveTable(
+            pd.DataFrame([], columns=KIND_COLUMNS),
+            height=160,
+            css_classes=["fnb-kinds-table"],
+            formatters={c: TEXT_FORMATTER for c in ("kind", "queue", "policy")},
+            **common,
+        )
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width")
         self._panel = pn.Column(
             self.summary,
@@ -101,6 +110,8 @@ class ProcessesPage(Page):
             self.table.panel,
             pn.pane.HTML("<b>Worker slots</b> (one per concurrent job a process may run)"),
             self.slots.panel,
+            pn.pane.HTML("<b>Kinds this App runs</b> (policy: per-key limit, retry_on, backoff)"),
+            self.kinds.panel,
             sizing_mode="stretch_width",
         )
 
@@ -108,12 +119,14 @@ class ProcessesPage(Page):
         """The tab is shown again: its table views are rebuilt."""
         self.table.shown()
         self.slots.shown()
+        self.kinds.shown()
 
     def update(self, snap: Tick) -> None:
         """Refresh both tables."""
         procs, slots = process_frames(snap.processes, snap.now)
         self.table.set(procs)
         self.slots.set(slots)
+        self.kinds.set(pd.DataFrame(kind_policies(self.ctx.app.handlers), columns=KIND_COLUMNS))
         self.summary.object = (
             f"<span style='font-size:13px'>{len(procs)} live process(es), {len(slots)} worker "
             f"slot(s). A process that stops heartbeating is reaped: its running jobs go back to "

@@ -17,8 +17,9 @@ from forge_nb.dashboard.data import Tick
 from forge_nb.dashboard.flags import FLAG_CSS, stranded_html
 from forge_nb.dashboard.format import css_slug, duration, esc
 from forge_nb.dashboard.pages.base import Context, Notice, Page, run_action
+from forge_nb.dashboard.rate_templates import templates_html
 from forge_nb.runtime.outcomes import backoff_delay
-from forge_nb.storage.records import STATUSES, QueueConfig, RateLimit
+from forge_nb.storage.records import STATUSES, QueueConfig, RateLimit, RateLimitTemplate
 
 PREVIEW_ATTEMPTS = 10
 HOUR = 3600.0
@@ -46,6 +47,15 @@ class QueueEditor:
             width=150,
             disabled=disabled,
             css_classes=[f"fnb-workers-{slug}", "fnb-workers"],
+        )
+
+        self.global_limit = pn.widgets.IntInput(
+            name="global limit (all processes; 0: none)",
+            start=0,
+            end=10_000,
+            width=230,
+            disabled=disabled,
+            css_classes=[f"fnb-global-limit-{slug}", "fnb-global-limit"],
         )
 
         def number(name: str, step: float, width: int) -> Any:
@@ -84,8 +94,9 @@ class QueueEditor:
             self.base,
             self.max,
             self.jitter,
+            self.global_limit,
         ]
-        for widget in self.form[3:]:
+        for widget in self.form[3:-1]:
             widget.param.watch(lambda _e: self._redraw_preview(), "value")
         controls: list[Any] = []
         if not ctx.read_only:
@@ -110,7 +121,7 @@ class QueueEditor:
         self.card = pn.Card(
             self.state,
             self.flags,
-            pn.Row(self.workers, self.retain_done, self.retain_dead, *controls),
+            pn.Row(self.workers, self.global_limit, self.retain_done, self.retain_dead, *controls),
             pn.Row(self.backoff_enabled, self.base, self.max, self.jitter),
             self.notice.pane,
             self.schedule_text,
@@ -132,6 +143,7 @@ class QueueEditor:
         self.base.value = config.backoff_base_seconds
         self.max.value = config.backoff_max_seconds
         self.jitter.value = config.backoff_jitter
+        self.global_limit.value = config.global_limit
 
     def form_config(self, base: QueueConfig) -> QueueConfig:
         """``base`` with the form's values."""
@@ -144,6 +156,7 @@ class QueueEditor:
             backoff_base_seconds=float(self.base.value or 0),
             backoff_max_seconds=float(self.max.value or 0),
             backoff_jitter=bool(self.jitter.value),
+            global_limit=int(self.global_limit.value or 0),
         )
 
     def dirty(self) -> bool:
@@ -212,6 +225,7 @@ class QueueEditor:
                 "backoff_base_seconds",
                 "backoff_max_seconds",
                 "backoff_jitter",
+                "global_limit",
             )
             if getattr(wanted, field) != getattr(_rounded(base), field)
         }
@@ -300,10 +314,12 @@ class QueuesPage(Page):
         )
         #: The token buckets the last `fetch` read (None until the tab was first shown).
         self.rate_limits: list[RateLimit] | None = None
+        self.templates: tuple[list[RateLimitTemplate], list[RateLimit]] = ([], [])
 
     async def fetch(self, snap: Tick) -> None:
         """Read the shared rate limits (shown under the queues)."""
         self.rate_limits = await self.ctx.source.rate_limits()
+        self.templates = await self.ctx.source.rate_limit_templates()
 
     def update(self, snap: Tick) -> None:
         """Add cards for new queues; refresh each; show the rate limits and the flags."""
@@ -311,7 +327,9 @@ class QueuesPage(Page):
         if flags != self.flags.object:
             self.flags.object = flags
         if self.rate_limits is not None:
-            html = rate_limits_html(self.rate_limits, snap.now)
+            html = rate_limits_html(self.rate_limits, snap.now) + templates_html(
+                *self.templates, snap.now
+            )
             if html != self.limits.object:
                 self.limits.object = html
         added = False

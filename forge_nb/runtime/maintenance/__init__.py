@@ -11,7 +11,9 @@ from forge_nb.runtime.maintenance.base import MaintenanceTask
 from forge_nb.runtime.maintenance.cascade import DependencyCascade
 from forge_nb.runtime.maintenance.counts import CountFolding
 from forge_nb.runtime.maintenance.cron import CronFiring
+from forge_nb.runtime.maintenance.expiry import JobExpiry
 from forge_nb.runtime.maintenance.metrics import METRICS_RETENTION_S, MetricsPurge, MetricsRollUp
+from forge_nb.runtime.maintenance.rate_limit_sweep import RateLimitSweep
 from forge_nb.runtime.maintenance.retention import JobRetention
 
 
@@ -20,10 +22,12 @@ def default_tasks() -> list[MaintenanceTask]:
     return [
         CronFiring(),
         DependencyCascade(),
+        JobExpiry(),
         JobRetention(),
         MetricsPurge(),
         MetricsRollUp(),
         CountFolding(),
+        RateLimitSweep(),
     ]
 
 
@@ -32,9 +36,11 @@ __all__ = [
     "CountFolding",
     "CronFiring",
     "DependencyCascade",
+    "JobExpiry",
     "JobRetention",
     "MaintenanceTask",
     "MetricsPurge",
     "MetricsRollUp",
+    "RateLimitSweep",
     "default_tasks",
 ]

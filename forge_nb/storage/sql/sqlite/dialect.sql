@@ -16,10 +16,15 @@ UPDATE forge_nb_job_counts SET n = n + ? WHERE queue = ? AND status = 'pending'
 -- correct, but it sorts the queue's runnable jobs of those kinds.
 UPDATE forge_nb_jobs
 SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
 WHERE id IN (
     SELECT id FROM forge_nb_jobs
     WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+      AND (expires_at IS NULL OR expires_at > ?2)
+      AND (concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM forge_nb_key_slots AS s
+          WHERE s.key = concurrency_key AND s.running >= s.key_limit))
       AND kind IN (SELECT value FROM json_each(?5))
       AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each(?6)))
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)

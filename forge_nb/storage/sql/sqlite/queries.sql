@@ -31,10 +31,15 @@ WHERE unique_key = ? AND status IN ('waiting', 'pending', 'running', 'failed')
 -- so this sorts the queue's runnable jobs: slow on a big backlog.
 UPDATE forge_nb_jobs
 SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
 WHERE id IN (
     SELECT id FROM forge_nb_jobs
     WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+      AND (expires_at IS NULL OR expires_at > ?2)
+      AND (concurrency_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM forge_nb_key_slots AS s
+          WHERE s.key = concurrency_key AND s.running >= s.key_limit))
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT ?4
@@ -50,7 +55,8 @@ RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at
 -- kinds are never read, however many wait ahead.
 UPDATE forge_nb_jobs
 SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
 WHERE id IN (
     SELECT id FROM ({arms} ORDER BY priority DESC, scheduled_at, id LIMIT ?4)
     WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
@@ -62,6 +68,10 @@ RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
 SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
 WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+  AND (expires_at IS NULL OR expires_at > ?2)
+  AND (concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM forge_nb_key_slots AS s
+      WHERE s.key = concurrency_key AND s.running >= s.key_limit))
 
 -- claim_arm_versions --
 -- claim_arm less the shipped code versions this process cannot run ({excluded}: a JSON
@@ -69,6 +79,10 @@ WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND sched
 -- versions; it reads each row's code_version, which the index does not hold.
 SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
 WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
+  AND (expires_at IS NULL OR expires_at > ?2)
+  AND (concurrency_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM forge_nb_key_slots AS s
+      WHERE s.key = concurrency_key AND s.running >= s.key_limit))
   AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each({excluded})))
 
 -- release_claims --
@@ -130,12 +144,12 @@ ORDER BY id
 
 -- queue_config --
 SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
-       backoff_jitter, retain_done_seconds, retain_dead_seconds
+       backoff_jitter, retain_done_seconds, retain_dead_seconds, global_limit
 FROM forge_nb_queues WHERE name = ?
 
 -- queue_configs --
 SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
-       backoff_jitter, retain_done_seconds, retain_dead_seconds
+       backoff_jitter, retain_done_seconds, retain_dead_seconds, global_limit
 FROM forge_nb_queues ORDER BY name
 
 -- register_process --
@@ -262,7 +276,7 @@ RETURNING scope
 
 -- rate_limits --
 SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
-FROM forge_nb_rate_limits ORDER BY scope
+FROM forge_nb_rate_limits WHERE template IS NULL ORDER BY scope
 
 -- write_metrics --
 INSERT OR REPLACE INTO forge_nb_metrics
@@ -499,3 +513,158 @@ SET waiting_on = (
         WHERE d.job_id = ?1 AND p.status <> 'done'
     ) THEN 'waiting' ELSE status END
 WHERE id = ?1 AND dependencies > 0 AND status = 'pending'
+
+
+-- unique_hold --
+-- The job that last took unique key ?1 with a window (unique_for), its status, when it
+-- finished and the window: while that job is live or finished less than the window ago, the
+-- key is taken.
+SELECT h.job_id, j.status, j.finished_at, h.hold_seconds
+FROM forge_nb_unique_holds AS h JOIN forge_nb_jobs AS j ON j.id = h.job_id
+WHERE h.unique_key = ?1
+
+-- unique_holds_exist --
+-- Whether any key was ever taken with a window (else plain unique enqueues need not look).
+SELECT EXISTS (SELECT 1 FROM forge_nb_unique_holds)
+
+-- set_unique_hold --
+INSERT INTO forge_nb_unique_holds (unique_key, job_id, hold_seconds) VALUES (?1, ?2, ?3)
+ON CONFLICT (unique_key) DO UPDATE SET job_id = excluded.job_id, hold_seconds = excluded.hold_seconds
+
+-- set_job_flow --
+-- A new job's flow columns (the enqueue statements stay those of plain jobs).
+UPDATE forge_nb_jobs SET expires_at = ?2, concurrency_key = ?3 WHERE id = ?1
+
+-- ensure_key_slot --
+-- A concurrency key's slot row (an existing row is left alone: not even locked, so an
+-- enqueue never waits for a claim or finish of the key, nor they for it).
+INSERT INTO forge_nb_key_slots (key, key_limit) VALUES (?1, ?2)
+ON CONFLICT (key) DO NOTHING
+
+-- retune_key_slot --
+-- A changed limit applies from the next start (the row is written only when it changes).
+UPDATE forge_nb_key_slots SET key_limit = ?2 WHERE key = ?1 AND key_limit <> ?2
+
+-- replace_pending --
+-- on_conflict="replace": the pending holder of a key takes the new payload and run time.
+UPDATE forge_nb_jobs SET payload = ?2, scheduled_at = ?3
+WHERE id = ?1 AND status = 'pending'
+RETURNING id
+
+-- expire_jobs --
+-- Jobs not started by their expires_at (at most ?2, the earliest first): dead, "expired".
+UPDATE forge_nb_jobs
+SET status = 'dead', last_error = 'expired', last_traceback = NULL, finished_at = ?1,
+    expires_at = NULL
+WHERE id IN (
+    SELECT id FROM forge_nb_jobs INDEXED BY forge_nb_jobs_expiring
+    WHERE expires_at IS NOT NULL AND expires_at <= ?1
+      AND status IN ('waiting', 'pending', 'failed')
+    ORDER BY expires_at
+    LIMIT ?2
+)
+RETURNING id, queue
+
+
+-- ensure_rate_limit_template --
+INSERT INTO forge_nb_rate_limit_templates (pattern, capacity, refill_per_second)
+VALUES (?1, ?2, ?3)
+ON CONFLICT (pattern) DO UPDATE SET
+    capacity = excluded.capacity, refill_per_second = excluded.refill_per_second
+RETURNING pattern, capacity, refill_per_second
+
+-- retune_template_buckets --
+-- The live buckets made from template ?1 take its new settings (tokens capped).
+UPDATE forge_nb_rate_limits
+SET capacity = ?2, refill_per_second = ?3, tokens = min(tokens, ?2)
+WHERE template = ?1
+
+-- rate_limit_templates --
+SELECT pattern, capacity, refill_per_second FROM forge_nb_rate_limit_templates ORDER BY pattern
+
+-- make_templated_bucket --
+-- Scope ?1's bucket, full, made from template ?5 (a concurrent maker may have won).
+INSERT INTO forge_nb_rate_limits (scope, capacity, refill_per_second, tokens, updated_at, template)
+VALUES (?1, ?2, ?3, ?2, ?4, ?5)
+ON CONFLICT (scope) DO NOTHING
+
+-- sweep_template_buckets --
+-- Buckets made from templates, untouched since ?2 and full again at ?1 (at most ?3):
+-- deleted, as a bucket made anew starts full. The conditions are re-checked on the row
+-- deleted, so a take that lands meanwhile keeps its bucket.
+DELETE FROM forge_nb_rate_limits
+WHERE template IS NOT NULL AND updated_at < ?2 AND held_until <= ?1
+  AND tokens + (?1 - updated_at) * refill_per_second >= capacity
+  AND scope IN (
+      SELECT scope FROM forge_nb_rate_limits
+      WHERE template IS NOT NULL AND updated_at < ?2 AND held_until <= ?1
+        AND tokens + (?1 - updated_at) * refill_per_second >= capacity
+      LIMIT ?3
+  )
+RETURNING scope
+
+-- busiest_template_buckets --
+-- The live buckets made from templates that were used last (at most ?1).
+SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until, template
+FROM forge_nb_rate_limits WHERE template IS NOT NULL
+ORDER BY updated_at DESC
+LIMIT ?1
+
+-- ensure_queue_slots --
+-- Slot rows 0 … ?2-1 of queue ?1 (global_limit).
+WITH RECURSIVE s (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < ?2)
+INSERT OR IGNORE INTO forge_nb_queue_slots (queue, slot)
+SELECT ?1, n FROM s
+
+-- drop_extra_queue_slots --
+-- Free slot rows at or above the limit ?2 (it went down).
+DELETE FROM forge_nb_queue_slots WHERE queue = ?1 AND slot >= ?2 AND holder IS NULL
+
+-- free_dead_queue_slots --
+-- Slots of processes with no slot row heartbeating since ?2, once none of their jobs of
+-- the queue is running any more (the reaper took them back): free for the living.
+UPDATE forge_nb_queue_slots
+SET holder = NULL
+WHERE queue = ?1 AND holder IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM forge_nb_processes AS p
+      WHERE p.host_id = forge_nb_queue_slots.holder AND p.last_heartbeat >= ?2)
+  AND NOT EXISTS (
+      SELECT 1 FROM forge_nb_jobs AS j
+      WHERE j.status = 'running' AND j.claimed_by = forge_nb_queue_slots.holder
+        AND j.queue = ?1)
+
+-- live_queue_hosts --
+-- The processes working queue ?1 that heartbeated since ?2: who shares its slots.
+SELECT DISTINCT host_id FROM forge_nb_processes
+WHERE queue = ?1 AND last_heartbeat >= ?2
+ORDER BY host_id
+
+-- held_queue_slots --
+-- How many of queue ?1's slots process ?2 holds: all, and those under the limit ?3.
+SELECT count(*), coalesce(sum(CASE WHEN slot < ?3 THEN 1 ELSE 0 END), 0)
+FROM forge_nb_queue_slots WHERE queue = ?1 AND holder = ?2
+
+-- release_queue_slots --
+-- Process ?2 gives back ?3 of its slots of queue ?1, the highest first.
+UPDATE forge_nb_queue_slots
+SET holder = NULL
+WHERE queue = ?1 AND holder = ?2 AND slot IN (
+    SELECT slot FROM forge_nb_queue_slots
+    WHERE queue = ?1 AND holder = ?2
+    ORDER BY slot DESC
+    LIMIT ?3
+)
+
+-- take_queue_slots --
+-- Process ?2 takes up to ?3 free slots of queue ?1 under the limit ?4; the
+-- outer check keeps a slot another process took meanwhile.
+UPDATE forge_nb_queue_slots
+SET holder = ?2
+WHERE queue = ?1 AND holder IS NULL AND slot < ?4 AND slot IN (
+    SELECT slot FROM forge_nb_queue_slots
+    WHERE queue = ?1 AND holder IS NULL AND slot < ?4
+    ORDER BY slot
+    LIMIT ?3
+)
+RETURNING slot

@@ -1,0 +1,128 @@
+"""Per-key concurrency: what ``concurrency_key=…, key_limit=1`` costs (issue 20's target),
+on SQLite and Postgres.
+
+    python bench/key_limits.py                  # both backends (a throwaway Postgres, fsync on)
+    python bench/key_limits.py --backends sqlite --jobs 10000 --repeat 3
+
+One process, 50 workers, no-op jobs. In the same run, interleaved, per backend:
+
+- ``unlimited``: N pending jobs drained (claimed, run, finalized), seconds.
+- ``100 keys, limit 1``: the same N jobs spread over 100 keys (enqueued round-robin), each
+  key at most one running job at a time, drained, seconds. Target: a drain rate >= 0.5x
+  ``unlimited`` (the time ratio <= 2).
+- ``… key by key``: the same, enqueued key after key (all of key 0 first): the claim walks
+  past the waiting jobs of busy keys, the worst order for it.
+
+Each figure is the median over ``--repeat`` runs; the ratio is of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from run import fresh_app, new_sqlite_url, throwaway_postgres  # noqa: E402
+
+import forge_nb as fnb  # noqa: E402
+
+WORKERS = 50
+KEYS = 100
+
+
+async def drain(url: str, n: int, mode: str) -> float:
+    """Seconds to drain ``n`` no-op jobs: ``plain``, ``keyed`` (round-robin) or ``blocks``."""
+    app = await fresh_app(url)
+    try:
+        finished = asyncio.Event()
+        count = 0
+
+        async def noop(ctx: fnb.JobCtx, key: int = 0) -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                finished.set()
+
+        if mode == "plain":
+            work = app.job(kind="noop")(noop)
+        else:
+            work = app.job(kind="noop", concurrency_key="key", key_limit=1)(noop)
+        await app.ensure_queue("default", workers=WORKERS)
+        per_key = -(-n // KEYS)
+        if mode == "blocks":
+            keys = [i // per_key for i in range(n)]
+        else:
+            keys = [i % KEYS for i in range(n)]
+        for offset in range(0, n, 10_000):
+            await work.enqueue_many([(k,) for k in keys[offset : offset + 10_000]])
+        start = time.perf_counter()
+        handle = await app.start()
+        await asyncio.wait_for(finished.wait(), 900)
+        await handle.finalizer.drain()
+        elapsed = time.perf_counter() - start
+        await handle.shutdown(5)
+        counts = await app.counts()
+        assert sum(c["done"] for c in counts.values()) == n, counts
+        return elapsed
+    finally:
+        await app.close()
+
+
+async def run_backend(name: str, url_for: Any, n: int, repeat: int) -> dict[str, Any]:
+    times: dict[str, list[float]] = {"plain": [], "keyed": [], "blocks": []}
+    for _ in range(repeat):
+        for mode in times:
+            times[mode].append(await drain(url_for(mode), n, mode))
+    result: dict[str, Any] = {"backend": name}
+    for mode, values in times.items():
+        result[mode] = statistics.median(values)
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pg-url", help="use this Postgres instead of starting one")
+    args = parser.parse_args()
+    results = []
+    tmp = Path(tempfile.mkdtemp(prefix="forge_nb_bench_keys_"))
+    if "sqlite" in args.backends:
+        results.append(
+            await run_backend("SQLite", lambda k: new_sqlite_url(tmp, k), args.jobs, args.repeat)
+        )
+    if "postgres" in args.backends:
+        if args.pg_url:
+            results.append(
+                await run_backend("Postgres", lambda k: args.pg_url, args.jobs, args.repeat)
+            )
+        else:
+            with throwaway_postgres() as dsn:
+                results.append(await run_backend("Postgres", lambda k: dsn, args.jobs, args.repeat))
+    n = args.jobs
+    print(
+        f"\n| backend | unlimited: {n:,} jobs | {KEYS} keys, limit 1 | rate vs unlimited "
+        f"(target >= 0.5x) | key by key | rate vs unlimited |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['backend']} | {r['plain']:.2f} s ({n / r['plain']:,.0f}/s) | "
+            f"{r['keyed']:.2f} s ({n / r['keyed']:,.0f}/s) | {r['plain'] / r['keyed']:.2f}x | "
+            f"{r['blocks']:.2f} s | {r['plain'] / r['blocks']:.2f}x |"
+        )
+    print(f"\nmedians of {args.repeat} runs, {WORKERS} workers, one process, no-op jobs")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,72 @@
+"""Postgres's enqueue of jobs with flow options (SPEC §9.3), a row at a time in one
+transaction: unique windows, replace, expiry and per-key concurrency keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from forge_nb.errors import StorageError
+from forge_nb.storage import postgres_statements as statements
+from forge_nb.storage.flow_rules import Flow, held
+from forge_nb.storage.records import EnqueueResult
+from forge_nb.storage.schema import load_queries
+
+Q = load_queries("postgres")
+LIVE = ("waiting", "pending", "running", "failed")
+RACE_RETRIES = 5
+
+
+async def enqueue(
+    conn: Any, prepared: list[tuple[Any, ...]], flows: Sequence[Flow | None], now: float
+) -> list[EnqueueResult]:
+    """Each job in turn (inside the caller's transaction), then the enqueue counts."""
+    await conn.execute(Q["ensure_queue_rows"], sorted({row[1] for row in prepared}))
+    results = [
+        await enqueue_one(conn, row, flow, now) for row, flow in zip(prepared, flows, strict=True)
+    ]
+    created = [row[1] for row, r in zip(prepared, results, strict=True) if r.outcome == "created"]
+    if created:
+        await statements.count_enqueued(conn, created, now)
+    return results
+
+
+async def enqueue_one(
+    conn: Any, row: tuple[Any, ...], flow: Flow | None, now: float
+) -> EnqueueResult:
+    """Insert one job unless its key is taken: by a live job (ignore, or replace a pending
+    one) or by a finished one within its window."""
+    key = row[6]
+    if key is not None:
+        hold = await conn.fetchrow(Q["unique_hold"], key)
+        if hold is not None and hold[1] not in LIVE and held(hold[1], hold[2], hold[3], now):
+            return EnqueueResult(str(hold[0]), "duplicate", hold[1])
+    for _ in range(RACE_RETRIES):
+        new_id = await conn.fetchval(Q["insert_unique_job"], *row, now)
+        if new_id is not None:
+            if flow is not None:
+                await apply_flow(conn, new_id, key, flow)
+            return EnqueueResult(str(new_id), "created", "pending")
+        holder = await conn.fetchrow(Q["live_job_by_unique_key"], key)
+        if holder is None:
+            continue  # the holder finished between the statements: the key is free again
+        if (
+            flow is not None
+            and flow.replace
+            and holder[1] == "pending"
+            and await conn.fetchval(Q["replace_pending"], holder[0], row[2], row[4]) is not None
+        ):
+            return EnqueueResult(str(holder[0]), "replaced", "pending")
+        return EnqueueResult(str(holder[0]), "duplicate", holder[1])
+    raise StorageError(f"unique key {key!r} kept changing hands; try again")
+
+
+async def apply_flow(conn: Any, job_id: int, key: str | None, flow: Flow) -> None:
+    """A new job's expiry, concurrency key (and its slot row) and unique window."""
+    if flow.expires_at is not None or flow.concurrency_key is not None:
+        await conn.execute(Q["set_job_flow"], job_id, flow.expires_at, flow.concurrency_key)
+    if flow.concurrency_key is not None:
+        await conn.execute(Q["ensure_key_slot"], flow.concurrency_key, flow.key_limit)
+        await conn.execute(Q["retune_key_slot"], flow.concurrency_key, flow.key_limit)
+    if flow.unique_for is not None:
+        await conn.execute(Q["set_unique_hold"], key, job_id, flow.unique_for)

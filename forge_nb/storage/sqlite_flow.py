@@ -1,0 +1,75 @@
+"""SQLite's enqueue of jobs with flow options (SPEC §9.3), a row at a time under the write
+lock: unique windows, replace, expiry and per-key concurrency keys."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from forge_nb.storage import sqlite_statements as statements
+from forge_nb.storage import sqlite_workflows as workflows
+from forge_nb.storage.flow_rules import Flow, held
+from forge_nb.storage.records import EnqueueResult
+from forge_nb.storage.schema import load_queries
+
+Q = load_queries("sqlite")
+LIVE = ("waiting", "pending", "running", "failed")
+
+
+def enqueue(
+    c: sqlite3.Connection,
+    prepared: list[tuple[Any, ...]],
+    flows: Sequence[Flow | None],
+    now: float,
+    new_queues: set[str],
+    links: Sequence[tuple[int, list[int]]] = (),
+) -> list[EnqueueResult]:
+    """The plain enqueue unless a job has flow options or a key may be held by a window."""
+    keyed = any(row[6] is not None for row in prepared)
+    if not any(flows) and not (keyed and c.execute(Q["unique_holds_exist"]).fetchone()[0]):
+        return statements.enqueue(c, prepared, now, new_queues, links)
+    for queue in sorted(new_queues):
+        c.execute(Q["ensure_queue_row"], (queue,))
+    results = [enqueue_one(c, row, flow, now) for row, flow in zip(prepared, flows, strict=True)]
+    created = [row[1] for row, r in zip(prepared, results, strict=True) if r.outcome == "created"]
+    statements.count_enqueued(c, created, now)
+    return workflows.link_dependencies(c, results, links, now) if links else results
+
+
+def enqueue_one(
+    c: sqlite3.Connection, row: tuple[Any, ...], flow: Flow | None, now: float
+) -> EnqueueResult:
+    """Insert one job unless its key is taken: by a live job (ignore, or replace a pending
+    one) or by a finished one within its window."""
+    key = row[6]
+    if key is not None:
+        hold = c.execute(Q["unique_hold"], (key,)).fetchone()
+        if hold is not None and hold[1] not in LIVE and held(hold[1], hold[2], hold[3], now):
+            return EnqueueResult(str(hold[0]), "duplicate", hold[1])
+    cursor = c.execute(Q["insert_unique_job"], (*row, now))
+    if cursor.rowcount == 1:
+        new_id = cursor.lastrowid
+        if flow is not None:
+            apply_flow(c, new_id, key, flow)
+        return EnqueueResult(str(new_id), "created", "pending")
+    holder = c.execute(Q["live_job_by_unique_key"], (key,)).fetchone()
+    if (
+        flow is not None
+        and flow.replace
+        and holder[1] == "pending"
+        and c.execute(Q["replace_pending"], (holder[0], row[2], row[4])).fetchone()
+    ):
+        return EnqueueResult(str(holder[0]), "replaced", "pending")
+    return EnqueueResult(str(holder[0]), "duplicate", holder[1])
+
+
+def apply_flow(c: sqlite3.Connection, job_id: Any, key: str | None, flow: Flow) -> None:
+    """A new job's expiry, concurrency key (and its slot row) and unique window."""
+    if flow.expires_at is not None or flow.concurrency_key is not None:
+        c.execute(Q["set_job_flow"], (job_id, flow.expires_at, flow.concurrency_key))
+    if flow.concurrency_key is not None:
+        c.execute(Q["ensure_key_slot"], (flow.concurrency_key, flow.key_limit))
+        c.execute(Q["retune_key_slot"], (flow.concurrency_key, flow.key_limit))
+    if flow.unique_for is not None:
+        c.execute(Q["set_unique_hold"], (key, job_id, flow.unique_for))
