@@ -251,6 +251,13 @@ class Process(Struct, kw_only=True):
         Annotated[list[str], Meta(description="the kinds this process runs: it claims only these")]
         | UnsetType
     ) = UNSET
+    stale_after: (
+        Annotated[
+            float | None,
+            Meta(description="seconds of silence after which this process counts as dead"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Processes(Struct, kw_only=True):

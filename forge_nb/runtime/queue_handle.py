@@ -173,6 +173,7 @@ class QueueHandle:
             started_at=datetime.fromtimestamp(self.started_at, UTC),
             version=VERSION,
             kinds=tuple(sorted(self.runnable_kinds())),
+            stale_after=self.app.stale_after,
         )
 
     # -- start ---------------------------------------------------------------------

@@ -285,8 +285,9 @@ class Storage(Protocol):
     ) -> list[ReapedJob]:
         """Take back the running jobs of dead processes as a failed attempt, ``worker lost``.
 
-        A process is dead when none of its slots heartbeated since
-        ``stale_before`` (or it has no slot rows), or when it is listed in
+        A process is dead when none of its slots heartbeated within its own
+        ``stale_after`` before ``now`` (since ``stale_before`` for slots that
+        recorded none), when it has no slot rows, or when it is listed in
         ``host_ids``. Its jobs go ``failed`` (retry now) or ``dead`` when
         attempts are used up; its slot rows are deleted.
         """

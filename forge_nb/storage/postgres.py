@@ -527,7 +527,7 @@ class PostgresStorage(SqlCore):
         hosts = list(host_ids)
         async with self._tx() as conn:
             found = await conn.fetch(Q["reap"], now, stale_before, hosts)
-            await conn.execute(Q["delete_stale_processes"], stale_before, hosts)
+            await conn.execute(Q["delete_stale_processes"], stale_before, hosts, now)
         return [ReapedJob(str(r[0]), r[1], r[2], r[3], r[4] or "") for r in found]
 
     # -- cron ----------------------------------------------------------------------------

@@ -310,6 +310,9 @@ class ProcessRecord:
     version: str = ""
     #: The kinds this process runs (its handlers): it claims only these.
     kinds: tuple[str, ...] = ()
+    #: Seconds of silence after which this process counts as dead: its own setting, which
+    #: every reaper honours (None: the reaper's own).
+    stale_after: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

@@ -120,7 +120,7 @@ def queue_config(row: Row) -> QueueConfig:
 
 def process_record(row: Row) -> ProcessRecord:
     """(id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
-    kinds): kinds a JSON array (SQLite) or a list (Postgres)."""
+    kinds, stale_after): kinds a JSON array (SQLite) or a list (Postgres)."""
     last_heartbeat = to_datetime(row[6])
     started_at = to_datetime(row[7])
     assert last_heartbeat is not None and started_at is not None
@@ -135,6 +135,7 @@ def process_record(row: Row) -> ProcessRecord:
         started_at=started_at,
         version=row[8],
         kinds=tuple(json.loads(row[9]) if isinstance(row[9], str) else row[9]),
+        stale_after=row[10],
     )
 
 
@@ -291,6 +292,7 @@ def process_params(
         p.started_at.timestamp(),
         p.version,
         kinds(p.kinds),
+        p.stale_after,
     )
 
 

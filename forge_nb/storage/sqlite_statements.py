@@ -314,13 +314,13 @@ def reap(
 ) -> list[ReapedJob]:
     reaped = []
     for key, kind, queue, attempts, max_attempts, host in c.execute(
-        Q["stale_running_jobs"], (stale_before, hosts_json)
+        Q["stale_running_jobs"], (stale_before, hosts_json, now)
     ).fetchall():
         status = rules.after_lost_attempt(attempts, max_attempts)
         if c.execute(Q["reap_job"], (status, now, now, key, attempts)).rowcount:
             c.execute(Q["insert_event"], (key, now, "worker_lost", attempts, "worker lost"))
             reaped.append(ReapedJob(str(key), kind, queue, status, host or ""))
-    c.execute(Q["delete_stale_processes"], (stale_before, hosts_json))
+    c.execute(Q["delete_stale_processes"], (stale_before, hosts_json, now))
     return reaped
 
 

@@ -87,6 +87,32 @@ async def test_restarted_worker_reclaims_its_dead_predecessors_jobs_at_once(
         assert await ref.wait(timeout=30) == second.pid
 
 
+async def test_a_silent_worker_is_reaped_after_its_own_limit_not_a_peers(
+    db_url: str, spawn_worker: Spawn
+) -> None:
+    # A worker that allows itself an hour of silence is frozen (SIGSTOP) mid-job; a peer
+    # whose own limit is 1 s keeps reaping. The frozen worker keeps its job, and finishes it
+    # once it runs again.
+    async with fnb.App(db_url) as app:
+        await app.ensure_queue("default")
+        nap = app.job(kind="nap")(lambda ctx, seconds: None)
+        patient = spawn_worker(db_url, "--stale-after", "3600")
+        await eventually(lambda: hosts_registered(app, 1), timeout=20)
+        ref = await nap.enqueue(1.0)
+        await eventually(lambda: status_of(app, ref.id, "running"))
+        patient.send_signal(signal.SIGSTOP)
+        try:
+            spawn_worker(db_url, "--stale-after", "1")
+            await eventually(lambda: hosts_registered(app, 2), timeout=20)
+            await asyncio.sleep(4)  # many of the peer's reaps, each 1 s past its own limit
+            job = await app.job(ref.id)
+            assert (job.status, job.attempts) == ("running", 1)
+        finally:
+            patient.send_signal(signal.SIGCONT)
+        assert await ref.wait(timeout=30) == patient.pid
+        assert "worker_lost" not in [e.event for e in await app.job_history(ref.id)]
+
+
 async def test_a_job_that_keeps_killing_workers_ends_dead(
     db_url: str, spawn_worker: Spawn, tmp_path: Path
 ) -> None:

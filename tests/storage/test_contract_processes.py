@@ -175,6 +175,28 @@ async def test_reap_takes_back_the_jobs_of_a_silent_host(storage: Storage) -> No
     assert (again.id, again.attempt) == (retryable.id, 2)
 
 
+async def test_reap_honours_each_process_own_silence_limit(storage: Storage) -> None:
+    # A's owner allows 300 s of silence, B's 30 s; both last beat 100 s ago. A reaper whose
+    # own limit is 30 s takes back B's job only: A is alive by its own setting.
+    await storage.register_processes(
+        [
+            slot("A", heartbeat=NOW - 100, stale_after=300.0),
+            slot("B", heartbeat=NOW - 100, stale_after=30.0),
+        ]
+    )
+    patient = await run_job(storage, host="A")
+    silent = await run_job(storage, host="B")
+    reaped = await storage.reap(NOW, stale_before=NOW - 30)
+    assert [r.id for r in reaped] == [silent.id]
+    assert (await get(storage, patient.id)).status == "running"
+    found = await processes_by_id(storage)
+    assert set(found) == {"q-0-A"}, "only the dead process's slots are removed"
+    assert found["q-0-A"].stale_after == 300.0
+    # Past its own limit, A is dead too, whatever the reaper's own limit.
+    reaped = await storage.reap(NOW + 201, stale_before=NOW - 1000)
+    assert [r.id for r in reaped] == [patient.id]
+
+
 async def test_reap_takes_back_jobs_of_a_host_without_slot_rows(storage: Storage) -> None:
     await storage.register_processes([slot("B")])
     orphan = await run_job(storage, host="ghost")

@@ -326,10 +326,17 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
         await storage.close()
 
 
+def undo_process_stale_after(backend: str) -> list[str]:
+    """Back from v14 to v13: processes record no silence limit of their own."""
+    return ["ALTER TABLE forge_nb_processes DROP COLUMN stale_after"]
+
+
 def undo_flow_control(backend: str) -> list[str]:
-    """Back from v12 to v11: no expiry, unique windows or concurrency keys."""
+    """Back from v12 to v11 (after the later ones): no expiry, unique windows or keys."""
+    later = undo_process_stale_after(backend)
     if backend == "sqlite":
         return [
+            *later,
             "DROP TRIGGER forge_nb_jobs_key_full",
             "DROP TRIGGER forge_nb_jobs_key_start",
             "DROP TRIGGER forge_nb_jobs_key_gone",
@@ -345,6 +352,7 @@ def undo_flow_control(backend: str) -> list[str]:
             "ALTER TABLE forge_nb_queues DROP COLUMN global_limit",
         ]
     return [
+        *later,
         "DROP TRIGGER forge_nb_jobs_key_slot ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_key_gone ON forge_nb_jobs",
         "DROP FUNCTION forge_nb_key_slot",

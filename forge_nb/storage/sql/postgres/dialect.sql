@@ -134,15 +134,17 @@ SELECT count(*) FROM gone
 SELECT status FROM forge_nb_jobs WHERE id = $1 FOR UPDATE
 
 -- reap --
--- Running jobs whose owner has no slot that heartbeated since $2 (or is listed in $3)
--- go back to the retry path. SKIP LOCKED: a concurrent reaper takes each job at most once.
+-- Running jobs whose owner has no live slot (or is listed in $3) go back to the retry path.
+-- A slot is live while it is silent for no longer than its own stale_after (else the
+-- reaper's: heartbeated since $2). SKIP LOCKED: a concurrent reaper takes each job at most once.
 WITH stale AS (
     SELECT id, claimed_by FROM forge_nb_jobs j
     WHERE status = 'running'
       AND (claimed_by IS NULL
            OR claimed_by = ANY ($3::text[])
            OR NOT EXISTS (SELECT 1 FROM forge_nb_processes p
-                          WHERE p.host_id = j.claimed_by AND p.last_heartbeat >= $2))
+                          WHERE p.host_id = j.claimed_by
+                            AND p.last_heartbeat >= coalesce($1 - p.stale_after, $2)))
     ORDER BY id
     FOR UPDATE SKIP LOCKED
 ),

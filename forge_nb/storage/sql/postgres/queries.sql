@@ -230,13 +230,14 @@ FROM forge_nb_queues ORDER BY name
 
 -- register_process --
 INSERT INTO forge_nb_processes
-    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version, kinds)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version, kinds,
+     stale_after)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (id) DO UPDATE SET
     host_id = EXCLUDED.host_id, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
     queue = EXCLUDED.queue, current_job = EXCLUDED.current_job,
     last_heartbeat = EXCLUDED.last_heartbeat, started_at = EXCLUDED.started_at,
-    version = EXCLUDED.version, kinds = EXCLUDED.kinds
+    version = EXCLUDED.version, kinds = EXCLUDED.kinds, stale_after = EXCLUDED.stale_after
 
 -- unregister_processes --
 DELETE FROM forge_nb_processes WHERE id = ANY ($1::text[])
@@ -251,7 +252,7 @@ UPDATE forge_nb_processes SET current_job = $2 WHERE id = $1
 
 -- processes --
 SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
-       kinds
+       kinds, stale_after
 FROM forge_nb_processes ORDER BY id
 
 -- stranded_kinds --
@@ -292,7 +293,9 @@ FROM stranded AS s
 ORDER BY s.queue, s.kind
 
 -- delete_stale_processes --
-DELETE FROM forge_nb_processes WHERE last_heartbeat < $1 OR host_id = ANY ($2::text[])
+-- Slots silent for longer than their own stale_after at $3 (else than the reaper's, since $1).
+DELETE FROM forge_nb_processes
+WHERE last_heartbeat < coalesce($3 - stale_after, $1) OR host_id = ANY ($2::text[])
 
 -- upsert_schedule --
 INSERT INTO forge_nb_schedules (name, cron, kind, payload, queue, enabled, tz, next_fire_at)

@@ -52,12 +52,14 @@ SELECT name FROM forge_nb_queues
 DELETE FROM forge_nb_job_events WHERE job_id = ?
 
 -- stale_running_jobs --
--- Running jobs whose owner has no slot that heartbeated since the cutoff.
+-- Running jobs whose owner has no live slot (or is listed in ?2): a slot is live while it
+-- is silent for no longer than its own stale_after at ?3 (else the reaper's: since ?1).
 SELECT id, kind, queue, attempts, max_attempts, claimed_by FROM forge_nb_jobs
 WHERE status = 'running'
   AND (claimed_by IS NULL
-       OR claimed_by NOT IN (SELECT host_id FROM forge_nb_processes WHERE last_heartbeat >= ?)
-       OR claimed_by IN (SELECT value FROM json_each(?)))
+       OR claimed_by NOT IN (SELECT host_id FROM forge_nb_processes
+                             WHERE last_heartbeat >= coalesce(?3 - stale_after, ?1))
+       OR claimed_by IN (SELECT value FROM json_each(?2)))
 
 -- reap_job --
 UPDATE forge_nb_jobs

@@ -154,8 +154,9 @@ FROM forge_nb_queues ORDER BY name
 
 -- register_process --
 INSERT OR REPLACE INTO forge_nb_processes
-    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version, kinds)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+    (id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version, kinds,
+     stale_after)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
 
 -- unregister_processes --
 DELETE FROM forge_nb_processes WHERE id IN (SELECT value FROM json_each(?1))
@@ -169,7 +170,7 @@ UPDATE forge_nb_processes SET current_job = ?2 WHERE id = ?1
 
 -- processes --
 SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
-       kinds
+       kinds, stale_after
 FROM forge_nb_processes ORDER BY id
 
 -- stranded_kinds --
@@ -215,8 +216,9 @@ FROM stranded AS s
 ORDER BY s.queue, s.kind
 
 -- delete_stale_processes --
+-- Slots silent for longer than their own stale_after at ?3 (else than the reaper's, since ?1).
 DELETE FROM forge_nb_processes
-WHERE last_heartbeat < ? OR host_id IN (SELECT value FROM json_each(?))
+WHERE last_heartbeat < coalesce(?3 - stale_after, ?1) OR host_id IN (SELECT value FROM json_each(?2))
 
 -- upsert_schedule --
 INSERT INTO forge_nb_schedules (name, cron, kind, payload, queue, enabled, tz, next_fire_at)
