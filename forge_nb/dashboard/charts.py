@@ -238,7 +238,12 @@ class MultiSeriesChart:
         if y_format:
             self.fig.yaxis.formatter = NumeralTickFormatter(format=y_format)
         self._sources: dict[str, ColumnDataSource] = {}
-        self._legend: Legend | None = None
+        # In the figure from the start (empty), so it is part of the first render: made
+        # with the first series instead, a notebook output's BokehJS could get the legend's
+        # items before its view existed ("cannot find a view for Legend").
+        self._legend = Legend(items=[], click_policy="hide")
+        self._legend.update(label_text_font_size="9pt", spacing=0, padding=4)
+        self.fig.add_layout(self._legend, "right")
 
     def update(
         self,
@@ -255,10 +260,6 @@ class MultiSeriesChart:
                 style.setdefault("line_width", 2)
                 renderer = self.fig.line("t", "y", source=source, **style)
                 renderer.update(nonselection_glyph="auto", muted_glyph="auto")
-                if self._legend is None:
-                    self._legend = Legend(items=[], click_policy="hide")
-                    self._legend.update(label_text_font_size="9pt", spacing=0, padding=4)
-                    self.fig.add_layout(self._legend, "right")
                 item = LegendItem(label=label, renderers=[renderer])
                 self._legend.items = [*self._legend.items, item]
             new = {"t": list(data["t"]), "y": list(data["y"])}
