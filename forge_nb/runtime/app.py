@@ -18,6 +18,7 @@ from forge_nb.runtime import rerun
 from forge_nb.runtime.app_reading import Reading, epoch_seconds
 from forge_nb.runtime.app_scheduling import Scheduling
 from forge_nb.runtime.app_shipping import CodeShipping
+from forge_nb.runtime.app_testing import Testing
 from forge_nb.runtime.app_workflows import Workflows
 from forge_nb.runtime.handlers import (
     Handler,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from forge_nb.runtime.process_pool import ProcessPool
 
 
-class App(CodeShipping, Scheduling, Reading, Workflows):
+class App(CodeShipping, Scheduling, Reading, Workflows, Testing):
     """A forge-nb application (pinned): handlers, a database, and optionally workers.
 
     ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
@@ -68,6 +69,9 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
     ``ship_code=True`` publishes each handler's code to the database, signed with
     ``FORGE_NB_CODE_KEY``, so ``forge-nb worker --shipped-code`` processes elsewhere run
     it; ``shipped_code=True`` makes this App such a worker (see `shipped_code`).
+
+    ``inline=True`` (for tests) runs each job inside its ``enqueue`` call, delays ignored:
+    the ref comes back finished (see `drain` for the other test helper).
     """
 
     def __init__(
@@ -88,8 +92,10 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         process_max_tasks_per_child: int | None = None,
         ship_code: bool = False,
         shipped_code: bool = False,
+        inline: bool = False,
     ) -> None:
         self.url = resolve_url(url)
+        self.inline = bool(inline)
         self.safe_url = parse_url(self.url).safe  # malformed URLs fail here, clearly
         if queues is None and os.environ.get(ENV_QUEUES):
             queues = [q.strip() for q in os.environ[ENV_QUEUES].split(",") if q.strip()]
@@ -444,6 +450,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         results = await storage.enqueue(new_jobs, now)  # also counts them in metrics
         for queue in {job.queue for job in new_jobs}:
             self._notify(queue)
+        if self.inline:
+            await self._run_inline(new_jobs)
         return JobRefList(
             JobRef(self, r.id, job.kind, r.outcome)
             for job, r in zip(new_jobs, results, strict=True)
@@ -472,6 +480,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         priority = request.priority
         if priority is None:
             priority = handler.priority if handler else 0
+        if self.inline:
+            delay = scheduled_at = None  # inline: every job runs in its enqueue call
         return NewJob(
             kind=request.kind,
             queue=queue,
