@@ -83,6 +83,7 @@ class Job(Struct, kw_only=True):
         Annotated[int, Meta(ge=0, description="its dependencies not done yet (while waiting)")]
         | UnsetType
     ) = UNSET
+    tags: Annotated[list[str], Meta(description="its tags, sorted")] | UnsetType = UNSET
 
 
 class Event(Struct, kw_only=True):
@@ -339,6 +340,13 @@ class EnqueueBody(Body, kw_only=True):
         Meta(
             description="ids of jobs it waits for: it is `waiting` until all are done, and "
             "ends dead if one ends dead; an unknown id is refused (400) and nothing is stored"
+        ),
+    ] = None
+    tags: Annotated[
+        Annotated[list[str], Meta(max_length=16)] | None,
+        Meta(
+            description="labels to filter by (`GET /api/jobs?tag=`): at most 16, each 1-100 "
+            "characters"
         ),
     ] = None
 

@@ -269,6 +269,7 @@ PATHS: dict[str, dict[str, Any]] = {
                     "A search page scans 50,000 job ids, so it may hold fewer than `limit` "
                     "jobs and still have a `next_cursor` to the older ids",
                 ),
+                query("tag", "only jobs carrying this tag; empty: any"),
                 query(
                     "limit",
                     "page size; empty: 50",

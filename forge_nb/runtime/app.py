@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
 from forge_nb.runtime import rerun
+from forge_nb.runtime.app_bulk import Bulk
 from forge_nb.runtime.app_reading import Reading, epoch_seconds
 from forge_nb.runtime.app_scheduling import Scheduling
 from forge_nb.runtime.app_shipping import CodeShipping
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from forge_nb.runtime.process_pool import ProcessPool
 
 
-class App(CodeShipping, Scheduling, Reading, Workflows, Testing):
+class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
     """A forge-nb application (pinned): handlers, a database, and optionally workers.
 
     ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
@@ -493,6 +494,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing):
             unique_key=request.unique_key,
             code_version=self._shipped_versions.get(request.kind),
             depends_on=dependency_ids(request.depends_on),
+            tags=request.tags,
         )
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------
@@ -529,14 +531,17 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing):
         search: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        tag: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs newest first; pass the last id as ``cursor`` for the next page.
-
-        Up to ``limit`` matches: a payload search reads as many windows as it takes.
+        """Jobs newest first (``tag``: only those carrying it); pass the last id as ``cursor``
+        for the next page. Up to ``limit`` matches: a payload search reads as many windows
+        as it takes.
         """
         found: list[JobRecord] = []
         while True:
-            page = await self.jobs_page(status, queue, kind, search, limit - len(found), cursor)
+            page = await self.jobs_page(
+                status, queue, kind, search, limit - len(found), cursor, tag=tag
+            )
             found += page.jobs
             if len(found) >= limit or page.next_cursor is None:
                 return found
@@ -551,6 +556,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing):
         limit: int = 50,
         cursor: str | None = None,
         scheduled_after: datetime | float | None = None,
+        tag: str | None = None,
     ) -> JobPage:
         """One keyset page plus ``next_cursor``, for tables that page.
 
@@ -562,7 +568,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing):
         """
         after = None if scheduled_after is None else epoch_seconds(scheduled_after, 0.0)
         return await (await self.storage()).list_jobs(
-            JobFilter(status, queue, kind, search, after), limit, cursor
+            JobFilter(status, queue, kind, search, after, tag), limit, cursor
         )
 
     async def job_history(self, job_id: str) -> list[JobEvent]:
@@ -634,39 +640,12 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing):
         self._notify(job.queue)
         return job
 
-    async def retry_all(
-        self,
-        status: Status = "dead",
-        queue: str | None = None,
-        kind: str | None = None,
-        search: str | None = None,
-    ) -> int:
-        """Retry every dead (or failed) job matching the filter; returns how many."""
-        if queue is not None:
-            await self._check_queue(queue)
-        n = await (await self.storage()).retry_many(
-            JobFilter(status, queue, kind, search), time.time()
-        )
-        for name in [queue] if queue else list(self._handle.pools if self._handle else []):
-            self._notify(name)
-        return n
-
     async def delete(self, job_id: str) -> bool:
         """Delete a job that is not running; False if unknown, ValueError if running."""
         status = await (await self.storage()).delete(str(job_id))
         if status == "running":
             raise ValueError(f"job {job_id} is running; cancel it first")
         return status is not None
-
-    async def delete_all(
-        self,
-        status: Status | None = None,
-        queue: str | None = None,
-        kind: str | None = None,
-        search: str | None = None,
-    ) -> int:
-        """Delete every non-running job matching the filter."""
-        return await (await self.storage()).delete_many(JobFilter(status, queue, kind, search))
 
     async def cancel(self, job_id: str) -> Status | None:
         """Cancel a job: pending/failed end ``dead`` now; a running one is stopped wherever

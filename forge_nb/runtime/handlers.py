@@ -234,6 +234,7 @@ class JobFunction:
         max_attempts: int | None = None,
         scheduled_at: Any = None,
         depends_on: Any = None,
+        tags: Any = None,
     ) -> JobFunction:
         """A copy that enqueues with these options: ``fn.options(delay=30).enqueue(...)``;
         ``depends_on=[ref, ...]`` makes the job wait until those jobs are done."""
@@ -245,6 +246,7 @@ class JobFunction:
             "max_attempts": max_attempts,
             "scheduled_at": scheduled_at,
             "depends_on": depends_on,
+            "tags": tags,
         }
         merged = {**self._options, **{k: v for k, v in given.items() if v is not None}}
         return JobFunction(self.app, self.fn, self._handler, merged)

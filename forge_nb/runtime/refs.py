@@ -36,6 +36,8 @@ class EnqueueRequest:
     max_attempts: int | None = None
     #: Jobs (`JobRef` or id) that must be done first: the job waits until then (SPEC §9.2).
     depends_on: Sequence[JobRef | str] = ()
+    #: Labels to filter by: ``app.jobs(tag=...)``, the dashboard, ``GET /api/jobs?tag=``.
+    tags: Sequence[str] = ()
 
 
 def dependency_ids(depends_on: object) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from forge_nb.errors import UnknownRateLimit
-from forge_nb.storage import rows, rules
+from forge_nb.storage import rows, rules, tags
 from forge_nb.storage.kinds import claim_arms
 from forge_nb.storage.records import (
     STATUSES,
@@ -125,7 +125,9 @@ class SqlCore:
         found = await self._select(name, *params)
         return found[0] if found else None
 
-    def filter_terms(self, filter: JobFilter) -> tuple[list[str], list[Any]]:
+    def filter_terms(
+        self, filter: JobFilter, *, with_tag: bool = True
+    ) -> tuple[list[str], list[Any]]:
         """WHERE terms for a job filter; every value is a bound parameter."""
         check_filter(filter)
         terms: list[tuple[str, Any]] = []
@@ -141,6 +143,8 @@ class SqlCore:
             terms.append(("kind = {p}", filter.kind))
         if filter.search:
             terms.append((self.Q["payload_search_term"], escape_like(filter.search)))
+        if filter.tag is not None and with_tag:
+            terms.append((self.Q["tag_filter_term"], filter.tag))
         where = [t.replace("{p}", self._placeholder(i)) for i, (t, _) in enumerate(terms, 1)]
         return where, [value for _, value in terms]
 
@@ -173,7 +177,7 @@ class SqlCore:
         if key is None:
             return None
         found = await self._select_one("get_job", key)
-        return None if found is None else rows.job_record(found)
+        return None if found is None else (await self.with_tags([rows.job_record(found)]))[0]
 
     async def list_jobs(
         self, filter: JobFilter, limit: int = 50, cursor: str | None = None
@@ -181,7 +185,10 @@ class SqlCore:
         """Newest first, keyset-paged on id (a payload search a window of ids per page)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
-        where, params = self.filter_terms(filter)
+        scheduled = filter.scheduled_after is not None
+        tagged = filter.tag is not None and not scheduled
+        where, params = self.filter_terms(filter, with_tag=not tagged)
+        id_column = "job_id" if tagged else "id"  # a tag's page is read in its index's order
 
         def term(sql: str, *values: Any) -> None:
             for value in values:
@@ -189,7 +196,6 @@ class SqlCore:
                 sql = sql.replace("{p}", self._placeholder(len(params)), 1)
             where.append(sql)
 
-        scheduled = filter.scheduled_after is not None
         if scheduled:
             # The partial index's own terms, literally, so the planner uses it.
             term("status = 'pending'")
@@ -202,20 +208,32 @@ class SqlCore:
             key = rows.parse_job_id(cursor)
             if key is None:
                 raise ValueError(f"invalid cursor {cursor!r}")
-            term("id < {p}", key)
+            term(f"{id_column} < {{p}}", key)
+            if tagged:  # on both sides of the join, so a merge join starts at the cursor too
+                term("id < {p}", key)
         floor = None
         if filter.search and not scheduled:
             lowest, highest = await self._select_one("id_bounds")
             floor = rows.search_floor(key, lowest, highest)
             if floor is not None:
-                term("id >= {p}", floor)
+                term(f"{id_column} >= {{p}}", floor)
         params.append(limit)
-        sql = (
-            self.Q["list_scheduled_jobs" if scheduled else "list_jobs"]
-            .replace("{where}", " AND ".join(where) or "TRUE")
-            .replace("{limit}", self._placeholder(len(params)))
+        template = self.Q["list_scheduled_jobs" if scheduled else "list_jobs"]
+        if tagged:
+            params.append(filter.tag)
+            template = self.Q["list_tagged_jobs"].replace("{tag}", self._placeholder(len(params)))
+        sql = template.replace("{where}", " AND ".join(where) or "TRUE").replace(
+            "{limit}", self._placeholder(len(params) - tagged)
         )
-        return rows.job_page(await self._select_sql(sql, params), limit, scheduled, floor)
+        page = rows.job_page(await self._select_sql(sql, params), limit, scheduled, floor)
+        return JobPage(await self.with_tags(page.jobs), page.next_cursor)
+
+    async def with_tags(self, jobs: list[JobRecord]) -> list[JobRecord]:
+        """``jobs`` with their tags (one indexed read; nothing when there are no jobs)."""
+        if not jobs:
+            return jobs
+        keys = [int(j.id) for j in jobs]
+        return tags.attach(jobs, await self._select("job_tags", self._key_list_param(keys)))
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """Stored history, oldest first."""

@@ -43,6 +43,7 @@ from forge_nb.storage.records import (
     Status,
 )
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations
+from forge_nb.storage.tags import created_tag_rows, tag_links
 from forge_nb.storage.validation import (
     check_name,
     check_queue_knobs,
@@ -312,8 +313,9 @@ class PostgresStorage(SqlCore):
         if not prepared:
             return []
         links = dependency_links(jobs)
-        if links:
-            results = await self._enqueue_linked(prepared, links, now)
+        tagged = tag_links(jobs)
+        if links or tagged:
+            results = await self._enqueue_linked(prepared, links, now, tagged)
         elif all(row[6] is None for row in prepared):
             if len(prepared) >= COPY_MIN_ROWS:
                 async with self._tx() as conn:
@@ -330,7 +332,11 @@ class PostgresStorage(SqlCore):
         return results
 
     async def _enqueue_linked(
-        self, prepared: list[tuple[Any, ...]], links: list[tuple[int, list[int]]], now: float
+        self,
+        prepared: list[tuple[Any, ...]],
+        links: list[tuple[int, list[int]]],
+        now: float,
+        tagged: Sequence[tuple[int, tuple[str, ...]]] = (),
     ) -> list[EnqueueResult]:
         """A batch with dependencies: inserted and linked in one transaction, tried again
         when it deadlocks with a dependency's finish (each waits on the other's row locks)."""
@@ -341,6 +347,8 @@ class PostgresStorage(SqlCore):
                         results = await statements.insert_plain(conn, prepared, now)
                     else:
                         results = await statements.insert_with_keys(conn, prepared, now)
+                    if tagged:
+                        await statements.insert_tags(conn, created_tag_rows(results, tagged))
                     return await workflows.link_dependencies(conn, results, links, now)
             except statements.Deadlock:
                 continue

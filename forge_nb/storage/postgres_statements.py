@@ -232,3 +232,10 @@ def claim_sql(arms: int, versions: bool = False) -> str:
         return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"${6 + i}")
     arm = Q["claim_arm_versions"].replace("{excluded}", f"${6 + arms}")
     return build_claim(Q["claim_kinds"], arm, arms, lambda i: f"${6 + i}")
+
+
+async def insert_tags(conn: Any, rows: list[tuple[str, int]]) -> None:
+    """Tag rows (tag, job key) of a batch in one statement."""
+    if rows:
+        tags, keys = zip(*rows, strict=True)
+        await conn.execute(Q["insert_job_tag"], list(tags), list(keys))

@@ -51,6 +51,8 @@ class NewJob:
     code_version: str | None = None
     #: Ids of jobs that must be ``done`` before this one may run (it waits until then).
     depends_on: Sequence[str] = ()
+    #: Labels to filter by (`forge_nb.storage.tags`).
+    tags: Sequence[str] = ()
 
 
 class EnqueueResult(NamedTuple):
@@ -128,6 +130,8 @@ class JobFilter:
     search: str | None = None
     #: Only pending jobs due after this time (epoch s), soonest first: the Scheduled view.
     scheduled_after: float | None = None
+    #: Only jobs carrying this tag.
+    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +174,12 @@ class JobRecord:
     #: How many jobs it depends on, and how many of those are not done yet (while waiting).
     dependencies: int = 0
     waiting_on: int = 0
+    #: Its tags, sorted (`forge_nb.storage.tags`).
+    tags: tuple[str, ...] = ()
+
+    def with_tags(self, tags: tuple[str, ...]) -> JobRecord:
+        """A copy carrying ``tags`` (read from their own table after the row)."""
+        return dataclasses.replace(self, tags=tags)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings).

@@ -40,6 +40,7 @@ from forge_nb.storage.records import (
     Status,
 )
 from forge_nb.storage.sqlite_statements import BUSY_TIMEOUT_S, Q
+from forge_nb.storage.tags import tag_links
 from forge_nb.storage.validation import (
     check_name,
     check_queue_knobs,
@@ -249,9 +250,10 @@ class SqliteStorage(SqlCore):
         if not prepared:
             return []
         links = dependency_links(jobs)
+        tagged = tag_links(jobs)
         queues = {row[1] for row in prepared}
         new_queues = queues - self._known_queues
-        results = await self._write(statements.enqueue, prepared, now, new_queues, links)
+        results = await self._write(statements.enqueue, prepared, now, new_queues, links, tagged)
         self._known_queues |= queues  # only once committed
         return results
 

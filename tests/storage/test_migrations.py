@@ -326,17 +326,26 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
         await storage.close()
 
 
+def undo_observe(backend: str) -> list[str]:
+    """Back from v13 to v11: no tags table (v12 belongs to another branch)."""
+    if backend == "sqlite":
+        return ["DROP TRIGGER IF EXISTS forge_nb_job_tags_gone", "DROP TABLE forge_nb_job_tags"]
+    return ["DROP TABLE forge_nb_job_tags"]
+
+
 def undo_workflows(backend: str) -> list[str]:
     """Back from v11 to v10: no dependencies (SQLite keeps the rebuilt table's extra columns;
-    migration 11 rebuilds it again from the v10 columns)."""
+    migration 11 rebuilds it again from the v10 columns); v13's tags first."""
     if backend == "sqlite":
         return [
+            *undo_observe(backend),
             "DROP TRIGGER forge_nb_jobs_dependency_dead",
             "DROP TRIGGER forge_nb_jobs_dependency_gone",
             "DROP TABLE forge_nb_job_deps",
             "DROP TABLE forge_nb_dead_parents",
         ]
     return [
+        *undo_observe(backend),
         "DROP TRIGGER forge_nb_jobs_dependency_ended ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_dependency_deleted ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_dependency_truncate ON forge_nb_jobs",

@@ -56,7 +56,9 @@ class Mode:
 
 
 MODES = {
-    "jobs": Mode("jobs", "Jobs", None, ("created (UTC)", "finished (UTC)", "payload", "error")),
+    "jobs": Mode(
+        "jobs", "Jobs", None, ("tags", "created (UTC)", "finished (UTC)", "payload", "error")
+    ),
     "scheduled": Mode(
         "scheduled",
         "Scheduled",
@@ -78,7 +80,7 @@ MODES = {
 }
 #: "code": the shipped code version a job runs (empty: the worker's own handler).
 BASE_COLUMNS = ("id", "kind", "code", "queue", "status", "attempts")
-TEXT_COLUMNS = ("kind", "code", "queue", "payload", "error", "id")
+TEXT_COLUMNS = ("kind", "code", "queue", "tags", "payload", "error", "id")
 VERBS = {"retry": "Retry", "delete": "Delete", "cancel": "Cancel"}
 
 
@@ -91,6 +93,7 @@ def job_row(job: JobRecord, now: float) -> dict[str, Any]:
         "queue": job.queue,
         "status": job.status,
         "attempts": f"{job.attempts}/{job.max_attempts}",
+        "tags": ", ".join(job.tags),
         "created (UTC)": utc(job.created_at),
         "finished (UTC)": utc(job.finished_at),
         "runs at (UTC)": utc(job.scheduled_at),
@@ -131,6 +134,9 @@ class JobBrowser(Page):
             placeholder="substring",
             width=220,
             css_classes=["fnb-filter-search"],
+        )
+        self.tag = pn.widgets.TextInput(
+            name="tag", placeholder="exact tag", width=140, css_classes=["fnb-filter-tag"]
         )
         self.page_size = pn.widgets.Select(name="per page", options=PAGE_SIZES, value=50, width=90)
         self.refresh_button = pn.widgets.Button(name="↻ Refresh", width=100)
@@ -184,7 +190,7 @@ class JobBrowser(Page):
                 selected.on_click(functools.partial(self._on_bulk, self._ask_selected, verb))
                 matching.on_click(functools.partial(self._on_bulk, self._ask_matching, verb))
                 self.bulk_bar.extend([selected, matching])
-        for widget in (self.queue, self.status, self.kind, self.search, self.page_size):
+        for widget in (self.queue, self.status, self.kind, self.tag, self.search, self.page_size):
             widget.param.watch(self._filters_changed, "value")
         self.table.param.watch(self._selection_changed, "selection")
         self.refresh_button.on_click(lambda _e: self._reload())
@@ -200,6 +206,7 @@ class JobBrowser(Page):
                 self.queue,
                 self.status,
                 self.kind,
+                self.tag,
                 self.search,
                 self.page_size,
                 self.refresh_button,
@@ -223,6 +230,7 @@ class JobBrowser(Page):
             "queue": self.queue.value or None,
             "kind": (self.kind.value or "").strip() or None,
             "search": (self.search.value or "").strip() or None,
+            "tag": (self.tag.value or "").strip() or None,
         }
 
     def _filters_changed(self, _event: Any) -> None:
@@ -302,7 +310,7 @@ class JobBrowser(Page):
     def _total(self, snap: Tick) -> int | None:
         """Exact count from the status counts when only queue/status filter (else unknown)."""
         f = self.filters()
-        if f["kind"] or f["search"] or self.mode.future_only:
+        if f["kind"] or f["search"] or f["tag"] or self.mode.future_only:
             return None
         queues = [f["queue"]] if f["queue"] else list(snap.counts)
         statuses = [f["status"]] if f["status"] else list(STATUSES)
@@ -368,9 +376,7 @@ class JobBrowser(Page):
 
         async def action() -> str:
             if verb == "retry":
-                n = await self.ctx.app.retry_all(
-                    status=f["status"], queue=f["queue"], kind=f["kind"], search=f["search"]
-                )
+                n = await self.ctx.app.retry_all(**f)
             elif verb == "delete":
                 n = await self.ctx.app.delete_all(**f)
             else:
@@ -416,6 +422,7 @@ def job_row_columns() -> tuple[str, ...]:
         "queue",
         "status",
         "attempts",
+        "tags",
         "created (UTC)",
         "finished (UTC)",
         "runs at (UTC)",

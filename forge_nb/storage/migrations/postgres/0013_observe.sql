@@ -1,0 +1,10 @@
+-- v13: observability (issue 21). Tags: one row per (tag, job), so a tag filter reads its
+-- tag's range of the primary key newest first and stops after a page, at any table size.
+-- A deleted or purged job takes its tags with it (the foreign key's cascade).
+CREATE TABLE forge_nb_job_tags (
+    tag    text COLLATE "C" NOT NULL,
+    job_id bigint NOT NULL REFERENCES forge_nb_jobs (id) ON DELETE CASCADE,
+    PRIMARY KEY (tag, job_id)
+);
+
+CREATE INDEX forge_nb_job_tags_job ON forge_nb_job_tags (job_id);

@@ -1,0 +1,15 @@
+-- v13: observability (issue 21). Tags: one row per (tag, job), so a tag filter reads its
+-- tag's range of the primary key newest first and stops after a page, at any table size.
+-- A trigger drops a deleted or purged job's tags (foreign keys are not enforced here).
+CREATE TABLE forge_nb_job_tags (
+    tag    TEXT    NOT NULL,
+    job_id INTEGER NOT NULL,
+    PRIMARY KEY (tag, job_id)
+) WITHOUT ROWID;
+
+CREATE INDEX forge_nb_job_tags_job ON forge_nb_job_tags (job_id);
+
+CREATE TRIGGER forge_nb_job_tags_gone AFTER DELETE ON forge_nb_jobs
+BEGIN
+    DELETE FROM forge_nb_job_tags WHERE job_id = OLD.id;
+END;

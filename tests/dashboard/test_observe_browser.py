@@ -1,0 +1,93 @@
+"""Issue 21 in a real browser: tags in the Jobs table (column and filter)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import forge_nb as fnb
+from tests.dashboard.support import (
+    Page,
+    Served,
+    backend_url,
+    forge_cli,
+    free_port,
+    run_sync,
+    start_server,
+    subprocess_env,
+    wait_for,
+)
+
+
+@dataclass
+class Seed:
+    url: str
+    tagged: list[str]
+
+
+async def seed(url: str) -> Seed:
+    """Jobs with and without tags (pending: no worker runs them)."""
+    async with fnb.App(url, queues=[], replace=False) as app:
+        tagged = await app.enqueue_many(
+            [fnb.EnqueueRequest("obs.load", {"i": i}, tags=["etl", f"day-{i}"]) for i in range(3)]
+        )
+        await app.enqueue_many([fnb.EnqueueRequest("obs.load", {"i": i}) for i in range(5)])
+    return Seed(url, [r.id for r in tagged])
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Seed, Served]]:
+    tmp: Path = tmp_path_factory.mktemp(f"observe-{request.param}")
+    urls = backend_url(request, request.param, tmp)
+    url = next(urls)
+    seeded = run_sync(lambda: seed(url))
+    server = start_server(
+        forge_cli("dashboard", "--db", url, "--port", str(free_port())),
+        subprocess_env(tmp),
+        tmp / "dashboard.log",
+    )
+    try:
+        yield seeded, server
+    finally:
+        code = server.stop()
+        urls.close()
+    assert code == 0, f"dashboard exited {code} on SIGINT:\n{server.log_text()}"
+
+
+def label(page: Page, mode: str) -> str:
+    return page.text(f".fnb-page-{mode}")
+
+
+def wait_label(page: Page, mode: str, pattern: str) -> None:
+    wait_for(lambda: re.search(pattern, label(page, mode)), timeout=20)
+
+
+def set_text(page: Page, css: str, value: str) -> None:
+    box = page.page.locator(f"{css} input").first
+    box.fill(value)
+    box.press("Enter")
+
+
+def column(page: Page, table: str, field: str) -> list[str]:
+    cells = page.page.locator(f".{table} .tabulator-row .tabulator-cell[tabulator-field='{field}']")
+    return [c.strip() for c in cells.all_inner_texts()]
+
+
+def test_the_jobs_table_shows_and_filters_tags(served: Any, page: Page) -> None:
+    seeded, server = served
+    page.open(server.url, tab="jobs")
+    wait_label(page, "jobs", r"8 row\(s\)")
+    wait_for(lambda: "day-1, etl" in column(page, "fnb-table-jobs", "tags"))
+    set_text(page, ".fnb-filter-tag", "etl")
+    wait_label(page, "jobs", r"· 3 row\(s\)$")
+    wait_for(lambda: column(page, "fnb-table-jobs", "id") == seeded.tagged[::-1])
+    set_text(page, ".fnb-filter-tag", "day-2")
+    wait_label(page, "jobs", r"· 1 row\(s\)$")
+    wait_for(lambda: column(page, "fnb-table-jobs", "id") == [seeded.tagged[2]])
