@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ from forge_nb.errors import UnknownQueue
 from forge_nb.runtime import rerun
 from forge_nb.runtime.app_bulk import Bulk
 from forge_nb.runtime.app_reading import Reading, epoch_seconds
+from forge_nb.runtime.app_redact import Redacting
 from forge_nb.runtime.app_scheduling import Scheduling
 from forge_nb.runtime.app_shipping import CodeShipping
 from forge_nb.runtime.app_testing import Testing
@@ -31,6 +33,7 @@ from forge_nb.runtime.ids import new_ulid
 from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import DbProbe, instrument
 from forge_nb.runtime.queue_handle import QueueHandle
+from forge_nb.runtime.redaction import check_redact
 from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList, dependency_ids
 from forge_nb.runtime.routing import DefaultRouter, Router
 from forge_nb.runtime.shipped_code import ShippedCatalogue
@@ -55,7 +58,7 @@ if TYPE_CHECKING:
     from forge_nb.runtime.process_pool import ProcessPool
 
 
-class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
+class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting):
     """A forge-nb application (pinned): handlers, a database, and optionally workers.
 
     ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
@@ -144,6 +147,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
             weakref.WeakValueDictionary()
         )
         self._register_builtins()
+        self.handlers.on_add.append(self._note_redaction)
         #: Publish each handler's code to the database, signed (see `shipped_code`).
         self.ship_code = bool(ship_code)
         #: Claim and run the kinds shipped to the database (``forge-nb worker --shipped-code``).
@@ -273,6 +277,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
             self._predecessor_closing = None
         handle = QueueHandle(self, await self.storage())
         await self.publish_code()
+        await self._publish_redactions()
         self._handle = handle
         await handle.start()
         return handle
@@ -395,6 +400,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
         timeout: float | None = None,
         priority: int = 0,
         executor: str | None = None,
+        redact: Sequence[str] | None = None,
     ) -> Any:
         """Register a function as a job kind (``@app.job`` or ``@app.job(queue=…)``).
 
@@ -420,6 +426,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
                 priority=priority,
                 executor=executor,
             )
+            if redact:  # masked in every view (`forge_nb.runtime.redaction`), still stored
+                handler = dataclasses.replace(handler, redact=check_redact(redact))
             self.handlers.add(handler)
             return JobFunction(self, func, handler, {})
 
@@ -448,6 +456,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
         storage = await self.storage()
         if self._unpublished:
             await self.publish_code()
+        if self._unpublished_redactions:
+            await self._publish_redactions()
         results = await storage.enqueue(new_jobs, now)  # also counts them in metrics
         for queue in {job.queue for job in new_jobs}:
             self._notify(queue)
@@ -521,7 +531,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
     # -- inspection --------------------------------------------------------------------------
     async def _get_job(self, job_id: str) -> JobRecord | None:
         """One job by id, or None."""
-        return await (await self.storage()).get_job(str(job_id))
+        job = await (await self.storage()).get_job(str(job_id))
+        return None if job is None else (await self._redacted([job]))[0]
 
     async def jobs(
         self,
@@ -567,9 +578,10 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
         the Scheduled view.
         """
         after = None if scheduled_after is None else epoch_seconds(scheduled_after, 0.0)
-        return await (await self.storage()).list_jobs(
+        page = await (await self.storage()).list_jobs(
             JobFilter(status, queue, kind, search, after, tag), limit, cursor
         )
+        return await self._redacted_page(page)
 
     async def job_history(self, job_id: str) -> list[JobEvent]:
         """A job's timeline: enqueued, each stored event, started and finished."""
@@ -638,7 +650,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk):
         job = await storage.get_job(str(job_id))
         assert job is not None
         self._notify(job.queue)
-        return job
+        return (await self._redacted([job]))[0]
 
     async def delete(self, job_id: str) -> bool:
         """Delete a job that is not running; False if unknown, ValueError if running."""

@@ -56,6 +56,8 @@ class Handler:
     takes_ctx: bool = False
     #: A class-based handler's object (what shipped code pickles for it).
     instance: Any = None
+    #: Payload fields every view masks (``@app.job(redact=[...])``; still stored).
+    redact: tuple[str, ...] = ()
 
 
 #: Kinds under this prefix are forge-nb's own (``forge_nb.echo``): built-ins, not user jobs.

@@ -247,6 +247,12 @@ class Storage(Protocol):
     async def get_code(self, version: str) -> ShippedCode | None:
         """One version with its code bytes, or None."""
 
+    async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
+        """Store the payload fields the views of ``kind``'s jobs mask (replacing any)."""
+
+    async def redactions(self) -> dict[str, tuple[str, ...]]:
+        """``{kind: fields}`` of every kind with redacted fields."""
+
     async def stranded_kinds(
         self, live_since: float, count_up_to: int = 1_000, limit: int = 50
     ) -> list[StrandedKind]:

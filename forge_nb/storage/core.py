@@ -340,6 +340,14 @@ class SqlCore:
         """Every slot row."""
         return [rows.process_record(r) for r in await self._select("processes")]
 
+    async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
+        """Store the fields ``kind``'s views mask (see `Storage.set_redaction`)."""
+        await self._change("set_redaction", kind, json.dumps(list(fields)))
+
+    async def redactions(self) -> dict[str, tuple[str, ...]]:
+        """``{kind: fields}`` (a small table: one row per kind that redacts)."""
+        return {k: tuple(json.loads(f)) for k, f in await self._select("redactions")}
+
     async def stranded_kinds(
         self, live_since: float, count_up_to: int = 1_000, limit: int = 50
     ) -> list[StrandedKind]:

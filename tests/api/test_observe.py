@@ -41,3 +41,23 @@ async def test_tags_over_http(any_backend_api: tuple[fnb.App, Client]) -> None:
     bad = await api.post("/api/jobs", {"kind": "load", "payload": {"n": 4}, "tags": [""]})
     assert bad.status == 422 and "tag" in bad["message"]
     assert len(await app.jobs()) == 3  # nothing stored
+
+
+async def test_redacted_fields_are_masked_over_http(db_url: str) -> None:
+    async with fnb.App(db_url, replace=False, queues=[]) as worker:
+
+        @worker.job(kind="charge", redact=["card"])
+        async def charge(ctx: fnb.JobCtx, card: str, amount: int) -> int:
+            return amount
+
+        ref = await charge.enqueue("4111-1111", 5)
+    viewer = fnb.App(db_url, replace=False, queues=[], **FAST)  # no handler: like a dashboard
+    try:
+        async with serve_api(viewer) as api:
+            listed = await api.get("/api/jobs?kind=charge")
+            assert listed["jobs"][0]["payload"] == {"card": "[redacted]", "amount": 5}
+            detail = await api.get(f"/api/jobs/{ref.id}")
+            assert detail["payload"]["card"] == "[redacted]"
+            assert "4111" not in str(listed.body) + str(detail.body)
+    finally:
+        await viewer.close()

@@ -1,4 +1,4 @@
-"""Issue 21 in a real browser: tags in the Jobs table (column and filter)."""
+"""Issue 21 in a real browser: tags in the Jobs table (column and filter), redaction."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ from tests.dashboard.support import (
 class Seed:
     url: str
     tagged: list[str]
+    secret_job: str
+
+
+SECRET = "hunter2-very-secret"
 
 
 async def seed(url: str) -> Seed:
@@ -37,7 +41,13 @@ async def seed(url: str) -> Seed:
             [fnb.EnqueueRequest("obs.load", {"i": i}, tags=["etl", f"day-{i}"]) for i in range(3)]
         )
         await app.enqueue_many([fnb.EnqueueRequest("obs.load", {"i": i}) for i in range(5)])
-    return Seed(url, [r.id for r in tagged])
+
+        @app.job(kind="obs.login", redact=["password"])
+        async def login(ctx: fnb.JobCtx, user: str, password: str) -> None:
+            return None
+
+        secret = await login.enqueue("ann", SECRET)
+    return Seed(url, [r.id for r in tagged], secret.id)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -83,7 +93,7 @@ def column(page: Page, table: str, field: str) -> list[str]:
 def test_the_jobs_table_shows_and_filters_tags(served: Any, page: Page) -> None:
     seeded, server = served
     page.open(server.url, tab="jobs")
-    wait_label(page, "jobs", r"8 row\(s\)")
+    wait_label(page, "jobs", r"9 row\(s\)")
     wait_for(lambda: "day-1, etl" in column(page, "fnb-table-jobs", "tags"))
     set_text(page, ".fnb-filter-tag", "etl")
     wait_label(page, "jobs", r"· 3 row\(s\)$")
@@ -91,3 +101,18 @@ def test_the_jobs_table_shows_and_filters_tags(served: Any, page: Page) -> None:
     set_text(page, ".fnb-filter-tag", "day-2")
     wait_label(page, "jobs", r"· 1 row\(s\)$")
     wait_for(lambda: column(page, "fnb-table-jobs", "id") == [seeded.tagged[2]])
+
+
+def test_redacted_fields_are_masked_in_the_table_and_inspector(served: Any, page: Page) -> None:
+    seeded, server = served
+    page.open(server.url, tab="jobs")
+    set_text(page, ".fnb-filter-kind", "obs.login")
+    wait_label(page, "jobs", r"· 1 row\(s\)")
+    wait_for(lambda: column(page, "fnb-table-jobs", "id") == [seeded.secret_job])
+    [payload] = column(page, "fnb-table-jobs", "payload")
+    assert "[redacted]" in payload and "ann" in payload and SECRET not in payload
+    page.page.locator(".fnb-table-jobs .tabulator-cell[tabulator-field='kind']").first.click()
+    wait_for(lambda: "Payload" in page.text(".fnb-inspector"))
+    text = page.text(".fnb-inspector")
+    assert "[redacted]" in text and SECRET not in text
+    assert SECRET not in page.page.content()

@@ -327,10 +327,14 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
 
 
 def undo_observe(backend: str) -> list[str]:
-    """Back from v13 to v11: no tags table (v12 belongs to another branch)."""
+    """Back from v13 to v11: none of its tables (v12 belongs to another branch)."""
     if backend == "sqlite":
-        return ["DROP TRIGGER IF EXISTS forge_nb_job_tags_gone", "DROP TABLE forge_nb_job_tags"]
-    return ["DROP TABLE forge_nb_job_tags"]
+        return [
+            "DROP TRIGGER IF EXISTS forge_nb_job_tags_gone",
+            "DROP TABLE forge_nb_job_tags",
+            "DROP TABLE forge_nb_redactions",
+        ]
+    return ["DROP TABLE forge_nb_job_tags", "DROP TABLE forge_nb_redactions"]
 
 
 def undo_workflows(backend: str) -> list[str]:

@@ -8,3 +8,10 @@ CREATE TABLE forge_nb_job_tags (
 );
 
 CREATE INDEX forge_nb_job_tags_job ON forge_nb_job_tags (job_id);
+
+-- Redaction: the payload fields each kind's views mask (`@app.job(redact=[...])`), written by
+-- the processes that have the handler, read by every view (a dashboard has no handlers).
+CREATE TABLE forge_nb_redactions (
+    kind   text COLLATE "C" PRIMARY KEY,
+    fields text NOT NULL                          -- JSON array of field names
+);

@@ -13,3 +13,10 @@ CREATE TRIGGER forge_nb_job_tags_gone AFTER DELETE ON forge_nb_jobs
 BEGIN
     DELETE FROM forge_nb_job_tags WHERE job_id = OLD.id;
 END;
+
+-- Redaction: the payload fields each kind's views mask (`@app.job(redact=[...])`), written by
+-- the processes that have the handler, read by every view (a dashboard has no handlers).
+CREATE TABLE forge_nb_redactions (
+    kind   TEXT PRIMARY KEY,
+    fields TEXT NOT NULL                          -- JSON array of field names
+);

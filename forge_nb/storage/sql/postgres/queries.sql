@@ -524,6 +524,13 @@ SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING
 -- The tags of a page of jobs ($1: an array of ids).
 SELECT job_id, tag FROM forge_nb_job_tags WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, tag
 
+-- set_redaction --
+INSERT INTO forge_nb_redactions (kind, fields) VALUES ($1, $2)
+ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields
+
+-- redactions --
+SELECT kind, fields FROM forge_nb_redactions
+
 -- payload_search_term --
 -- A job filter's payload search ({p}: the ILIKE pattern). COLLATE "C": fold ASCII case only,
 -- whatever the database locale (as SQLite's LIKE).

@@ -414,6 +414,13 @@ INSERT OR IGNORE INTO forge_nb_job_tags (tag, job_id) VALUES (?1, ?2)
 SELECT job_id, tag FROM forge_nb_job_tags
 WHERE job_id IN (SELECT value FROM json_each(?1)) ORDER BY job_id, tag
 
+-- set_redaction --
+INSERT INTO forge_nb_redactions (kind, fields) VALUES (?1, ?2)
+ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields
+
+-- redactions --
+SELECT kind, fields FROM forge_nb_redactions
+
 -- payload_search_term --
 -- A job filter's payload search ({p}: the LIKE pattern; SQLite's LIKE folds ASCII case).
 payload LIKE {p} ESCAPE '\'
