@@ -17,6 +17,7 @@ from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
 from forge_nb.runtime import rerun
 from forge_nb.runtime.app_bulk import Bulk
+from forge_nb.runtime.app_context import Propagation
 from forge_nb.runtime.app_reading import Reading, epoch_seconds
 from forge_nb.runtime.app_redact import Redacting
 from forge_nb.runtime.app_scheduling import Scheduling
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from forge_nb.runtime.process_pool import ProcessPool
 
 
-class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting):
+class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting, Propagation):
     """A forge-nb application (pinned): handlers, a database, and optionally workers.
 
     ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
@@ -505,6 +506,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
             code_version=self._shipped_versions.get(request.kind),
             depends_on=dependency_ids(request.depends_on),
             tags=request.tags,
+            context=self._captured_context(),
         )
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from forge_nb.errors import PayloadError
-from forge_nb.runtime import process_ship
+from forge_nb.runtime import process_ship, propagation
 from forge_nb.runtime.context import progress_fraction
 from forge_nb.runtime.outcomes import Dead, Throttled, error_chain, format_traceback
 from forge_nb.runtime.process_wire import (
@@ -173,7 +173,9 @@ class Child:
         except Exception as exc:
             return _error_reply(job_id, exc, f"cannot load the job function {meta['kind']!r}")
         ctx = ProcessJobCtx(self, job_id, meta)
+        tokens: list[Any] = []
         try:
+            tokens = propagation.set_in_child(meta.get("context"))
             result = fn(ctx, **payload) if takes_ctx else fn(**payload)
             if inspect.iscoroutine(result):
                 import asyncio
@@ -187,6 +189,7 @@ class Child:
             return _error_reply(job_id, exc)
         finally:
             self.cancelled = None
+            propagation.reset_in_child(tokens)
         try:
             return (
                 DONE,

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError
-from forge_nb.runtime import process_ship
+from forge_nb.runtime import process_ship, propagation
 from forge_nb.runtime.outcomes import Dead, RunnerError, Throttled
 from forge_nb.runtime.process_wire import (
     DONE,
@@ -390,6 +390,9 @@ class ProcessPool:
             "host_id": ctx.host_id,
             "dependency_results": ctx.dependency_results,
         }
+        variables = getattr(getattr(ctx, "app", None), "_propagated", None)
+        if variables:
+            meta["context"] = propagation.for_child(variables)
         slot = _Slot(
             ctx.job_id,
             key,

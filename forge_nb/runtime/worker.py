@@ -11,14 +11,17 @@ one finish statement per batch rather than per job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import heapq
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError, StorageError
+from forge_nb.runtime import propagation
 from forge_nb.runtime.context import CancelToken, JobCtx
 from forge_nb.runtime.outcomes import (
     Dead,
@@ -325,7 +328,8 @@ class Runner:
             dependency_results=dependency_results,
         )
         try:
-            result = await self._call(handler, ctx, rj)
+            async with self._context(job):  # app.propagate'd variables, only when some are
+                result = await self._call(handler, ctx, rj)
             if rj.token.is_cancelled():
                 return _cancelled(job)
             result_json = "null" if result is None else dump_json(result, what="the result")
@@ -348,6 +352,20 @@ class Runner:
                 return _cancelled(job)
             return self._failed(pool, job, exc)
 
+    @contextlib.asynccontextmanager
+    async def _context(self, job: ClaimedJob) -> AsyncIterator[None]:
+        """Set the job's propagated context variables around its run (`propagation`)."""
+        variables = self.handle.app._propagated
+        if not variables:
+            yield
+            return
+        values = (await self.handle.storage.job_contexts([job.id])).get(job.id)
+        if not values:
+            yield
+            return
+        with propagation.applied(variables, values):
+            yield
+
     async def _dependency_results(self, job: ClaimedJob) -> dict[str, Any]:
         """The results of the job's dependencies: one query, and none for jobs without."""
         if not job.dependencies:
@@ -363,8 +381,8 @@ class Runner:
             work = handler.call(ctx, payload)
         else:
             rj.in_thread = True
-            work = self.handle.loop.run_in_executor(
-                self.handle.executor, handler.call, ctx, payload
+            work = self.handle.loop.run_in_executor(  # in a copy of the task's context
+                self.handle.executor, contextvars.copy_context().run, handler.call, ctx, payload
             )
         if handler.timeout is None or handler.executor == "process":
             return await work  # the process pool times its runs itself, from their start

@@ -247,6 +247,9 @@ class Storage(Protocol):
     async def get_code(self, version: str) -> ShippedCode | None:
         """One version with its code bytes, or None."""
 
+    async def job_contexts(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{job id: context}``: what ``app.propagate``d variables held at enqueue."""
+
     async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
         """Store the payload fields the views of ``kind``'s jobs mask (replacing any)."""
 

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from forge_nb.errors import UnknownRateLimit
-from forge_nb.storage import rows, rules, tags
+from forge_nb.storage import extras, rows, rules
 from forge_nb.storage.kinds import claim_arms
 from forge_nb.storage.records import (
     STATUSES,
@@ -233,7 +233,7 @@ class SqlCore:
         if not jobs:
             return jobs
         keys = [int(j.id) for j in jobs]
-        return tags.attach(jobs, await self._select("job_tags", self._key_list_param(keys)))
+        return extras.attach(jobs, await self._select("job_tags", self._key_list_param(keys)))
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """Stored history, oldest first."""
@@ -339,6 +339,13 @@ class SqlCore:
     async def processes(self) -> list[ProcessRecord]:
         """Every slot row."""
         return [rows.process_record(r) for r in await self._select("processes")]
+
+    async def job_contexts(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{job id: the context stored at enqueue}`` of those jobs that have one."""
+        keys = [k for k in map(rows.parse_job_id, job_ids) if k is not None]
+        if not keys:
+            return {}
+        return extras.load_contexts(await self._select("job_contexts", self._key_list_param(keys)))
 
     async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
         """Store the fields ``kind``'s views mask (see `Storage.set_redaction`)."""

@@ -30,6 +30,7 @@ from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage import postgres_workflows as workflows
 from forge_nb.storage import rows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
+from forge_nb.storage.extras import Extras, extras_of
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
 from forge_nb.storage.postgres_statements import RACE_RETRIES, Q
 from forge_nb.storage.records import (
@@ -43,7 +44,6 @@ from forge_nb.storage.records import (
     Status,
 )
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations
-from forge_nb.storage.tags import created_tag_rows, tag_links
 from forge_nb.storage.validation import (
     check_name,
     check_queue_knobs,
@@ -313,9 +313,9 @@ class PostgresStorage(SqlCore):
         if not prepared:
             return []
         links = dependency_links(jobs)
-        tagged = tag_links(jobs)
-        if links or tagged:
-            results = await self._enqueue_linked(prepared, links, now, tagged)
+        more = extras_of(jobs)
+        if links or more:
+            results = await self._enqueue_linked(prepared, links, now, more)
         elif all(row[6] is None for row in prepared):
             if len(prepared) >= COPY_MIN_ROWS:
                 async with self._tx() as conn:
@@ -336,7 +336,7 @@ class PostgresStorage(SqlCore):
         prepared: list[tuple[Any, ...]],
         links: list[tuple[int, list[int]]],
         now: float,
-        tagged: Sequence[tuple[int, tuple[str, ...]]] = (),
+        more: Extras | None = None,
     ) -> list[EnqueueResult]:
         """A batch with dependencies: inserted and linked in one transaction, tried again
         when it deadlocks with a dependency's finish (each waits on the other's row locks)."""
@@ -347,8 +347,8 @@ class PostgresStorage(SqlCore):
                         results = await statements.insert_plain(conn, prepared, now)
                     else:
                         results = await statements.insert_with_keys(conn, prepared, now)
-                    if tagged:
-                        await statements.insert_tags(conn, created_tag_rows(results, tagged))
+                    if more:
+                        await statements.insert_extras(conn, results, more)
                     return await workflows.link_dependencies(conn, results, links, now)
             except statements.Deadlock:
                 continue

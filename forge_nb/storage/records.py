@@ -51,8 +51,10 @@ class NewJob:
     code_version: str | None = None
     #: Ids of jobs that must be ``done`` before this one may run (it waits until then).
     depends_on: Sequence[str] = ()
-    #: Labels to filter by (`forge_nb.storage.tags`).
+    #: Labels to filter by (`forge_nb.storage.extras`).
     tags: Sequence[str] = ()
+    #: Values of ``app.propagate``d context variables at enqueue (JSON), set around the run.
+    context: Mapping[str, Any] | None = None
 
 
 class EnqueueResult(NamedTuple):
@@ -174,7 +176,7 @@ class JobRecord:
     #: How many jobs it depends on, and how many of those are not done yet (while waiting).
     dependencies: int = 0
     waiting_on: int = 0
-    #: Its tags, sorted (`forge_nb.storage.tags`).
+    #: Its tags, sorted (`forge_nb.storage.extras`).
     tags: tuple[str, ...] = ()
 
     def with_tags(self, tags: tuple[str, ...]) -> JobRecord:

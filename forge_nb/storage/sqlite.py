@@ -30,6 +30,7 @@ from forge_nb.storage import sqlite_statements as statements
 from forge_nb.storage import sqlite_transactions as transactions
 from forge_nb.storage import sqlite_workflows as workflows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
+from forge_nb.storage.extras import extras_of
 from forge_nb.storage.records import (
     EnqueueResult,
     Finish,
@@ -40,7 +41,6 @@ from forge_nb.storage.records import (
     Status,
 )
 from forge_nb.storage.sqlite_statements import BUSY_TIMEOUT_S, Q
-from forge_nb.storage.tags import tag_links
 from forge_nb.storage.validation import (
     check_name,
     check_queue_knobs,
@@ -250,10 +250,10 @@ class SqliteStorage(SqlCore):
         if not prepared:
             return []
         links = dependency_links(jobs)
-        tagged = tag_links(jobs)
+        more = extras_of(jobs)
         queues = {row[1] for row in prepared}
         new_queues = queues - self._known_queues
-        results = await self._write(statements.enqueue, prepared, now, new_queues, links, tagged)
+        results = await self._write(statements.enqueue, prepared, now, new_queues, links, more)
         self._known_queues |= queues  # only once committed
         return results
 

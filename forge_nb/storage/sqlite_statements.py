@@ -20,7 +20,7 @@ from forge_nb.errors import (
     SchemaTooNew,
     UnknownQueue,
 )
-from forge_nb.storage import rows, rules, tags
+from forge_nb.storage import extras, rows, rules
 from forge_nb.storage import sqlite_workflows as workflows
 from forge_nb.storage.kinds import build_claim
 from forge_nb.storage.records import (
@@ -133,13 +133,14 @@ def enqueue(
     now: float,
     new_queues: set[str],
     links: Sequence[tuple[int, list[int]]] = (),
-    tagged: Sequence[tuple[int, tuple[str, ...]]] = (),
+    more: extras.Extras | None = None,
 ) -> list[EnqueueResult]:
     """Insert a batch; jobs with dependencies (``links``) are wired to them, and jobs with
-    tags (``tagged``) get their tag rows."""
+    tags or a context (``more``) get their rows."""
     results = insert_batch(c, prepared, now, new_queues)
-    if tagged:
-        c.executemany(Q["insert_job_tag"], tags.created_tag_rows(results, tagged))
+    if more:
+        c.executemany(Q["insert_job_tag"], extras.created_tag_rows(results, more.tags))
+        c.executemany(Q["insert_job_context"], extras.context_rows(results, more))
     return workflows.link_dependencies(c, results, links, now) if links else results
 
 

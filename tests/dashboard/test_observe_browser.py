@@ -1,7 +1,9 @@
-"""Issue 21 in a real browser: tags in the Jobs table (column and filter), redaction."""
+"""Issue 21 in a real browser: tags in the Jobs table (column and filter), redaction, and
+the propagated context in the inspector."""
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ class Seed:
 
 
 SECRET = "hunter2-very-secret"
+TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
 
 
 async def seed(url: str) -> Seed:
@@ -46,6 +49,8 @@ async def seed(url: str) -> Seed:
         async def login(ctx: fnb.JobCtx, user: str, password: str) -> None:
             return None
 
+        app.propagate(TENANT)
+        TENANT.set("acme-tenant")
         secret = await login.enqueue("ann", SECRET)
     return Seed(url, [r.id for r in tagged], secret.id)
 
@@ -116,3 +121,4 @@ def test_redacted_fields_are_masked_in_the_table_and_inspector(served: Any, page
     text = page.text(".fnb-inspector")
     assert "[redacted]" in text and SECRET not in text
     assert SECRET not in page.page.content()
+    assert "acme-tenant" in text  # the propagated context, shown under Context

@@ -333,8 +333,14 @@ def undo_observe(backend: str) -> list[str]:
             "DROP TRIGGER IF EXISTS forge_nb_job_tags_gone",
             "DROP TABLE forge_nb_job_tags",
             "DROP TABLE forge_nb_redactions",
+            "DROP TRIGGER IF EXISTS forge_nb_job_context_gone",
+            "DROP TABLE forge_nb_job_context",
         ]
-    return ["DROP TABLE forge_nb_job_tags", "DROP TABLE forge_nb_redactions"]
+    return [
+        "DROP TABLE forge_nb_job_tags",
+        "DROP TABLE forge_nb_redactions",
+        "DROP TABLE forge_nb_job_context",
+    ]
 
 
 def undo_workflows(backend: str) -> list[str]:

@@ -89,6 +89,7 @@ def render_job(
     now: float,
     dependencies: list[JobRecord] | None = None,
     dependents: list[JobRecord] | None = None,
+    context: dict[str, Any] | None = None,
 ) -> str:
     """The inspector body for one job; every value from the database is escaped."""
     color = STATUS_COLORS.get(job.status, "#888")
@@ -117,6 +118,8 @@ def render_job(
         workflow_html(job, dependencies or [], dependents or []),
         f"<h5>Payload</h5><pre class='fnb-payload'>{esc(pretty_json(job.payload))}</pre>",
     ]
+    if context:  # app.propagate'd variables at enqueue, set around the run
+        parts.append(f"<h5>Context</h5><pre class='fnb-context'>{esc(pretty_json(context))}</pre>")
     if job.result is not None:
         parts.append(f"<h5>Result</h5><pre>{esc(pretty_json(job.result))}</pre>")
     if job.last_error:
@@ -217,7 +220,8 @@ class Inspector:
         app = self.ctx.app
         dependencies = await app.dependencies(job.id, RELATED_SHOWN) if job.dependencies else []
         dependents = await app.dependents(job.id, RELATED_SHOWN + 1)
-        html = render_job(job, history, snap.now, dependencies, dependents)
+        context = await app.job_context(job.id)
+        html = render_job(job, history, snap.now, dependencies, dependents, context)
         if html != self.body.object:
             self.body.object = html
         self._update_actions(job)

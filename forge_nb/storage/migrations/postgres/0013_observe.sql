@@ -15,3 +15,10 @@ CREATE TABLE forge_nb_redactions (
     kind   text COLLATE "C" PRIMARY KEY,
     fields text NOT NULL                          -- JSON array of field names
 );
+
+-- Context propagation (`app.propagate(var)`): the variables' values at enqueue, for the jobs
+-- enqueued with some, set around their run. Dropped with the job.
+CREATE TABLE forge_nb_job_context (
+    job_id  bigint PRIMARY KEY REFERENCES forge_nb_jobs (id) ON DELETE CASCADE,
+    context text NOT NULL                         -- JSON object {variable name: value}
+);

@@ -20,3 +20,15 @@ CREATE TABLE forge_nb_redactions (
     kind   TEXT PRIMARY KEY,
     fields TEXT NOT NULL                          -- JSON array of field names
 );
+
+-- Context propagation (`app.propagate(var)`): the variables' values at enqueue, for the jobs
+-- enqueued with some, set around their run. Dropped with the job.
+CREATE TABLE forge_nb_job_context (
+    job_id  INTEGER PRIMARY KEY,
+    context TEXT    NOT NULL                      -- JSON object {variable name: value}
+);
+
+CREATE TRIGGER forge_nb_job_context_gone AFTER DELETE ON forge_nb_jobs
+BEGIN
+    DELETE FROM forge_nb_job_context WHERE job_id = OLD.id;
+END;

@@ -531,6 +531,15 @@ ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields
 -- redactions --
 SELECT kind, fields FROM forge_nb_redactions
 
+-- insert_job_context --
+-- Every context of a batch in one statement ($1, $2: job ids and their contexts, pairwise).
+INSERT INTO forge_nb_job_context (job_id, context)
+SELECT * FROM unnest($1::bigint[], $2::text[])
+
+-- job_contexts --
+-- The contexts of some jobs ($1: an array of ids).
+SELECT job_id, context FROM forge_nb_job_context WHERE job_id = ANY($1::bigint[])
+
 -- payload_search_term --
 -- A job filter's payload search ({p}: the ILIKE pattern). COLLATE "C": fold ASCII case only,
 -- whatever the database locale (as SQLite's LIKE).

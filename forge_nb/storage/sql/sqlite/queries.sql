@@ -421,6 +421,13 @@ ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields
 -- redactions --
 SELECT kind, fields FROM forge_nb_redactions
 
+-- insert_job_context --
+INSERT INTO forge_nb_job_context (job_id, context) VALUES (?1, ?2)
+
+-- job_contexts --
+-- The contexts of some jobs (?1: a JSON array of ids).
+SELECT job_id, context FROM forge_nb_job_context WHERE job_id IN (SELECT value FROM json_each(?1))
+
 -- payload_search_term --
 -- A job filter's payload search ({p}: the LIKE pattern; SQLite's LIKE folds ASCII case).
 payload LIKE {p} ESCAPE '\'

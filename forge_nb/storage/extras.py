@@ -1,4 +1,5 @@
-"""Job tags (SPEC §9.4): checked before anything is written, stored one row per (tag, job).
+"""What a job may carry beside its row (SPEC §9.4), each in its own table so jobs without
+cost nothing: tags and a propagated context. Checked before anything is written.
 
 A tag is a short label (``"etl"``, ``"customer:42"``) that the Jobs table, ``app.jobs(tag=)``
 and ``GET /api/jobs?tag=`` filter by. They live in ``forge_nb_job_tags`` rather than on the
@@ -7,10 +8,13 @@ job row, so the filter reads one index range newest first and jobs without tags 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from forge_nb.storage.records import EnqueueResult, NewJob
+from forge_nb.storage.validation import dump_json
 
 #: At most this many tags per job, each at most this many characters.
 MAX_TAGS = 16
@@ -75,3 +79,43 @@ def attach(records: list[Any], found: Sequence[Any]) -> list[Any]:
     for key, tag in found:
         by_job.setdefault(str(key), []).append(tag)
     return [r.with_tags(tuple(by_job[r.id])) if r.id in by_job else r for r in records]
+
+
+@dataclass
+class Extras:
+    """A batch's tags and contexts, by index in the batch (checked)."""
+
+    tags: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+    #: (index, the context as JSON text).
+    contexts: list[tuple[int, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.tags or self.contexts)
+
+
+def extras_of(jobs: Sequence[NewJob]) -> Extras:
+    """The batch's tags and contexts; ValueError (naming the job) before anything is written."""
+    contexts = []
+    for index, job in enumerate(jobs):
+        if job.context:
+            try:
+                contexts.append((index, dump_json(dict(job.context), what="the job's context")))
+            except ValueError as exc:
+                if len(jobs) == 1:
+                    raise
+                raise type(exc)(f"job {index} of {len(jobs)}: {exc}") from None
+    return Extras(tag_links(jobs), contexts)
+
+
+def context_rows(results: Sequence[EnqueueResult], extras: Extras) -> list[tuple[int, str]]:
+    """(job key, context JSON) rows for the created jobs that carry a context."""
+    return [
+        (int(results[index].id), text)
+        for index, text in extras.contexts
+        if results[index].outcome == "created"
+    ]
+
+
+def load_contexts(found: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """``job_contexts`` rows as ``{job id: context}``."""
+    return {str(key): json.loads(text) for key, text in found}
