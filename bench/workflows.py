@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import forge_nb as fnb  # noqa: E402
 from run import fresh_app, new_sqlite_url, throwaway_postgres  # noqa: E402
+
+import forge_nb as fnb  # noqa: E402
 
 WORKERS = 50
 

@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("id")
     cancel.set_defaults(run=run_cancel)
 
+    from forge_nb.cli_observe import add_observe_commands
+
+    add_observe_commands(sub, with_db)
     from forge_nb.cli_dashboard import add_dashboard_commands  # Panel loads only when run
 
     add_dashboard_commands(sub)

@@ -188,6 +188,23 @@ class JobGraph(Struct, kw_only=True):
     ]
 
 
+class AttemptLog(Struct, kw_only=True):
+    """What one attempt printed and logged: its last lines (1,000 or 64 KiB at most)."""
+
+    attempt: int
+    text: Annotated[str, Meta(description="the lines; a marker first when lines were dropped")]
+    lines: Annotated[int, Meta(ge=0, description="lines the attempt wrote")]
+    dropped: Annotated[int, Meta(ge=0, description="earliest lines dropped by the bound")]
+    updated_at: Time
+
+
+class JobLogs(Struct, kw_only=True):
+    """A job's captured output, one entry per attempt that wrote any, oldest first."""
+
+    job_id: str
+    attempts: list[AttemptLog]
+
+
 class Queue(Struct, kw_only=True):
     """A queue's live config and how many jobs it holds per status."""
 

@@ -37,6 +37,8 @@ COMPONENTS: list[Any] = [
     models.GraphNode,
     models.GraphEdge,
     models.JobGraph,
+    models.AttemptLog,
+    models.JobLogs,
     models.QueueSettings,
     models.Queue,
     models.Queues,
@@ -320,6 +322,15 @@ PATHS: dict[str, dict[str, Any]] = {
             f"The workflow around a job: every job connected to it by dependencies, "
             f"nearest first, at most {GRAPH_LIMIT}",
             models.JobGraph,
+            JOB_ID,
+            "jobs",
+        )
+    },
+    "/api/jobs/{job_id}/logs": {
+        "get": get_one(
+            "getJobLogs",
+            "What a job printed and logged, per attempt (live while it runs, at most 0.5 s behind)",
+            models.JobLogs,
             JOB_ID,
             "jobs",
         )

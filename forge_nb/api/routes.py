@@ -16,6 +16,7 @@ from forge_nb.api.jobs import (
     JobsRoute,
 )
 from forge_nb.api.monitoring import MetricsRoute, ProcessesRoute
+from forge_nb.api.observe import JobLogsRoute
 from forge_nb.api.openapi import openapi_document
 from forge_nb.api.queues import CountsRoute, QueueRoute, QueuesRoute
 from forge_nb.api.schedules import ScheduleRoute, ScheduleRunRoute, SchedulesRoute
@@ -52,6 +53,7 @@ ROUTES: list[tuple[str, type[ApiRoute]]] = [
     ("/jobs/retry", JobsRetryRoute),
     ("/jobs/{job_id}", JobRoute),
     ("/jobs/{job_id}/graph", JobGraphRoute),
+    ("/jobs/{job_id}/logs", JobLogsRoute),
     ("/jobs/{job_id}/retry", JobRetryRoute),
     ("/jobs/{job_id}/cancel", JobCancelRoute),
     ("/counts", CountsRoute),

@@ -1,4 +1,5 @@
-"""`App.propagate` and the reads of a job's propagated context (SPEC §9.4). A mixin of `App`."""
+"""`App.propagate`, and the reads of what travelled with a job and what it logged (SPEC
+§9.4). A mixin of `App`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextvars
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.runtime.propagation import Propagated, capture, locate
+from forge_nb.storage.records import JobLog
 
 if TYPE_CHECKING:
     from forge_nb.storage.base import Storage
@@ -19,6 +21,9 @@ class Propagation:
         async def storage(self) -> Storage: ...
 
     _propagated: dict[str, Propagated] | None = None
+    #: Capture each run's print and logging output into its job's log (`joblogs`); False
+    #: leaves output where it went before (for comparison: ``bench/job_logs.py``).
+    capture_logs: bool = True
 
     def propagate(self, var: contextvars.ContextVar[Any]) -> contextvars.ContextVar[Any]:
         """Store ``var``'s value (JSON) with each job enqueued from now on and set it around
@@ -44,3 +49,8 @@ class Propagation:
         """The propagated values a job was enqueued with (``{}``: none)."""
         job = str(getattr(job_id, "id", job_id))
         return (await (await self.storage()).job_contexts([job])).get(job, {})
+
+    async def job_logs(self, job_id: Any) -> list[JobLog]:
+        """What each attempt of a job printed and logged (its last lines), oldest attempt
+        first (pinned); stored at most 0.5 s behind a running job."""
+        return await (await self.storage()).job_logs(str(getattr(job_id, "id", job_id)))

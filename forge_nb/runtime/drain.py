@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
+from forge_nb.runtime import joblogs
 from forge_nb.runtime.context import CancelToken
 from forge_nb.runtime.worker import CLAIM_BATCH_MAX, QueuePool, RunningJob
 from forge_nb.storage.records import Finish, QueueConfig
@@ -45,6 +46,7 @@ async def drain(
 
     storage = await app.storage()
     handle = QueueHandle(app, storage)
+    joblogs.install()
     counts: Counter[str] = Counter({o: 0 for o in OUTCOMES})
     running: dict[str, tuple[RunningJob, asyncio.Task[Finish]]] = {}
     try:
@@ -106,6 +108,8 @@ async def _drain_rounds(
             running.clear()
             await _record(handle, batch, counts)
         if not claimed_any:
+            await handle.logs.flush()  # drained: every log is stored when drain returns
+            await handle.flush()  # progress and metrics, as a worker's tick would
             return
 
 
@@ -113,12 +117,12 @@ async def _record(
     handle: QueueHandle, batch: list[tuple[Finish, RunningJob | None]], counts: Counter[str]
 ) -> None:
     """Write a batch's outcomes as the worker's finalizer does, and count them."""
+    await handle.logs.flush_due()
     finished = set(await handle.storage.finish(handle.host_id, [f for f, _ in batch], time.time()))
     handle.outcomes_recorded(batch, finished)
     for finish, _ in batch:
         if finish.job_id in finished:
             counts[finish.event] += 1
-    await handle.flush()  # progress and metrics, as a worker's tick would
 
 
 async def _give_back(

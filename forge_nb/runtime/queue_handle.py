@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import StorageError
-from forge_nb.runtime import config_tick, lag_watch, liveness
+from forge_nb.runtime import config_tick, joblogs, lag_watch, liveness
 from forge_nb.runtime.leader import Leader
 from forge_nb.runtime.liveness import DatabaseHealth
 from forge_nb.runtime.metrics import MetricsRecorder
@@ -56,6 +56,8 @@ class QueueHandle:
         self.pools: dict[str, QueuePool] = {}
         self.runner = Runner(self)
         self.finalizer = Finalizer(self)
+        #: What running jobs logged, stored every `joblogs.FLUSH_S` and before outcomes.
+        self.logs = joblogs.LogSink(storage)
         self.metrics: MetricsRecorder = app.metrics_recorder
         self.executor = ThreadPoolExecutor(
             max_workers=app.thread_pool_size, thread_name_prefix="forge-nb-job"
@@ -189,6 +191,8 @@ class QueueHandle:
         self._spawn(
             self._every(self.app.heartbeat_interval, liveness.heartbeat, "heartbeat"), "heartbeat"
         )
+        joblogs.install()
+        self._spawn(self._every(joblogs.FLUSH_S, _flush_logs, "job logs"), "job logs")
         self._spawn(self._lead(), "leader")
         self._spawn(lag_watch.watch_loop_lag(self), "loop watchdog")
         log.info(
@@ -348,6 +352,8 @@ class QueueHandle:
             await asyncio.wait(tasks, timeout=timeout if timeout > 0 else None)
             await self._release_unfinished()
         await self.finalizer.drain()
+        with contextlib.suppress(StorageError):
+            await self.logs.flush()
         try:
             await self.leader.resign()
         except StorageError as exc:
@@ -390,3 +396,8 @@ class QueueHandle:
         self.released = len(leftovers)
         if leftovers:
             log.info("returned %d unfinished job(s) to pending", len(leftovers))
+
+
+async def _flush_logs(handle: QueueHandle) -> None:
+    """Store what running jobs logged since the last flush (nothing logged: no write)."""
+    await handle.logs.flush()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError, StorageError
-from forge_nb.runtime import propagation
+from forge_nb.runtime import joblogs, propagation
 from forge_nb.runtime.context import CancelToken, JobCtx
 from forge_nb.runtime.outcomes import (
     Dead,
@@ -32,6 +32,7 @@ from forge_nb.runtime.outcomes import (
     throttle_delay,
 )
 from forge_nb.runtime.process_wire import rendered
+from forge_nb.runtime.redaction import secrets_in
 from forge_nb.storage.records import ClaimedJob, Finish, QueueConfig, ReapedJob
 from forge_nb.storage.validation import dump_json
 
@@ -328,8 +329,19 @@ class Runner:
             dependency_results=dependency_results,
         )
         try:
-            async with self._context(job):  # app.propagate'd variables, only when some are
-                result = await self._call(handler, ctx, rj)
+            output = (
+                joblogs.AttemptLog(
+                    self.handle.logs, job.id, job.attempt, secrets_in(job.payload, handler.redact)
+                )
+                if app.capture_logs
+                else None
+            )
+            log_token = joblogs.CURRENT.set(output)  # its print and logging go to its log
+            try:
+                async with self._context(job):  # app.propagate'd variables, if any
+                    result = await self._call(handler, ctx, rj)
+            finally:
+                joblogs.CURRENT.reset(log_token)
             if rj.token.is_cancelled():
                 return _cancelled(job)
             result_json = "null" if result is None else dump_json(result, what="the result")
@@ -455,6 +467,7 @@ class Finalizer:
         while self._buffer:
             batch, self._buffer = self._buffer, []
             try:
+                await self.handle.logs.flush_due()  # at most every FLUSH_S, with outcomes
                 finished = await self.handle.storage.finish(
                     self.handle.host_id, [f for f, _ in batch], time.time()
                 )

@@ -21,6 +21,7 @@ from forge_nb.storage.records import (
     JobEvent,
     JobFilter,
     JobGraph,
+    JobLog,
     JobPage,
     JobRecord,
     Lease,
@@ -249,6 +250,12 @@ class Storage(Protocol):
 
     async def job_contexts(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """``{job id: context}``: what ``app.propagate``d variables held at enqueue."""
+
+    async def write_job_logs(self, logs: Sequence[JobLog]) -> None:
+        """Store (insert or replace) each attempt's log; logs of deleted jobs are dropped."""
+
+    async def job_logs(self, job_id: str) -> list[JobLog]:
+        """Every logged attempt of a job, oldest first."""
 
     async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
         """Store the payload fields the views of ``kind``'s jobs mask (replacing any)."""

@@ -25,6 +25,7 @@ from forge_nb.storage.records import (
     JobEvent,
     JobFilter,
     JobGraph,
+    JobLog,
     JobPage,
     JobRecord,
     Lease,
@@ -346,6 +347,24 @@ class SqlCore:
         if not keys:
             return {}
         return extras.load_contexts(await self._select("job_contexts", self._key_list_param(keys)))
+
+    async def write_job_logs(self, logs: Sequence[JobLog]) -> None:
+        """Store each attempt's log as it stands now, in one transaction."""
+        params = []
+        for log in logs:
+            key = rows.parse_job_id(log.job_id)
+            if key is not None:
+                params.append((key, log.attempt, log.text, log.lines, log.dropped, log.updated_at))
+        if params:
+            await self._change_all([("write_job_log", params)])
+
+    async def job_logs(self, job_id: str) -> list[JobLog]:
+        """Every logged attempt of a job, oldest first."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return []
+        found = await self._select("job_logs", key)
+        return [JobLog(str(key), int(a), t, int(n), int(d), float(u)) for a, t, n, d, u in found]
 
     async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
         """Store the fields ``kind``'s views mask (see `Storage.set_redaction`)."""

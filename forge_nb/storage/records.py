@@ -137,6 +137,19 @@ class JobFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class JobLog:
+    """What one attempt of a job logged: its last lines (bounded), as they stand."""
+
+    job_id: str
+    attempt: int
+    text: str
+    #: Lines the attempt wrote, and how many of the earliest were dropped by the bound.
+    lines: int
+    dropped: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class JobEvent:
     """One stored entry of a job's history."""
 

@@ -61,3 +61,20 @@ async def test_redacted_fields_are_masked_over_http(db_url: str) -> None:
             assert "4111" not in str(listed.body) + str(detail.body)
     finally:
         await viewer.close()
+
+
+async def test_job_logs_over_http(any_backend_api: tuple[fnb.App, Client]) -> None:
+    app, api = any_backend_api
+
+    @app.job(kind="talk")
+    async def talk(ctx: fnb.JobCtx) -> None:
+        print("hello from the job")
+
+    ref = await talk.enqueue()
+    await app.drain()
+    logs = await api.get(f"/api/jobs/{ref.id}/logs")
+    assert logs.status == 200 and logs["job_id"] == ref.id
+    [attempt] = logs["attempts"]
+    assert attempt["attempt"] == 1 and attempt["text"] == "hello from the job"
+    assert attempt["lines"] == 1 and attempt["dropped"] == 0 and "T" in attempt["updated_at"]
+    assert (await api.get("/api/jobs/999999/logs")).status == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,14 @@ from tests.dashboard.support import (
     backend_url,
     forge_cli,
     free_port,
+    query,
     run_sync,
     start_server,
     subprocess_env,
     wait_for,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -122,3 +126,45 @@ def test_redacted_fields_are_masked_in_the_table_and_inspector(served: Any, page
     assert "[redacted]" in text and SECRET not in text
     assert SECRET not in page.page.content()
     assert "acme-tenant" in text  # the propagated context, shown under Context
+
+
+def test_the_inspector_tails_a_running_jobs_logs(served: Any, page: Page, tmp_path: Path) -> None:
+    seeded, server = served
+    gate = tmp_path / "gate"
+
+    async def enqueue(app: fnb.App) -> str:
+        ref = await app.enqueue(fnb.EnqueueRequest("obs.tail", {"gate": str(gate)}, queue="tail"))
+        return ref.id
+
+    job_id = query(seeded.url, enqueue)
+    env = {**subprocess_env(tmp_path), "PYTHONPATH": str(REPO)}
+    worker = subprocess.Popen(
+        [
+            *forge_cli(
+                "worker",
+                "--db",
+                seeded.url,
+                "--app",
+                "tests.dashboard.obsjobs:app",
+                "--queues",
+                "tail",
+                "--heartbeat-interval",
+                "0.2",
+            )
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        page.open(server.url, tab="jobs")
+        set_text(page, ".fnb-filter-kind", "obs.tail")
+        wait_for(lambda: column(page, "fnb-table-jobs", "id") == [job_id])
+        page.page.locator(".fnb-table-jobs .tabulator-cell[tabulator-field='kind']").first.click()
+        wait_for(lambda: "tail line one" in page.text(".fnb-inspector"), timeout=30)
+        assert "tail line two" not in page.text(".fnb-inspector")  # live: the job still runs
+        gate.write_text("go")
+        wait_for(lambda: "tail line two" in page.text(".fnb-inspector"), timeout=30)
+    finally:
+        worker.terminate()
+        worker.wait(10)

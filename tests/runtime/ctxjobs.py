@@ -11,3 +11,12 @@ REQUEST: contextvars.ContextVar[dict[str, int]] = contextvars.ContextVar("reques
 def read_tenant() -> dict[str, object]:
     """What the run sees (a process job: this runs in the child)."""
     return {"tenant": TENANT.get("unset"), "request": REQUEST.get({})}
+
+
+def chatty(n: int) -> int:
+    """Prints and logs (a process job: this runs in the child)."""
+    import logging
+
+    print(f"child print {n}")
+    logging.getLogger("ctxjobs").warning("child warning %d", n)
+    return n

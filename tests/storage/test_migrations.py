@@ -335,8 +335,11 @@ def undo_observe(backend: str) -> list[str]:
             "DROP TABLE forge_nb_redactions",
             "DROP TRIGGER IF EXISTS forge_nb_job_context_gone",
             "DROP TABLE forge_nb_job_context",
+            "DROP TRIGGER IF EXISTS forge_nb_job_logs_gone",
+            "DROP TABLE forge_nb_job_logs",
         ]
     return [
+        "DROP TABLE forge_nb_job_logs",
         "DROP TABLE forge_nb_job_tags",
         "DROP TABLE forge_nb_redactions",
         "DROP TABLE forge_nb_job_context",

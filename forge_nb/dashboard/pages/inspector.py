@@ -19,7 +19,7 @@ from forge_nb.dashboard.format import (
     utc,
 )
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Confirm, Context, Notice, run_action
-from forge_nb.storage.records import LIVE_STATUSES, JobEvent, JobRecord
+from forge_nb.storage.records import LIVE_STATUSES, JobEvent, JobLog, JobRecord
 
 INSPECTOR_CSS = """
 .fnb-insp { font-size: 13px; }
@@ -90,6 +90,7 @@ def render_job(
     dependencies: list[JobRecord] | None = None,
     dependents: list[JobRecord] | None = None,
     context: dict[str, Any] | None = None,
+    logs: list[JobLog] | None = None,
 ) -> str:
     """The inspector body for one job; every value from the database is escaped."""
     color = STATUS_COLORS.get(job.status, "#888")
@@ -131,6 +132,11 @@ def render_job(
         parts.append(
             f"<details open><summary>Traceback</summary><pre>{esc(job.last_traceback)}</pre>"
             "</details>"
+        )
+    for entry in logs or []:  # live while the job runs: the inspector re-reads it each tick
+        parts.append(
+            f"<h5>Logs, attempt {esc(entry.attempt)}</h5>"
+            f"<pre class='fnb-logs'>{esc(entry.text)}</pre>"
         )
     events = "".join(
         f"<tr><td>{esc(utc(e.at))}</td><td>{esc(e.event)}</td><td>{esc(e.attempt)}</td>"
@@ -221,7 +227,8 @@ class Inspector:
         dependencies = await app.dependencies(job.id, RELATED_SHOWN) if job.dependencies else []
         dependents = await app.dependents(job.id, RELATED_SHOWN + 1)
         context = await app.job_context(job.id)
-        html = render_job(job, history, snap.now, dependencies, dependents, context)
+        logs = await app.job_logs(job.id)
+        html = render_job(job, history, snap.now, dependencies, dependents, context, logs)
         if html != self.body.object:
             self.body.object = html
         self._update_actions(job)

@@ -22,3 +22,15 @@ CREATE TABLE forge_nb_job_context (
     job_id  bigint PRIMARY KEY REFERENCES forge_nb_jobs (id) ON DELETE CASCADE,
     context text NOT NULL                         -- JSON object {variable name: value}
 );
+
+-- Per-job logs: one row per attempt that logged, its last lines (bounded by the worker),
+-- rewritten while the attempt runs. Dropped with the job (so retention sweeps them).
+CREATE TABLE forge_nb_job_logs (
+    job_id     bigint NOT NULL REFERENCES forge_nb_jobs (id) ON DELETE CASCADE,
+    attempt    integer NOT NULL,
+    text       text NOT NULL,
+    lines      integer NOT NULL,                  -- lines written (kept or dropped)
+    dropped    integer NOT NULL,                  -- earliest lines dropped by the bound
+    updated_at double precision NOT NULL,
+    PRIMARY KEY (job_id, attempt)
+);

@@ -32,3 +32,20 @@ CREATE TRIGGER forge_nb_job_context_gone AFTER DELETE ON forge_nb_jobs
 BEGIN
     DELETE FROM forge_nb_job_context WHERE job_id = OLD.id;
 END;
+
+-- Per-job logs: one row per attempt that logged, its last lines (bounded by the worker),
+-- rewritten while the attempt runs. Dropped with the job (so retention sweeps them).
+CREATE TABLE forge_nb_job_logs (
+    job_id     INTEGER NOT NULL,
+    attempt    INTEGER NOT NULL,
+    text       TEXT    NOT NULL,
+    lines      INTEGER NOT NULL,                  -- lines written (kept or dropped)
+    dropped    INTEGER NOT NULL,                  -- earliest lines dropped by the bound
+    updated_at REAL    NOT NULL,
+    PRIMARY KEY (job_id, attempt)
+);
+
+CREATE TRIGGER forge_nb_job_logs_gone AFTER DELETE ON forge_nb_jobs
+BEGIN
+    DELETE FROM forge_nb_job_logs WHERE job_id = OLD.id;
+END;

@@ -540,6 +540,19 @@ SELECT * FROM unnest($1::bigint[], $2::text[])
 -- The contexts of some jobs ($1: an array of ids).
 SELECT job_id, context FROM forge_nb_job_context WHERE job_id = ANY($1::bigint[])
 
+-- write_job_log --
+-- One attempt's log as it stands (the worker keeps it bounded): inserted, then replaced.
+-- A job deleted meanwhile has no row to log for: nothing is written.
+INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
+SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM forge_nb_jobs WHERE id = $1)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
+    updated_at = excluded.updated_at
+
+-- job_logs --
+SELECT attempt, text, lines, dropped, updated_at FROM forge_nb_job_logs
+WHERE job_id = $1 ORDER BY attempt
+
 -- payload_search_term --
 -- A job filter's payload search ({p}: the ILIKE pattern). COLLATE "C": fold ASCII case only,
 -- whatever the database locale (as SQLite's LIKE).

@@ -428,6 +428,19 @@ INSERT INTO forge_nb_job_context (job_id, context) VALUES (?1, ?2)
 -- The contexts of some jobs (?1: a JSON array of ids).
 SELECT job_id, context FROM forge_nb_job_context WHERE job_id IN (SELECT value FROM json_each(?1))
 
+-- write_job_log --
+-- One attempt's log as it stands (the worker keeps it bounded): inserted, then replaced.
+-- A job deleted meanwhile has no row to log for: nothing is written.
+INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM forge_nb_jobs WHERE id = ?1)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
+    updated_at = excluded.updated_at
+
+-- job_logs --
+SELECT attempt, text, lines, dropped, updated_at FROM forge_nb_job_logs
+WHERE job_id = ?1 ORDER BY attempt
+
 -- payload_search_term --
 -- A job filter's payload search ({p}: the LIKE pattern; SQLite's LIKE folds ASCII case).
 payload LIKE {p} ESCAPE '\'
