@@ -18,6 +18,7 @@ from forge_nb.api.jobs import (
 from forge_nb.api.monitoring import MetricsRoute, ProcessesRoute
 from forge_nb.api.observe import JobLogsRoute
 from forge_nb.api.openapi import openapi_document
+from forge_nb.api.prometheus import PrometheusRoute
 from forge_nb.api.queues import CountsRoute, QueueRoute, QueuesRoute
 from forge_nb.api.schedules import ScheduleRoute, ScheduleRunRoute, SchedulesRoute
 from forge_nb.runtime.version import VERSION
@@ -100,6 +101,8 @@ def api_routes(
     routes: list[tuple[str, type[ApiRoute], dict[str, Any]]] = [
         (tornado_pattern(root, template), handler, options) for template, handler in ROUTES
     ]
+    # Prometheus scrapes /metrics at the server's root (the gauges of `api.prometheus`).
+    routes.append((re.escape(prefix) + r"/metrics/?$", PrometheusRoute, options))
     routes.append((re.escape(root) + "/.*", NotFoundRoute, options))
     return routes
 

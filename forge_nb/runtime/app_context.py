@@ -10,6 +10,7 @@ from forge_nb.runtime.propagation import Propagated, capture, locate
 from forge_nb.storage.records import JobLog
 
 if TYPE_CHECKING:
+    from forge_nb.runtime.prometheus import WorkerMetrics
     from forge_nb.storage.base import Storage
 
 
@@ -24,6 +25,9 @@ class Propagation:
     #: Capture each run's print and logging output into its job's log (`joblogs`); False
     #: leaves output where it went before (for comparison: ``bench/job_logs.py``).
     capture_logs: bool = True
+    #: Prometheus counters of this process (`forge_nb.runtime.prometheus`; set by
+    #: ``forge-nb worker --metrics-port``), or None.
+    prometheus: WorkerMetrics | None = None
 
     def propagate(self, var: contextvars.ContextVar[Any]) -> contextvars.ContextVar[Any]:
         """Store ``var``'s value (JSON) with each job enqueued from now on and set it around

@@ -280,6 +280,10 @@ class QueueHandle:
             self.metrics.record_outcome(
                 rj.job.queue, finish.event, now, now - rj.started, now - rj.job.created_at
             )
+            if self.app.prometheus is not None:  # forge-nb worker --metrics-port
+                self.app.prometheus.observe(
+                    rj.job.queue, rj.job.kind, finish.event, now - rj.started
+                )
             if finish.status in ("done", "dead"):
                 self.app._job_finished(finish.job_id)
 

@@ -38,6 +38,7 @@ from forge_nb.storage.records import (
     EnqueueResult,
     Finish,
     JobFilter,
+    JobLog,
     NewJob,
     QueueConfig,
     ReapedJob,
@@ -186,6 +187,22 @@ class PostgresStorage(SqlCore):
             for name, params in batches:
                 if params:
                     await conn.executemany(Q[name], params)
+
+    async def write_job_logs(self, logs: Sequence[JobLog]) -> None:
+        """Store attempts' logs in one statement (arrays: a flush may hold thousands)."""
+        found = [(rows.parse_job_id(log.job_id), log) for log in logs]
+        kept = [(key, log) for key, log in found if key is not None]
+        if kept:
+            async with self._connection(transaction=False) as conn:
+                await conn.execute(
+                    Q["write_job_logs_batch"],
+                    [key for key, _ in kept],
+                    [log.attempt for _, log in kept],
+                    [log.text for _, log in kept],
+                    [log.lines for _, log in kept],
+                    [log.dropped for _, log in kept],
+                    [log.updated_at for _, log in kept],
+                )
 
     def _list_param(self, values: Sequence[str]) -> Any:
         return list(values)

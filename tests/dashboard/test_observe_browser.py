@@ -20,6 +20,7 @@ from tests.dashboard.support import (
     backend_url,
     forge_cli,
     free_port,
+    http_get,
     query,
     run_sync,
     start_server,
@@ -168,3 +169,18 @@ def test_the_inspector_tails_a_running_jobs_logs(served: Any, page: Page, tmp_pa
     finally:
         worker.terminate()
         worker.wait(10)
+
+
+def test_the_dashboard_server_serves_prometheus_metrics(served: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _seeded, server = served
+    status, body = http_get(server.url.rstrip("/") + "/metrics")
+    assert status == 200
+    found = {
+        (s.labels["queue"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name == "forge_nb_jobs"
+    }
+    assert found[("default", "pending")] >= 9 and found[("default", "dead")] == 0
