@@ -205,6 +205,16 @@ class JobLogs(Struct, kw_only=True):
     attempts: list[AttemptLog]
 
 
+class BulkDone(Struct, kw_only=True):
+    """How a bulk action went."""
+
+    action: str
+    matched: Annotated[int, Meta(description="jobs listed or matching")]
+    done: Annotated[int, Meta(description="jobs it changed")]
+    skipped: Annotated[int, Meta(description="jobs it did not apply to (e.g. running)")]
+    reasons: Annotated[list[str], Meta(description="why, for the first few skipped")]
+
+
 class Queue(Struct, kw_only=True):
     """A queue's live config and how many jobs it holds per status."""
 
@@ -384,6 +394,28 @@ class RetryFilter(Body, kw_only=True):
     search: Annotated[
         str | None, Meta(description="substring of the payload JSON; null or empty: any")
     ] = None
+
+
+class BulkFilter(Body, kw_only=True):
+    """Which jobs an "all matching" action takes; every field is optional, null or empty: any."""
+
+    status: Status | Literal[""] | None = None
+    queue: str | None = None
+    kind: str | None = None
+    search: Annotated[str | None, Meta(description="substring of the payload JSON")] = None
+    tag: str | None = None
+    scheduled: Annotated[
+        bool, Meta(description="only pending jobs due later (the Scheduled view)")
+    ] = False
+
+
+class BulkBody(Body, kw_only=True):
+    """A bulk action on the jobs listed in ``ids`` or on those matching ``filter`` (one of
+    the two; at most 100,000 jobs, newest first, or soonest first with ``scheduled``)."""
+
+    action: Literal["retry", "cancel", "delete", "run_now"]
+    ids: Annotated[list[JobId], Meta(max_length=100_000)] | None = None
+    filter: BulkFilter | None = None
 
 
 class QueueSettings(Body, kw_only=True):

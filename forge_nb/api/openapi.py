@@ -39,6 +39,9 @@ COMPONENTS: list[Any] = [
     models.JobGraph,
     models.AttemptLog,
     models.JobLogs,
+    models.BulkFilter,
+    models.BulkBody,
+    models.BulkDone,
     models.QueueSettings,
     models.Queue,
     models.Queues,
@@ -305,6 +308,15 @@ PATHS: dict[str, dict[str, Any]] = {
             "Retry every dead (or failed) job matching a filter",
             {"200": ok(models.Retried), "400": BAD_REQUEST, "422": INVALID},
             request_body=body(models.RetryFilter | None, required=False),
+            mutation=True,
+        )
+    },
+    "/api/jobs/bulk": {
+        "post": operation(
+            "bulkAction",
+            "Retry, cancel, delete or run now the jobs listed or matching a filter",
+            {"200": ok(models.BulkDone), "400": BAD_REQUEST, "422": INVALID},
+            request_body=body(models.BulkBody),
             mutation=True,
         )
     },

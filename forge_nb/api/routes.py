@@ -16,7 +16,7 @@ from forge_nb.api.jobs import (
     JobsRoute,
 )
 from forge_nb.api.monitoring import MetricsRoute, ProcessesRoute
-from forge_nb.api.observe import JobLogsRoute
+from forge_nb.api.observe import JobLogsRoute, JobsBulkRoute
 from forge_nb.api.openapi import openapi_document
 from forge_nb.api.prometheus import PrometheusRoute
 from forge_nb.api.queues import CountsRoute, QueueRoute, QueuesRoute
@@ -52,6 +52,7 @@ ROUTES: list[tuple[str, type[ApiRoute]]] = [
     ("/openapi.json", OpenApiRoute),
     ("/jobs", JobsRoute),
     ("/jobs/retry", JobsRetryRoute),
+    ("/jobs/bulk", JobsBulkRoute),
     ("/jobs/{job_id}", JobRoute),
     ("/jobs/{job_id}/graph", JobGraphRoute),
     ("/jobs/{job_id}/logs", JobLogsRoute),

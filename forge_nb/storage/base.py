@@ -257,6 +257,10 @@ class Storage(Protocol):
     async def job_logs(self, job_id: str) -> list[JobLog]:
         """Every logged attempt of a job, oldest first."""
 
+    async def run_now(self, job_id: str, now: float) -> str | None:
+        """A pending job scheduled after ``now`` becomes due now; returns its queue (None:
+        not a pending job scheduled for later)."""
+
     async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
         """Store the payload fields the views of ``kind``'s jobs mask (replacing any)."""
 

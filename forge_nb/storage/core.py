@@ -366,6 +366,15 @@ class SqlCore:
         found = await self._select("job_logs", key)
         return [JobLog(str(key), int(a), t, int(n), int(d), float(u)) for a, t, n, d, u in found]
 
+    async def run_now(self, job_id: str, now: float) -> str | None:
+        """Make a pending job scheduled after ``now`` due now; its queue, or None if it was
+        not such a job."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return None
+        found = await self._change("run_now", key, now)
+        return str(found[0][0]) if found else None
+
     async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
         """Store the fields ``kind``'s views mask (see `Storage.set_redaction`)."""
         await self._change("set_redaction", kind, json.dumps(list(fields)))

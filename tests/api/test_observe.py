@@ -78,3 +78,50 @@ async def test_job_logs_over_http(any_backend_api: tuple[fnb.App, Client]) -> No
     assert attempt["attempt"] == 1 and attempt["text"] == "hello from the job"
     assert attempt["lines"] == 1 and attempt["dropped"] == 0 and "T" in attempt["updated_at"]
     assert (await api.get("/api/jobs/999999/logs")).status == 404
+
+
+async def test_bulk_actions_over_http(any_backend_api: tuple[fnb.App, Client]) -> None:
+    app, api = any_backend_api
+
+    @app.job(kind="later")
+    async def later(ctx: fnb.JobCtx, n: int) -> None:
+        return None
+
+    @app.job(kind="breaks", max_attempts=3)
+    async def breaks(ctx: fnb.JobCtx) -> None:
+        raise RuntimeError("no")
+
+    scheduled = await later.options(delay=3600, tags=["s"]).enqueue_many([(i,) for i in range(4)])
+    failing = await breaks.enqueue_many([() for _ in range(3)])
+    await app.drain()  # the breaks jobs fail once: failed, retrying in a while
+    assert {await r.status() for r in failing} == {"failed"}
+
+    ran = await api.post(
+        "/api/jobs/bulk", {"action": "run_now", "ids": [scheduled[0].id, failing[0].id]}
+    )
+    assert ran.status == 200 and ran["done"] == 1 and ran["skipped"] == 1 and ran["matched"] == 2
+    assert "not a pending job scheduled for later" in ran["reasons"][0]
+    due = (await app.job(scheduled[0].id)).scheduled_at.timestamp()  # type: ignore[union-attr]
+    assert due <= __import__("time").time()
+
+    cancelled = await api.post(
+        "/api/jobs/bulk", {"action": "cancel", "filter": {"tag": "s", "scheduled": True}}
+    )
+    assert cancelled["matched"] == 3 and cancelled["done"] == 3  # the one run now is due
+    assert [await r.status() for r in scheduled[1:]] == ["dead"] * 3
+
+    retried = await api.post(
+        "/api/jobs/bulk", {"action": "retry", "filter": {"status": "failed", "kind": "breaks"}}
+    )
+    assert retried["done"] == 3
+    assert [(await r.record()).attempts for r in failing] == [0, 0, 0]
+
+    deleted = await api.post("/api/jobs/bulk", {"action": "delete", "ids": [f.id for f in failing]})
+    assert deleted["done"] == 3 and await app.jobs(kind="breaks") == []
+
+    for bad in (
+        {"action": "explode", "ids": ["1"]},
+        {"action": "delete"},
+        {"action": "delete", "ids": ["1"], "filter": {}},
+    ):
+        assert (await api.post("/api/jobs/bulk", bad)).status == 422, bad

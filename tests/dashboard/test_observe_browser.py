@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,21 @@ async def seed(url: str) -> Seed:
         app.propagate(TENANT)
         TENANT.set("acme-tenant")
         secret = await login.enqueue("ann", SECRET)
+
+        @app.job(kind="obs.later", queue="later")
+        async def later(ctx: fnb.JobCtx, n: int) -> None:
+            return None
+
+        @app.job(kind="obs.flaky", queue="flaky", max_attempts=3)
+        async def flaky(ctx: fnb.JobCtx, n: int) -> None:
+            raise RuntimeError("flaky")
+
+        await app.ensure_queue(
+            "flaky", backoff_base_seconds=3600, backoff_max_seconds=7200, backoff_jitter=False
+        )
+        await later.options(delay=3600).enqueue_many([(i,) for i in range(5)])
+        await flaky.enqueue_many([(i,) for i in range(3)])
+        await app.drain(queues=["flaky"])  # each fails once: the Retries tab
     return Seed(url, [r.id for r in tagged], secret.id)
 
 
@@ -103,7 +119,8 @@ def column(page: Page, table: str, field: str) -> list[str]:
 def test_the_jobs_table_shows_and_filters_tags(served: Any, page: Page) -> None:
     seeded, server = served
     page.open(server.url, tab="jobs")
-    wait_label(page, "jobs", r"9 row\(s\)")
+    set_text(page, ".fnb-filter-kind", "obs.load")
+    wait_label(page, "jobs", r"· 8 row\(s\)")
     wait_for(lambda: "day-1, etl" in column(page, "fnb-table-jobs", "tags"))
     set_text(page, ".fnb-filter-tag", "etl")
     wait_label(page, "jobs", r"· 3 row\(s\)$")
@@ -184,3 +201,63 @@ def test_the_dashboard_server_serves_prometheus_metrics(served: Any) -> None:
         if s.name == "forge_nb_jobs"
     }
     assert found[("default", "pending")] >= 9 and found[("default", "dead")] == 0
+
+
+def test_bulk_run_now_on_the_scheduled_tab(served: Any, page: Page) -> None:
+    seeded, server = served
+    page.open(server.url, tab="scheduled")
+    set_text(page, ".fnb-filter-kind", "obs.later")
+    wait_label(page, "scheduled", r"· 5 row\(s\)")
+    page.page.locator(".fnb-table-scheduled .tabulator-row input[type='checkbox']").first.check()
+    run = page.page.locator(".fnb-run-now-selected button")
+    wait_for(lambda: run.inner_text() == "Run now 1 selected")
+    run.click()
+    wait_for(lambda: "Run now 1 selected job(s)?" in page.text(".fnb-question-scheduled"))
+    page.page.locator(".fnb-confirm-scheduled button").click()
+    wait_for(lambda: "run now: 1 job(s)" in page.text(".fnb-scheduled-notice"))
+    wait_label(page, "scheduled", r"· 4 row\(s\)")
+
+    async def due_now(app: fnb.App) -> int:
+        jobs = await app.jobs(kind="obs.later")
+        return sum(j.scheduled_at.timestamp() <= time.time() for j in jobs)
+
+    assert query(seeded.url, due_now) == 1
+
+
+def test_bulk_cancel_all_matching_on_the_retries_tab_shows_the_count(
+    served: Any, page: Page
+) -> None:
+    seeded, server = served
+    page.open(server.url, tab="retries")
+    set_text(page, ".fnb-filter-kind", "obs.flaky")
+    wait_label(page, "retries", r"· 3 row\(s\)")
+    page.page.locator(".fnb-cancel-matching button").click()
+    question = "Cancel ALL jobs matching status=failed, kind=obs.flaky (3 job(s))?"
+    wait_for(lambda: question in page.text(".fnb-question-retries"))
+    page.page.locator(".fnb-confirm-retries button").click()
+    wait_for(lambda: "cancel: 3 job(s)" in page.text(".fnb-retries-notice"))
+
+    async def statuses(app: fnb.App) -> set[str]:
+        return {j.status for j in await app.jobs(kind="obs.flaky")}
+
+    assert query(seeded.url, statuses) == {"dead"}
+
+
+def test_bulk_delete_all_matching_on_the_jobs_tab_asks_first(served: Any, page: Page) -> None:
+    seeded, server = served
+    page.open(server.url, tab="jobs")
+    set_text(page, ".fnb-filter-tag", "day-0")
+    wait_label(page, "jobs", r"· 1 row\(s\)")
+    page.page.locator(".fnb-delete-matching button").first.click()
+    wait_for(lambda: "(1 job(s))?" in page.text(".fnb-question-jobs"))
+    page.page.locator(".fnb-cancel-jobs button").click()  # changed my mind
+
+    async def tagged(app: fnb.App) -> int:
+        return len(await app.jobs(tag="day-0"))
+
+    assert query(seeded.url, tagged) == 1
+    page.page.locator(".fnb-delete-matching button").first.click()
+    wait_for(lambda: "(1 job(s))?" in page.text(".fnb-question-jobs"))
+    page.page.locator(".fnb-confirm-jobs button").click()
+    wait_for(lambda: "delete: 1 job(s)" in page.text(".fnb-jobs-notice"))
+    assert query(seeded.url, tagged) == 0

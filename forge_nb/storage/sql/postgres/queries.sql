@@ -553,6 +553,12 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
 SELECT attempt, text, lines, dropped, updated_at FROM forge_nb_job_logs
 WHERE job_id = $1 ORDER BY attempt
 
+-- run_now --
+-- A pending job scheduled for later becomes due now (the Scheduled view's "run now").
+UPDATE forge_nb_jobs SET scheduled_at = $2
+WHERE id = $1 AND status = 'pending' AND scheduled_at > $2
+RETURNING queue
+
 -- payload_search_term --
 -- A job filter's payload search ({p}: the ILIKE pattern). COLLATE "C": fold ASCII case only,
 -- whatever the database locale (as SQLite's LIKE).
