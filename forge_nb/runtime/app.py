@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
-from forge_nb.runtime import rerun
+from forge_nb.runtime import rerun, tracing
 from forge_nb.runtime.app_bulk import Bulk
 from forge_nb.runtime.app_context import Propagation
 from forge_nb.runtime.app_reading import Reading, epoch_seconds
@@ -450,6 +450,10 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
 
     async def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[JobRef]:
         """Enqueue many jobs in one transaction: all stored, or none on bad input."""
+        with tracing.enqueue_span():  # OpenTelemetry, when installed and set up
+            return await self._enqueue_many(requests)
+
+    async def _enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[JobRef]:
         now = time.time()
         new_jobs = [self._new_job(r, now) for r in requests]
         if not new_jobs:

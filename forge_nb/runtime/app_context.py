@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 from typing import TYPE_CHECKING, Any
 
+from forge_nb.runtime import tracing
 from forge_nb.runtime.propagation import Propagated, capture, locate
 from forge_nb.storage.records import JobLog
 
@@ -46,13 +47,19 @@ class Propagation:
         return var
 
     def _captured_context(self) -> dict[str, Any] | None:
-        """What the propagated variables hold now (None: nothing to store)."""
-        return capture(self._propagated) if self._propagated else None
+        """What the propagated variables hold now, and the enqueue's trace context when
+        OpenTelemetry records (None: nothing to store)."""
+        found = capture(self._propagated) if self._propagated else None
+        headers = tracing.carrier()
+        if headers is not None:
+            found = {**(found or {}), tracing.TRACE_KEY: headers}
+        return found
 
     async def job_context(self, job_id: Any) -> dict[str, Any]:
         """The propagated values a job was enqueued with (``{}``: none)."""
         job = str(getattr(job_id, "id", job_id))
-        return (await (await self.storage()).job_contexts([job])).get(job, {})
+        found = (await (await self.storage()).job_contexts([job])).get(job, {})
+        return {k: v for k, v in found.items() if k != tracing.TRACE_KEY}
 
     async def job_logs(self, job_id: Any) -> list[JobLog]:
         """What each attempt of a job printed and logged (its last lines), oldest attempt

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError, StorageError
-from forge_nb.runtime import joblogs, propagation
+from forge_nb.runtime import joblogs, propagation, tracing
 from forge_nb.runtime.context import CancelToken, JobCtx
 from forge_nb.runtime.outcomes import (
     Dead,
@@ -368,14 +368,12 @@ class Runner:
     async def _context(self, job: ClaimedJob) -> AsyncIterator[None]:
         """Set the job's propagated context variables around its run (`propagation`)."""
         variables = self.handle.app._propagated
-        if not variables:
+        traced = tracing.active()  # OpenTelemetry: the run span under the enqueue's
+        if not variables and not traced:
             yield
             return
-        values = (await self.handle.storage.job_contexts([job.id])).get(job.id)
-        if not values:
-            yield
-            return
-        with propagation.applied(variables, values):
+        values = (await self.handle.storage.job_contexts([job.id])).get(job.id) or {}
+        with propagation.applied(variables or {}, values), tracing.run_span(job, values):
             yield
 
     async def _dependency_results(self, job: ClaimedJob) -> dict[str, Any]:
