@@ -48,6 +48,7 @@ class AttemptLog:
     __slots__ = (
         "_lock",
         "_partial",
+        "_queued",
         "attempt",
         "bytes",
         "dropped",
@@ -72,20 +73,26 @@ class AttemptLog:
         self.dropped = 0
         self._partial = ""
         self._lock = threading.Lock()
+        #: Already waiting in its sink for the next flush (no need to tell it again).
+        self._queued = False
 
     def write(self, text: str) -> None:
         """Add output (complete lines are kept; a partial line waits for its end)."""
         if not text:
             return
         with self._lock:
-            text = self._partial + text
-            *complete, self._partial = text.split("\n")
+            if "\n" not in text:
+                self._partial += text
+                complete: list[str] = []
+            else:
+                *complete, self._partial = (self._partial + text).split("\n")
             for line in complete:
                 self._keep(line)
             if len(self._partial) > MAX_BYTES:  # a huge line without an end: keep it now
                 self._keep(self._partial)
                 self._partial = ""
-        if self.sink is not None:
+            queued, self._queued = self._queued, True
+        if not queued and self.sink is not None:
             self.sink.changed(self)
 
     def _keep(self, line: str) -> None:
@@ -105,6 +112,7 @@ class AttemptLog:
     def snapshot(self) -> JobLog:
         """The attempt's log as it stands (the truncation marker first when lines dropped)."""
         with self._lock:
+            self._queued = False  # a write from now on queues it again
             lines = list(self.kept)
             if self._partial:
                 lines.append(scrub(self._partial, self.secrets) if self.secrets else self._partial)

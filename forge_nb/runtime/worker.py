@@ -331,7 +331,10 @@ class Runner:
         try:
             output = (
                 joblogs.AttemptLog(
-                    self.handle.logs, job.id, job.attempt, secrets_in(job.payload, handler.redact)
+                    self.handle.logs,
+                    job.id,
+                    job.attempt,
+                    secrets_in(job.payload, handler.redact) if handler.redact else (),
                 )
                 if app.capture_logs
                 else None
