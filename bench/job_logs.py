@@ -4,7 +4,8 @@ capture on and off, and of jobs that print nothing, both backends.
     python bench/job_logs.py                      # both backends, 5,000 jobs, 3 rounds
     python bench/job_logs.py --backends sqlite --jobs 20000 --repeat 5
 
-Each round runs the four scenarios back to back (in rotating order) on a fresh database:
+Each round runs the four scenarios back to back (in rotating order), each on a fresh
+database (SQLite: a new file; Postgres: the jobs table emptied):
 ``await app.drain()`` of N pending jobs on one queue with 50 workers. Prints jobs/s per
 scenario (median of the rounds) and the ratios capture on / off. Job output goes to
 /dev/null (stdout is redirected for the run), so the terminal costs nothing.
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -57,11 +59,12 @@ async def drain_rate(url: str, n: int, printing: bool, capture: bool) -> float:
         return n / elapsed
 
 
-async def run(url: str, n: int, repeat: int) -> dict[tuple[str, bool], float]:
+async def run(url_for: Any, n: int, repeat: int) -> dict[tuple[str, bool], float]:
     rates: dict[tuple[str, bool], list[float]] = {s: [] for s in SCENARIOS}
     for r in range(repeat):
         order = SCENARIOS[r % 4 :] + SCENARIOS[: r % 4]
-        for name, capture in order:
+        for i, (name, capture) in enumerate(order):
+            url = url_for(f"{r}-{i}")
             rates[(name, capture)].append(await drain_rate(url, n, name == "one line", capture))
     return {key: statistics.median(values) for key, values in rates.items()}
 
@@ -86,10 +89,13 @@ async def main() -> None:
         tmp = tempfile.mkdtemp(prefix="forge_nb_logs_")
         try:
             if backend == "sqlite":
-                rates = await run(f"sqlite:///{tmp}/logs.db", args.jobs, args.repeat)
+                # A fresh file per drain: no run inherits another's file size or WAL.
+                rates = await run(
+                    lambda k, tmp=tmp: f"sqlite:///{tmp}/logs-{k}.db", args.jobs, args.repeat
+                )
             else:
                 with throwaway_postgres() as dsn:
-                    rates = await run(dsn, args.jobs, args.repeat)
+                    rates = await run(lambda _k: dsn, args.jobs, args.repeat)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         report(backend, args.jobs, rates)
