@@ -192,7 +192,7 @@ class QueueHandle:
             self._every(self.app.heartbeat_interval, liveness.heartbeat, "heartbeat"), "heartbeat"
         )
         joblogs.install()
-        self._spawn(self._every(joblogs.FLUSH_S, _flush_logs, "job logs"), "job logs")
+        self._spawn(self._flush_logs_every(joblogs.FLUSH_S), "job logs")
         self._spawn(self._lead(), "leader")
         self._spawn(lag_watch.watch_loop_lag(self), "loop watchdog")
         log.info(
@@ -316,6 +316,21 @@ class QueueHandle:
                 log.exception("%s crashed, will retry", what)
             await asyncio.sleep(interval)
 
+    async def _flush_logs_every(self, interval: float) -> None:
+        """Store what running jobs logged, every ``interval`` s; only a write that happened
+        counts as the database answering (a quiet flush proves nothing about an outage)."""
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            if not self.logs.pending:
+                continue
+            try:
+                await self.logs.flush()
+                self.health.ok()
+            except StorageError as exc:
+                self.health.failed("storing job logs", exc)
+            except Exception:
+                log.exception("storing job logs crashed, will retry")
+
     async def _lead(self) -> None:
         while not self._stopping:
             try:
@@ -400,8 +415,3 @@ class QueueHandle:
         self.released = len(leftovers)
         if leftovers:
             log.info("returned %d unfinished job(s) to pending", len(leftovers))
-
-
-async def _flush_logs(handle: QueueHandle) -> None:
-    """Store what running jobs logged since the last flush (nothing logged: no write)."""
-    await handle.logs.flush()
