@@ -63,6 +63,12 @@ async def run_worker(args: argparse.Namespace) -> int:
         lease_ttl=args.lease_ttl,
         shipped_code=args.shipped_code,
     )
+    if args.metrics_port is not None:
+        from forge_nb.runtime.prometheus import WorkerMetrics
+
+        app.prometheus = WorkerMetrics()
+        app.prometheus.serve(args.metrics_port, args.metrics_address)
+        log.info("Prometheus metrics on :%d/metrics", args.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -200,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--shutdown-timeout", type=float, default=30.0)
     worker.add_argument("--poll-interval", type=float, default=None)
     worker.add_argument("--lease-ttl", type=float, default=None, help="leader lease (s)")
+    worker.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
+    worker.add_argument("--metrics-address", default="0.0.0.0", help="with --metrics-port")
     worker.set_defaults(run=run_worker)
 
     migrate = with_db(sub.add_parser("migrate", help="apply database migrations"))
@@ -233,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("id")
     cancel.set_defaults(run=run_cancel)
 
+    from forge_nb.cli_observe import add_observe_commands
+
+    add_observe_commands(sub, with_db)
     from forge_nb.cli_dashboard import add_dashboard_commands  # Panel loads only when run
 
     add_dashboard_commands(sub)

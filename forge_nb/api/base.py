@@ -125,9 +125,15 @@ class ApiRoute(tornado.web.RequestHandler):
         return parse_body(self.request.body, allow_empty=allow_empty)
 
     def query(self, name: str) -> str | None:
-        """A query argument; empty means absent (``?status=&queue=`` filters nothing)."""
-        value = self.get_query_argument(name, None)
-        return value if value else None
+        """A query argument; empty means absent (``?status=&queue=`` filters nothing).
+
+        Surrounding spaces go, but a value of only whitespace is kept (and refused where it
+        is not valid, as ``limit=%0C`` is): Tornado's own stripping made it "empty".
+        """
+        value = self.get_query_argument(name, None, strip=False)
+        if not value:
+            return None
+        return value.strip() or value
 
     def send(self, value: Any, status: int = 200) -> None:
         """Answer with JSON."""

@@ -49,6 +49,7 @@ def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
         unique_key=fields.get("unique_key"),
         max_attempts=fields.get("max_attempts"),
         depends_on=tuple(fields.get("depends_on") or ()),
+        tags=tuple(fields.get("tags") or ()),
     )
 
 
@@ -80,6 +81,7 @@ class JobsRoute(ApiRoute):
                 search=self.query("search"),
                 limit=limit,
                 cursor=self.query("cursor"),
+                tag=self.query("tag"),
             )
         except ValueError as exc:  # a cursor we never handed out: a malformed query
             raise BadInput(str(exc)) from None

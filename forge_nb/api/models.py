@@ -89,6 +89,7 @@ class Job(Struct, kw_only=True):
         Annotated[int, Meta(ge=0, description="its dependencies not done yet (while waiting)")]
         | UnsetType
     ) = UNSET
+    tags: Annotated[list[str], Meta(description="its tags, sorted")] | UnsetType = UNSET
 
 
 class Event(Struct, kw_only=True):
@@ -191,6 +192,33 @@ class JobGraph(Struct, kw_only=True):
     truncated: Annotated[
         bool, Meta(description="the graph has more jobs than `nodes` (the nearest are shown)")
     ]
+
+
+class AttemptLog(Struct, kw_only=True):
+    """What one attempt printed and logged: its last lines (1,000 or 64 KiB at most)."""
+
+    attempt: int
+    text: Annotated[str, Meta(description="the lines; a marker first when lines were dropped")]
+    lines: Annotated[int, Meta(ge=0, description="lines the attempt wrote")]
+    dropped: Annotated[int, Meta(ge=0, description="earliest lines dropped by the bound")]
+    updated_at: Time
+
+
+class JobLogs(Struct, kw_only=True):
+    """A job's captured output, one entry per attempt that wrote any, oldest first."""
+
+    job_id: str
+    attempts: list[AttemptLog]
+
+
+class BulkDone(Struct, kw_only=True):
+    """How a bulk action went."""
+
+    action: str
+    matched: Annotated[int, Meta(description="jobs listed or matching")]
+    done: Annotated[int, Meta(description="jobs it changed")]
+    skipped: Annotated[int, Meta(description="jobs it did not apply to (e.g. running)")]
+    reasons: Annotated[list[str], Meta(description="why, for the first few skipped")]
 
 
 class Queue(Struct, kw_only=True):
@@ -355,6 +383,13 @@ class EnqueueBody(Body, kw_only=True):
             "ends dead if one ends dead; an unknown id is refused (400) and nothing is stored"
         ),
     ] = None
+    tags: Annotated[
+        Annotated[list[str], Meta(max_length=16)] | None,
+        Meta(
+            description="labels to filter by (`GET /api/jobs?tag=`): at most 16, each 1-100 "
+            "characters"
+        ),
+    ] = None
 
 
 #: The body of ``POST /api/jobs``: one job, or many in one transaction.
@@ -373,6 +408,28 @@ class RetryFilter(Body, kw_only=True):
     search: Annotated[
         str | None, Meta(description="substring of the payload JSON; null or empty: any")
     ] = None
+
+
+class BulkFilter(Body, kw_only=True):
+    """Which jobs an "all matching" action takes; every field is optional, null or empty: any."""
+
+    status: Status | Literal[""] | None = None
+    queue: str | None = None
+    kind: str | None = None
+    search: Annotated[str | None, Meta(description="substring of the payload JSON")] = None
+    tag: str | None = None
+    scheduled: Annotated[
+        bool, Meta(description="only pending jobs due later (the Scheduled view)")
+    ] = False
+
+
+class BulkBody(Body, kw_only=True):
+    """A bulk action on the jobs listed in ``ids`` or on those matching ``filter`` (one of
+    the two; at most 100,000 jobs, newest first, or soonest first with ``scheduled``)."""
+
+    action: Literal["retry", "cancel", "delete", "run_now"]
+    ids: Annotated[list[JobId], Meta(max_length=100_000)] | None = None
+    filter: BulkFilter | None = None
 
 
 class QueueSettings(Body, kw_only=True):

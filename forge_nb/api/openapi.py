@@ -37,6 +37,11 @@ COMPONENTS: list[Any] = [
     models.GraphNode,
     models.GraphEdge,
     models.JobGraph,
+    models.AttemptLog,
+    models.JobLogs,
+    models.BulkFilter,
+    models.BulkBody,
+    models.BulkDone,
     models.QueueSettings,
     models.Queue,
     models.Queues,
@@ -269,6 +274,7 @@ PATHS: dict[str, dict[str, Any]] = {
                     "A search page scans 50,000 job ids, so it may hold fewer than `limit` "
                     "jobs and still have a `next_cursor` to the older ids",
                 ),
+                query("tag", "only jobs carrying this tag; empty: any"),
                 query(
                     "limit",
                     "page size; empty: 50",
@@ -305,6 +311,15 @@ PATHS: dict[str, dict[str, Any]] = {
             mutation=True,
         )
     },
+    "/api/jobs/bulk": {
+        "post": operation(
+            "bulkAction",
+            "Retry, cancel, delete or run now the jobs listed or matching a filter",
+            {"200": ok(models.BulkDone), "400": BAD_REQUEST, "422": INVALID},
+            request_body=body(models.BulkBody),
+            mutation=True,
+        )
+    },
     "/api/jobs/{job_id}": {
         "get": get_one(
             "getJob", "One job with its event history", models.JobDetail, JOB_ID, "jobs"
@@ -319,6 +334,15 @@ PATHS: dict[str, dict[str, Any]] = {
             f"The workflow around a job: every job connected to it by dependencies, "
             f"nearest first, at most {GRAPH_LIMIT}",
             models.JobGraph,
+            JOB_ID,
+            "jobs",
+        )
+    },
+    "/api/jobs/{job_id}/logs": {
+        "get": get_one(
+            "getJobLogs",
+            "What a job printed and logged, per attempt (live while it runs, at most 0.5 s behind)",
+            models.JobLogs,
             JOB_ID,
             "jobs",
         )

@@ -16,7 +16,9 @@ from forge_nb.api.jobs import (
     JobsRoute,
 )
 from forge_nb.api.monitoring import MetricsRoute, ProcessesRoute
+from forge_nb.api.observe import JobLogsRoute, JobsBulkRoute
 from forge_nb.api.openapi import openapi_document
+from forge_nb.api.prometheus import PrometheusRoute
 from forge_nb.api.queues import CountsRoute, QueueRoute, QueuesRoute
 from forge_nb.api.schedules import ScheduleRoute, ScheduleRunRoute, SchedulesRoute
 from forge_nb.runtime.version import VERSION
@@ -50,8 +52,10 @@ ROUTES: list[tuple[str, type[ApiRoute]]] = [
     ("/openapi.json", OpenApiRoute),
     ("/jobs", JobsRoute),
     ("/jobs/retry", JobsRetryRoute),
+    ("/jobs/bulk", JobsBulkRoute),
     ("/jobs/{job_id}", JobRoute),
     ("/jobs/{job_id}/graph", JobGraphRoute),
+    ("/jobs/{job_id}/logs", JobLogsRoute),
     ("/jobs/{job_id}/retry", JobRetryRoute),
     ("/jobs/{job_id}/cancel", JobCancelRoute),
     ("/counts", CountsRoute),
@@ -98,6 +102,8 @@ def api_routes(
     routes: list[tuple[str, type[ApiRoute], dict[str, Any]]] = [
         (tornado_pattern(root, template), handler, options) for template, handler in ROUTES
     ]
+    # Prometheus scrapes /metrics at the server's root (the gauges of `api.prometheus`).
+    routes.append((re.escape(prefix) + r"/metrics/?$", PrometheusRoute, options))
     routes.append((re.escape(root) + "/.*", NotFoundRoute, options))
     return routes
 

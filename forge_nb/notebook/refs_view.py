@@ -41,6 +41,10 @@ SUMMARY_FINAL_BUDGET = 500
 FAILURES_SHOWN = 20
 
 
+#: Lines of a job's log its view shows (the tail of the latest attempt).
+LOG_TAIL_LINES = 50
+
+
 class JobView(anywidget.AnyWidget):
     """One job, live: status, attempt, progress bar and message, then result or error
     (the error chain, with the traceback behind a toggle)."""
@@ -59,6 +63,8 @@ class JobView(anywidget.AnyWidget):
     result = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     traceback = traitlets.Unicode("").tag(sync=True)
+    #: The latest attempt's captured output, its last `LOG_TAIL_LINES` lines.
+    logs = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Dict().tag(sync=True)
     _action = traitlets.Dict().tag(sync=True)
     #: True while the view follows the job; ``beat`` proves it (see `liveness`).
@@ -101,6 +107,8 @@ class JobView(anywidget.AnyWidget):
                 self.traceback = truncate_head(job.last_traceback or "")
             else:
                 self.error = self.traceback = ""
+        logs = await self.ref.app.job_logs(self.ref.id)
+        self.logs = "\n".join(logs[-1].text.split("\n")[-LOG_TAIL_LINES:]) if logs else ""
         return job.status in TERMINAL_STATUSES
 
     async def _run(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -14,10 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from forge_nb.config import ENV_QUEUES, parse_url, resolve_url
 from forge_nb.errors import UnknownQueue
-from forge_nb.runtime import rerun
+from forge_nb.runtime import rerun, tracing
+from forge_nb.runtime.app_bulk import Bulk
+from forge_nb.runtime.app_context import Propagation
 from forge_nb.runtime.app_reading import Reading, epoch_seconds
+from forge_nb.runtime.app_redact import Redacting
 from forge_nb.runtime.app_scheduling import Scheduling
 from forge_nb.runtime.app_shipping import CodeShipping
+from forge_nb.runtime.app_testing import Testing
 from forge_nb.runtime.app_workflows import Workflows
 from forge_nb.runtime.flow import flow_fields, kind_policy
 from forge_nb.runtime.handlers import (
@@ -30,6 +35,7 @@ from forge_nb.runtime.ids import new_ulid
 from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import DbProbe, instrument
 from forge_nb.runtime.queue_handle import QueueHandle
+from forge_nb.runtime.redaction import check_redact
 from forge_nb.runtime.refs import EnqueueRequest, JobRef, JobRefList, dependency_ids
 from forge_nb.runtime.routing import DefaultRouter, Router
 from forge_nb.runtime.shipped_code import ShippedCatalogue
@@ -54,7 +60,7 @@ if TYPE_CHECKING:
     from forge_nb.runtime.process_pool import ProcessPool
 
 
-class App(CodeShipping, Scheduling, Reading, Workflows):
+class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting, Propagation):
     """A forge-nb application (pinned): handlers, a database, and optionally workers.
 
     ``App()`` uses `FORGE_NB_DATABASE_URL` or the embedded SQLite file
@@ -69,6 +75,9 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
     ``ship_code=True`` publishes each handler's code to the database, signed with
     ``FORGE_NB_CODE_KEY``, so ``forge-nb worker --shipped-code`` processes elsewhere run
     it; ``shipped_code=True`` makes this App such a worker (see `shipped_code`).
+
+    ``inline=True`` (for tests) runs each job inside its ``enqueue`` call, delays ignored:
+    the ref comes back finished (see `drain` for the other test helper).
     """
 
     def __init__(
@@ -89,8 +98,10 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         process_max_tasks_per_child: int | None = None,
         ship_code: bool = False,
         shipped_code: bool = False,
+        inline: bool = False,
     ) -> None:
         self.url = resolve_url(url)
+        self.inline = bool(inline)
         self.safe_url = parse_url(self.url).safe  # malformed URLs fail here, clearly
         if queues is None and os.environ.get(ENV_QUEUES):
             queues = [q.strip() for q in os.environ[ENV_QUEUES].split(",") if q.strip()]
@@ -138,6 +149,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
             weakref.WeakValueDictionary()
         )
         self._register_builtins()
+        self.handlers.on_add.append(self._note_redaction)
         #: Publish each handler's code to the database, signed (see `shipped_code`).
         self.ship_code = bool(ship_code)
         #: Claim and run the kinds shipped to the database (``forge-nb worker --shipped-code``).
@@ -267,6 +279,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
             self._predecessor_closing = None
         handle = QueueHandle(self, await self.storage())
         await self.publish_code()
+        await self._publish_redactions()
         self._handle = handle
         await handle.start()
         return handle
@@ -393,6 +406,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         key_limit: int | None = None,
         retry_on: Any = None,
         backoff: Callable[[int], float] | None = None,
+        redact: Sequence[str] | None = None,
     ) -> Any:
         """Register a function as a job kind (``@app.job`` or ``@app.job(queue=…)``).
 
@@ -419,6 +433,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
                 executor=executor,
                 policy=kind_policy(concurrency_key, key_limit, retry_on, backoff),
             )
+            if redact:  # masked in every view (`forge_nb.runtime.redaction`), still stored
+                handler = dataclasses.replace(handler, redact=check_redact(redact))
             self.handlers.add(handler)
             return JobFunction(self, func, handler, {})
 
@@ -440,6 +456,10 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
 
     async def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[JobRef]:
         """Enqueue many jobs in one transaction: all stored, or none on bad input."""
+        with tracing.enqueue_span():  # OpenTelemetry, when installed and set up
+            return await self._enqueue_many(requests)
+
+    async def _enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[JobRef]:
         now = time.time()
         new_jobs = [self._new_job(r, now) for r in requests]
         if not new_jobs:
@@ -447,9 +467,13 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         storage = await self.storage()
         if self._unpublished:
             await self.publish_code()
+        if self._unpublished_redactions:
+            await self._publish_redactions()
         results = await storage.enqueue(new_jobs, now)  # also counts them in metrics
         for queue in {job.queue for job in new_jobs}:
             self._notify(queue)
+        if self.inline:
+            await self._run_inline(new_jobs)
         return JobRefList(
             JobRef(self, r.id, job.kind, r.outcome)
             for job, r in zip(new_jobs, results, strict=True)
@@ -478,6 +502,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         priority = request.priority
         if priority is None:
             priority = handler.priority if handler else 0
+        if self.inline:
+            delay = scheduled_at = None  # inline: every job runs in its enqueue call
         return NewJob(
             kind=request.kind,
             queue=queue,
@@ -490,6 +516,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
             code_version=self._shipped_versions.get(request.kind),
             depends_on=dependency_ids(request.depends_on),
             **flow_fields(request, handler, payload),
+            tags=request.tags,
+            context=self._captured_context(),
         )
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------
@@ -516,7 +544,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
     # -- inspection --------------------------------------------------------------------------
     async def _get_job(self, job_id: str) -> JobRecord | None:
         """One job by id, or None."""
-        return await (await self.storage()).get_job(str(job_id))
+        job = await (await self.storage()).get_job(str(job_id))
+        return None if job is None else (await self._redacted([job]))[0]
 
     async def jobs(
         self,
@@ -526,14 +555,17 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         search: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        tag: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs newest first; pass the last id as ``cursor`` for the next page.
-
-        Up to ``limit`` matches: a payload search reads as many windows as it takes.
+        """Jobs newest first (``tag``: only those carrying it); pass the last id as ``cursor``
+        for the next page. Up to ``limit`` matches: a payload search reads as many windows
+        as it takes.
         """
         found: list[JobRecord] = []
         while True:
-            page = await self.jobs_page(status, queue, kind, search, limit - len(found), cursor)
+            page = await self.jobs_page(
+                status, queue, kind, search, limit - len(found), cursor, tag=tag
+            )
             found += page.jobs
             if len(found) >= limit or page.next_cursor is None:
                 return found
@@ -548,6 +580,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         limit: int = 50,
         cursor: str | None = None,
         scheduled_after: datetime | float | None = None,
+        tag: str | None = None,
     ) -> JobPage:
         """One keyset page plus ``next_cursor``, for tables that page.
 
@@ -558,9 +591,10 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         the Scheduled view.
         """
         after = None if scheduled_after is None else epoch_seconds(scheduled_after, 0.0)
-        return await (await self.storage()).list_jobs(
-            JobFilter(status, queue, kind, search, after), limit, cursor
+        page = await (await self.storage()).list_jobs(
+            JobFilter(status, queue, kind, search, after, tag), limit, cursor
         )
+        return await self._redacted_page(page)
 
     async def job_history(self, job_id: str) -> list[JobEvent]:
         """A job's timeline: enqueued, each stored event, started and finished."""
@@ -629,24 +663,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         job = await storage.get_job(str(job_id))
         assert job is not None
         self._notify(job.queue)
-        return job
-
-    async def retry_all(
-        self,
-        status: Status = "dead",
-        queue: str | None = None,
-        kind: str | None = None,
-        search: str | None = None,
-    ) -> int:
-        """Retry every dead (or failed) job matching the filter; returns how many."""
-        if queue is not None:
-            await self._check_queue(queue)
-        n = await (await self.storage()).retry_many(
-            JobFilter(status, queue, kind, search), time.time()
-        )
-        for name in [queue] if queue else list(self._handle.pools if self._handle else []):
-            self._notify(name)
-        return n
+        return (await self._redacted([job]))[0]
 
     async def delete(self, job_id: str) -> bool:
         """Delete a job that is not running; False if unknown, ValueError if running."""
@@ -654,16 +671,6 @@ class App(CodeShipping, Scheduling, Reading, Workflows):
         if status == "running":
             raise ValueError(f"job {job_id} is running; cancel it first")
         return status is not None
-
-    async def delete_all(
-        self,
-        status: Status | None = None,
-        queue: str | None = None,
-        kind: str | None = None,
-        search: str | None = None,
-    ) -> int:
-        """Delete every non-running job matching the filter."""
-        return await (await self.storage()).delete_many(JobFilter(status, queue, kind, search))
 
     async def cancel(self, job_id: str) -> Status | None:
         """Cancel a job: pending/failed end ``dead`` now; a running one is stopped wherever

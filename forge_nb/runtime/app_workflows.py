@@ -18,13 +18,17 @@ class Workflows:
 
         async def storage(self) -> Storage: ...
 
+        async def _redacted(self, jobs: list[JobRecord]) -> list[JobRecord]: ...
+
     async def dependencies(self, job_id: Any, limit: int = 1000) -> list[JobRecord]:
         """The jobs ``job_id`` (an id or a `JobRef`) waits or waited for, by id (pinned)."""
-        return await (await self.storage()).dependencies(_id_of(job_id), limit)
+        return await self._redacted(
+            await (await self.storage()).dependencies(_id_of(job_id), limit)
+        )
 
     async def dependents(self, job_id: Any, limit: int = 1000) -> list[JobRecord]:
         """The jobs that wait or waited for ``job_id`` (an id or a `JobRef`), by id (pinned)."""
-        return await (await self.storage()).dependents(_id_of(job_id), limit)
+        return await self._redacted(await (await self.storage()).dependents(_id_of(job_id), limit))
 
     async def job_graph(self, job_id: Any, limit: int = 500) -> JobGraph:
         """Every job connected to ``job_id`` by dependencies, nearest first, up to ``limit``:

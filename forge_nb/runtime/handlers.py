@@ -59,6 +59,8 @@ class Handler:
     instance: Any = None
     #: Flow control: per-key limit, retry_on, backoff (`forge_nb.runtime.flow`).
     policy: KindPolicy | None = None
+    #: Payload fields every view masks (``@app.job(redact=[...])``; still stored).
+    redact: tuple[str, ...] = ()
 
 
 #: Kinds under this prefix are forge-nb's own (``forge_nb.echo``): built-ins, not user jobs.
@@ -240,6 +242,7 @@ class JobFunction:
         max_attempts: int | None = None,
         scheduled_at: Any = None,
         depends_on: Any = None,
+        tags: Any = None,
     ) -> JobFunction:
         """A copy that enqueues with these options: ``fn.options(delay=30).enqueue(...)``;
         ``depends_on=[ref, ...]`` makes the job wait until those jobs are done; flow control
@@ -255,6 +258,7 @@ class JobFunction:
             "expires_in": expires_in,
             "unique_for": unique_for,
             "on_conflict": on_conflict,
+            "tags": tags,
         }
         merged = {**self._options, **{k: v for k, v in given.items() if v is not None}}
         return JobFunction(self.app, self.fn, self._handler, merged)

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from typing import Any
 
 from forge_nb.errors import PayloadError
-from forge_nb.runtime import process_ship
+from forge_nb.runtime import joblogs, process_ship, propagation
 from forge_nb.runtime.context import progress_fraction
 from forge_nb.runtime.outcomes import Dead, Throttled, error_chain, format_traceback
 from forge_nb.runtime.process_wire import (
     DONE,
     ERROR,
+    LOG,
     MISSING,
     NOT_JSON,
     PROGRESS,
@@ -133,6 +134,38 @@ class ProcessJobCtx:
     enqueue_sync = enqueue_many = enqueue_many_sync = acquire_sync = enqueue
 
 
+class ChildLog:
+    """A run's output in a child: sent to the worker as it comes, at most every
+    `joblogs.FLUSH_S` (a timer thread), and the rest before the reply."""
+
+    def __init__(self, child: Child, job_id: str) -> None:
+        self._child = child
+        self._job_id = job_id
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            self._parts.append(text)
+            if self._timer is None:
+                self._timer = threading.Timer(joblogs.FLUSH_S, self.send)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def send(self) -> None:
+        with self._lock:
+            parts, self._parts, self._timer = self._parts, [], None
+        if parts:
+            self._child.send((LOG, self._job_id, "".join(parts)))
+
+    def close(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+        self.send()
+
+
 class Child:
     """The child's state: its socket, loaded functions, the job that runs and cancels."""
 
@@ -173,7 +206,11 @@ class Child:
         except Exception as exc:
             return _error_reply(job_id, exc, f"cannot load the job function {meta['kind']!r}")
         ctx = ProcessJobCtx(self, job_id, meta)
+        tokens: list[Any] = []
+        output = ChildLog(self, job_id) if meta.get("capture") else None
+        log_token = joblogs.CURRENT.set(output)  # type: ignore[arg-type]
         try:
+            tokens = propagation.set_in_child(meta.get("context"))
             result = fn(ctx, **payload) if takes_ctx else fn(**payload)
             if inspect.iscoroutine(result):
                 import asyncio
@@ -187,6 +224,10 @@ class Child:
             return _error_reply(job_id, exc)
         finally:
             self.cancelled = None
+            propagation.reset_in_child(tokens)
+            joblogs.CURRENT.reset(log_token)
+            if output is not None:
+                output.close()
         try:
             return (
                 DONE,
@@ -280,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     for fd in (job_fd, control_fd):  # a process a job starts must not hold them open
         os.set_inheritable(fd, False)
     child = Child(socket.socket(fileno=job_fd))
+    joblogs.install()  # a run's print and logging also go to its job's log (`ChildLog`)
     watcher = threading.Thread(
         target=_watch_parent, args=(control_fd, child), name="forge-nb parent watch", daemon=True
     )

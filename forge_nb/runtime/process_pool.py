@@ -37,11 +37,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError
-from forge_nb.runtime import process_ship
+from forge_nb.runtime import joblogs, process_ship, propagation
 from forge_nb.runtime.outcomes import Dead, RunnerError, Throttled
 from forge_nb.runtime.process_wire import (
     DONE,
     ERROR,
+    LOG,
     MISSING,
     NOT_JSON,
     PROGRESS,
@@ -129,6 +130,8 @@ class _Slot:
     child: ChildProcess | None = None
     #: Cancelled, timed out or released: a late reply changes nothing.
     abandoned: bool = False
+    #: The attempt's log (`forge_nb.runtime.joblogs`): the child's output goes there.
+    log: Any = None
 
 
 class ChildProcess:
@@ -272,6 +275,9 @@ class ChildProcess:
                     if tag == PROGRESS:
                         if not slot.abandoned:
                             self.pool._post(self.pool.on_progress, *message[1:4])
+                    elif tag == LOG:
+                        if slot.log is not None:
+                            slot.log.write(message[2])
                     elif tag == MISSING:
                         with_function = True
                         break
@@ -390,6 +396,9 @@ class ProcessPool:
             "host_id": ctx.host_id,
             "dependency_results": ctx.dependency_results,
         }
+        variables = getattr(getattr(ctx, "app", None), "_propagated", None)
+        if variables:
+            meta["context"] = propagation.for_child(variables)
         slot = _Slot(
             ctx.job_id,
             key,
@@ -399,6 +408,9 @@ class ProcessPool:
             self.loop.create_future(),
             self.loop.create_future(),
         )
+        slot.log = joblogs.CURRENT.get()
+        if slot.log is not None:
+            meta["capture"] = True
         slot.future.add_done_callback(_retrieved)  # a killed job's late reply is no news
         with self._lock:
             if self._closed:

@@ -8,7 +8,8 @@ Parent → child, on the job socket: ``(RUN, job_id, fn_key, shipped_fn | None,
 payload, meta)``. Parent → child, on the control pipe: cancel notices (a job id
 per line); its end of file means the parent died.
 
-Child → parent: ``(READY, pid)``, ``(PROGRESS, job_id, fraction, message)`` and
+Child → parent: ``(READY, pid)``, ``(PROGRESS, job_id, fraction, message)``, ``(LOG,
+job_id, text)`` (what the run printed or logged since the last one) and
 one reply per job: ``(DONE, job_id, result_json)``, ``(NOT_JSON, job_id, text)``,
 ``(THROTTLED, job_id, retry_after, message)``, ``(ERROR, job_id, is_dead,
 pickled_exception | None, type_name, chain, traceback)``, or ``(MISSING, job_id)``
@@ -25,6 +26,7 @@ from typing import Any
 RUN = "run"
 READY = "ready"
 PROGRESS = "progress"
+LOG = "log"
 DONE = "done"
 NOT_JSON = "not_json"
 THROTTLED = "throttled"

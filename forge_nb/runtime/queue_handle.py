@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import StorageError
-from forge_nb.runtime import config_tick, global_slots, lag_watch, liveness
+from forge_nb.runtime import config_tick, global_slots, joblogs, lag_watch, liveness
 from forge_nb.runtime.flow import keyed
 from forge_nb.runtime.leader import Leader
 from forge_nb.runtime.liveness import DatabaseHealth
@@ -57,6 +57,8 @@ class QueueHandle:
         self.pools: dict[str, QueuePool] = {}
         self.runner = Runner(self)
         self.finalizer = Finalizer(self)
+        #: What running jobs logged, stored every `joblogs.FLUSH_S` and before outcomes.
+        self.logs = joblogs.LogSink(storage)
         self.metrics: MetricsRecorder = app.metrics_recorder
         self.executor = ThreadPoolExecutor(
             max_workers=app.thread_pool_size, thread_name_prefix="forge-nb-job"
@@ -191,6 +193,8 @@ class QueueHandle:
         self._spawn(
             self._every(self.app.heartbeat_interval, liveness.heartbeat, "heartbeat"), "heartbeat"
         )
+        joblogs.install()
+        self._spawn(self._flush_logs_every(joblogs.FLUSH_S), "job logs")
         self._spawn(self._lead(), "leader")
         self._spawn(lag_watch.watch_loop_lag(self), "loop watchdog")
         log.info(
@@ -280,6 +284,10 @@ class QueueHandle:
             self.metrics.record_outcome(
                 rj.job.queue, finish.event, now, now - rj.started, now - rj.job.created_at
             )
+            if self.app.prometheus is not None:  # forge-nb worker --metrics-port
+                self.app.prometheus.observe(
+                    rj.job.queue, rj.job.kind, finish.event, now - rj.started
+                )
             if finish.status in ("done", "dead"):
                 self.app._job_finished(finish.job_id)
             if keyed(rj.handler) and (pool := self.pools.get(rj.job.queue)) is not None:
@@ -313,6 +321,21 @@ class QueueHandle:
             except Exception:
                 log.exception("%s crashed, will retry", what)
             await asyncio.sleep(interval)
+
+    async def _flush_logs_every(self, interval: float) -> None:
+        """Store what running jobs logged, every ``interval`` s; only a write that happened
+        counts as the database answering (a quiet flush proves nothing about an outage)."""
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            if not self.logs.pending:
+                continue
+            try:
+                await self.logs.flush()
+                self.health.ok()
+            except StorageError as exc:
+                self.health.failed("storing job logs", exc)
+            except Exception:
+                log.exception("storing job logs crashed, will retry")
 
     async def _lead(self) -> None:
         while not self._stopping:
@@ -354,6 +377,8 @@ class QueueHandle:
             await asyncio.wait(tasks, timeout=timeout if timeout > 0 else None)
             await self._release_unfinished()
         await self.finalizer.drain()
+        with contextlib.suppress(StorageError):
+            await self.logs.flush()
         try:
             await self.leader.resign()
         except StorageError as exc:

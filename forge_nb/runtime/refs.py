@@ -43,6 +43,8 @@ class EnqueueRequest:
     #: "ignore" (return the live holder) or "replace" (a pending holder takes this payload
     #: and run time; the outcome says ``replaced``).
     on_conflict: str = "ignore"
+    #: Labels to filter by: ``app.jobs(tag=...)``, the dashboard, ``GET /api/jobs?tag=``.
+    tags: Sequence[str] = ()
 
 
 def dependency_ids(depends_on: object) -> tuple[str, ...]:

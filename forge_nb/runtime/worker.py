@@ -11,15 +11,17 @@ one finish statement per batch rather than per job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import heapq
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError, StorageError
-from forge_nb.runtime import flow, global_slots
+from forge_nb.runtime import flow, global_slots, joblogs, propagation, tracing
 from forge_nb.runtime.context import CancelToken, JobCtx
 from forge_nb.runtime.flow import KindPolicy
 from forge_nb.runtime.outcomes import (
@@ -31,6 +33,7 @@ from forge_nb.runtime.outcomes import (
     throttle_delay,
 )
 from forge_nb.runtime.process_wire import rendered
+from forge_nb.runtime.redaction import secrets_in
 from forge_nb.storage.records import ClaimedJob, Finish, QueueConfig, ReapedJob
 from forge_nb.storage.validation import dump_json
 
@@ -351,7 +354,22 @@ class Runner:
             dependency_results=dependency_results,
         )
         try:
-            result = await self._call(handler, ctx, rj)
+            output = (
+                joblogs.AttemptLog(
+                    self.handle.logs,
+                    job.id,
+                    job.attempt,
+                    secrets_in(job.payload, handler.redact) if handler.redact else (),
+                )
+                if app.capture_logs
+                else None
+            )
+            log_token = joblogs.CURRENT.set(output)  # its print and logging go to its log
+            try:
+                async with self._context(job):  # app.propagate'd variables, if any
+                    result = await self._call(handler, ctx, rj)
+            finally:
+                joblogs.CURRENT.reset(log_token)
             if rj.token.is_cancelled():
                 return _cancelled(job)
             result_json = "null" if result is None else dump_json(result, what="the result")
@@ -374,6 +392,18 @@ class Runner:
                 return _cancelled(job)
             return self._failed(pool, job, exc, policy=handler.policy)
 
+    @contextlib.asynccontextmanager
+    async def _context(self, job: ClaimedJob) -> AsyncIterator[None]:
+        """Set the job's propagated context variables around its run (`propagation`)."""
+        variables = self.handle.app._propagated
+        traced = tracing.active()  # OpenTelemetry: the run span under the enqueue's
+        if not variables and not traced:
+            yield
+            return
+        values = (await self.handle.storage.job_contexts([job.id])).get(job.id) or {}
+        with propagation.applied(variables or {}, values), tracing.run_span(job, values):
+            yield
+
     async def _dependency_results(self, job: ClaimedJob) -> dict[str, Any]:
         """The results of the job's dependencies: one query, and none for jobs without."""
         if not job.dependencies:
@@ -389,8 +419,8 @@ class Runner:
             work = handler.call(ctx, payload)
         else:
             rj.in_thread = True
-            work = self.handle.loop.run_in_executor(
-                self.handle.executor, handler.call, ctx, payload
+            work = self.handle.loop.run_in_executor(  # in a copy of the task's context
+                self.handle.executor, contextvars.copy_context().run, handler.call, ctx, payload
             )
         if handler.timeout is None or handler.executor == "process":
             return await work  # the process pool times its runs itself, from their start
@@ -473,6 +503,7 @@ class Finalizer:
         while self._buffer:
             batch, self._buffer = self._buffer, []
             try:
+                await self.handle.logs.flush_due()  # at most every FLUSH_S, with outcomes
                 finished = await self.handle.storage.finish(
                     self.handle.host_id, [f for f, _ in batch], time.time()
                 )

@@ -21,6 +21,7 @@ from forge_nb.storage.records import (
     JobEvent,
     JobFilter,
     JobGraph,
+    JobLog,
     JobPage,
     JobRecord,
     Lease,
@@ -267,6 +268,25 @@ class Storage(Protocol):
 
     async def get_code(self, version: str) -> ShippedCode | None:
         """One version with its code bytes, or None."""
+
+    async def job_contexts(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{job id: context}``: what ``app.propagate``d variables held at enqueue."""
+
+    async def write_job_logs(self, logs: Sequence[JobLog]) -> None:
+        """Store (insert or replace) each attempt's log; logs of deleted jobs are dropped."""
+
+    async def job_logs(self, job_id: str) -> list[JobLog]:
+        """Every logged attempt of a job, oldest first."""
+
+    async def run_now(self, job_id: str, now: float) -> str | None:
+        """A pending job scheduled after ``now`` becomes due now; returns its queue (None:
+        not a pending job scheduled for later)."""
+
+    async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
+        """Store the payload fields the views of ``kind``'s jobs mask (replacing any)."""
+
+    async def redactions(self) -> dict[str, tuple[str, ...]]:
+        """``{kind: fields}`` of every kind with redacted fields."""
 
     async def stranded_kinds(
         self, live_since: float, count_up_to: int = 1_000, limit: int = 50

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from forge_nb.errors import UnknownRateLimit
-from forge_nb.storage import rows, rules
+from forge_nb.storage import extras, rows, rules
 from forge_nb.storage.flow_core import FlowCore
 from forge_nb.storage.kinds import claim_arms
 from forge_nb.storage.records import (
@@ -26,6 +26,7 @@ from forge_nb.storage.records import (
     JobEvent,
     JobFilter,
     JobGraph,
+    JobLog,
     JobPage,
     JobRecord,
     Lease,
@@ -126,7 +127,9 @@ class SqlCore(FlowCore):
         found = await self._select(name, *params)
         return found[0] if found else None
 
-    def filter_terms(self, filter: JobFilter) -> tuple[list[str], list[Any]]:
+    def filter_terms(
+        self, filter: JobFilter, *, with_tag: bool = True
+    ) -> tuple[list[str], list[Any]]:
         """WHERE terms for a job filter; every value is a bound parameter."""
         check_filter(filter)
         terms: list[tuple[str, Any]] = []
@@ -142,6 +145,8 @@ class SqlCore(FlowCore):
             terms.append(("kind = {p}", filter.kind))
         if filter.search:
             terms.append((self.Q["payload_search_term"], escape_like(filter.search)))
+        if filter.tag is not None and with_tag:
+            terms.append((self.Q["tag_filter_term"], filter.tag))
         where = [t.replace("{p}", self._placeholder(i)) for i, (t, _) in enumerate(terms, 1)]
         return where, [value for _, value in terms]
 
@@ -174,7 +179,7 @@ class SqlCore(FlowCore):
         if key is None:
             return None
         found = await self._select_one("get_job", key)
-        return None if found is None else rows.job_record(found)
+        return None if found is None else (await self.with_tags([rows.job_record(found)]))[0]
 
     async def list_jobs(
         self, filter: JobFilter, limit: int = 50, cursor: str | None = None
@@ -182,7 +187,10 @@ class SqlCore(FlowCore):
         """Newest first, keyset-paged on id (a payload search a window of ids per page)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
-        where, params = self.filter_terms(filter)
+        scheduled = filter.scheduled_after is not None
+        tagged = filter.tag is not None and not scheduled
+        where, params = self.filter_terms(filter, with_tag=not tagged)
+        id_column = "job_id" if tagged else "id"  # a tag's page is read in its index's order
 
         def term(sql: str, *values: Any) -> None:
             for value in values:
@@ -190,7 +198,6 @@ class SqlCore(FlowCore):
                 sql = sql.replace("{p}", self._placeholder(len(params)), 1)
             where.append(sql)
 
-        scheduled = filter.scheduled_after is not None
         if scheduled:
             # The partial index's own terms, literally, so the planner uses it.
             term("status = 'pending'")
@@ -203,20 +210,32 @@ class SqlCore(FlowCore):
             key = rows.parse_job_id(cursor)
             if key is None:
                 raise ValueError(f"invalid cursor {cursor!r}")
-            term("id < {p}", key)
+            term(f"{id_column} < {{p}}", key)
+            if tagged:  # on both sides of the join, so a merge join starts at the cursor too
+                term("id < {p}", key)
         floor = None
         if filter.search and not scheduled:
             lowest, highest = await self._select_one("id_bounds")
             floor = rows.search_floor(key, lowest, highest)
             if floor is not None:
-                term("id >= {p}", floor)
+                term(f"{id_column} >= {{p}}", floor)
         params.append(limit)
-        sql = (
-            self.Q["list_scheduled_jobs" if scheduled else "list_jobs"]
-            .replace("{where}", " AND ".join(where) or "TRUE")
-            .replace("{limit}", self._placeholder(len(params)))
+        template = self.Q["list_scheduled_jobs" if scheduled else "list_jobs"]
+        if tagged:
+            params.append(filter.tag)
+            template = self.Q["list_tagged_jobs"].replace("{tag}", self._placeholder(len(params)))
+        sql = template.replace("{where}", " AND ".join(where) or "TRUE").replace(
+            "{limit}", self._placeholder(len(params) - tagged)
         )
-        return rows.job_page(await self._select_sql(sql, params), limit, scheduled, floor)
+        page = rows.job_page(await self._select_sql(sql, params), limit, scheduled, floor)
+        return JobPage(await self.with_tags(page.jobs), page.next_cursor)
+
+    async def with_tags(self, jobs: list[JobRecord]) -> list[JobRecord]:
+        """``jobs`` with their tags (one indexed read; nothing when there are no jobs)."""
+        if not jobs:
+            return jobs
+        keys = [int(j.id) for j in jobs]
+        return extras.attach(jobs, await self._select("job_tags", self._key_list_param(keys)))
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         """Stored history, oldest first."""
@@ -322,6 +341,48 @@ class SqlCore(FlowCore):
     async def processes(self) -> list[ProcessRecord]:
         """Every slot row."""
         return [rows.process_record(r) for r in await self._select("processes")]
+
+    async def job_contexts(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{job id: the context stored at enqueue}`` of those jobs that have one."""
+        keys = [k for k in map(rows.parse_job_id, job_ids) if k is not None]
+        if not keys:
+            return {}
+        return extras.load_contexts(await self._select("job_contexts", self._key_list_param(keys)))
+
+    async def write_job_logs(self, logs: Sequence[JobLog]) -> None:
+        """Store each attempt's log as it stands now, in one transaction."""
+        params = []
+        for log in logs:
+            key = rows.parse_job_id(log.job_id)
+            if key is not None:
+                params.append((key, log.attempt, log.text, log.lines, log.dropped, log.updated_at))
+        if params:
+            await self._change_all([("write_job_log", params)])
+
+    async def job_logs(self, job_id: str) -> list[JobLog]:
+        """Every logged attempt of a job, oldest first."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return []
+        found = await self._select("job_logs", key)
+        return [JobLog(str(key), int(a), t, int(n), int(d), float(u)) for a, t, n, d, u in found]
+
+    async def run_now(self, job_id: str, now: float) -> str | None:
+        """Make a pending job scheduled after ``now`` due now; its queue, or None if it was
+        not such a job."""
+        key = rows.parse_job_id(job_id)
+        if key is None:
+            return None
+        found = await self._change("run_now", key, now)
+        return str(found[0][0]) if found else None
+
+    async def set_redaction(self, kind: str, fields: Sequence[str]) -> None:
+        """Store the fields ``kind``'s views mask (see `Storage.set_redaction`)."""
+        await self._change("set_redaction", kind, json.dumps(list(fields)))
+
+    async def redactions(self) -> dict[str, tuple[str, ...]]:
+        """``{kind: fields}`` (a small table: one row per kind that redacts)."""
+        return {k: tuple(json.loads(f)) for k, f in await self._select("redactions")}
 
     async def stranded_kinds(
         self, live_since: float, count_up_to: int = 1_000, limit: int = 50

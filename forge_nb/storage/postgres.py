@@ -31,6 +31,7 @@ from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage import postgres_workflows as workflows
 from forge_nb.storage import rows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
+from forge_nb.storage.extras import Extras, extras_of
 from forge_nb.storage.flow_rules import prepare_flows
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
 from forge_nb.storage.postgres_statements import RACE_RETRIES, Q
@@ -39,6 +40,7 @@ from forge_nb.storage.records import (
     EnqueueResult,
     Finish,
     JobFilter,
+    JobLog,
     NewJob,
     QueueConfig,
     ReapedJob,
@@ -189,6 +191,22 @@ class PostgresStorage(SqlCore):
                 if params:
                     await conn.executemany(Q[name], params)
 
+    async def write_job_logs(self, logs: Sequence[JobLog]) -> None:
+        """Store attempts' logs in one statement (arrays: a flush may hold thousands)."""
+        found = [(rows.parse_job_id(log.job_id), log) for log in logs]
+        kept = [(key, log) for key, log in found if key is not None]
+        if kept:
+            async with self._connection(transaction=False) as conn:
+                await conn.execute(
+                    Q["write_job_logs_batch"],
+                    [key for key, _ in kept],
+                    [log.attempt for _, log in kept],
+                    [log.text for _, log in kept],
+                    [log.lines for _, log in kept],
+                    [log.dropped for _, log in kept],
+                    [log.updated_at for _, log in kept],
+                )
+
     def _list_param(self, values: Sequence[str]) -> Any:
         return list(values)
 
@@ -316,13 +334,16 @@ class PostgresStorage(SqlCore):
             return []
         flows = prepare_flows(jobs, now)
         links = dependency_links(jobs)
+        more = extras_of(jobs)
         if any(flows) or await self._held_keys_possible(prepared):
             async with self._tx() as conn:
                 results = await flow.enqueue(conn, prepared, flows, now)
+                if more:
+                    await statements.insert_extras(conn, results, more)
                 if links:
                     results = await workflows.link_dependencies(conn, results, links, now)
-        elif links:
-            results = await self._enqueue_linked(prepared, links, now)
+        elif links or more:
+            results = await self._enqueue_linked(prepared, links, now, more)
         elif all(row[6] is None for row in prepared):
             if len(prepared) >= COPY_MIN_ROWS:
                 async with self._tx() as conn:
@@ -347,7 +368,11 @@ class PostgresStorage(SqlCore):
         return self._windows_seen
 
     async def _enqueue_linked(
-        self, prepared: list[tuple[Any, ...]], links: list[tuple[int, list[int]]], now: float
+        self,
+        prepared: list[tuple[Any, ...]],
+        links: list[tuple[int, list[int]]],
+        now: float,
+        more: Extras | None = None,
     ) -> list[EnqueueResult]:
         """A batch with dependencies: inserted and linked in one transaction, tried again
         when it deadlocks with a dependency's finish (each waits on the other's row locks)."""
@@ -358,6 +383,8 @@ class PostgresStorage(SqlCore):
                         results = await statements.insert_plain(conn, prepared, now)
                     else:
                         results = await statements.insert_with_keys(conn, prepared, now)
+                    if more:
+                        await statements.insert_extras(conn, results, more)
                     return await workflows.link_dependencies(conn, results, links, now)
             except statements.Deadlock:
                 continue

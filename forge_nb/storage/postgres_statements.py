@@ -15,6 +15,7 @@ from forge_nb.errors import (
     UnknownQueue,
 )
 from forge_nb.storage import rows, rules
+from forge_nb.storage.extras import Extras, context_rows, created_tag_rows
 from forge_nb.storage.kinds import build_claim
 from forge_nb.storage.records import (
     EnqueueResult,
@@ -232,3 +233,15 @@ def claim_sql(arms: int, versions: bool = False) -> str:
         return build_claim(Q["claim_kinds"], Q["claim_arm"], arms, lambda i: f"${6 + i}")
     arm = Q["claim_arm_versions"].replace("{excluded}", f"${6 + arms}")
     return build_claim(Q["claim_kinds"], arm, arms, lambda i: f"${6 + i}")
+
+
+async def insert_extras(conn: Any, results: list[EnqueueResult], more: Extras) -> None:
+    """The tag and context rows of a batch's created jobs, one statement each."""
+    tag_rows = created_tag_rows(results, more.tags)
+    if tag_rows:
+        tags, keys = zip(*tag_rows, strict=True)
+        await conn.execute(Q["insert_job_tag"], list(tags), list(keys))
+    contexts = context_rows(results, more)
+    if contexts:
+        keys, texts = zip(*contexts, strict=True)
+        await conn.execute(Q["insert_job_context"], list(keys), list(texts))

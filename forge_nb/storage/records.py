@@ -62,6 +62,10 @@ class NewJob:
     #: Per-key concurrency: the key's value (the storage prefixes the kind) and its limit.
     concurrency_key: str | None = None
     key_limit: int | None = None
+    #: Labels to filter by (`forge_nb.storage.extras`).
+    tags: Sequence[str] = ()
+    #: Values of ``app.propagate``d context variables at enqueue (JSON), set around the run.
+    context: Mapping[str, Any] | None = None
 
 
 class EnqueueResult(NamedTuple):
@@ -139,6 +143,21 @@ class JobFilter:
     search: str | None = None
     #: Only pending jobs due after this time (epoch s), soonest first: the Scheduled view.
     scheduled_after: float | None = None
+    #: Only jobs carrying this tag.
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobLog:
+    """What one attempt of a job logged: its last lines (bounded), as they stand."""
+
+    job_id: str
+    attempt: int
+    text: str
+    #: Lines the attempt wrote, and how many of the earliest were dropped by the bound.
+    lines: int
+    dropped: int
+    updated_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +200,12 @@ class JobRecord:
     #: How many jobs it depends on, and how many of those are not done yet (while waiting).
     dependencies: int = 0
     waiting_on: int = 0
+    #: Its tags, sorted (`forge_nb.storage.extras`).
+    tags: tuple[str, ...] = ()
+
+    def with_tags(self, tags: tuple[str, ...]) -> JobRecord:
+        """A copy carrying ``tags`` (read from their own table after the row)."""
+        return dataclasses.replace(self, tags=tags)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 strings).

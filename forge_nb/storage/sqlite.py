@@ -31,6 +31,7 @@ from forge_nb.storage import sqlite_statements as statements
 from forge_nb.storage import sqlite_transactions as transactions
 from forge_nb.storage import sqlite_workflows as workflows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
+from forge_nb.storage.extras import extras_of
 from forge_nb.storage.flow_rules import prepare_flows
 from forge_nb.storage.records import (
     EnqueueResult,
@@ -252,9 +253,10 @@ class SqliteStorage(SqlCore):
             return []
         flows = prepare_flows(jobs, now)
         links = dependency_links(jobs)
+        more = extras_of(jobs)
         queues = {row[1] for row in prepared}
         new_queues = queues - self._known_queues
-        results = await self._write(flow.enqueue, prepared, flows, now, new_queues, links)
+        results = await self._write(flow.enqueue, prepared, flows, now, new_queues, links, more)
         self._known_queues |= queues  # only once committed
         return results
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from forge_nb.storage import sqlite_statements as statements
 from forge_nb.storage import sqlite_workflows as workflows
+from forge_nb.storage.extras import Extras
 from forge_nb.storage.flow_rules import Flow, held
 from forge_nb.storage.records import EnqueueResult
 from forge_nb.storage.schema import load_queries
@@ -24,16 +25,18 @@ def enqueue(
     now: float,
     new_queues: set[str],
     links: Sequence[tuple[int, list[int]]] = (),
+    more: Extras | None = None,
 ) -> list[EnqueueResult]:
     """The plain enqueue unless a job has flow options or a key may be held by a window."""
     keyed = any(row[6] is not None for row in prepared)
     if not any(flows) and not (keyed and c.execute(Q["unique_holds_exist"]).fetchone()[0]):
-        return statements.enqueue(c, prepared, now, new_queues, links)
+        return statements.enqueue(c, prepared, now, new_queues, links, more)
     for queue in sorted(new_queues):
         c.execute(Q["ensure_queue_row"], (queue,))
     results = [enqueue_one(c, row, flow, now) for row, flow in zip(prepared, flows, strict=True)]
     created = [row[1] for row, r in zip(prepared, results, strict=True) if r.outcome == "created"]
     statements.count_enqueued(c, created, now)
+    statements.insert_extras(c, results, more)
     return workflows.link_dependencies(c, results, links, now) if links else results
 
 

@@ -20,7 +20,7 @@ from forge_nb.errors import (
     SchemaTooNew,
     UnknownQueue,
 )
-from forge_nb.storage import rows, rules
+from forge_nb.storage import extras, rows, rules
 from forge_nb.storage import sqlite_workflows as workflows
 from forge_nb.storage.kinds import build_claim
 from forge_nb.storage.records import (
@@ -133,10 +133,22 @@ def enqueue(
     now: float,
     new_queues: set[str],
     links: Sequence[tuple[int, list[int]]] = (),
+    more: extras.Extras | None = None,
 ) -> list[EnqueueResult]:
-    """Insert a batch; jobs with dependencies (``links``) are wired to them."""
+    """Insert a batch; jobs with dependencies (``links``) are wired to them, and jobs with
+    tags or a context (``more``) get their rows."""
     results = insert_batch(c, prepared, now, new_queues)
+    insert_extras(c, results, more)
     return workflows.link_dependencies(c, results, links, now) if links else results
+
+
+def insert_extras(
+    c: sqlite3.Connection, results: list[EnqueueResult], more: extras.Extras | None
+) -> None:
+    """The tag and context rows of a batch's created jobs."""
+    if more:
+        c.executemany(Q["insert_job_tag"], extras.created_tag_rows(results, more.tags))
+        c.executemany(Q["insert_job_context"], extras.context_rows(results, more))
 
 
 def insert_batch(

@@ -128,7 +128,7 @@ def check_name(value: object, what: str) -> str:
 
 def check_filter(filter: JobFilter) -> JobFilter:
     """Filter strings are matched literally: valid Unicode without NUL, of bounded length."""
-    for name in ("queue", "kind", "search", "status"):
+    for name in ("queue", "kind", "search", "status", "tag"):
         value = getattr(filter, name)
         if value is None:
             continue

@@ -232,6 +232,7 @@ async def evil(ctx, note: str) -> None:
 
 @app.job(kind="shout", max_attempts=1)
 async def shout(ctx) -> None:
+    print(EVIL)  # its captured log shows in its JobRef view, as text
     raise ValueError(EVIL)
 
 await app.start()
@@ -270,6 +271,7 @@ def test_names_messages_and_errors_from_data_render_as_text(page: Any, lab: Lab)
     dead_view = page.locator(".fnb-jobview").filter(has_text="shout")
     expect(dead_view.locator(".fnb-status")).to_have_text("dead", timeout=LONG_MS)
     expect(dead_view.locator(".fnb-error-text")).to_contain_text(EVIL)
+    expect(dead_view.locator(".fnb-logs-text")).to_contain_text(EVIL, timeout=LONG_MS)
     assert page.locator(".fnb-root img").count() == 0
     assert page.evaluate("window.__pwned") is None
     assert page.errors == []

@@ -332,8 +332,8 @@ def undo_process_stale_after(backend: str) -> list[str]:
 
 
 def undo_flow_control(backend: str) -> list[str]:
-    """Back from v12 to v11 (after the later ones): no expiry, unique windows or keys."""
-    later = undo_process_stale_after(backend)
+    """Back from v12 to v11 (after v13 and v14): no expiry, unique windows or keys."""
+    later = undo_observe(backend)
     if backend == "sqlite":
         return [
             *later,
@@ -363,6 +363,29 @@ def undo_flow_control(backend: str) -> list[str]:
         "ALTER TABLE forge_nb_rate_limits DROP COLUMN template",
         "DROP TABLE forge_nb_queue_slots",
         "ALTER TABLE forge_nb_queues DROP COLUMN global_limit",
+    ]
+
+
+def undo_observe(backend: str) -> list[str]:
+    """Back from v13 to v12 (after v14): none of its tables."""
+    later = undo_process_stale_after(backend)
+    if backend == "sqlite":
+        return [
+            *later,
+            "DROP TRIGGER IF EXISTS forge_nb_job_tags_gone",
+            "DROP TABLE forge_nb_job_tags",
+            "DROP TABLE forge_nb_redactions",
+            "DROP TRIGGER IF EXISTS forge_nb_job_context_gone",
+            "DROP TABLE forge_nb_job_context",
+            "DROP TRIGGER IF EXISTS forge_nb_job_logs_gone",
+            "DROP TABLE forge_nb_job_logs",
+        ]
+    return [
+        *later,
+        "DROP TABLE forge_nb_job_logs",
+        "DROP TABLE forge_nb_job_tags",
+        "DROP TABLE forge_nb_redactions",
+        "DROP TABLE forge_nb_job_context",
     ]
 
 

@@ -19,7 +19,7 @@ from forge_nb.dashboard.format import (
     utc,
 )
 from forge_nb.dashboard.pages.base import NOTICE_CSS, Confirm, Context, Notice, run_action
-from forge_nb.storage.records import LIVE_STATUSES, JobEvent, JobRecord
+from forge_nb.storage.records import LIVE_STATUSES, JobEvent, JobLog, JobRecord
 
 INSPECTOR_CSS = """
 .fnb-insp { font-size: 13px; }
@@ -89,6 +89,8 @@ def render_job(
     now: float,
     dependencies: list[JobRecord] | None = None,
     dependents: list[JobRecord] | None = None,
+    context: dict[str, Any] | None = None,
+    logs: list[JobLog] | None = None,
 ) -> str:
     """The inspector body for one job; every value from the database is escaped."""
     color = STATUS_COLORS.get(job.status, "#888")
@@ -117,6 +119,8 @@ def render_job(
         workflow_html(job, dependencies or [], dependents or []),
         f"<h5>Payload</h5><pre class='fnb-payload'>{esc(pretty_json(job.payload))}</pre>",
     ]
+    if context:  # app.propagate'd variables at enqueue, set around the run
+        parts.append(f"<h5>Context</h5><pre class='fnb-context'>{esc(pretty_json(context))}</pre>")
     if job.result is not None:
         parts.append(f"<h5>Result</h5><pre>{esc(pretty_json(job.result))}</pre>")
     if job.last_error:
@@ -128,6 +132,11 @@ def render_job(
         parts.append(
             f"<details open><summary>Traceback</summary><pre>{esc(job.last_traceback)}</pre>"
             "</details>"
+        )
+    for entry in logs or []:  # live while the job runs: the inspector re-reads it each tick
+        parts.append(
+            f"<h5>Logs, attempt {esc(entry.attempt)}</h5>"
+            f"<pre class='fnb-logs'>{esc(entry.text)}</pre>"
         )
     events = "".join(
         f"<tr><td>{esc(utc(e.at))}</td><td>{esc(e.event)}</td><td>{esc(e.attempt)}</td>"
@@ -217,7 +226,9 @@ class Inspector:
         app = self.ctx.app
         dependencies = await app.dependencies(job.id, RELATED_SHOWN) if job.dependencies else []
         dependents = await app.dependents(job.id, RELATED_SHOWN + 1)
-        html = render_job(job, history, snap.now, dependencies, dependents)
+        context = await app.job_context(job.id)
+        logs = await app.job_logs(job.id)
+        html = render_job(job, history, snap.now, dependencies, dependents, context, logs)
         if html != self.body.object:
             self.body.object = html
         self._update_actions(job)

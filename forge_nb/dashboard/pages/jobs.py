@@ -7,6 +7,7 @@ the whole table, so a million-job database costs one indexed page per view.
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from forge_nb.dashboard.pages.base import (
     session_arg,
 )
 from forge_nb.dashboard.pages.inspector import Inspector
+from forge_nb.runtime.app_bulk import MATCHING_CAP
 from forge_nb.storage.records import STATUSES, JobRecord
 
 PAGE_SIZES = [25, 50, 100, 200]
@@ -56,13 +58,19 @@ class Mode:
 
 
 MODES = {
-    "jobs": Mode("jobs", "Jobs", None, ("created (UTC)", "finished (UTC)", "payload", "error")),
+    "jobs": Mode(
+        "jobs",
+        "Jobs",
+        None,
+        ("tags", "created (UTC)", "finished (UTC)", "payload", "error"),
+        bulk=("retry", "cancel", "delete"),
+    ),
     "scheduled": Mode(
         "scheduled",
         "Scheduled",
         "pending",
         ("runs at (UTC)", "runs", "payload"),
-        bulk=("cancel",),
+        bulk=("run_now", "cancel", "delete"),
         future_only=True,
     ),
     "retries": Mode(
@@ -70,7 +78,7 @@ MODES = {
         "Retries",
         "failed",
         ("next retry (UTC)", "retry", "error", "payload"),
-        bulk=("retry", "cancel"),
+        bulk=("retry", "cancel", "delete"),
     ),
     "dead": Mode(
         "dead", "Dead", "dead", ("finished (UTC)", "error", "payload"), bulk=("retry", "delete")
@@ -78,8 +86,8 @@ MODES = {
 }
 #: "code": the shipped code version a job runs (empty: the worker's own handler).
 BASE_COLUMNS = ("id", "kind", "code", "queue", "status", "attempts")
-TEXT_COLUMNS = ("kind", "code", "queue", "payload", "error", "id")
-VERBS = {"retry": "Retry", "delete": "Delete", "cancel": "Cancel"}
+TEXT_COLUMNS = ("kind", "code", "queue", "tags", "payload", "error", "id")
+VERBS = {"retry": "Retry", "delete": "Delete", "cancel": "Cancel", "run_now": "Run now"}
 
 
 def job_row(job: JobRecord, now: float) -> dict[str, Any]:
@@ -91,6 +99,7 @@ def job_row(job: JobRecord, now: float) -> dict[str, Any]:
         "queue": job.queue,
         "status": job.status,
         "attempts": f"{job.attempts}/{job.max_attempts}",
+        "tags": ", ".join(job.tags),
         "created (UTC)": utc(job.created_at),
         "finished (UTC)": utc(job.finished_at),
         "runs at (UTC)": utc(job.scheduled_at),
@@ -132,6 +141,9 @@ class JobBrowser(Page):
             width=220,
             css_classes=["fnb-filter-search"],
         )
+        self.tag = pn.widgets.TextInput(
+            name="tag", placeholder="exact tag", width=140, css_classes=["fnb-filter-tag"]
+        )
         self.page_size = pn.widgets.Select(name="per page", options=PAGE_SIZES, value=50, width=90)
         self.refresh_button = pn.widgets.Button(name="↻ Refresh", width=100)
         self.prev = pn.widgets.Button(
@@ -170,21 +182,21 @@ class JobBrowser(Page):
             for verb in self.mode.bulk:
                 selected = pn.widgets.Button(
                     name=f"{VERBS[verb]} selected",
-                    button_type="primary" if verb == "retry" else "danger",
+                    button_type="primary" if verb in ("retry", "run_now") else "danger",
                     width=160,
-                    css_classes=[f"fnb-{verb}-selected"],
+                    css_classes=[f"fnb-{verb.replace('_', '-')}-selected"],
                 )
                 self.selected_buttons[verb] = selected
                 matching = pn.widgets.Button(
                     name=f"{VERBS[verb]} all matching",
                     button_type="light",
                     width=170,
-                    css_classes=[f"fnb-{verb}-matching"],
+                    css_classes=[f"fnb-{verb.replace('_', '-')}-matching"],
                 )
                 selected.on_click(functools.partial(self._on_bulk, self._ask_selected, verb))
                 matching.on_click(functools.partial(self._on_bulk, self._ask_matching, verb))
                 self.bulk_bar.extend([selected, matching])
-        for widget in (self.queue, self.status, self.kind, self.search, self.page_size):
+        for widget in (self.queue, self.status, self.kind, self.tag, self.search, self.page_size):
             widget.param.watch(self._filters_changed, "value")
         self.table.param.watch(self._selection_changed, "selection")
         self.refresh_button.on_click(lambda _e: self._reload())
@@ -200,6 +212,7 @@ class JobBrowser(Page):
                 self.queue,
                 self.status,
                 self.kind,
+                self.tag,
                 self.search,
                 self.page_size,
                 self.refresh_button,
@@ -223,6 +236,7 @@ class JobBrowser(Page):
             "queue": self.queue.value or None,
             "kind": (self.kind.value or "").strip() or None,
             "search": (self.search.value or "").strip() or None,
+            "tag": (self.tag.value or "").strip() or None,
         }
 
     def _filters_changed(self, _event: Any) -> None:
@@ -302,7 +316,7 @@ class JobBrowser(Page):
     def _total(self, snap: Tick) -> int | None:
         """Exact count from the status counts when only queue/status filter (else unknown)."""
         f = self.filters()
-        if f["kind"] or f["search"] or self.mode.future_only:
+        if f["kind"] or f["search"] or f["tag"] or self.mode.future_only:
             return None
         queues = [f["queue"]] if f["queue"] else list(snap.counts)
         statuses = [f["status"]] if f["status"] else list(STATUSES)
@@ -327,8 +341,10 @@ class JobBrowser(Page):
         self.inspector.show(str(self.table.value.iloc[row]["id"]))
 
     @staticmethod
-    def _on_bulk(ask: Callable[[str], None], verb: str, _event: Any) -> None:
-        ask(verb)
+    async def _on_bulk(ask: Callable[[str], Any], verb: str, _event: Any) -> None:
+        asked = ask(verb)
+        if inspect.isawaitable(asked):  # "all matching" counts the jobs before it asks
+            await asked
 
     def _selection_changed(self, _event: Any) -> None:
         """Say on each bulk button how many rows it would act on."""
@@ -362,44 +378,40 @@ class JobBrowser(Page):
 
         self.confirm.ask(f"{VERBS[verb]} {len(ids)} selected job(s)?", action)
 
-    def _ask_matching(self, verb: str) -> None:
+    async def _ask_matching(self, verb: str) -> None:
+        """Count what the filter matches, then ask with that count (the Dead tab's retry and
+        delete take the whole filter in one statement; the rest go job by job)."""
         f = self.filters()
         described = ", ".join(f"{k}={v}" for k, v in f.items() if v) or "no filter"
+        whole_filter = self.mode.key == "dead" and verb in ("retry", "delete")
+        try:
+            ids = await self.ctx.app.matching_ids(**f, scheduled=self.mode.future_only)
+        except ValueError as exc:
+            self.notice.show(str(exc), "error")
+            return
+        capped = " (the first 100,000)" if len(ids) >= MATCHING_CAP and not whole_filter else ""
+        count = f"{len(ids):,}{'+' if len(ids) >= MATCHING_CAP else ''} job(s)"
 
         async def action() -> str:
-            if verb == "retry":
-                n = await self.ctx.app.retry_all(
-                    status=f["status"], queue=f["queue"], kind=f["kind"], search=f["search"]
-                )
-            elif verb == "delete":
+            if whole_filter and verb == "retry":
+                n = await self.ctx.app.retry_all(**f)
+                tail = ""
+            elif whole_filter:
                 n = await self.ctx.app.delete_all(**f)
+                tail = ""
             else:
-                n = await self._cancel_matching(f)
+                result = await self.ctx.app.bulk(verb, ids)
+                n = result.done
+                tail = f"; {result.skipped} skipped" if result.skipped else ""
             self._after_change()
-            return f"{VERBS[verb].lower()}: {n} job(s) matching {described}"
+            return f"{VERBS[verb].lower()}: {n} job(s) matching {described}{tail}"
 
-        self.confirm.ask(f"{VERBS[verb]} ALL jobs matching {described}?", action)
-
-    async def _cancel_matching(self, f: dict[str, Any]) -> int:
-        n = 0
-        cursor = None
-        while True:
-            page = await self.ctx.app.jobs_page(limit=500, cursor=cursor, **f)
-            for job in page.jobs:
-                if await self.ctx.app.cancel(job.id) is not None:
-                    n += 1
-            if page.next_cursor is None:
-                return n
-            cursor = page.next_cursor
+        self.confirm.ask(f"{VERBS[verb]} ALL jobs matching {described} ({count}{capped})?", action)
 
     async def _apply(self, verb: str, job_id: str) -> None:
-        if verb == "retry":
-            await self.ctx.app.retry(job_id)
-        elif verb == "delete":
-            if not await self.ctx.app.delete(job_id):
-                raise LookupError(f"job {job_id} is gone")
-        else:
-            await self.ctx.app.cancel(job_id)
+        result = await self.ctx.app.bulk(verb, [job_id])
+        if not result.done:
+            raise ValueError(result.reasons[0] if result.reasons else f"job {job_id}: skipped")
 
     def _after_change(self) -> None:
         self._cursors = [None]
@@ -416,6 +428,7 @@ def job_row_columns() -> tuple[str, ...]:
         "queue",
         "status",
         "attempts",
+        "tags",
         "created (UTC)",
         "finished (UTC)",
         "runs at (UTC)",

@@ -558,6 +558,9 @@ function renderJob(model, el) {
     h("summary", { text: "Traceback" }),
     tracebackText,
   ]);
+  // What the latest attempt printed and logged (its last lines), live while it runs.
+  const logsText = h("pre", { cls: "fnb-logs-text" });
+  const logs = h("details", { cls: "fnb-logs" }, [h("summary", { text: "Logs" }), logsText]);
   const notice = noticeLine(model, pending);
   const root = h("div", { cls: "fnb-root fnb-jobview" }, [
     h("div", { cls: "fnb-header" }, [label, status, attempts, live, cancel]),
@@ -565,6 +568,7 @@ function renderJob(model, el) {
     result,
     error,
     traceback,
+    logs,
     notice.el,
   ]);
   el.appendChild(root);
@@ -596,12 +600,16 @@ function renderJob(model, el) {
     const tb = model.get("traceback") || "";
     setText(tracebackText, tb);
     traceback.hidden = tb === "";
+    const lg = model.get("logs") || "";
+    setText(logsText, lg);
+    logs.hidden = lg === "";
     showLive(live, alive.state(finished(st)));
   }
   update();
   const off = listen(
     model,
-    ["status", "progress", "message", "result", "error", "traceback", "attempts", "max_attempts"],
+    ["status", "progress", "message", "result", "error", "traceback", "logs", "attempts",
+      "max_attempts"],
     update,
   );
   return () => {

@@ -210,3 +210,15 @@ WITH gone AS (
 ),
 events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone))
 SELECT count(*) FROM gone
+
+-- write_job_logs_batch --
+-- write_job_log for many attempts in one statement (arrays, pairwise: job ids, attempts,
+-- texts, lines, dropped, times); attempts of jobs deleted meanwhile are left out.
+INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
+SELECT u.job_id, u.attempt, u.text, u.lines, u.dropped, u.updated_at
+FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::integer[], $5::integer[],
+            $6::double precision[]) AS u (job_id, attempt, text, lines, dropped, updated_at)
+JOIN forge_nb_jobs AS j ON j.id = u.job_id
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
+    updated_at = excluded.updated_at

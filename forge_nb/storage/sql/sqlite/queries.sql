@@ -406,6 +406,63 @@ SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, resul
        waiting_on
 FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 
+-- list_tagged_jobs --
+-- list_jobs for one tag (?1): its range of the tags' primary key read newest first, each job
+-- joined by id, so a page stops after {limit} matches at any table size. {where}: the other
+-- terms (job_id for the cursor).
+SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+       waiting_on
+FROM forge_nb_job_tags JOIN forge_nb_jobs ON id = job_id
+WHERE tag = {tag} AND {where} ORDER BY job_id DESC LIMIT {limit}
+
+-- tag_filter_term --
+-- A job filter's tag ({p}), where no page is read in id order (bulk retry and delete, the
+-- Scheduled view).
+id IN (SELECT job_id FROM forge_nb_job_tags WHERE tag = {p})
+
+-- insert_job_tag --
+INSERT OR IGNORE INTO forge_nb_job_tags (tag, job_id) VALUES (?1, ?2)
+
+-- job_tags --
+-- The tags of a page of jobs (?1: a JSON array of ids).
+SELECT job_id, tag FROM forge_nb_job_tags
+WHERE job_id IN (SELECT value FROM json_each(?1)) ORDER BY job_id, tag
+
+-- set_redaction --
+INSERT INTO forge_nb_redactions (kind, fields) VALUES (?1, ?2)
+ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields
+
+-- redactions --
+SELECT kind, fields FROM forge_nb_redactions
+
+-- insert_job_context --
+INSERT INTO forge_nb_job_context (job_id, context) VALUES (?1, ?2)
+
+-- job_contexts --
+-- The contexts of some jobs (?1: a JSON array of ids).
+SELECT job_id, context FROM forge_nb_job_context WHERE job_id IN (SELECT value FROM json_each(?1))
+
+-- write_job_log --
+-- One attempt's log as it stands (the worker keeps it bounded): inserted, then replaced.
+-- A job deleted meanwhile has no row to log for: nothing is written.
+INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM forge_nb_jobs WHERE id = ?1)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+    text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
+    updated_at = excluded.updated_at
+
+-- job_logs --
+SELECT attempt, text, lines, dropped, updated_at FROM forge_nb_job_logs
+WHERE job_id = ?1 ORDER BY attempt
+
+-- run_now --
+-- A pending job scheduled for later becomes due now (the Scheduled view's "run now").
+UPDATE forge_nb_jobs SET scheduled_at = ?2
+WHERE id = ?1 AND status = 'pending' AND scheduled_at > ?2
+RETURNING queue
+
 -- payload_search_term --
 -- A job filter's payload search ({p}: the LIKE pattern; SQLite's LIKE folds ASCII case).
 payload LIKE {p} ESCAPE '\'

@@ -1,0 +1,105 @@
+"""Cost of per-job log capture (issue 21): a drain of jobs that print one line each, with
+capture on and off, and of jobs that print nothing, both backends.
+
+    python bench/job_logs.py                      # both backends, 5,000 jobs, 3 rounds
+    python bench/job_logs.py --backends sqlite --jobs 20000 --repeat 5
+
+Each round runs the four scenarios back to back (in rotating order), each on a fresh
+database (SQLite: a new file; Postgres: the jobs table emptied):
+``await app.drain()`` of N pending jobs on one queue with 50 workers. Prints jobs/s per
+scenario (median of the rounds) and the ratios capture on / off. Job output goes to
+/dev/null (stdout is redirected for the run), so the terminal costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from run import throwaway_postgres  # noqa: E402
+
+import forge_nb as fnb  # noqa: E402
+from forge_nb.storage.records import JobFilter  # noqa: E402
+
+SCENARIOS = [("one line", True), ("one line", False), ("silent", True), ("silent", False)]
+
+
+async def drain_rate(url: str, n: int, printing: bool, capture: bool) -> float:
+    async with fnb.App(url, replace=False, queues=[]) as app:
+        app.capture_logs = capture
+        await app.ensure_queue("bench", workers=50)
+
+        @app.job(kind="bench.job", queue="bench")
+        async def job(ctx: fnb.JobCtx, i: int) -> None:
+            if printing:
+                print(f"job {i} did its work")
+
+        storage = await app.storage()
+        await storage.delete_many(JobFilter())
+        for start in range(0, n, 10_000):
+            await job.enqueue_many([(i,) for i in range(start, min(n, start + 10_000))])
+        began = time.perf_counter()
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            counts = await app.drain()
+        elapsed = time.perf_counter() - began
+        assert counts["done"] == n, counts
+        return n / elapsed
+
+
+async def run(url_for: Any, n: int, repeat: int) -> dict[tuple[str, bool], float]:
+    rates: dict[tuple[str, bool], list[float]] = {s: [] for s in SCENARIOS}
+    for r in range(repeat):
+        order = SCENARIOS[r % 4 :] + SCENARIOS[: r % 4]
+        for i, (name, capture) in enumerate(order):
+            url = url_for(f"{r}-{i}")
+            rates[(name, capture)].append(await drain_rate(url, n, name == "one line", capture))
+    return {key: statistics.median(values) for key, values in rates.items()}
+
+
+def report(backend: str, n: int, rates: dict[tuple[str, bool], float]) -> None:
+    print(f"{backend}, drain of {n:,} jobs (jobs/s, median):")
+    for (name, capture), rate in rates.items():
+        print(f"  {name:<9} capture {'on ' if capture else 'off'} {rate:10,.0f}")
+    for name in ("one line", "silent"):
+        ratio = rates[(name, True)] / rates[(name, False)]
+        print(f"  {name}: capture on / off = {ratio:.2f}x")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    args = parser.parse_args()
+
+    for backend in args.backends.split(","):
+        tmp = tempfile.mkdtemp(prefix="forge_nb_logs_")
+        try:
+            if backend == "sqlite":
+                # A fresh file per drain: no run inherits another's file size or WAL.
+                rates = await run(
+                    lambda k, tmp=tmp: f"sqlite:///{tmp}/logs-{k}.db", args.jobs, args.repeat
+                )
+            else:
+                with throwaway_postgres() as dsn:
+                    rates = await run(lambda _k: dsn, args.jobs, args.repeat)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        report(backend, args.jobs, rates)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

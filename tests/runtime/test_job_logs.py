@@ -1,0 +1,159 @@
+"""Per-job logs: print, stdout/stderr and logging of a run, per attempt, from the loop, thread
+and process executors, concurrent jobs kept apart, bounded, redacted, swept with the job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+
+import forge_nb as fnb
+from forge_nb.runtime import joblogs
+
+from . import ctxjobs
+
+FAST = {"heartbeat_interval": 0.2, "poll_interval": 0.05, "tick_interval": 0.1}
+
+
+async def test_each_executor_captures_its_own_output(db_url: str) -> None:
+    async with fnb.App(db_url, replace=False, process_workers=1) as app:
+        barrier = threading.Barrier(4)
+
+        @app.job(kind="loop_job")
+        async def loop_job(ctx: fnb.JobCtx, n: int) -> None:
+            for i in range(3):
+                print(f"loop {n} line {i}")
+                logging.getLogger("jobs").warning("loop %d warns %d", n, i)
+                await asyncio.sleep(0)  # interleave with the other loop jobs
+
+        @app.job(kind="thread_job")
+        def thread_job(ctx: fnb.JobCtx, n: int) -> None:
+            barrier.wait(5)  # all four run at once
+            for i in range(3):
+                print(f"thread {n} line {i}")
+                sys.stderr.write(f"thread {n} err {i}\n")
+
+        @app.job(kind="quiet")
+        async def quiet(ctx: fnb.JobCtx) -> None:
+            return None
+
+        app.job(kind="chatty", executor="process")(ctxjobs.chatty)
+        loops = await loop_job.enqueue_many([(n,) for n in range(4)])
+        threads = await thread_job.enqueue_many([(n,) for n in range(4)])
+        chatty = await app.enqueue(fnb.EnqueueRequest("chatty", {"n": 7}))
+        silent = await quiet.enqueue()
+        assert (await app.drain())["done"] == 10
+        for n, ref in enumerate(loops):
+            [attempt] = await app.job_logs(ref)
+            lines = attempt.text.splitlines()
+            assert [line for line in lines if line.startswith("loop")] == [
+                f"loop {n} line {i}" for i in range(3)
+            ]
+            assert sum(f"loop {n} warns" in line for line in lines) == 3
+            assert all(f" {n} " in line for line in lines)  # nothing of another job
+            assert attempt.attempt == 1 and attempt.dropped == 0
+        for n, ref in enumerate(threads):
+            [attempt] = await app.job_logs(ref.id)
+            assert sorted(attempt.text.splitlines()) == sorted(
+                [f"thread {n} line {i}" for i in range(3)]
+                + [f"thread {n} err {i}" for i in range(3)]
+            )
+        [attempt] = await app.job_logs(chatty.id)
+        assert "child print 7" in attempt.text and "child warning 7" in attempt.text
+        assert await app.job_logs(silent.id) == []  # logged nothing: no row
+
+
+async def test_logs_are_per_attempt_bounded_and_redacted(db_url: str) -> None:
+    async with fnb.App(db_url, replace=False) as app:
+        await app.ensure_queue("default", backoff_enabled=False)
+
+        @app.job(kind="noisy", max_attempts=2, redact=["token"])
+        async def noisy(ctx: fnb.JobCtx, token: str) -> None:
+            print(f"attempt {ctx.attempt} uses {token}")
+            if ctx.attempt == 1:
+                for i in range(joblogs.MAX_LINES + 500):
+                    print(f"line {i}")
+                raise RuntimeError("again")
+
+        ref = await noisy.enqueue("tok-secret-42")
+        await app.drain()
+        await app.drain()  # the retry (no backoff)
+        first, second = await app.job_logs(ref)
+        assert (first.attempt, second.attempt) == (1, 2)
+        lines = first.text.splitlines()
+        assert lines[0].startswith("… 501 earlier line(s) dropped")
+        assert lines[1] == "line 500" and lines[-1] == f"line {joblogs.MAX_LINES + 499}"
+        assert first.lines == joblogs.MAX_LINES + 501 and first.dropped == 501
+        assert second.text == "attempt 2 uses [redacted]"
+        assert "tok-secret-42" not in first.text + second.text
+        assert await app.delete(ref.id)
+        assert await app.job_logs(ref) == []  # swept with the job (as retention purges do)
+
+
+def test_the_bytes_bound_and_partial_lines() -> None:
+    log = joblogs.AttemptLog(None, "1", 1)
+    log.write("a")
+    log.write("b\nc")
+    assert log.snapshot().text == "ab\nc"
+    for _ in range(100):
+        log.write("x" * 1000 + "\n")
+    snap = log.snapshot()
+    assert len(snap.text.encode()) <= joblogs.MAX_BYTES + 200 and snap.dropped > 30
+    assert snap.text.startswith("… ")
+
+
+async def test_a_running_job_is_flushed_live(db_url: str) -> None:
+    app = fnb.App(db_url, replace=False, **FAST)
+    release = asyncio.Event()
+    try:
+
+        @app.job(kind="slow")
+        async def slow(ctx: fnb.JobCtx) -> None:
+            print("started")
+            await release.wait()
+            print("finished")
+
+        await app.start()
+        ref = await slow.enqueue()
+        for _ in range(100):  # the line is stored within FLUSH_S while the job runs
+            logs = await app.job_logs(ref)
+            if logs and logs[0].text == "started":
+                break
+            await asyncio.sleep(0.1)
+        assert (await ref.status()) == "running" and logs[0].text == "started"
+        release.set()
+        await ref.wait(timeout=10)
+        for _ in range(100):  # the last lines land within FLUSH_S of the outcome
+            if (await app.job_logs(ref))[0].text == "started\nfinished":
+                break
+            await asyncio.sleep(0.1)
+        assert (await app.job_logs(ref))[0].text == "started\nfinished"
+    finally:
+        await app.close(timeout=2)
+
+
+async def test_the_cli_prints_and_follows_logs(db_url: str) -> None:
+    import os
+    import subprocess
+
+    async with fnb.App(db_url, replace=False) as app:
+
+        @app.job(kind="cli_talk")
+        async def cli_talk(ctx: fnb.JobCtx) -> None:
+            print("first")
+            print("second")
+
+        ref = await cli_talk.enqueue()
+        await app.drain()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    for extra in ([], ["--follow"]):  # the job is done: --follow prints and returns
+        out = subprocess.run(
+            [sys.executable, "-m", "forge_nb.cli", "logs", ref.id, "--db", db_url, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert out.splitlines() == ["--- attempt 1 ---", "first", "second"]
