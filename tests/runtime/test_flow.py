@@ -196,3 +196,26 @@ async def test_a_process_holds_no_more_global_slots_than_its_workers(app: fnb.Ap
 
     await eventually(none)
     assert handle.pools["default"].global_cap is None
+
+
+async def test_flow_options_keep_tags_and_propagated_context(app: fnb.App) -> None:
+    # A job with flow options takes its own enqueue path: its tags and context still land.
+    import contextvars
+
+    tenant: contextvars.ContextVar[str] = contextvars.ContextVar("flow_tenant", default="-")
+    app.propagate(tenant)
+    seen: list[str] = []
+
+    @app.job
+    async def report(ctx: fnb.JobCtx, n: int) -> None:
+        seen.append(tenant.get())
+
+    token = tenant.set("acme")
+    try:
+        ref = await report.options(tags=["etl"], expires_in=600, unique_key="r1").enqueue(1)
+    finally:
+        tenant.reset(token)
+    assert [j.id for j in await app.jobs(tag="etl")] == [ref.id]
+    await app.start()
+    await ref.wait(10)
+    assert seen == ["acme"]
