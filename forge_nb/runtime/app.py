@@ -594,7 +594,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
         page = await (await self.storage()).list_jobs(
             JobFilter(status, queue, kind, search, after, tag), limit, cursor
         )
-        return await self._redacted_page(page)
+        return await self._redacted_page(page, search)
 
     async def job_history(self, job_id: str) -> list[JobEvent]:
         """A job's timeline: enqueued, each stored event, started and finished."""

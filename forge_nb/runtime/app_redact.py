@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from forge_nb.runtime.redaction import masked
+from forge_nb.runtime.redaction import masked, shows
 from forge_nb.storage.records import JobPage, JobRecord
 
 if TYPE_CHECKING:
@@ -65,5 +65,15 @@ class Redacting:
             return jobs
         return [masked(job, redactions) for job in jobs]
 
-    async def _redacted_page(self, page: JobPage) -> JobPage:
-        return JobPage(await self._redacted(page.jobs), page.next_cursor)
+    async def _redacted_page(self, page: JobPage, search: str | None = None) -> JobPage:
+        """``page`` masked. With a payload ``search``, a job whose fields were masked stays
+        only if the term shows in what is left: what a search matches must not reveal a
+        masked value (the page may come out shorter; its cursor still goes on)."""
+        jobs = await self._redacted(page.jobs)
+        if search:
+            jobs = [
+                shown
+                for shown, stored in zip(jobs, page.jobs, strict=True)
+                if shown is stored or shows(shown, search)
+            ]
+        return JobPage(jobs, page.next_cursor)

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from forge_nb.storage.records import JobRecord
+from forge_nb.storage.validation import dump_json
 
 #: What a redacted value reads as.
 MASK = "[redacted]"
@@ -66,6 +67,19 @@ def scrub(text: str, secrets: Collection[str]) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def shows(job: JobRecord, search: str) -> bool:
+    """Whether a payload ``search`` matches ``job``'s payload as shown (as the storage's
+    search does: in its JSON text, ASCII case folded)."""
+    return _fold(search) in _fold(dump_json(job.payload, what="payload"))
+
+
+def _fold(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def masked(job: JobRecord, redactions: dict[str, tuple[str, ...]]) -> JobRecord:

@@ -42,6 +42,12 @@ async def test_views_mask_redacted_fields_and_the_job_sees_them(db_url: str) -> 
         raw = await (await app.storage()).get_job(ref.id)
         assert raw is not None and raw.payload["password"] == "hunter22"
 
+        # A search cannot find a job by a masked value (that would reveal it), only by
+        # what it shows.
+        assert await app.jobs(search="hunter22") == []
+        assert await app.jobs(search="TOK-123") == []
+        assert [j.id for j in await app.jobs(search='"ANN"')] == [ref.id]
+
     async with fnb.App(db_url, replace=False, queues=[]) as viewer:  # no handler here
         job = await viewer.job(ref.id)
         assert job is not None and job.payload["password"] == MASK
