@@ -194,10 +194,10 @@ def test_dashboard_notebook_renders_inline_offline_and_serves_from_the_kernel(
     output = page.locator(".jp-OutputArea-output")  # not the forge-nb sidebar's tab buttons
     output.get_by_text("Jobs", exact=True).first.click()
     expect(page.locator(".tabulator-row").first).to_be_visible(timeout=LONG_MS)
-    # Every other tab is built now, after the first render, with its own stylesheets.
-    # (Not Resources: its per-host charts log BokehJS "cannot find a view for Legend"
-    # errors in a notebook output, a known bug that has nothing to do with stylesheets.)
-    for title in ("Queues", "Processes", "Cron", "Overview"):
+    # Every other tab is built now, after the first render, with its own stylesheets
+    # (Resources too: its per-host charts' legends once logged BokehJS "cannot find a
+    # view for Legend" errors in a notebook output).
+    for title in ("Queues", "Processes", "Cron", "Resources", "Overview"):
         output.get_by_text(title, exact=True).first.click()
         page.wait_for_timeout(2_500)
     page.wait_for_timeout(3_000)  # a few ticks: each pane's first restyle
