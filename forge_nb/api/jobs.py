@@ -50,6 +50,9 @@ def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
         max_attempts=fields.get("max_attempts"),
         depends_on=tuple(fields.get("depends_on") or ()),
         tags=tuple(fields.get("tags") or ()),
+        expires_in=fields.get("expires_in"),
+        unique_for=fields.get("unique_for"),
+        on_conflict=fields.get("on_conflict") or "ignore",
     )
 
 

@@ -31,7 +31,7 @@ Time = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
 #: A job kind (or schedule kind) as the storage accepts it.
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
 Seconds = Annotated[float, Meta(description="seconds")]
-Outcome = Literal["created", "duplicate"]
+Outcome = Literal["created", "duplicate", "replaced"]
 #: A job id as a request names it.
 JobId = Annotated[str, Meta(min_length=1, max_length=64)]
 #: Dependencies one enqueue may name (a fan-in over 10,000 jobs is the pinned case).
@@ -381,6 +381,21 @@ class EnqueueBody(Body, kw_only=True):
         Meta(
             description="ids of jobs it waits for: it is `waiting` until all are done, and "
             "ends dead if one ends dead; an unknown id is refused (400) and nothing is stored"
+        ),
+    ] = None
+    expires_in: Annotated[
+        Annotated[float, Meta(gt=0, le=MAX_DELAY_S)] | None,
+        Meta(description="seconds within which it must start, else it ends dead, `expired`"),
+    ] = None
+    unique_for: Annotated[
+        Annotated[float, Meta(ge=0, le=MAX_DELAY_S)] | None,
+        Meta(description="seconds its unique_key stays taken after it finishes (done too)"),
+    ] = None
+    on_conflict: Annotated[
+        Literal["ignore", "replace"] | None,
+        Meta(
+            description="a live holder of the unique_key: ignore (answer it, the default) or "
+            "replace (a pending holder takes this payload and run time: outcome `replaced`)"
         ),
     ] = None
     tags: Annotated[

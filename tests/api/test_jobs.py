@@ -239,6 +239,24 @@ async def test_enqueue_options_unique_keys_and_unknown_kinds(app: fnb.App, api: 
     )
 
 
+async def test_enqueue_takes_the_flow_control_options(app: fnb.App, api: Client) -> None:
+    body = {"kind": "digest", "payload": {"n": 1}, "unique_key": "digest:1", "delay": 60}
+    first = await api.post("/api/jobs", {**body, "expires_in": 3600, "unique_for": 600})
+    assert first.status == 201 and first["outcome"] == "created"
+    debounced = await api.post(
+        "/api/jobs", {**body, "payload": {"n": 2}, "delay": 120, "on_conflict": "replace"}
+    )
+    assert debounced.status == 200
+    assert (debounced["outcome"], debounced["id"]) == ("replaced", first["id"])
+    job = await app.job(first["id"])
+    assert job is not None and job.payload == {"n": 2}
+    refused = await api.post("/api/jobs", {**body, "on_conflict": "overwrite"})
+    assert refused.status == 422
+    alone = await api.post("/api/jobs", {"kind": "digest", "unique_for": 60})  # no unique_key
+    assert alone.status == 422 and "unique_key" in alone["message"]
+    assert len(await app.jobs(kind="digest")) == 1
+
+
 async def test_cancel_pending_and_running_jobs(app: fnb.App, api: Client) -> None:
     started = asyncio.Event()
     release = threading.Event()
