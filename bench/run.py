@@ -48,7 +48,7 @@ async def fresh_app(url: str, **kwargs: Any) -> fnb.App:
         async with raw._pool.acquire() as conn:
             await conn.execute(
                 "TRUNCATE forge_nb_jobs, forge_nb_job_events, forge_nb_metrics, "
-                "forge_nb_processes, forge_nb_queues RESTART IDENTITY"
+                "forge_nb_processes, forge_nb_queues RESTART IDENTITY CASCADE"
             )
     return app
 
