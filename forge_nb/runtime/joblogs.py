@@ -81,13 +81,15 @@ class AttemptLog:
         if not text:
             return
         with self._lock:
-            if "\n" not in text:
+            if text == "\n":  # print() ends each line with a write of its own
+                self._keep(self._partial)
+                self._partial = ""
+            elif "\n" not in text:
                 self._partial += text
-                complete: list[str] = []
             else:
                 *complete, self._partial = (self._partial + text).split("\n")
-            for line in complete:
-                self._keep(line)
+                for line in complete:
+                    self._keep(line)
             if len(self._partial) > MAX_BYTES:  # a huge line without an end: keep it now
                 self._keep(self._partial)
                 self._partial = ""
@@ -98,15 +100,15 @@ class AttemptLog:
     def _keep(self, line: str) -> None:
         if self.secrets:
             line = scrub(line, self.secrets)
-        size = len(line.encode("utf-8", "replace")) + 1
+        size = _size(line)
         if size > MAX_BYTES:
             line = line[: MAX_BYTES // 4] + " …(line cut)"
-            size = len(line.encode("utf-8", "replace")) + 1
+            size = _size(line)
         self.kept.append(line)
         self.bytes += size
         self.total += 1
         while len(self.kept) > MAX_LINES or self.bytes > MAX_BYTES:
-            self.bytes -= len(self.kept.popleft().encode("utf-8", "replace")) + 1
+            self.bytes -= _size(self.kept.popleft())
             self.dropped += 1
 
     def snapshot(self) -> JobLog:
@@ -124,6 +126,11 @@ class AttemptLog:
                 f"or {MAX_BYTES // 1024} KiB per attempt",
             )
         return JobLog(self.job_id, self.attempt, "\n".join(lines), total, dropped, time.time())
+
+
+def _size(line: str) -> int:
+    """A kept line's UTF-8 bytes, its newline included (no encoding for ASCII)."""
+    return (len(line) if line.isascii() else len(line.encode("utf-8", "replace"))) + 1
 
 
 #: The log of the attempt running in this context (None: not in a job).
