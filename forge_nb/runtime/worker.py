@@ -366,7 +366,10 @@ class Runner:
             )
             log_token = joblogs.CURRENT.set(output)  # its print and logging go to its log
             try:
-                async with self._context(job):  # app.propagate'd variables, if any
+                if self.handle.app._propagated or tracing.active():
+                    async with self._context(job):  # propagated variables, the run span
+                        result = await self._call(handler, ctx, rj)
+                else:  # the common case: no context manager on the hot path
                     result = await self._call(handler, ctx, rj)
             finally:
                 joblogs.CURRENT.reset(log_token)
@@ -394,14 +397,11 @@ class Runner:
 
     @contextlib.asynccontextmanager
     async def _context(self, job: ClaimedJob) -> AsyncIterator[None]:
-        """Set the job's propagated context variables around its run (`propagation`)."""
-        variables = self.handle.app._propagated
-        traced = tracing.active()  # OpenTelemetry: the run span under the enqueue's
-        if not variables and not traced:
-            yield
-            return
+        """Set the job's propagated context variables around its run (`propagation`), and
+        open its OpenTelemetry run span under the enqueue's (`tracing`)."""
         values = (await self.handle.storage.job_contexts([job.id])).get(job.id) or {}
-        with propagation.applied(variables or {}, values), tracing.run_span(job, values):
+        variables = self.handle.app._propagated or {}
+        with propagation.applied(variables, values), tracing.run_span(job, values):
             yield
 
     async def _dependency_results(self, job: ClaimedJob) -> dict[str, Any]:
