@@ -60,6 +60,8 @@ class Bulk:
 
         async def jobs_page(self, *args: Any, **kwargs: Any) -> JobPage: ...
 
+        async def redactions(self) -> dict[str, tuple[str, ...]]: ...
+
     async def retry_all(
         self,
         status: Status = "dead",
@@ -71,6 +73,9 @@ class Bulk:
         """Retry every dead (or failed) job matching the filter; returns how many."""
         if queue is not None:
             await self._check_queue(queue)
+        if await self._search_may_reveal(kind, search):
+            ids = await self.matching_ids(status, queue, kind, search, tag)
+            return (await self.bulk("retry", ids)).done
         n = await (await self.storage()).retry_many(
             JobFilter(status, queue, kind, search, tag=tag), time.time()
         )
@@ -87,9 +92,21 @@ class Bulk:
         tag: str | None = None,
     ) -> int:
         """Delete every non-running job matching the filter."""
+        if await self._search_may_reveal(kind, search):
+            ids = await self.matching_ids(status, queue, kind, search, tag)
+            return (await self.bulk("delete", ids)).done
         return await (await self.storage()).delete_many(
             JobFilter(status, queue, kind, search, tag=tag)
         )
+
+    async def _search_may_reveal(self, kind: str | None, search: str | None) -> bool:
+        """Whether the storage's payload search could match a masked value: then a filter-wide
+        action goes by the ids the masked search shows (as the list shows them), so that what it
+        counts and changes reveals no secret."""
+        if not search:
+            return False
+        redactions = await self.redactions()
+        return bool(redactions) and (kind is None or kind in redactions)
 
     async def run_now(self, job_id: str) -> None:
         """A pending job scheduled for later becomes due now (ValueError for any other)."""

@@ -65,6 +65,37 @@ async def test_views_mask_redacted_fields_and_the_job_sees_them(db_url: str) -> 
     assert listed["payload"]["password"] == MASK and "hunter22" not in out
 
 
+async def test_filter_wide_actions_do_not_match_masked_values(db_url: str) -> None:
+    """Retry-all and delete-all matching with a payload search count and change only
+    the jobs the masked list shows: a count of 1 for a secret would reveal it."""
+    async with fnb.App(db_url, replace=False) as app:
+
+        @app.job(kind="login", redact=["password"], max_attempts=1)
+        async def login(ctx: fnb.JobCtx, user: str, password: str) -> None:
+            raise RuntimeError("no")
+
+        @app.job(kind="plain", max_attempts=1)
+        async def plain(ctx: fnb.JobCtx, note: str) -> None:
+            raise RuntimeError("no")
+
+        secret = await login.enqueue("ann", "hunter22")
+        shown = await login.enqueue("hunter22-fan", "x")
+        other = await plain.enqueue("hunter22")
+        await app.drain()
+        assert {j.status for j in await app.jobs(status="dead")} == {"dead"}
+
+        # Both the masked match and the unredacted kind go; the masked value matches nothing.
+        assert await app.retry_all("dead", search="hunter22") == 2
+        assert (await app.job(secret.id)).status == "dead"  # type: ignore[union-attr]
+        for ref in (shown, other):
+            assert (await app.job(ref.id)).status == "pending"  # type: ignore[union-attr]
+        assert await app.delete_all(search="hunter22") == 2
+        assert await app.job(secret.id) is not None
+        assert await app.job(shown.id) is None and await app.job(other.id) is None
+        # A kind that redacts nothing keeps the storage's one-statement path.
+        assert await app.delete_all(kind="plain", search="anything") == 0
+
+
 def test_masking_helpers() -> None:
     assert mask([{"a": 1, "pw": 2}, 3], {"pw"}) == [{"a": 1, "pw": MASK}, 3]
     assert secrets_in({"pw": "s3cret", "n": {"pw": 12345}, "x": "s3cret"}, {"pw"}) == [
