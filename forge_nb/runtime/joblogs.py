@@ -111,21 +111,25 @@ class AttemptLog:
             self.bytes -= _size(self.kept.popleft())
             self.dropped += 1
 
-    def snapshot(self) -> JobLog:
-        """The attempt's log as it stands (the truncation marker first when lines dropped)."""
+    def snapshot(self, now: float) -> JobLog:
+        """The attempt's log as it stands at ``now`` (the truncation marker first when lines
+        dropped)."""
         with self._lock:
             self._queued = False  # a write from now on queues it again
+            partial, total, dropped = self._partial, self.total, self.dropped
+            if len(self.kept) == 1 and not partial and not dropped:  # the common case
+                return JobLog(self.job_id, self.attempt, self.kept[0], total, dropped, now)
             lines = list(self.kept)
-            if self._partial:
-                lines.append(scrub(self._partial, self.secrets) if self.secrets else self._partial)
-            total, dropped = self.total + bool(self._partial), self.dropped
+        if partial:
+            lines.append(scrub(partial, self.secrets) if self.secrets else partial)
+            total += 1
         if dropped:
             lines.insert(
                 0,
                 f"… {dropped} earlier line(s) dropped: a job keeps its last {MAX_LINES} lines "
                 f"or {MAX_BYTES // 1024} KiB per attempt",
             )
-        return JobLog(self.job_id, self.attempt, "\n".join(lines), total, dropped, time.time())
+        return JobLog(self.job_id, self.attempt, "\n".join(lines), total, dropped, now)
 
 
 def _size(line: str) -> int:
@@ -171,7 +175,8 @@ class LogSink:
         with self._lock:
             dirty, self._dirty = self._dirty, {}
         try:
-            await self.storage.write_job_logs([a.snapshot() for a in dirty.values()])
+            now = time.time()
+            await self.storage.write_job_logs([a.snapshot(now) for a in dirty.values()])
         except Exception:
             with self._lock:  # try again with the next flush
                 for key, attempt in dirty.items():

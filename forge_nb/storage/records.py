@@ -147,9 +147,9 @@ class JobFilter:
     tag: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class JobLog:
-    """What one attempt of a job logged: its last lines (bounded), as they stand."""
+class JobLog(NamedTuple):
+    """What one attempt of a job logged: its last lines (bounded), as they stand. A named
+    tuple: a worker makes one per logging attempt per flush, so it is built cheaply."""
 
     job_id: str
     attempt: int

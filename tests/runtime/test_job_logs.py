@@ -95,10 +95,10 @@ def test_the_bytes_bound_and_partial_lines() -> None:
     log = joblogs.AttemptLog(None, "1", 1)
     log.write("a")
     log.write("b\nc")
-    assert log.snapshot().text == "ab\nc"
+    assert log.snapshot(0.0).text == "ab\nc"
     for _ in range(100):
         log.write("x" * 1000 + "\n")
-    snap = log.snapshot()
+    snap = log.snapshot(0.0)
     assert len(snap.text.encode()) <= joblogs.MAX_BYTES + 200 and snap.dropped > 30
     assert snap.text.startswith("… ")
 
