@@ -308,23 +308,77 @@ def bind_payload(
     fn: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Named payload from call arguments, via the signature (ctx excluded)."""
-    signature = inspect.signature(fn)
-    params = list(signature.parameters.values())
-    if _takes_ctx(signature):
-        params = params[1:]
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+    shape = _payload_shape(fn)
+    if shape.simple is not None:  # plain named parameters: no BoundArguments per call
+        payload = _bind_simple(shape.simple, args, kwargs)
+        if payload is not None:
+            return payload
+    if shape.var_positional:
         raise TypeError(f"job {kind!r}: *args parameters cannot be stored by name; use named ones")
     try:
-        bound = signature.replace(parameters=params).bind(*args, **kwargs)
+        bound = shape.signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"job {kind!r}: {exc}") from None
-    payload: dict[str, Any] = {}
+    payload = {}
     for name, value in bound.arguments.items():
-        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+        if shape.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
             payload.update(value)
         else:
             payload[name] = value
     return payload
+
+
+@dataclass(frozen=True)
+class _PayloadShape:
+    """A job function's parameters as a payload binds them (read once per function: an
+    `inspect.signature` per enqueue cost more than the rest of building the job)."""
+
+    #: The signature without ctx.
+    signature: inspect.Signature
+    var_positional: bool
+    #: ``(name, required)`` per parameter when all are plain positional-or-keyword ones.
+    simple: tuple[tuple[str, bool], ...] | None
+
+
+def _payload_shape(fn: Callable[..., Any]) -> _PayloadShape:
+    try:
+        return _cached_shape(fn)
+    except TypeError:  # an unhashable callable object: read it each time
+        return _read_shape(fn)
+
+
+def _read_shape(fn: Callable[..., Any]) -> _PayloadShape:
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    if _takes_ctx(signature):
+        params = params[1:]
+    simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    return _PayloadShape(
+        signature.replace(parameters=params),
+        any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params),
+        tuple((p.name, p.default is inspect.Parameter.empty) for p in params) if simple else None,
+    )
+
+
+_cached_shape = functools.lru_cache(maxsize=4096)(_read_shape)
+
+
+def _bind_simple(
+    names: tuple[tuple[str, bool], ...], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """What ``Signature.bind`` gives for plain named parameters, in parameter order; None when
+    the call does not fit (then `Signature.bind` says why)."""
+    if len(args) > len(names):
+        return None
+    payload = {name: value for (name, _), value in zip(names, args, strict=False)}
+    used = 0
+    for name, required in names[len(args) :]:
+        if name in kwargs:
+            payload[name] = kwargs[name]
+            used += 1
+        elif required:
+            return None
+    return payload if used == len(kwargs) else None
 
 
 def handler_for_function(
