@@ -24,6 +24,8 @@ from forge_nb.storage.records import TERMINAL_STATUSES, JobRecord
 MAX_ENQUEUE_BATCH = 10_000
 #: Jobs a graph answer holds at most (what the dashboard's Workflow view draws).
 GRAPH_LIMIT = 500
+#: The fields of an enqueue body the App gets as sent (None when null or absent).
+AS_SENT = ("queue", "priority", "delay", "unique_key", "max_attempts", "expires_in", "unique_for")
 
 
 def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
@@ -42,17 +44,11 @@ def enqueue_request(body: Any, where: str = "job") -> EnqueueRequest:
     return EnqueueRequest(
         kind=fields["kind"],
         payload=fields.get("payload") or {},
-        queue=fields.get("queue"),
-        priority=fields.get("priority"),
-        delay=fields.get("delay"),
         scheduled_at=scheduled_at,
-        unique_key=fields.get("unique_key"),
-        max_attempts=fields.get("max_attempts"),
         depends_on=tuple(fields.get("depends_on") or ()),
         tags=tuple(fields.get("tags") or ()),
-        expires_in=fields.get("expires_in"),
-        unique_for=fields.get("unique_for"),
         on_conflict=fields.get("on_conflict") or "ignore",
+        **{name: fields.get(name) for name in AS_SENT},
     )
 
 

@@ -241,6 +241,13 @@ def job_action(op_id: str, summary: str, answers: dict[str, Any]) -> dict[str, A
     return operation(op_id, summary, responses, parameters=[JOB_ID], mutation=True)
 
 
+def jobs_action(op_id: str, summary: str, model: Any, request_body: Schema) -> dict[str, Any]:
+    """A change to the jobs a body lists or matches: 400 for a malformed body, 422 for
+    values out of range; the answer says what was done (``model``)."""
+    responses = {"200": ok(model), "400": BAD_REQUEST, "422": INVALID}
+    return operation(op_id, summary, responses, request_body=request_body, mutation=True)
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api": {
         "get": operation(
@@ -303,21 +310,19 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
     },
     "/api/jobs/retry": {
-        "post": operation(
+        "post": jobs_action(
             "retryMatching",
             "Retry every dead (or failed) job matching a filter",
-            {"200": ok(models.Retried), "400": BAD_REQUEST, "422": INVALID},
-            request_body=body(models.RetryFilter | None, required=False),
-            mutation=True,
+            models.Retried,
+            body(models.RetryFilter | None, required=False),
         )
     },
     "/api/jobs/bulk": {
-        "post": operation(
+        "post": jobs_action(
             "bulkAction",
             "Retry, cancel, delete or run now the jobs listed or matching a filter",
-            {"200": ok(models.BulkDone), "400": BAD_REQUEST, "422": INVALID},
-            request_body=body(models.BulkBody),
-            mutation=True,
+            models.BulkDone,
+            body(models.BulkBody),
         )
     },
     "/api/jobs/{job_id}": {

@@ -16,8 +16,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from forge_nb.runtime import joblogs
-from forge_nb.runtime.context import CancelToken
-from forge_nb.runtime.worker import CLAIM_BATCH_MAX, QueuePool, RunningJob
+from forge_nb.runtime.worker import CLAIM_BATCH_MAX, QueuePool, RunningJob, released
 from forge_nb.storage.records import Finish, QueueConfig
 
 if TYPE_CHECKING:
@@ -92,13 +91,7 @@ async def _drain_rounds(
                 continue
             claimed_any = True
             for slot, job in enumerate(jobs):
-                rj = RunningJob(
-                    job=job,
-                    slot=slot,
-                    process_id=pool.slot_id(slot),
-                    token=CancelToken(),
-                    started=time.time(),
-                )
+                rj = pool.running_job(job, slot)
                 task = asyncio.ensure_future(handle.runner.execute(pool, rj))
                 running[job.id] = (rj, task)
             finishes = await asyncio.gather(*(t for _, t in running.values()))
@@ -140,19 +133,7 @@ async def _give_back(
         if isinstance(result, Finish) and result.event != "released":
             batch.append((result, rj))
         else:
-            batch.append(
-                (
-                    Finish(
-                        rj.job.id,
-                        rj.job.attempt,
-                        "pending",
-                        "released",
-                        scheduled_at=time.time(),
-                        refund_attempt=True,
-                    ),
-                    rj,
-                )
-            )
+            batch.append((released(rj.job), rj))
     running.clear()
     if batch:
         await _record(handle, batch, counts)

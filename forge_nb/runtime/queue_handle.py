@@ -27,7 +27,7 @@ from forge_nb.runtime.liveness import DatabaseHealth
 from forge_nb.runtime.metrics import MetricsRecorder
 from forge_nb.runtime.probe import ResourceSampler
 from forge_nb.runtime.version import VERSION
-from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob
+from forge_nb.runtime.worker import Finalizer, QueuePool, Runner, RunningJob, released
 from forge_nb.storage.records import Finish, ProcessRecord, QueueConfig
 
 if TYPE_CHECKING:
@@ -403,16 +403,7 @@ class QueueHandle:
             rj.releasing = True
             if rj.in_thread:
                 # A thread cannot be interrupted: release the row now; its late finish is ignored.
-                self.finalizer.submit(
-                    Finish(
-                        rj.job.id,
-                        rj.job.attempt,
-                        "pending",
-                        "released",
-                        scheduled_at=time.time(),
-                        refund_attempt=True,
-                    )
-                )
+                self.finalizer.submit(released(rj.job))
             elif rj.task is not None:
                 rj.task.cancel()
         tasks = [rj.task for rj in leftovers if rj.task is not None and not rj.in_thread]

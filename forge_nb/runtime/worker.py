@@ -90,6 +90,16 @@ class QueuePool:
         self.unsettled = 0
 
     # -- slots ------------------------------------------------------------------
+    def running_job(self, job: ClaimedJob, slot: int) -> RunningJob:
+        """A claimed job starting now in ``slot`` (the worker's loop and `App.drain` alike)."""
+        return RunningJob(
+            job=job,
+            slot=slot,
+            process_id=self.slot_id(slot),
+            token=CancelToken(),
+            started=time.time(),
+        )
+
     def slot_id(self, slot: int) -> str:
         """Process-registry id of a slot (pinned shape)."""
         found = self._slot_ids.get(slot)
@@ -256,14 +266,7 @@ class QueuePool:
         return True
 
     def _start(self, job: ClaimedJob) -> None:
-        slot = self._take_slot()
-        rj = RunningJob(
-            job=job,
-            slot=slot,
-            process_id=self.slot_id(slot),
-            token=CancelToken(),
-            started=time.time(),
-        )
+        rj = self.running_job(job, self._take_slot())
         self.running[job.id] = rj
         self.handle.job_started(rj)
         rj.task = self.handle.loop.create_task(self._run(rj))
@@ -478,6 +481,12 @@ def _finish(
         scheduled_at=None if delay is None else time.time() + delay,
         refund_attempt=refund,
     )
+
+
+def released(job: ClaimedJob) -> Finish:
+    """The outcome of a job given back unfinished (shutdown, a drain's timeout): pending
+    again from now, its attempt refunded."""
+    return _finish(job, "pending", "released", delay=0, refund=True)
 
 
 def _cancelled(job: ClaimedJob) -> Finish:

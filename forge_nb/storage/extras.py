@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forge_nb.storage.records import EnqueueResult, NewJob
-from forge_nb.storage.validation import dump_json
+from forge_nb.storage.validation import dump_json, is_unicode
 
 #: At most this many tags per job, each at most this many characters.
 MAX_TAGS = 16
@@ -33,10 +33,8 @@ def check_tags(tags: Any) -> tuple[str, ...]:
             raise ValueError(f"each tag must be a non-empty string without NUL, got {tag!r}")
         if len(tag) > MAX_TAG_LENGTH:
             raise ValueError(f"tag {tag[:20]!r}… is longer than {MAX_TAG_LENGTH} characters")
-        try:
-            tag.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"tag {tag!r} is not valid Unicode") from None
+        if not is_unicode(tag):
+            raise ValueError(f"tag {tag!r} is not valid Unicode")
         if tag not in clean:
             clean.append(tag)
     if len(clean) > MAX_TAGS:

@@ -26,7 +26,10 @@ from forge_nb.storage.schema import load_queries
 
 Q = load_queries("postgres")
 log = logging.getLogger("forge_nb.storage")
-Q = load_queries("postgres")
+#: A prepared job (`validation.prepare_job`) is kind, queue, payload, priority, scheduled_at,
+#: max_attempts, unique_key, code_version: the first ``NAMED`` are written as they are, in
+#: that order, by every insert; [6] and [7] are its unique key and code version.
+NAMED = 6
 #: Columns of a COPY into the jobs table, in `_copy_plain`'s record order.
 COPY_COLUMNS = (
     "id",
@@ -75,19 +78,8 @@ async def insert_plain(
 ) -> list[EnqueueResult]:
     """A batch without unique keys: one INSERT … SELECT FROM unnest (VALUES for one job)."""
     if len(prepared) == 1:
-        kind, queue, payload, priority, scheduled_at, max_attempts, _, version = prepared[0]
-        new_id = await conn.fetchval(
-            Q["insert_job"],
-            kind,
-            queue,
-            payload,
-            priority,
-            scheduled_at,
-            max_attempts,
-            now,
-            int(now // 60),
-            version,
-        )
+        row = prepared[0]
+        new_id = await conn.fetchval(Q["insert_job"], *row[:NAMED], now, int(now // 60), row[7])
         return [EnqueueResult(str(new_id), "created", "pending")]
     ids = await conn.fetchval(Q["insert_jobs"], *job_arrays(prepared, now))
     return [EnqueueResult(str(i), "created", "pending") for i in ids]
@@ -101,17 +93,7 @@ async def copy_plain(conn: Any, prepared: list[tuple[Any, ...]], now: float) -> 
     await conn.copy_records_to_table(
         "forge_nb_jobs",
         records=[
-            (new_id, kind, queue, payload, priority, scheduled_at, max_attempts, version, now)
-            for new_id, (
-                kind,
-                queue,
-                payload,
-                priority,
-                scheduled_at,
-                max_attempts,
-                _,
-                version,
-            ) in zip(ids, prepared, strict=True)
+            (new_id, *row[:NAMED], row[7], now) for new_id, row in zip(ids, prepared, strict=True)
         ],
         columns=COPY_COLUMNS,
     )

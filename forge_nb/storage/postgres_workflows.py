@@ -27,18 +27,15 @@ async def link_dependencies(
     links: Sequence[tuple[int, list[int]]],
     now: float,
 ) -> list[EnqueueResult]:
-    """Wire each created job of ``links`` (batch index, dependency ids) to its dependencies;
-    the results with each new job's status. ValueError (rolled back) on an unknown id."""
-    new = rules.created_links(results, links)
-    if not new:
+    """Postgres's side of `rules.plan_links`: ``dependency_statuses`` share-locks the
+    dependencies (in id order) until the commit. ValueError (rolled back) on an unknown id."""
+    plan = rules.plan_links(results, links)
+    if plan is None:
         return results
-    wanted = sorted({d for _, deps in new for d in deps})
-    statuses = {r[0]: r[1] for r in await conn.fetch(Q["dependency_statuses"], wanted)}
-    settled = rules.settle_new_dependents(new, statuses, now)
+    statuses = {r[0]: r[1] for r in await conn.fetch(Q["dependency_statuses"], plan.wanted)}
+    settled = rules.settle_new_dependents(plan.new, statuses, now)
     await conn.execute(
-        Q["insert_dependency"],
-        [key for key, deps in new for _ in deps],
-        [d for _, deps in new for d in deps],
+        Q["insert_dependency"], [key for key, _ in plan.edges], [d for _, d in plan.edges]
     )
     await conn.execute(Q["settle_new_dependent"], *map(list, zip(*settled, strict=True)))
     return rules.with_settled_statuses(results, settled)

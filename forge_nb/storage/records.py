@@ -374,13 +374,7 @@ class StrandedKind:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with the `describe` text as ``message``)."""
-        return {
-            "queue": self.queue,
-            "kind": self.kind,
-            "jobs": self.jobs,
-            "capped": self.capped,
-            "message": self.describe(),
-        }
+        return {**dataclasses.asdict(self), "message": self.describe()}
 
 
 @dataclass(frozen=True, slots=True)

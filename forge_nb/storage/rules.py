@@ -8,7 +8,7 @@ reads the rows its own way and asks here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from forge_nb.errors import UnknownDependency, UnknownRateLimit
 from forge_nb.storage import rows
@@ -97,6 +97,30 @@ def created_links(
     """(new job id, dependency ids) of the jobs of ``links`` (batch index, ids) the enqueue
     created: a duplicate of a live unique key keeps the holder's own dependencies."""
     return [(int(results[i].id), deps) for i, deps in links if results[i].outcome == "created"]
+
+
+class LinkPlan(NamedTuple):
+    """Wiring one enqueue's created jobs to their dependencies, the same in both dialects.
+
+    The backend reads the statuses of ``wanted`` (in its transaction, under whatever lock
+    keeps them from changing), inserts ``edges`` (dependent, dependency), settles each of
+    ``new`` with `settle_new_dependents` and answers `with_settled_statuses`."""
+
+    new: list[tuple[int, list[int]]]
+    wanted: list[int]
+    edges: list[tuple[int, int]]
+
+
+def plan_links(
+    results: Sequence[EnqueueResult], links: Sequence[tuple[int, list[int]]]
+) -> LinkPlan | None:
+    """The `LinkPlan` of ``links`` (batch index, dependency ids); None when the enqueue
+    created none of those jobs (nothing to link)."""
+    new = created_links(results, links)
+    if not new:
+        return None
+    wanted = sorted({d for _, deps in new for d in deps})
+    return LinkPlan(new, wanted, [(key, d) for key, deps in new for d in deps])
 
 
 def with_settled_statuses(

@@ -27,15 +27,14 @@ def link_dependencies(
     links: Sequence[tuple[int, list[int]]],
     now: float,
 ) -> list[EnqueueResult]:
-    """Wire each created job of ``links`` (batch index, dependency ids) to its dependencies;
-    the results with each new job's status. ValueError (rolled back) on an unknown id."""
-    new = rules.created_links(results, links)
-    if not new:
+    """SQLite's side of `rules.plan_links`: one writer holds the database, so the statuses
+    read here cannot change before the edges are written. ValueError on an unknown id."""
+    plan = rules.plan_links(results, links)
+    if plan is None:
         return results
-    wanted = sorted({d for _, deps in new for d in deps})
-    statuses = dict(c.execute(Q["dependency_statuses"], (json.dumps(wanted),)).fetchall())
-    settled = rules.settle_new_dependents(new, statuses, now)
-    c.executemany(Q["insert_dependency"], [(key, d) for key, deps in new for d in deps])
+    statuses = dict(c.execute(Q["dependency_statuses"], (json.dumps(plan.wanted),)).fetchall())
+    settled = rules.settle_new_dependents(plan.new, statuses, now)
+    c.executemany(Q["insert_dependency"], plan.edges)
     c.executemany(Q["settle_new_dependent"], settled)
     return rules.with_settled_statuses(results, settled)
 

@@ -126,6 +126,16 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be stored: a Python str may hold lone surrogates, which no
+    database encoding (UTF-8) can."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_filter(filter: JobFilter) -> JobFilter:
     """Filter strings are matched literally: valid Unicode without NUL, of bounded length."""
     for name in ("queue", "kind", "search", "status", "tag"):
@@ -136,10 +146,8 @@ def check_filter(filter: JobFilter) -> JobFilter:
             raise ValueError(f"{name} filter must be a string without NUL characters")
         if len(value) > MAX_FILTER_LENGTH:
             raise ValueError(f"{name} filter is longer than {MAX_FILTER_LENGTH} characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{name} filter is not valid Unicode") from None
+        if not is_unicode(value):
+            raise ValueError(f"{name} filter is not valid Unicode")
     after = filter.scheduled_after
     if after is not None:
         if (

@@ -40,23 +40,18 @@ class QueueEditor:
         self.name = config.name
         slug = css_slug(config.name)
         disabled = ctx.read_only
-        self.workers = pn.widgets.IntInput(
-            name="workers (per process)",
-            start=0,
-            end=10_000,
-            width=150,
-            disabled=disabled,
-            css_classes=[f"fnb-workers-{slug}", "fnb-workers"],
-        )
 
-        self.global_limit = pn.widgets.IntInput(
-            name="global limit (all processes; 0: none)",
-            start=0,
-            end=10_000,
-            width=230,
-            disabled=disabled,
-            css_classes=[f"fnb-global-limit-{slug}", "fnb-global-limit"],
-        )
+        def count(name: str, css: str, width: int) -> Any:
+            """A form field that takes a whole number from 0 to 10,000, found by its
+            ``css`` class (with and without the queue's slug)."""
+            return pn.widgets.IntInput(
+                name=name,
+                start=0,
+                end=10_000,
+                width=width,
+                disabled=disabled,
+                css_classes=[f"{css}-{slug}", css],
+            )
 
         def number(name: str, step: float, width: int) -> Any:
             """A form field that takes a number of zero or more."""
@@ -68,6 +63,8 @@ class QueueEditor:
             """A form checkbox, lowered to line up with the number fields' inputs."""
             return pn.widgets.Checkbox(name=name, disabled=disabled, margin=(28, 10, 5, 10))
 
+        self.workers = count("workers (per process)", "fnb-workers", 150)
+        self.global_limit = count("global limit (all processes; 0: none)", "fnb-global-limit", 230)
         self.retain_done = number("keep done (hours)", 1, 140)
         self.retain_dead = number("keep dead (days)", 1, 140)
         self.backoff_enabled = switch("backoff on")

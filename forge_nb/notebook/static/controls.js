@@ -576,6 +576,14 @@ function renderJob(model, el) {
   const finished = (st) => isTerminal(st) || st === "missing";
   const alive = liveness(model, () => showLive(live, alive.state(finished(String(model.get("status") || "")))));
 
+  // Each text trait, the element that shows it, and the section hidden while it is empty.
+  const texts = [
+    ["result", result, result],
+    ["error", error, error],
+    ["traceback", tracebackText, traceback],
+    ["logs", logsText, logs],
+  ];
+
   function update() {
     const st = String(model.get("status") || "");
     setText(label, `${model.get("kind") || "job"} #${model.get("job_id")}`);
@@ -591,18 +599,11 @@ function renderJob(model, el) {
     pb.bar.classList.toggle("fnb-bar-done", st === "done");
     const p = percent(fraction);
     setText(msg, [p === null ? "" : `${p}%`, model.get("message") || ""].filter(Boolean).join(" "));
-    const r = model.get("result") || "";
-    setText(result, r);
-    result.hidden = r === "";
-    const e = model.get("error") || "";
-    setText(error, e);
-    error.hidden = e === "";
-    const tb = model.get("traceback") || "";
-    setText(tracebackText, tb);
-    traceback.hidden = tb === "";
-    const lg = model.get("logs") || "";
-    setText(logsText, lg);
-    logs.hidden = lg === "";
+    for (const [trait, text, section] of texts) {
+      const value = model.get(trait) || "";
+      setText(text, value);
+      section.hidden = value === "";
+    }
     showLive(live, alive.state(finished(st)));
   }
   update();
