@@ -239,9 +239,9 @@ def metric_params(row: MetricRow) -> tuple[Any, ...]:
 
 
 #: Ids one page of a payload search looks at, newest first. A substring cannot use an
-#: index, so an unbounded search of a rare string reads the whole table (about 1 s at
-#: 1,000,000 jobs on Postgres); a window keeps every page within 50 ms at any size (a
-#: 100,000-id window took 45-60 ms on Postgres), and the page's cursor carries on below it.
+#: index, so an unbounded search of a rare string reads the whole table; a window bounds
+#: what one page reads at any table size (the README's query-time table measures it at
+#: 1,000,000 jobs), and the page's cursor carries on below it.
 SEARCH_WINDOW = 50_000
 
 
