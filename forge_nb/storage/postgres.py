@@ -33,6 +33,7 @@ from forge_nb.storage import rows
 from forge_nb.storage.core import ClaimRequest, Params, SqlCore
 from forge_nb.storage.extras import Extras, extras_of
 from forge_nb.storage.flow_rules import prepare_flows
+from forge_nb.storage.postgres_lane import Lane
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
 from forge_nb.storage.postgres_statements import RACE_RETRIES, Q
 from forge_nb.storage.records import (
@@ -117,6 +118,8 @@ class PostgresStorage(SqlCore):
         self._listener: Any = None
         self._on_change: Callable[[str | None], None] | None = None
         self._notifier = Notifier(self._notify)
+        self._lane = Lane()  # a kept connection for enqueues
+        self._known_queues: set[str] = set()  # queue rows known to exist (never deleted)
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.safe_url!r})"
@@ -149,6 +152,22 @@ class PostgresStorage(SqlCore):
             raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
         try:
             async with pool.acquire() as conn:
+                if transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+        except ANY_DATABASE_ERROR as exc:
+            raise self._translate(exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def _enqueue_connection(self, *, transaction: bool) -> AsyncIterator[Any]:
+        """`_connection` on the enqueue lane's kept connection when it is free."""
+        pool = self._pool
+        if pool is None:
+            raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
+        try:
+            async with self._lane.connection(pool) as conn:
                 if transaction:
                     async with conn.transaction():
                         yield conn
@@ -244,6 +263,7 @@ class PostgresStorage(SqlCore):
                 f"cannot reach the database at {self.safe_url}: {reason}"
             ) from None
         self._pool = pool
+        self._lane.reopen()
         try:
             await self.migrate()
         except BaseException:
@@ -253,6 +273,7 @@ class PostgresStorage(SqlCore):
     async def close(self) -> None:
         """Close the pool (waits for in-flight statements briefly, then terminates)."""
         await self._notifier.flush()
+        await self._lane.close()
         await self.watch(None)
         pool, self._pool = self._pool, None
         if pool is None:
@@ -346,11 +367,13 @@ class PostgresStorage(SqlCore):
             results = await self._enqueue_linked(prepared, links, now, more)
         elif all(row[6] is None for row in prepared):
             if len(prepared) >= COPY_MIN_ROWS:
-                async with self._tx() as conn:
+                async with self._enqueue_connection(transaction=True) as conn:
                     results = await statements.copy_plain(conn, prepared, now)
+            elif len(prepared) == 1:
+                return [await self._insert_one(prepared[0], now)]
             else:
                 # One statement, so no explicit transaction: a single round trip.
-                async with self._connection(transaction=False) as conn:
+                async with self._enqueue_connection(transaction=False) as conn:
                     results = await statements.insert_plain(conn, prepared, now)
         else:
             async with self._tx() as conn:
@@ -358,6 +381,25 @@ class PostgresStorage(SqlCore):
         if any(r.outcome == "created" for r in results):
             self._notifier.send({row[1] for row in prepared})
         return results
+
+    async def _insert_one(self, row: tuple[Any, ...], now: float) -> EnqueueResult:
+        """The common enqueue: one statement on the kept connection, creating the queue row
+        only the first time and carrying its own NOTIFY when one is due."""
+        queue = row[1]
+        wake = self._notifier.take_inline({queue})
+        try:
+            async with self._enqueue_connection(transaction=False) as conn:
+                result = await statements.insert_one(
+                    conn, row, now, queue not in self._known_queues, NOTIFY_CHANNEL, wake
+                )
+        except BaseException:
+            if wake:  # those waiting for the gap still need their NOTIFY
+                self._notifier.send(set(wake))
+            raise
+        self._known_queues.add(queue)  # committed: its row exists
+        if not wake:
+            self._notifier.send({queue})
+        return result
 
     async def _held_keys_possible(self, prepared: list[tuple[Any, ...]]) -> bool:
         """Whether a unique key of the batch may be held by a window (`unique_for`): only

@@ -26,7 +26,6 @@ from forge_nb.storage.schema import load_queries
 
 Q = load_queries("postgres")
 log = logging.getLogger("forge_nb.storage")
-Q = load_queries("postgres")
 #: Columns of a COPY into the jobs table, in `_copy_plain`'s record order.
 COPY_COLUMNS = (
     "id",
@@ -73,31 +72,39 @@ def password_forms(url: str) -> list[str]:
 async def insert_plain(
     conn: Any, prepared: list[tuple[Any, ...]], now: float
 ) -> list[EnqueueResult]:
-    """A batch without unique keys: one INSERT … SELECT FROM unnest (VALUES for one job)."""
-    if len(prepared) == 1:
-        kind, queue, payload, priority, scheduled_at, max_attempts, _, version = prepared[0]
-        new_id = await conn.fetchval(
-            Q["insert_job"],
-            kind,
-            queue,
-            payload,
-            priority,
-            scheduled_at,
-            max_attempts,
-            now,
-            int(now // 60),
-            version,
-        )
-        return [EnqueueResult(str(new_id), "created", "pending")]
+    """A batch without unique keys: one INSERT … SELECT FROM unnest."""
     ids = await conn.fetchval(Q["insert_jobs"], *job_arrays(prepared, now))
     return [EnqueueResult(str(i), "created", "pending") for i in ids]
+
+
+async def insert_one(
+    conn: Any, row: tuple[Any, ...], now: float, new_queue: bool, channel: str, wake: list[str]
+) -> EnqueueResult:
+    """One job without a unique key: plain VALUES, its queue row only when ``new_queue``,
+    and a NOTIFY of ``wake`` on ``channel`` in the same statement (none when empty)."""
+    kind, queue, payload, priority, scheduled_at, max_attempts, _, version = row
+    new_id = await conn.fetchval(
+        Q["insert_job"],
+        kind,
+        queue,
+        payload,
+        priority,
+        scheduled_at,
+        max_attempts,
+        now,
+        int(now // 60),
+        version,
+        new_queue,
+        channel,
+        wake,
+    )
+    return EnqueueResult(str(new_id), "created", "pending")
 
 
 async def copy_plain(conn: Any, prepared: list[tuple[Any, ...]], now: float) -> list[EnqueueResult]:
     """A large key-less batch (in a transaction): ids from the sequence, then binary COPY."""
     queues = sorted({row[1] for row in prepared})
-    await conn.execute(Q["ensure_queue_rows"], queues)
-    ids = await conn.fetchval(Q["next_job_ids"], len(prepared))
+    ids = await conn.fetchval(Q["next_job_ids"], len(prepared), queues)
     await conn.copy_records_to_table(
         "forge_nb_jobs",
         records=[
