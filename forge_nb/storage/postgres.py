@@ -341,7 +341,8 @@ class PostgresStorage(SqlCore):
         self._listener = listener
 
     async def _notify(self, queues: list[str]) -> None:
-        await self._execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
+        async with self._enqueue_connection(transaction=False) as conn:  # no pool round
+            await conn.execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         if self._on_change is not None:
