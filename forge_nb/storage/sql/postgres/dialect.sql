@@ -231,3 +231,19 @@ JOIN forge_nb_jobs AS j ON j.id = u.job_id
 ON CONFLICT (job_id, attempt) DO UPDATE SET
     text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
     updated_at = excluded.updated_at
+
+-- list_queue_jobs --
+-- list_jobs for a queue ($1) alone: the page newest first below id $2, read from the
+-- (queue, status, id) index one status range at a time ($4: every status), each range
+-- backwards and stopped after $3 rows, the ranges' rows merged (at most $3 per status).
+SELECT j.id, j.kind, j.queue, j.status, j.priority, j.attempts, j.max_attempts, j.payload,
+       j.result, j.last_error, j.last_traceback, j.progress, j.progress_message, j.unique_key,
+       j.created_at, j.scheduled_at, j.started_at, j.finished_at, j.claimed_by,
+       j.cancel_requested_at, j.code_version, j.dependencies, j.waiting_on
+FROM unnest($4::text[]) AS s (status)
+CROSS JOIN LATERAL (
+    SELECT * FROM forge_nb_jobs
+    WHERE queue = $1 AND status = s.status AND id < $2
+    ORDER BY id DESC LIMIT $3
+) AS j
+ORDER BY j.id DESC LIMIT $3
