@@ -3,6 +3,7 @@
     python bench/enqueue_parts.py                               # starts a Postgres (fsync on)
     python bench/enqueue_parts.py --pg-url postgresql://...     # needs CREATEDB
     python bench/enqueue_parts.py --peers /tmp/peers            # with pgqueuer from that venv
+    python bench/enqueue_parts.py --peers /tmp/peers --batch 10000 --chunk 1 --rounds 9
 
 Each variant enqueues one job at a time, awaited, in chunks taken in turn (--chunk jobs,
 --rounds times), each into its own database; printed: jobs/s, wall and client CPU per job
@@ -12,6 +13,8 @@ Each variant enqueues one job at a time, awaited, in chunks taken in turn (--chu
 - ``storage``: `PostgresStorage.enqueue` (kept connection, NOTIFY when due)
 - ``app``: `App.enqueue` (building and checking the job, the ref)
 - ``pgqueuer``: `Queries.enqueue` on one asyncpg connection (with --peers)
+With --batch N, each call enqueues N jobs instead (``app``: `App.enqueue_many`,
+``pgqueuer``: `Queries.enqueue` with lists), and --chunk counts calls.
 """
 
 from __future__ import annotations
@@ -76,18 +79,22 @@ async def storage(admin: str) -> Variant:
     return one, app.close
 
 
-async def app(admin: str) -> Variant:
+async def app(admin: str, batch: int = 1) -> Variant:
     application = fnb.App(await fresh_database(admin, "parts_app"))
     await application.storage()
     request = fnb.EnqueueRequest(kind="noop", payload={"i": 0})
+    requests = [fnb.EnqueueRequest(kind="noop", payload={"i": i}) for i in range(batch)]
 
     async def one() -> None:
         await application.enqueue(request)
 
-    return one, application.close
+    async def many() -> None:
+        await application.enqueue_many(requests)
+
+    return (one if batch == 1 else many), application.close
 
 
-async def pgqueuer(admin: str) -> Variant:
+async def pgqueuer(admin: str, batch: int = 1) -> Variant:
     from pgqueuer import AsyncpgDriver, Queries
 
     conn = await asyncpg.connect(await fresh_database(admin, "parts_pgqueuer"))
@@ -97,7 +104,11 @@ async def pgqueuer(admin: str) -> Variant:
     async def one() -> None:
         await queries.enqueue("noop", b"0")
 
-    return one, conn.close
+    async def many() -> None:
+        payloads = [str(i).encode() for i in range(batch)]
+        await queries.enqueue(["noop"] * batch, payloads, [0] * batch)
+
+    return (one if batch == 1 else many), conn.close
 
 
 async def server_ms(admin: str) -> dict[str, float] | None:
@@ -131,13 +142,15 @@ async def measure(admin: str, args: argparse.Namespace) -> None:
         "storage": storage,
         "app": app,
     }
+    if args.batch > 1:
+        makers = {"app": lambda admin: app(admin, args.batch)}
     if args.peers:
         sys.path.append(str(next(Path(args.peers).glob("lib/python3*/site-packages"))))
-        makers = {"pgqueuer": pgqueuer, **makers}
+        makers = {"pgqueuer": lambda admin: pgqueuer(admin, args.batch), **makers}
     variants = {name: await make(admin) for name, make in makers.items()}
     totals: dict[str, list[float]] = {name: [0.0, 0.0] for name in variants}
     for one, _ in variants.values():  # warm: statements prepared, queue rows made
-        for _ in range(50):
+        for _ in range(50 if args.batch == 1 else 1):
             await one()
     await reset_statements(admin)
     for _ in range(args.rounds):
@@ -148,7 +161,7 @@ async def measure(admin: str, args: argparse.Namespace) -> None:
             totals[name][0] += time.perf_counter() - wall
             totals[name][1] += time.process_time() - cpu
     server = await server_ms(admin)
-    n = args.chunk * args.rounds
+    n = args.chunk * args.rounds * args.batch
     for name, (wall, cpu) in totals.items():
         line = f"{name:10s} {n / wall:8,.0f}/s  wall {wall / n * 1e6:6.0f} µs  "
         line += f"client CPU {cpu / n * 1e6:5.0f} µs"
@@ -167,6 +180,7 @@ def main() -> None:
     parser.add_argument("--peers", help="a venv with pgqueuer (bench/compare.py --venv)")
     parser.add_argument("--chunk", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=1, help="jobs per call (1: enqueue one)")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         admin: Any = args.pg_url or stack.enter_context(throwaway_postgres())
