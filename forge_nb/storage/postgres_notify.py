@@ -10,6 +10,9 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger("forge_nb.storage")
 #: Least time between two NOTIFYs from one process; enqueues in between share the next one.
 NOTIFY_GAP_S = 0.002
+#: How long past its gap a deferred NOTIFY waits for an enqueue that is due to carry it in
+#: its own statement (`Notifier.take_inline`): a steady stream sends none of its own.
+NOTIFY_GRACE_S = 0.002
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -58,7 +61,7 @@ class Notifier:
         while self._pending:
             wait = self._last_sent + NOTIFY_GAP_S - loop.time()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(wait + NOTIFY_GRACE_S)
                 continue  # an enqueue may have taken them (or sent) meanwhile: look again
             queues, self._pending = sorted(self._pending), set()
             self._last_sent = loop.time()
