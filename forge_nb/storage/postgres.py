@@ -388,20 +388,25 @@ class PostgresStorage(SqlCore):
         """The common enqueue: one statement on the kept connection, creating the queue row
         only the first time and carrying its own NOTIFY when one is due."""
         queue = row[1]
+        pool = self._pool
+        if pool is None:
+            raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
         wake = self._notifier.take_inline({queue})
+        args = statements.insert_one_args(
+            row, now, queue not in self._known_queues, NOTIFY_CHANNEL, wake
+        )
         try:
-            async with self._enqueue_connection(transaction=False) as conn:
-                result = await statements.insert_one(
-                    conn, row, now, queue not in self._known_queues, NOTIFY_CHANNEL, wake
-                )
-        except BaseException:
+            new_id = await self._lane.fetchval(pool, Q["insert_job"], *args)
+        except BaseException as exc:
             if wake:  # those waiting for the gap still need their NOTIFY
                 self._notifier.send(set(wake))
+            if isinstance(exc, ANY_DATABASE_ERROR):
+                raise self._translate(exc) from exc
             raise
         self._known_queues.add(queue)  # committed: its row exists
         if not wake:
             self._notifier.send({queue})
-        return result
+        return EnqueueResult(str(new_id), "created", "pending")
 
     async def _held_keys_possible(self, prepared: list[tuple[Any, ...]]) -> bool:
         """Whether a unique key of the batch may be held by a window (`unique_for`): only

@@ -28,6 +28,7 @@ class Lane:
         self._busy = False
         self._uses = 0
         self._closing = False
+        self._prepared: dict[str, Any] = {}  # statements prepared on the kept connection
 
     @contextlib.asynccontextmanager
     async def connection(self, pool: Any) -> AsyncIterator[Any]:
@@ -38,9 +39,7 @@ class Lane:
             return
         self._busy = True
         try:
-            if self._conn is None or self._pool is not pool:
-                await self._drop()
-                self._conn, self._pool, self._uses = await pool.acquire(), pool, 0
+            await self._take(pool)
             try:
                 yield self._conn
             except BaseException:
@@ -52,7 +51,39 @@ class Lane:
         finally:
             self._busy = False
 
+    async def fetchval(self, pool: Any, sql: str, *args: Any) -> Any:
+        """One statement's first value: on the kept connection when free, as a statement
+        prepared there once (asyncpg's by-text cache lookup and the context managers cost a
+        fifth of an enqueue's client CPU), else on a pooled connection."""
+        if self._busy or self._closing:
+            async with pool.acquire() as conn:
+                return await conn.fetchval(sql, *args)
+        self._busy = True
+        try:
+            await self._take(pool)
+            try:
+                statement = self._prepared.get(sql)
+                if statement is None:
+                    statement = self._prepared[sql] = await self._conn.prepare(sql)
+                value = await statement.fetchval(*args)
+            except BaseException:
+                await self._drop()  # the pool rolls back or replaces it
+                raise
+            self._uses += 1
+            if self._uses >= RENEW_AFTER or self._closing:
+                await self._drop()
+            return value
+        finally:
+            self._busy = False
+
+    async def _take(self, pool: Any) -> None:
+        """Keep a connection of ``pool`` (acquired now when none is kept, or another pool's)."""
+        if self._conn is None or self._pool is not pool:
+            await self._drop()
+            self._conn, self._pool, self._uses = await pool.acquire(), pool, 0
+
     async def _drop(self) -> None:
+        self._prepared = {}
         conn, pool, self._conn, self._pool = self._conn, self._pool, None, None
         if conn is not None:
             with contextlib.suppress(Exception):

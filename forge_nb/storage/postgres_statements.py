@@ -77,14 +77,13 @@ async def insert_plain(
     return [EnqueueResult(str(i), "created", "pending") for i in ids]
 
 
-async def insert_one(
-    conn: Any, row: tuple[Any, ...], now: float, new_queue: bool, channel: str, wake: list[str]
-) -> EnqueueResult:
-    """One job without a unique key: plain VALUES, its queue row only when ``new_queue``,
-    and a NOTIFY of ``wake`` on ``channel`` in the same statement (none when empty)."""
+def insert_one_args(
+    row: tuple[Any, ...], now: float, new_queue: bool, channel: str, wake: list[str]
+) -> tuple[Any, ...]:
+    """Parameters of ``insert_job``: one job without a unique key, its queue row only when
+    ``new_queue``, and a NOTIFY of ``wake`` on ``channel`` in the same statement."""
     kind, queue, payload, priority, scheduled_at, max_attempts, _, version = row
-    new_id = await conn.fetchval(
-        Q["insert_job"],
+    return (
         kind,
         queue,
         payload,
@@ -98,7 +97,6 @@ async def insert_one(
         channel,
         wake,
     )
-    return EnqueueResult(str(new_id), "created", "pending")
 
 
 async def copy_plain(conn: Any, prepared: list[tuple[Any, ...]], now: float) -> list[EnqueueResult]:
