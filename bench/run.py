@@ -94,6 +94,8 @@ async def bench_enqueue_many(url: str, n: int, batch: int = 10_000) -> float:
         for _ in range(n // batch):
             await app.enqueue_many(requests)
         elapsed = time.perf_counter() - start
+        total = sum(sum(c.values()) for c in (await app.counts()).values())
+        assert total == (n // batch) * batch, total  # the kept counts are exact
         return (n // batch) * batch / elapsed
     finally:
         await app.close()

@@ -461,7 +461,8 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
 
     async def _enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[JobRef]:
         now = time.time()
-        new_jobs = [self._new_job(r, now) for r in requests]
+        context = self._captured_context()  # the same for every job of the call
+        new_jobs = [self._new_job(r, now, context) for r in requests]
         if not new_jobs:
             return []
         storage = await self.storage()
@@ -479,7 +480,9 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
             for job, r in zip(new_jobs, results, strict=True)
         )
 
-    def _new_job(self, request: EnqueueRequest, now: float) -> NewJob:
+    def _new_job(
+        self, request: EnqueueRequest, now: float, context: dict[str, Any] | None
+    ) -> NewJob:
         if not isinstance(request, EnqueueRequest):
             raise TypeError(f"expected an EnqueueRequest, got {type(request).__name__}")
         handler = self.handlers.get(request.kind)
@@ -517,7 +520,7 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
             depends_on=dependency_ids(request.depends_on),
             **flow_fields(request, handler, payload),
             tags=request.tags,
-            context=self._captured_context(),
+            context=context,
         )
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------

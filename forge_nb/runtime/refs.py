@@ -49,7 +49,7 @@ class EnqueueRequest:
 
 def dependency_ids(depends_on: object) -> tuple[str, ...]:
     """``depends_on`` (JobRefs or ids) as ids; the storage checks that they exist."""
-    if depends_on is None:
+    if depends_on is None or (type(depends_on) is tuple and not depends_on):  # no ABC checks
         return ()
     if isinstance(depends_on, str | bytes | JobRef) or not isinstance(depends_on, Iterable):
         raise ValueError(f"depends_on must be a list of JobRefs or job ids, got {depends_on!r}")

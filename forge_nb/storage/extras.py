@@ -23,7 +23,7 @@ MAX_TAG_LENGTH = 100
 
 def check_tags(tags: Any) -> tuple[str, ...]:
     """``tags`` as a tuple of distinct strings, in order; ValueError for anything else."""
-    if tags is None:
+    if tags is None or (type(tags) is tuple and not tags):  # the default: no ABC checks
         return ()
     if isinstance(tags, str | bytes) or not isinstance(tags, Sequence | set | frozenset):
         raise ValueError(f"tags must be a list of strings, got {tags!r}")

@@ -30,9 +30,10 @@ from forge_nb.storage import postgres_flow as flow
 from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage import postgres_workflows as workflows
 from forge_nb.storage import rows
-from forge_nb.storage.core import ClaimRequest, Params, SqlCore
+from forge_nb.storage.core import MAX_PAGE, ClaimRequest, Params, SqlCore
 from forge_nb.storage.extras import Extras, extras_of
 from forge_nb.storage.flow_rules import prepare_flows
+from forge_nb.storage.postgres_lane import Lane
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
 from forge_nb.storage.postgres_statements import RACE_RETRIES, Q
 from forge_nb.storage.records import (
@@ -41,6 +42,7 @@ from forge_nb.storage.records import (
     Finish,
     JobFilter,
     JobLog,
+    JobPage,
     NewJob,
     QueueConfig,
     ReapedJob,
@@ -117,6 +119,8 @@ class PostgresStorage(SqlCore):
         self._listener: Any = None
         self._on_change: Callable[[str | None], None] | None = None
         self._notifier = Notifier(self._notify)
+        self._lane = Lane()  # a kept connection for enqueues
+        self._known_queues: set[str] = set()  # queue rows known to exist (never deleted)
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.safe_url!r})"
@@ -149,6 +153,22 @@ class PostgresStorage(SqlCore):
             raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
         try:
             async with pool.acquire() as conn:
+                if transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+        except ANY_DATABASE_ERROR as exc:
+            raise self._translate(exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def _enqueue_connection(self, *, transaction: bool) -> AsyncIterator[Any]:
+        """`_connection` on the enqueue lane's kept connection when it is free."""
+        pool = self._pool
+        if pool is None:
+            raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
+        try:
+            async with self._lane.connection(pool) as conn:
                 if transaction:
                     async with conn.transaction():
                         yield conn
@@ -244,6 +264,7 @@ class PostgresStorage(SqlCore):
                 f"cannot reach the database at {self.safe_url}: {reason}"
             ) from None
         self._pool = pool
+        self._lane.reopen()
         try:
             await self.migrate()
         except BaseException:
@@ -253,6 +274,7 @@ class PostgresStorage(SqlCore):
     async def close(self) -> None:
         """Close the pool (waits for in-flight statements briefly, then terminates)."""
         await self._notifier.flush()
+        await self._lane.close()
         await self.watch(None)
         pool, self._pool = self._pool, None
         if pool is None:
@@ -320,7 +342,8 @@ class PostgresStorage(SqlCore):
         self._listener = listener
 
     async def _notify(self, queues: list[str]) -> None:
-        await self._execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
+        async with self._enqueue_connection(transaction=False) as conn:  # no pool round
+            await conn.execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         if self._on_change is not None:
@@ -346,11 +369,13 @@ class PostgresStorage(SqlCore):
             results = await self._enqueue_linked(prepared, links, now, more)
         elif all(row[6] is None for row in prepared):
             if len(prepared) >= COPY_MIN_ROWS:
-                async with self._tx() as conn:
+                async with self._enqueue_connection(transaction=True) as conn:
                     results = await statements.copy_plain(conn, prepared, now)
+            elif len(prepared) == 1:
+                return [await self._insert_one(prepared[0], now)]
             else:
                 # One statement, so no explicit transaction: a single round trip.
-                async with self._connection(transaction=False) as conn:
+                async with self._enqueue_connection(transaction=False) as conn:
                     results = await statements.insert_plain(conn, prepared, now)
         else:
             async with self._tx() as conn:
@@ -358,6 +383,30 @@ class PostgresStorage(SqlCore):
         if any(r.outcome == "created" for r in results):
             self._notifier.send({row[1] for row in prepared})
         return results
+
+    async def _insert_one(self, row: tuple[Any, ...], now: float) -> EnqueueResult:
+        """The common enqueue: one statement on the kept connection, creating the queue row
+        only the first time and carrying its own NOTIFY when one is due."""
+        queue = row[1]
+        pool = self._pool
+        if pool is None:
+            raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
+        wake = self._notifier.take_inline({queue})
+        args = statements.insert_one_args(
+            row, now, queue not in self._known_queues, NOTIFY_CHANNEL, wake
+        )
+        try:
+            new_id = await self._lane.fetchval(pool, Q["insert_job"], *args)
+        except BaseException as exc:
+            if wake:  # those waiting for the gap still need their NOTIFY
+                self._notifier.send(set(wake))
+            if isinstance(exc, ANY_DATABASE_ERROR):
+                raise self._translate(exc) from exc
+            raise
+        self._known_queues.add(queue)  # committed: its row exists
+        if not wake:
+            self._notifier.send({queue})
+        return EnqueueResult(str(new_id), "created", "pending")
 
     async def _held_keys_possible(self, prepared: list[tuple[Any, ...]]) -> bool:
         """Whether a unique key of the batch may be held by a window (`unique_for`): only
@@ -443,6 +492,25 @@ class PostgresStorage(SqlCore):
                 [latest[k][0] for k in ids],
                 [latest[k][1] for k in ids],
             )
+
+    async def list_jobs(
+        self, filter: JobFilter, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """`SqlCore.list_jobs`; a queue's page (no other filter) reads the (queue, status,
+        id) index a status at a time (migration 15 dropped the (queue, id) one)."""
+        if filter.queue is None or any(
+            (filter.status, filter.kind, filter.search, filter.tag, filter.scheduled_after)
+        ):
+            return await super().list_jobs(filter, limit, cursor)
+        self.filter_terms(filter)  # the same checks as any other page
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
+        below = rows.parse_job_id(cursor) if cursor is not None else 2**63 - 1
+        if below is None:
+            raise ValueError(f"invalid cursor {cursor!r}")
+        found = await self._fetch(Q["list_queue_jobs"], filter.queue, below, limit, list(STATUSES))
+        page = rows.job_page(found, limit, False, None)
+        return JobPage(await self.with_tags(page.jobs), page.next_cursor)
 
     # -- jobs: admin ---------------------------------------------------------------------
     async def counts(self) -> dict[str, dict[Status, int]]:

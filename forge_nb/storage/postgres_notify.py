@@ -8,9 +8,11 @@ import math
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("forge_nb.storage")
-log = logging.getLogger("forge_nb.storage")
 #: Least time between two NOTIFYs from one process; enqueues in between share the next one.
 NOTIFY_GAP_S = 0.002
+#: How long past its gap a deferred NOTIFY waits for an enqueue that is due to carry it in
+#: its own statement (`Notifier.take_inline`): a steady stream sends none of its own.
+NOTIFY_GRACE_S = 0.002
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -22,8 +24,8 @@ class Notifier:
     statements queue: names that arrive while one is in flight, or within `NOTIFY_GAP_S`
     of the last, go out together when the gap is over. A NOTIFY per enqueue was a third
     of the CPU an awaited one-job enqueue cost (client and server); the first enqueue
-    after a quiet spell still wakes other processes at once. A lost notification costs
-    latency only: workers also poll.
+    after a quiet spell still wakes other processes at once, from inside its own statement
+    (`take_inline`). A lost notification costs latency only: workers also poll.
     """
 
     def __init__(self, send: Callable[[list[str]], Awaitable[None]]) -> None:
@@ -38,12 +40,29 @@ class Notifier:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def take_inline(self, queues: set[str]) -> list[str]:
+        """The queues an enqueue about to run should NOTIFY inside its own statement (at its
+        commit, saving a round trip): its own and those waiting for the gap, when no NOTIFY
+        went out within the gap; else ``[]`` (then `send` its queues once committed).
+
+        NOTIFY at commit takes Postgres's notification lock, so such commits serialise; the
+        gap keeps that to one commit per `NOTIFY_GAP_S` per process, as the separate
+        statements were. If the enqueue fails, `send` what this returned.
+        """
+        now = asyncio.get_running_loop().time()
+        if now < self._last_sent + NOTIFY_GAP_S:
+            return []
+        self._last_sent = now
+        taken, self._pending = sorted(self._pending | queues), set()
+        return taken
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
             wait = self._last_sent + NOTIFY_GAP_S - loop.time()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(wait + NOTIFY_GRACE_S)
+                continue  # an enqueue may have taken them (or sent) meanwhile: look again
             queues, self._pending = sorted(self._pending), set()
             self._last_sent = loop.time()
             try:

@@ -76,20 +76,23 @@ def password_forms(url: str) -> list[str]:
 async def insert_plain(
     conn: Any, prepared: list[tuple[Any, ...]], now: float
 ) -> list[EnqueueResult]:
-    """A batch without unique keys: one INSERT … SELECT FROM unnest (VALUES for one job)."""
-    if len(prepared) == 1:
-        row = prepared[0]
-        new_id = await conn.fetchval(Q["insert_job"], *row[:NAMED], now, int(now // 60), row[7])
-        return [EnqueueResult(str(new_id), "created", "pending")]
+    """A batch without unique keys: one INSERT … SELECT FROM unnest."""
     ids = await conn.fetchval(Q["insert_jobs"], *job_arrays(prepared, now))
     return [EnqueueResult(str(i), "created", "pending") for i in ids]
+
+
+def insert_one_args(
+    row: tuple[Any, ...], now: float, new_queue: bool, channel: str, wake: list[str]
+) -> tuple[Any, ...]:
+    """Parameters of ``insert_job``: one job without a unique key, its queue row only when
+    ``new_queue``, and a NOTIFY of ``wake`` on ``channel`` in the same statement."""
+    return (*row[:NAMED], now, int(now // 60), row[7], new_queue, channel, wake)
 
 
 async def copy_plain(conn: Any, prepared: list[tuple[Any, ...]], now: float) -> list[EnqueueResult]:
     """A large key-less batch (in a transaction): ids from the sequence, then binary COPY."""
     queues = sorted({row[1] for row in prepared})
-    await conn.execute(Q["ensure_queue_rows"], queues)
-    ids = await conn.fetchval(Q["next_job_ids"], len(prepared))
+    ids = await conn.fetchval(Q["next_job_ids"], len(prepared), queues)
     await conn.copy_records_to_table(
         "forge_nb_jobs",
         records=[

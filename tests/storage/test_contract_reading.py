@@ -174,6 +174,19 @@ async def test_pagination_with_a_filter(storage: Storage) -> None:
     assert await collect_pages(storage, JobFilter(queue="even"), 4) == wanted[::-1]
 
 
+async def test_a_queues_pages_interleave_its_statuses_newest_first(storage: Storage) -> None:
+    """A queue's page alone (Postgres reads it one status at a time: migration 15)."""
+    statuses = ["running", "done", "failed", "dead", "running", "done"] + ["pending"] * 4
+    made = []
+    for i, status in enumerate(statuses):  # pending last: job_in_status claims the others
+        made.append(await job_in_status(storage, status, queue="q" if i % 3 else "other"))
+    wanted = sorted((m for i, m in enumerate(made) if i % 3), key=int, reverse=True)
+    for limit in (1, 2, 3, 7, 50):
+        assert await collect_pages(storage, JobFilter(queue="q"), limit) == wanted, limit
+    with pytest.raises(ValueError, match="cursor"):
+        await storage.list_jobs(JobFilter(queue="q"), cursor="x")
+
+
 async def test_pagination_is_stable_while_new_jobs_arrive(storage: Storage) -> None:
     ids = [await enqueue_one(storage, now=NOW + i) for i in range(10)]
     page = await storage.list_jobs(JobFilter(), limit=4)

@@ -326,9 +326,19 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
         await storage.close()
 
 
+def undo_enqueue_indexes(backend: str) -> list[str]:
+    """Back from v15 to v14 (Postgres only): the (queue, id) index again."""
+    if backend == "sqlite":
+        return []
+    return ["CREATE INDEX forge_nb_jobs_queue ON forge_nb_jobs (queue, id)"]
+
+
 def undo_process_stale_after(backend: str) -> list[str]:
-    """Back from v14 to v13: processes record no silence limit of their own."""
-    return ["ALTER TABLE forge_nb_processes DROP COLUMN stale_after"]
+    """Back from v14 to v13 (after v15): processes record no silence limit of their own."""
+    return [
+        *undo_enqueue_indexes(backend),
+        "ALTER TABLE forge_nb_processes DROP COLUMN stale_after",
+    ]
 
 
 def undo_flow_control(backend: str) -> list[str]:

@@ -30,9 +30,9 @@ async def test_a_burst_of_enqueues_shares_notifies_and_the_last_one_is_announced
     try:
         start = time.monotonic()
         for i in range(200):
+            last_enqueued = time.monotonic()  # its NOTIFY may come at its commit, or after
             await storage.enqueue([NewJob(kind="k", queue="burst", payload={"i": i})], 1.0)
-        last_enqueued = time.monotonic()
-        for _ in range(300):  # the last enqueue's queue is announced after it, soon
+        for _ in range(300):  # the last enqueue's queue is announced, soon
             if heard and heard[-1][0] >= last_enqueued:
                 break
             await asyncio.sleep(0.01)
@@ -79,3 +79,47 @@ async def test_the_first_notify_goes_at_once_and_the_rest_of_a_gap_share_one() -
     for _ in range(3):
         await asyncio.sleep(0)
     assert sent[-1][1] == ["d"]
+
+
+async def test_an_enqueue_due_a_notify_carries_it_with_those_waiting_for_the_gap() -> None:
+    sent: list[list[str]] = []
+
+    async def send(queues: list[str]) -> None:  # stands in for the NOTIFY statement
+        sent.append(queues)
+
+    notifier = Notifier(send)
+    announced: list[str] = []
+    assert notifier.take_inline({"a"}) == ["a"], "after a quiet spell: in the statement"
+    announced.append("a")
+    for queue in "bcdefg":  # a burst: each one either carried inline or sent after it
+        taken = notifier.take_inline({queue})
+        if taken:
+            announced += taken
+        else:
+            notifier.send({queue})  # what the storage does once the insert committed
+        await asyncio.sleep(NOTIFY_GAP_S / 3)
+    await notifier.flush()
+    announced += [q for queues in sent for q in queues]
+    assert sorted(announced) == list("abcdefg"), "each queue announced exactly once"
+    assert all(sent), "no empty NOTIFY is ever sent"
+
+
+async def test_each_enqueue_is_heard_once_its_statement_commits(pg_url: str) -> None:
+    heard: list[str] = []
+    listener = await asyncpg.connect(pg_url)
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.append(args[3]))
+    storage = await open_storage(pg_url)
+    try:
+        for queue in ("q1", "q2", "q1"):
+            await asyncio.sleep(NOTIFY_GAP_S * 3)  # each one due: NOTIFY in its statement
+            await storage.enqueue([NewJob(kind="k", queue=queue)], 1.0)
+            for _ in range(300):
+                if len(heard) == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert heard == [queue]
+            heard.clear()
+        assert {c.name for c in await storage.queues()} >= {"q1", "q2"}
+    finally:
+        await storage.close()
+        await listener.close()

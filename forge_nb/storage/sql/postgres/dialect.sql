@@ -9,15 +9,24 @@
 INSERT INTO forge_nb_queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
 
 -- next_job_ids --
--- $1 new job ids, rising, drawn from the jobs' identity sequence (for a COPY that sets them).
-SELECT array_agg(nextval(pg_get_serial_sequence('forge_nb_jobs', 'id')) ORDER BY n)
-FROM generate_series(1, $1) AS n
+-- $1 new job ids, rising, drawn from the jobs' identity sequence (for a COPY that sets them;
+-- the sequence is looked up once, not per id), and the missing queues named in $2 (sorted:
+-- concurrent enqueuers lock in one order) created: one round trip before the COPY.
+WITH new_queues AS (
+    INSERT INTO forge_nb_queues (name) SELECT unnest($2::text[]) ON CONFLICT DO NOTHING
+)
+SELECT array_agg(nextval(s.seq) ORDER BY n)
+FROM (SELECT pg_get_serial_sequence('forge_nb_jobs', 'id')::regclass AS seq) AS s,
+     generate_series(1, $1) AS n
 
 -- insert_job --
 -- insert_jobs for a single job: plain VALUES, no arrays to build or unnest ($8: the minute,
--- $9: the code version).
+-- $9: the code version). The queue row is created only when $10 (a queue this process has
+-- not enqueued to yet). $12: queues to wake on channel $11, NOTIFYed by this statement (so
+-- at its commit, with no round trip of its own); empty when the caller's notifier has sent
+-- one within its gap (those wait for its next one).
 WITH new_queue AS (
-    INSERT INTO forge_nb_queues (name) VALUES ($2) ON CONFLICT DO NOTHING
+    INSERT INTO forge_nb_queues (name) SELECT $2 WHERE $10 ON CONFLICT DO NOTHING
 ),
 inserted AS (
     INSERT INTO forge_nb_jobs
@@ -37,7 +46,7 @@ counted_job AS (  -- the pending count (migration 8: inserts count themselves)
     VALUES ($2, 'pending', pg_backend_pid(), 1)
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + 1
 )
-SELECT id FROM inserted
+SELECT id, (SELECT count(pg_notify($11, q)) FROM unnest($12::text[]) AS q) FROM inserted
 
 -- insert_jobs_unique --
 -- As insert_jobs, skipping rows whose unique key a live job holds (each key at most once in $7).
@@ -222,3 +231,19 @@ JOIN forge_nb_jobs AS j ON j.id = u.job_id
 ON CONFLICT (job_id, attempt) DO UPDATE SET
     text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
     updated_at = excluded.updated_at
+
+-- list_queue_jobs --
+-- list_jobs for a queue ($1) alone: the page newest first below id $2, read from the
+-- (queue, status, id) index one status range at a time ($4: every status), each range
+-- backwards and stopped after $3 rows, the ranges' rows merged (at most $3 per status).
+SELECT j.id, j.kind, j.queue, j.status, j.priority, j.attempts, j.max_attempts, j.payload,
+       j.result, j.last_error, j.last_traceback, j.progress, j.progress_message, j.unique_key,
+       j.created_at, j.scheduled_at, j.started_at, j.finished_at, j.claimed_by,
+       j.cancel_requested_at, j.code_version, j.dependencies, j.waiting_on
+FROM unnest($4::text[]) AS s (status)
+CROSS JOIN LATERAL (
+    SELECT * FROM forge_nb_jobs
+    WHERE queue = $1 AND status = s.status AND id < $2
+    ORDER BY id DESC LIMIT $3
+) AS j
+ORDER BY j.id DESC LIMIT $3
