@@ -496,7 +496,7 @@ FROM forge_nb_code WHERE version = $1
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs WHERE id = $1
 
 -- list_jobs --
@@ -505,7 +505,7 @@ FROM forge_nb_jobs WHERE id = $1
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
 
 -- list_scheduled_jobs --
@@ -513,7 +513,7 @@ FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 
 -- list_tagged_jobs --
@@ -523,7 +523,7 @@ FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_job_tags JOIN forge_nb_jobs ON id = job_id
 WHERE tag = {tag} AND {where} ORDER BY job_id DESC LIMIT {limit}
 
@@ -614,7 +614,7 @@ WHERE d.job_id = $1
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs
 WHERE id IN (SELECT depends_on FROM forge_nb_job_deps WHERE job_id = $1)
 ORDER BY id LIMIT $2
@@ -623,7 +623,7 @@ ORDER BY id LIMIT $2
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs
 WHERE id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = $1)
 ORDER BY id LIMIT $2
