@@ -90,6 +90,20 @@ class Job(Struct, kw_only=True):
         | UnsetType
     ) = UNSET
     tags: Annotated[list[str], Meta(description="its tags, sorted")] | UnsetType = UNSET
+    expires_at: (
+        Annotated[
+            Time | None,
+            Meta(description="expires_in's deadline for its first start (null: none)"),
+        ]
+        | UnsetType
+    ) = UNSET
+    concurrency_key: (
+        Annotated[
+            str | None,
+            Meta(description="per-key concurrency key '<kind>/<value>' (null: none)"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Event(Struct, kw_only=True):

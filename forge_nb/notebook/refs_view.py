@@ -98,7 +98,7 @@ class JobView(anywidget.AnyWidget):
             self.attempts = job.attempts
             self.max_attempts = job.max_attempts
             self.progress = job.progress
-            self.message = job.progress_message or ""
+            self.message = job.progress_message or flow_note(job)
             if job.status == "done":
                 self.result = result_text(job.result)
                 self.error = self.traceback = ""
@@ -253,6 +253,16 @@ class JobsSummary(anywidget.AnyWidget):
         self._beat.stop()
         self.live = False
         super().close()
+
+
+def flow_note(job: JobRecord) -> str:
+    """What holds a job that has not started: its key's limit, or its expiry deadline."""
+    notes = []
+    if job.concurrency_key is not None and job.status == "waiting" and job.waiting_on == 0:
+        notes.append(f"held: key {job.concurrency_key} is at its limit")
+    if job.expires_at is not None and job.status in ("waiting", "pending", "failed"):
+        notes.append(f"expires {job.expires_at.strftime('%Y-%m-%d %H:%M:%S')} UTC")
+    return "; ".join(notes)
 
 
 def failure_entry(job_id: str, job: JobRecord | None) -> dict[str, str]:

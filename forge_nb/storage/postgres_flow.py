@@ -22,6 +22,7 @@ async def enqueue(
 ) -> list[EnqueueResult]:
     """Each job in turn (inside the caller's transaction), then the enqueue counts."""
     await conn.execute(Q["ensure_queue_rows"], sorted({row[1] for row in prepared}))
+    await take_keys(conn, flows)
     results = [
         await enqueue_one(conn, row, flow, now) for row, flow in zip(prepared, flows, strict=True)
     ]
@@ -53,20 +54,40 @@ async def enqueue_one(
         if (
             flow is not None
             and flow.replace
-            and holder[1] == "pending"
+            and holder[1] in ("pending", "waiting")
             and await conn.fetchval(Q["replace_pending"], holder[0], row[2], row[4]) is not None
         ):
-            return EnqueueResult(str(holder[0]), "replaced", "pending")
+            return EnqueueResult(str(holder[0]), "replaced", holder[1])
         return EnqueueResult(str(holder[0]), "duplicate", holder[1])
     raise StorageError(f"unique key {key!r} kept changing hands; try again")
 
 
+async def take_keys(conn: Any, flows: Sequence[Flow | None]) -> None:
+    """Make, retune and lock the batch's concurrency keys in key order, before any job takes
+    a place: enqueues and finishes sharing keys lock them in one order (no deadlock). A
+    raised limit promotes that many more held jobs."""
+    limits = {f.concurrency_key: f.key_limit for f in flows if f and f.concurrency_key}
+    if not limits:
+        return
+    for key in sorted(limits):
+        await conn.execute(Q["ensure_key_slot"], key, limits[key])
+    await conn.fetch(Q["lock_key_slots"], sorted(limits))
+    for key in sorted(limits):
+        if await conn.fetchval(Q["retune_key_slot"], key, limits[key]) is not None:
+            promoted = await conn.fetch(Q["promote_held"], key)
+            if promoted:
+                await conn.execute(Q["count_promoted"], key, len(promoted))
+
+
 async def apply_flow(conn: Any, job_id: int, key: str | None, flow: Flow) -> None:
-    """A new job's expiry, concurrency key (and its slot row) and unique window."""
+    """A new job's expiry, concurrency key (a place of its key, else held) and unique
+    window."""
     if flow.expires_at is not None or flow.concurrency_key is not None:
         await conn.execute(Q["set_job_flow"], job_id, flow.expires_at, flow.concurrency_key)
-    if flow.concurrency_key is not None:
-        await conn.execute(Q["ensure_key_slot"], flow.concurrency_key, flow.key_limit)
-        await conn.execute(Q["retune_key_slot"], flow.concurrency_key, flow.key_limit)
+    if (
+        flow.concurrency_key is not None
+        and await conn.fetchval(Q["admit_key"], flow.concurrency_key) is None
+    ):
+        await conn.execute(Q["hold_job"], job_id)
     if flow.unique_for is not None:
         await conn.execute(Q["set_unique_hold"], key, job_id, flow.unique_for)

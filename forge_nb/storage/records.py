@@ -202,6 +202,11 @@ class JobRecord:
     waiting_on: int = 0
     #: Its tags, sorted (`forge_nb.storage.extras`).
     tags: tuple[str, ...] = ()
+    #: ``expires_in``'s deadline for its first start (None: none, or it started).
+    expires_at: datetime | None = None
+    #: Its per-key concurrency key, ``"<kind>/<value>"`` (a waiting keyed job without
+    #: dependencies is held behind its key's limit).
+    concurrency_key: str | None = None
 
     def with_tags(self, tags: tuple[str, ...]) -> JobRecord:
         """A copy carrying ``tags`` (read from their own table after the row)."""

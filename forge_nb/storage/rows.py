@@ -94,6 +94,8 @@ def job_record(row: Row) -> JobRecord:
         code_version=row[20],
         dependencies=row[21],
         waiting_on=row[22],
+        expires_at=to_datetime(row[23]),
+        concurrency_key=row[24],
     )
 
 

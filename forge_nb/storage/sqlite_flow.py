@@ -33,6 +33,7 @@ def enqueue(
         return statements.enqueue(c, prepared, now, new_queues, links, more)
     for queue in sorted(new_queues):
         c.execute(Q["ensure_queue_row"], (queue,))
+    take_keys(c, flows)
     results = [enqueue_one(c, row, flow, now) for row, flow in zip(prepared, flows, strict=True)]
     created = [row[1] for row, r in zip(prepared, results, strict=True) if r.outcome == "created"]
     statements.count_enqueued(c, created, now)
@@ -60,19 +61,34 @@ def enqueue_one(
     if (
         flow is not None
         and flow.replace
-        and holder[1] == "pending"
+        and holder[1] in ("pending", "waiting")
         and c.execute(Q["replace_pending"], (holder[0], row[2], row[4])).fetchone()
     ):
-        return EnqueueResult(str(holder[0]), "replaced", "pending")
+        return EnqueueResult(str(holder[0]), "replaced", holder[1])
     return EnqueueResult(str(holder[0]), "duplicate", holder[1])
 
 
+def take_keys(c: sqlite3.Connection, flows: Sequence[Flow | None]) -> None:
+    """Make and retune the batch's concurrency keys before any job takes a place; a raised
+    limit promotes that many more held jobs."""
+    limits = {f.concurrency_key: f.key_limit for f in flows if f and f.concurrency_key}
+    for key in sorted(limits):
+        c.execute(Q["ensure_key_slot"], (key, limits[key]))
+        if c.execute(Q["retune_key_slot"], (key, limits[key])).fetchone() is not None:
+            promoted = c.execute(Q["promote_held"], (key,)).fetchall()
+            if promoted:
+                c.execute(Q["count_promoted"], (key, len(promoted)))
+
+
 def apply_flow(c: sqlite3.Connection, job_id: Any, key: str | None, flow: Flow) -> None:
-    """A new job's expiry, concurrency key (and its slot row) and unique window."""
+    """A new job's expiry, concurrency key (a place of its key, else held) and unique
+    window."""
     if flow.expires_at is not None or flow.concurrency_key is not None:
         c.execute(Q["set_job_flow"], (job_id, flow.expires_at, flow.concurrency_key))
-    if flow.concurrency_key is not None:
-        c.execute(Q["ensure_key_slot"], (flow.concurrency_key, flow.key_limit))
-        c.execute(Q["retune_key_slot"], (flow.concurrency_key, flow.key_limit))
+    if (
+        flow.concurrency_key is not None
+        and c.execute(Q["admit_key"], (flow.concurrency_key,)).fetchone() is None
+    ):
+        c.execute(Q["hold_job"], (job_id,))
     if flow.unique_for is not None:
         c.execute(Q["set_unique_hold"], (key, job_id, flow.unique_for))

@@ -199,15 +199,17 @@ def finish(
     promoted in this transaction (the caller wakes its workers)."""
     done, events = [], []
     finished: list[int] = []
+    keyed = False  # a keyed job ended: its key's next held job may be pending now
     for f in finishes:
         key = int(f.job_id)
         if f.status == "done":
-            cursor = c.execute(Q["finish_done"], (f.result_json, now, key, host_id, f.attempt))
-            applied = cursor.rowcount > 0
-            if applied:
+            found = c.execute(
+                Q["finish_done"], (f.result_json, now, key, host_id, f.attempt)
+            ).fetchone()
+            if found is not None:
                 finished.append(key)
         else:
-            cursor = c.execute(
+            found = c.execute(
                 Q["finish_other"],
                 (
                     f.status,
@@ -220,9 +222,9 @@ def finish(
                     host_id,
                     f.attempt,
                 ),
-            )
-            applied = cursor.rowcount > 0
-        if applied:
+            ).fetchone()
+        if found is not None:
+            keyed = keyed or found[0] is not None
             done.append(f.job_id)
             if f.event != "done":
                 events.append((key, now, f.event, f.attempt, f.error))
@@ -231,7 +233,7 @@ def finish(
     promoted = 0
     if finished and c.execute(Q["workflows_exist"]).fetchone()[0]:
         promoted = c.execute(Q["promote_dependents"], (json.dumps(finished),)).rowcount
-    return done, promoted > 0
+    return done, promoted > 0 or keyed
 
 
 def counts(names: list[Any], found: list[Any]) -> dict[str, dict[Status, int]]:

@@ -96,3 +96,24 @@ async def test_a_dead_dependency_shows_in_the_graph(app: fnb.App, api: Client) -
     errors = {n["id"]: n["last_error"] for n in graph["nodes"]}
     assert errors[bad["id"]].endswith("no <data>")
     assert errors[after["id"]] == f"dependency {bad['id']} dead"
+
+
+async def test_a_job_shows_its_expiry_and_concurrency_key(app: fnb.App, api: Client) -> None:
+    """Issue 20: the job JSON carries expires_at and concurrency_key (held: waiting)."""
+
+    @app.job(kind="charge", concurrency_key="customer", key_limit=1)
+    async def charge(ctx: fnb.JobCtx, customer: str) -> None:
+        return None
+
+    first = await api.post(
+        "/api/jobs", {"kind": "charge", "payload": {"customer": "c1"}, "expires_in": 600}
+    )
+    second = await api.post("/api/jobs", {"kind": "charge", "payload": {"customer": "c1"}})
+    job = (await api.get(f"/api/jobs/{first['id']}")).body
+    assert job["concurrency_key"] == "charge/c1" and job["expires_at"].endswith("+00:00")
+    held = (await api.get(f"/api/jobs/{second['id']}")).body
+    assert (held["status"], held["concurrency_key"], held["expires_at"]) == (
+        "waiting",
+        "charge/c1",
+        None,
+    )

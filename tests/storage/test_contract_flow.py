@@ -116,16 +116,19 @@ async def test_a_key_at_its_limit_is_skipped_and_other_keys_run(storage: Storage
     assert [j.id for j in await storage.claim("q", OTHER_HOST, 10, NOW)] == [ids[1]]
 
 
-async def test_a_key_limit_above_one_and_a_failed_run_gives_its_slot_back(
-    storage: Storage,
-) -> None:
+async def test_a_failed_run_keeps_its_keys_place_until_it_ends(storage: Storage) -> None:
     jobs = [new_job(concurrency_key="a", key_limit=2, max_attempts=3) for _ in range(3)]
     ids = [r.id for r in await storage.enqueue(jobs, NOW)]
+    assert (await get(storage, ids[2])).status == "waiting", "beyond the limit: held"
     running = await storage.claim("q", HOST, 10, NOW)
     assert [j.id for j in running] == ids[:2]
     fail = Finish(running[0].id, 1, "failed", "failed", error="x", scheduled_at=NOW + 100)
     await storage.finish(HOST, [fail], NOW)
-    assert [j.id for j in await storage.claim("q", HOST, 10, NOW)] == [ids[2]]
+    assert await storage.claim("q", HOST, 10, NOW) == [], "the retry keeps its place (FIFO)"
+    [retry] = await storage.claim("q", HOST, 10, NOW + 100)
+    assert retry.id == ids[0]
+    await storage.finish(HOST, [done(retry)], NOW + 100)
+    assert [j.id for j in await storage.claim("q", HOST, 10, NOW + 100)] == [ids[2]]
 
 
 async def test_a_released_claim_and_a_reaped_job_give_their_slots_back(storage: Storage) -> None:

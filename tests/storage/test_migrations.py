@@ -326,11 +326,36 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
         await storage.close()
 
 
-def undo_enqueue_indexes(backend: str) -> list[str]:
-    """Back from v15 to v14 (Postgres only): the (queue, id) index again."""
+def undo_key_backlog(backend: str) -> list[str]:
+    """Back from v16: no held backlogs (held jobs pending again), no admitted counts."""
+    release = "UPDATE forge_nb_jobs SET status = 'pending' WHERE status = 'waiting'" + (
+        " AND waiting_on = 0 AND concurrency_key IS NOT NULL"
+    )
     if backend == "sqlite":
-        return []
-    return ["CREATE INDEX forge_nb_jobs_queue ON forge_nb_jobs (queue, id)"]
+        return [
+            "DROP TRIGGER forge_nb_jobs_key_admit",
+            "DROP TRIGGER forge_nb_jobs_key_release",
+            "DROP TRIGGER forge_nb_jobs_key_release_gone",
+            release,
+            "DROP INDEX forge_nb_jobs_key_held",
+            "ALTER TABLE forge_nb_key_slots DROP COLUMN active",
+        ]
+    return [
+        "DROP TRIGGER forge_nb_jobs_key_release ON forge_nb_jobs",
+        "DROP TRIGGER forge_nb_jobs_key_release_gone ON forge_nb_jobs",
+        "DROP FUNCTION forge_nb_key_release",
+        release,
+        "DROP INDEX forge_nb_jobs_key_held",
+        "ALTER TABLE forge_nb_key_slots DROP COLUMN active",
+    ]
+
+
+def undo_enqueue_indexes(backend: str) -> list[str]:
+    """Back from v15 to v14 (after v16; Postgres only): the (queue, id) index again."""
+    undo = undo_key_backlog(backend)
+    if backend == "sqlite":
+        return undo
+    return [*undo, "CREATE INDEX forge_nb_jobs_queue ON forge_nb_jobs (queue, id)"]
 
 
 def undo_process_stale_after(backend: str) -> list[str]:
@@ -494,6 +519,48 @@ async def test_the_shipped_code_migration_keeps_waiting_jobs(db_url: str) -> Non
         assert [j.id for j in claimed] == [old.id]
         assert claimed[0].code_version is None
         assert (await storage.get_job(new.id)).code_version == "ab" * 8  # type: ignore[union-attr]
+    finally:
+        await storage.close()
+
+
+async def test_the_key_backlog_migration_holds_each_keys_jobs_beyond_its_limit(
+    db_url: str,
+) -> None:
+    """Upgrading a v14 database with a key-by-key backlog: each key keeps its running job
+    and the rest of its pending ones are held, then promoted one by one in order."""
+    backend = backend_of(db_url)
+    storage = await open_storage(db_url)
+    jobs = [
+        NewJob(kind="a", queue="q", payload={"k": k, "i": i}, concurrency_key=k, key_limit=1)
+        for k in "xy"
+        for i in range(3)
+    ]
+    try:
+        ids = [r.id for r in await storage.enqueue(jobs, 1.0)]
+    finally:
+        await storage.close()
+    for statement in (
+        *undo_key_backlog(backend),
+        f"DELETE FROM {VERSION_TABLE} WHERE version >= 16",
+    ):
+        await query(db_url, statement)
+    await query(db_url, "UPDATE forge_nb_key_slots SET running = 0")
+    storage = await open_storage(db_url)
+    try:
+        assert await recorded_versions(db_url) == migration_versions(backend)
+        held = [(await storage.get_job(i)).status for i in ids]  # type: ignore[union-attr]
+        assert held == ["pending", "waiting", "waiting"] * 2
+        order = []
+        for _ in range(3):
+            claimed = await storage.claim("q", "h", 10, 2.0)
+            assert len(claimed) == 2, "one per key"
+            order += [(j.payload["k"], j.payload["i"]) for j in claimed]
+            await storage.finish(
+                "h",
+                [Finish(j.id, j.attempt, "done", "done", result_json="null") for j in claimed],
+                2.0,
+            )
+        assert sorted(order) == [(k, i) for k in "xy" for i in range(3)]
     finally:
         await storage.close()
 

@@ -83,6 +83,15 @@ def workflow_html(
     )
 
 
+def key_fact(job: JobRecord) -> str:
+    """The job's concurrency key; a waiting keyed job without dependencies left to wait
+    for is held behind its key's limit."""
+    if job.concurrency_key is None:
+        return "–"
+    held = job.status == "waiting" and job.waiting_on == 0
+    return job.concurrency_key + (" (held: its key is at its limit)" if held else "")
+
+
 def render_job(
     job: JobRecord,
     history: list[JobEvent],
@@ -101,6 +110,8 @@ def render_job(
         ("attempts", f"{job.attempts} of {job.max_attempts}"),
         ("priority", job.priority),
         ("unique key", job.unique_key or "–"),
+        ("concurrency key", key_fact(job)),
+        ("expires (UTC)", utc(job.expires_at) or "–"),
         ("created (UTC)", utc(job.created_at)),
         ("scheduled (UTC)", f"{utc(job.scheduled_at)}"),
         ("started (UTC)", utc(job.started_at) or "–"),

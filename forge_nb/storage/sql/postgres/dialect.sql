@@ -88,13 +88,31 @@ SELECT id, unique_key FROM inserted
 SELECT unique_key, id, status FROM forge_nb_jobs
 WHERE unique_key = ANY ($1::text[]) AND status IN ('waiting', 'pending', 'running', 'failed')
 
+-- lock_key_slots --
+-- A flow enqueue's concurrency keys ($1), locked in key order before its jobs take places:
+-- batches sharing keys cannot deadlock (finish locks them in the same order).
+SELECT key FROM forge_nb_key_slots WHERE key = ANY ($1::text[]) ORDER BY key FOR UPDATE
+
 -- finish --
 -- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
--- write the history events of the non-done ones, return the finalized ids.
+-- write the history events of the non-done ones, return the finalized ids. The concurrency
+-- keys of the batch's jobs are locked first, in key order (the InitPlan runs before the
+-- first row is updated): the key triggers then find them held, and two batches that share
+-- keys cannot lock them in opposite orders (a deadlock). No keys anywhere: one probe.
 WITH f AS (
     SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::float8[], $10::int[])
         AS f (id, attempt, status, event, result, error, traceback, scheduled_at, refund)
+),
+keys AS (
+    SELECT s.key FROM forge_nb_key_slots AS s
+    WHERE EXISTS (SELECT 1 FROM forge_nb_key_slots)
+      AND s.key IN (  -- LATERAL: one primary-key lookup per id, whatever the statistics say
+          SELECT j.concurrency_key FROM unnest($2::bigint[]) AS u (id)
+          CROSS JOIN LATERAL (SELECT concurrency_key FROM forge_nb_jobs WHERE id = u.id) AS j
+          WHERE j.concurrency_key IS NOT NULL)
+    ORDER BY s.key
+    FOR UPDATE OF s
 ),
 finished AS (
     UPDATE forge_nb_jobs j SET
@@ -113,7 +131,7 @@ finished AS (
     -- re-reads f for each: quadratic, seconds per batch in a long drain. Each job is
     -- found by its primary key instead.
     WHERE j.id = f.id AND (j.status || '') = 'running' AND j.claimed_by = $1
-      AND j.attempts = f.attempt
+      AND j.attempts = f.attempt AND (SELECT count(*) FROM keys) >= 0
     RETURNING j.id, f.event, f.attempt, f.error
 ),
 events AS (
@@ -146,16 +164,29 @@ SELECT status FROM forge_nb_jobs WHERE id = $1 FOR UPDATE
 -- Running jobs whose owner has no live slot (or is listed in $3) go back to the retry path.
 -- A slot is live while it is silent for no longer than its own stale_after (else the
 -- reaper's: heartbeated since $2). SKIP LOCKED: a concurrent reaper takes each job at most once.
-WITH stale AS (
-    SELECT id, claimed_by FROM forge_nb_jobs j
+-- The candidates' concurrency keys are locked first, in key order, before any job row (as
+-- finish does): a reap and a finish sharing keys cannot deadlock.
+WITH candidates AS (
+    SELECT id, claimed_by, concurrency_key FROM forge_nb_jobs j
     WHERE status = 'running'
       AND (claimed_by IS NULL
            OR claimed_by = ANY ($3::text[])
            OR NOT EXISTS (SELECT 1 FROM forge_nb_processes p
                           WHERE p.host_id = j.claimed_by
                             AND p.last_heartbeat >= coalesce($1 - p.stale_after, $2)))
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED
+),
+keys AS (
+    SELECT s.key FROM forge_nb_key_slots AS s
+    WHERE s.key IN (SELECT concurrency_key FROM candidates WHERE concurrency_key IS NOT NULL)
+    ORDER BY s.key
+    FOR UPDATE OF s
+),
+stale AS (
+    SELECT j.id, j.claimed_by FROM forge_nb_jobs j JOIN candidates AS c ON c.id = j.id
+    WHERE j.status = 'running' AND j.claimed_by IS NOT DISTINCT FROM c.claimed_by
+      AND (SELECT count(*) FROM keys) >= 0
+    ORDER BY j.id
+    FOR UPDATE OF j SKIP LOCKED
 ),
 reaped AS (
     UPDATE forge_nb_jobs j

@@ -496,7 +496,7 @@ FROM forge_nb_code WHERE version = $1
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs WHERE id = $1
 
 -- list_jobs --
@@ -505,7 +505,7 @@ FROM forge_nb_jobs WHERE id = $1
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
 
 -- list_scheduled_jobs --
@@ -513,7 +513,7 @@ FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 
 -- list_tagged_jobs --
@@ -523,7 +523,7 @@ FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_job_tags JOIN forge_nb_jobs ON id = job_id
 WHERE tag = {tag} AND {where} ORDER BY job_id DESC LIMIT {limit}
 
@@ -614,7 +614,7 @@ WHERE d.job_id = $1
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs
 WHERE id IN (SELECT depends_on FROM forge_nb_job_deps WHERE job_id = $1)
 ORDER BY id LIMIT $2
@@ -623,7 +623,7 @@ ORDER BY id LIMIT $2
 SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
        last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
        started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on
+       waiting_on, expires_at, concurrency_key
 FROM forge_nb_jobs
 WHERE id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = $1)
 ORDER BY id LIMIT $2
@@ -692,7 +692,7 @@ SET waiting_on = (
         SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
         WHERE d.job_id = $1 AND p.status <> 'done'
     ) THEN 'waiting' ELSE status END
-WHERE id = $1 AND dependencies > 0 AND status = 'pending'
+WHERE id = $1 AND dependencies > 0 AND status IN ('pending', 'waiting')  -- waiting: held
 
 
 -- unique_hold --
@@ -722,13 +722,46 @@ INSERT INTO forge_nb_key_slots (key, key_limit) VALUES ($1, $2)
 ON CONFLICT (key) DO NOTHING
 
 -- retune_key_slot --
--- A changed limit applies from the next start (the row is written only when it changes).
+-- A changed limit applies from the next start (the row is written only when it changes;
+-- a raised one promotes held jobs: promote_held).
 UPDATE forge_nb_key_slots SET key_limit = $2 WHERE key = $1 AND key_limit <> $2
+RETURNING key
+
+-- admit_key --
+-- A new keyed job takes one of its key's places ($1), if one is free (Postgres: the
+-- enqueue locked the batch's key rows first, in key order). No row: the job is held.
+UPDATE forge_nb_key_slots SET active = active + 1 WHERE key = $1 AND active < key_limit
+RETURNING key
+
+-- hold_job --
+-- A new keyed job whose key has no free place waits out of the claimable set ("held").
+UPDATE forge_nb_jobs SET status = 'waiting' WHERE id = $1 AND status = 'pending'
+
+-- promote_held --
+-- Held jobs of key $1, in claim order, take the places its raised limit freed (a promotion
+-- is not counted by the trigger: count_promoted adds them).
+WITH picked AS (
+    SELECT id FROM forge_nb_jobs
+    WHERE concurrency_key = $1 AND status = 'waiting' AND waiting_on = 0
+    ORDER BY priority DESC, scheduled_at, id
+    LIMIT (SELECT greatest(0, key_limit - active) FROM forge_nb_key_slots WHERE key = $1)
+    FOR UPDATE
+)
+UPDATE forge_nb_jobs AS j SET status = 'pending'
+FROM picked
+WHERE j.id = picked.id AND j.status = 'waiting' AND j.waiting_on = 0
+RETURNING j.id
+
+-- count_promoted --
+-- $2 held jobs of key $1 took places (promote_held).
+UPDATE forge_nb_key_slots SET active = active + $2 WHERE key = $1
 
 -- replace_pending --
--- on_conflict="replace": the pending holder of a key takes the new payload and run time.
+-- on_conflict="replace": the pending holder of a key takes the new payload and run time
+-- (a keyed job held behind its key's limit is pending in all but name).
 UPDATE forge_nb_jobs SET payload = $2, scheduled_at = $3
-WHERE id = $1 AND status = 'pending'
+WHERE id = $1 AND (status = 'pending'
+                  OR (status = 'waiting' AND waiting_on = 0 AND concurrency_key IS NOT NULL))
 RETURNING id
 
 -- expire_jobs --

@@ -35,8 +35,10 @@ RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at
           code_version, dependencies
 
 -- finish_done --
+-- Returns the job's concurrency key: a keyed job's end may promote its key's next held job.
 UPDATE forge_nb_jobs SET status = 'done', result = ?, finished_at = ?
 WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
+RETURNING concurrency_key
 
 -- finish_other --
 UPDATE forge_nb_jobs
@@ -44,6 +46,7 @@ SET status = ?, last_error = coalesce(?, last_error), last_traceback = ?,
     scheduled_at = coalesce(?, scheduled_at), finished_at = ?,
     attempts = attempts - ?
 WHERE id = ? AND status = 'running' AND claimed_by = ? AND attempts = ?
+RETURNING concurrency_key
 
 -- queue_names --
 SELECT name FROM forge_nb_queues
