@@ -270,7 +270,8 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
 SELECT j.id, j.kind, j.queue, j.status, j.priority, j.attempts, j.max_attempts, j.payload,
        j.result, j.last_error, j.last_traceback, j.progress, j.progress_message, j.unique_key,
        j.created_at, j.scheduled_at, j.started_at, j.finished_at, j.claimed_by,
-       j.cancel_requested_at, j.code_version, j.dependencies, j.waiting_on
+       j.cancel_requested_at, j.code_version, j.dependencies, j.waiting_on, j.expires_at,
+       j.concurrency_key
 FROM unnest($4::text[]) AS s (status)
 CROSS JOIN LATERAL (
     SELECT * FROM forge_nb_jobs
