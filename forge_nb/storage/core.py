@@ -1,7 +1,8 @@
 """The SQL core: every storage operation that is one named statement, written once.
 
-Both dialects' ``queries.sql`` hold these statements under the same names, with the
-same numbered parameters (``?1`` in SQLite, ``$1`` in Postgres), so the Python around
+``sql/common.sql`` holds those written alike in both dialects, once; both dialects'
+``queries.sql`` hold the rest under the same names, with the same numbered parameters
+(``?1`` in SQLite, ``$1`` in Postgres), so the Python around
 them (arguments, validation, decoding rows) is the same for both. A backend subclasses
 `SqlCore` and supplies only how a statement runs (`_select`, `_change`, `_change_all`)
 and how a list travels as one parameter (`_list_param`); what truly differs (the
@@ -75,7 +76,8 @@ class ClaimRequest(NamedTuple):
 class SqlCore(FlowCore):
     """The dialect-neutral half of `SqliteStorage` and `PostgresStorage`."""
 
-    #: The dialect's named statements (``sql/<dialect>/queries.sql`` and ``dialect.sql``).
+    #: The dialect's named statements (``sql/common.sql``, ``sql/<dialect>/queries.sql`` and
+    #: ``dialect.sql``).
     Q: dict[str, str]
 
     # -- what each dialect supplies -----------------------------------------------------------

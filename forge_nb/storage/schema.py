@@ -29,6 +29,9 @@ def latest_version(backend: str) -> int:
 
 
 QUERY_HEADER = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
+#: Statements whose text is the same in both dialects (``sql/common.sql``), written with
+#: Postgres's ``$n`` parameters; SQLite reads them as ``?n``.
+COMMON_QUERIES = "common.sql"
 #: Statements both dialects have, under the same names and (where the SQL core runs them,
 #: `forge_nb.storage.core`) the same numbered parameters.
 SHARED_QUERIES = "queries.sql"
@@ -37,22 +40,39 @@ DIALECT_QUERIES = "dialect.sql"
 
 
 def load_queries(backend: str) -> dict[str, str]:
-    """Named queries (procrastinate-style ``-- name --``) of ``sql/<backend>/``: the
-    statements both dialects share (``queries.sql``) and this dialect's own (``dialect.sql``)."""
-    queries: dict[str, str] = {}
+    """Named queries (procrastinate-style ``-- name --``) for ``backend``: those written once
+    for both dialects (``sql/common.sql``), those both have in their own words
+    (``sql/<backend>/queries.sql``) and this dialect's own (``sql/<backend>/dialect.sql``)."""
+    queries = read_common_queries(backend)
     for file in SHARED_QUERIES, DIALECT_QUERIES:
         for name, body in read_query_file(backend, file).items():
             if name in queries:
-                raise RuntimeError(f"query {name!r} is named twice in sql/{backend}/")
+                raise RuntimeError(f"query {name!r} is named twice in sql/ for {backend}")
             queries[name] = body
     return queries
 
 
+def read_common_queries(backend: str) -> dict[str, str]:
+    """The statements of ``sql/common.sql``, with SQLite's ``?n`` for ``$n`` on SQLite."""
+    queries = _parse(_sql_text(COMMON_QUERIES))
+    if backend == "sqlite":
+        queries = {name: _DOLLAR_PARAM.sub(r"?\1", body) for name, body in queries.items()}
+    return queries
+
+
+_DOLLAR_PARAM = re.compile(r"\$(\d+)")
+
+
 def read_query_file(backend: str, file: str) -> dict[str, str]:
     """The named queries of one file of ``sql/<backend>/``."""
-    text = (resources.files("forge_nb.storage") / "sql" / backend / file).read_text(
-        encoding="utf-8"
-    )
+    return _parse(_sql_text(backend, file))
+
+
+def _sql_text(*path: str) -> str:
+    return resources.files("forge_nb.storage").joinpath("sql", *path).read_text(encoding="utf-8")
+
+
+def _parse(text: str) -> dict[str, str]:
     parts = QUERY_HEADER.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {

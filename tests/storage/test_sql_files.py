@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from forge_nb.storage import core
-from forge_nb.storage.schema import DIALECT_QUERIES, SHARED_QUERIES, load_queries, read_query_file
+from forge_nb.storage.schema import (
+    COMMON_QUERIES,
+    DIALECT_QUERIES,
+    SHARED_QUERIES,
+    load_queries,
+    read_common_queries,
+    read_query_file,
+)
 
 STORAGE = Path(core.__file__).parent
 
@@ -24,6 +31,24 @@ def test_both_dialects_share_the_same_statement_names() -> None:
         "only in sqlite/queries.sql": sorted(sqlite - postgres),
         "only in postgres/queries.sql": sorted(postgres - sqlite),
     }
+
+
+def test_a_statement_written_alike_in_both_dialects_lives_once_in_common_sql() -> None:
+    """A statement whose text is the same in both dialects but for the parameter style
+    belongs in sql/common.sql, so that a fix to it is made once."""
+    sqlite = read_query_file("sqlite", SHARED_QUERIES)
+    postgres = read_query_file("postgres", SHARED_QUERIES)
+    alike = [n for n in sqlite if re.sub(r"\$(\d+)", r"?\1", postgres.get(n, "")) == sqlite[n]]
+    assert not alike, f"move these to {COMMON_QUERIES}: {alike}"
+
+
+def test_common_statements_read_in_each_dialects_parameter_style() -> None:
+    sqlite, postgres = read_common_queries("sqlite"), read_common_queries("postgres")
+    assert len(sqlite) > 30 and sqlite.keys() == postgres.keys()
+    for name, text in sqlite.items():
+        assert not re.search(r"\$\d", text), name
+        assert re.sub(r"\$(\d+)", r"?\1", postgres[name]) == text
+    assert "?1" in sqlite["get_job"] and "$1" in postgres["get_job"]
 
 
 def test_dialect_files_hold_only_what_the_other_dialect_lacks() -> None:
@@ -39,7 +64,7 @@ def test_every_statement_the_core_runs_is_in_the_shared_files() -> None:
     named |= set(re.findall(r'\(\s*"([a-z_0-9]+)",\s*(?:params|\[)', source))
     named |= set(re.findall(r'self\.Q\["([a-z_0-9]+)"', source))
     assert len(named) > 30
-    shared = set(read_query_file("sqlite", SHARED_QUERIES))
+    shared = set(read_query_file("sqlite", SHARED_QUERIES)) | set(read_common_queries("sqlite"))
     assert named <= shared, sorted(named - shared)
 
 

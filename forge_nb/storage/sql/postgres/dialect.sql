@@ -2,7 +2,8 @@
 -- travel as arrays (finish, the unique-key inserts, process slots), one statement does what
 -- SQLite does a row at a time (reap, retry_where, delete_where), enqueues NOTIFY, rows are
 -- locked FOR UPDATE, and the per-connection count shards are folded.
--- queries.sql holds the statements both dialects share, under the same names.
+-- queries.sql holds the statements both dialects have in their own words, under the same
+-- names; ../common.sql those written alike in both.
 
 -- ensure_queue_rows --
 -- Create the missing queues named in $1 (sorted: concurrent enqueuers lock in one order).

@@ -172,9 +172,6 @@ WHERE j.id = u.id AND (j.status || '') = 'running'  -- by primary key: see finis
 -- insert_event --
 INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message) VALUES ($1, $2, $3, $4, $5)
 
--- job_events --
-SELECT job_id, at, event, attempt, message FROM forge_nb_job_events WHERE job_id = $1 ORDER BY id
-
 -- counts --
 -- Kept by triggers (migration 8): the sum over connections' shards, never a scan of the jobs.
 SELECT name, NULL::text, 0::bigint FROM forge_nb_queues
@@ -210,11 +207,6 @@ RETURNING attempts
 UPDATE forge_nb_jobs SET cancel_requested_at = coalesce(cancel_requested_at, $2)
 WHERE id = $1 AND status = 'running'
 
--- cancel_requests --
-SELECT id FROM forge_nb_jobs
-WHERE status = 'running' AND claimed_by = $1 AND cancel_requested_at IS NOT NULL
-ORDER BY id
-
 -- ensure_queue_row --
 INSERT INTO forge_nb_queues (name) VALUES ($1) ON CONFLICT DO NOTHING
 
@@ -222,11 +214,6 @@ INSERT INTO forge_nb_queues (name) VALUES ($1) ON CONFLICT DO NOTHING
 SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
        backoff_jitter, retain_done_seconds, retain_dead_seconds, global_limit
 FROM forge_nb_queues WHERE name = $1
-
--- queue_configs --
-SELECT name, workers, paused, backoff_enabled, backoff_base_seconds, backoff_max_seconds,
-       backoff_jitter, retain_done_seconds, retain_dead_seconds, global_limit
-FROM forge_nb_queues ORDER BY name
 
 -- register_process --
 INSERT INTO forge_nb_processes
@@ -246,14 +233,6 @@ DELETE FROM forge_nb_processes WHERE id = ANY ($1::text[])
 -- kinds ($3) only when given: the process's handlers changed.
 UPDATE forge_nb_processes SET last_heartbeat = $1, kinds = coalesce($3::text[], kinds)
 WHERE host_id = $2
-
--- set_current_jobs --
-UPDATE forge_nb_processes SET current_job = $2 WHERE id = $1
-
--- processes --
-SELECT id, host_id, hostname, pid, queue, current_job, last_heartbeat, started_at, version,
-       kinds, stale_after
-FROM forge_nb_processes ORDER BY id
 
 -- stranded_kinds --
 -- Kinds with jobs waiting (pending or failed) in a queue where no live process runs them:
@@ -306,27 +285,11 @@ ON CONFLICT (name) DO UPDATE SET
     next_fire_at = EXCLUDED.next_fire_at
 RETURNING name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at
 
--- schedules --
-SELECT name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at
-FROM forge_nb_schedules ORDER BY name
-
--- set_schedule_enabled --
-UPDATE forge_nb_schedules SET enabled = $2 WHERE name = $1 RETURNING name
-
--- record_fire --
-UPDATE forge_nb_schedules SET last_fire_at = $2, next_fire_at = $3 WHERE name = $1
-
 -- acquire_lease --
 INSERT INTO forge_nb_leases (name, holder, expires_at) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
 WHERE forge_nb_leases.holder = EXCLUDED.holder OR forge_nb_leases.expires_at < $4
 RETURNING holder
-
--- release_lease --
-DELETE FROM forge_nb_leases WHERE name = $1 AND holder = $2
-
--- leases --
-SELECT name, holder, expires_at FROM forge_nb_leases ORDER BY name
 
 -- ensure_rate_limit --
 INSERT INTO forge_nb_rate_limits (scope, capacity, refill_per_second, tokens, updated_at)
@@ -344,18 +307,6 @@ SET tokens = least(capacity, tokens + greatest(0.0, $3 - updated_at) * refill_pe
 WHERE scope = $1 AND held_until <= $3 AND $2 > 0 AND $2 <= capacity
   AND least(capacity, tokens + greatest(0.0, $3 - updated_at) * refill_per_second) >= $2
 RETURNING scope
-
--- rate_limit --
-SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
-FROM forge_nb_rate_limits WHERE scope = $1
-
--- drain_rate_limit --
-UPDATE forge_nb_rate_limits SET tokens = 0, updated_at = $2, held_until = $2 WHERE scope = $1
-RETURNING scope
-
--- rate_limits --
-SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until
-FROM forge_nb_rate_limits WHERE template IS NULL ORDER BY scope
 
 -- write_metrics --
 INSERT INTO forge_nb_metrics
@@ -443,9 +394,6 @@ FROM forge_nb_metric_rollups
 WHERE step = $1 AND minute BETWEEN $2 AND $3 AND ($4::text IS NULL OR queue = $4)
 ORDER BY minute, queue
 
--- rollup_marks --
-SELECT step, through FROM forge_nb_rollup_marks
-
 -- purge_metrics --
 -- Metrics and samples share the retention cutoff; returns how many rows went.
 WITH metrics AS (DELETE FROM forge_nb_metrics WHERE minute < $1 RETURNING 1),
@@ -464,74 +412,6 @@ RETURNING name
 INSERT INTO forge_nb_samples (minute, host_id, kind, data) VALUES ($1, $2, $3, $4)
 ON CONFLICT (kind, minute, host_id) DO UPDATE SET data = EXCLUDED.data
 
--- read_samples --
-SELECT minute, host_id, data FROM forge_nb_samples
-WHERE kind = $1 AND minute BETWEEN $2 AND $3 ORDER BY minute, host_id
-
--- id_bounds --
--- Lowest and highest job id (two index end lookups): where a windowed search stops.
-SELECT (SELECT min(id) FROM forge_nb_jobs), (SELECT max(id) FROM forge_nb_jobs)
-
--- publish_code --
--- A version is a content hash: publishing it again changes nothing.
-INSERT INTO forge_nb_code (version, kind, python, forge_nb_version, signature, code, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (version) DO NOTHING
-RETURNING version
-
--- code_catalogue --
--- Every published version without its code: what a shipped-code worker may claim.
-SELECT version, kind, python, forge_nb_version, signature, created_at
-FROM forge_nb_code ORDER BY created_at, version
-
--- code_stamp --
--- Cheap "did the catalogue change?": rows are only ever added.
-SELECT count(*), max(created_at) FROM forge_nb_code
-
--- code_row --
-SELECT version, kind, python, forge_nb_version, signature, created_at, code
-FROM forge_nb_code WHERE version = $1
-
--- get_job --
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
-FROM forge_nb_jobs WHERE id = $1
-
--- list_jobs --
--- A page of jobs newest first; {where}: the filter's terms (bound parameters), {limit}: the
--- page size's parameter.
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
-FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
-
--- list_scheduled_jobs --
--- list_jobs for the Scheduled view: soonest first.
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
-FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
-
--- list_tagged_jobs --
--- list_jobs for one tag ($1): its range of the tags' primary key read newest first, each job
--- joined by id, so a page stops after {limit} matches at any table size. {where}: the other
--- terms (job_id for the cursor).
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
-FROM forge_nb_job_tags JOIN forge_nb_jobs ON id = job_id
-WHERE tag = {tag} AND {where} ORDER BY job_id DESC LIMIT {limit}
-
--- tag_filter_term --
--- A job filter's tag ({p}), where no page is read in id order (bulk retry and delete, the
--- Scheduled view).
-id IN (SELECT job_id FROM forge_nb_job_tags WHERE tag = {p})
-
 -- insert_job_tag --
 -- Every tag of a batch in one statement ($1, $2: tags and their job ids, pairwise).
 INSERT INTO forge_nb_job_tags (tag, job_id)
@@ -540,13 +420,6 @@ SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING
 -- job_tags --
 -- The tags of a page of jobs ($1: an array of ids).
 SELECT job_id, tag FROM forge_nb_job_tags WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, tag
-
--- set_redaction --
-INSERT INTO forge_nb_redactions (kind, fields) VALUES ($1, $2)
-ON CONFLICT (kind) DO UPDATE SET fields = excluded.fields
-
--- redactions --
-SELECT kind, fields FROM forge_nb_redactions
 
 -- insert_job_context --
 -- Every context of a batch in one statement ($1, $2: job ids and their contexts, pairwise).
@@ -557,34 +430,10 @@ SELECT * FROM unnest($1::bigint[], $2::text[])
 -- The contexts of some jobs ($1: an array of ids).
 SELECT job_id, context FROM forge_nb_job_context WHERE job_id = ANY($1::bigint[])
 
--- write_job_log --
--- One attempt's log as it stands (the worker keeps it bounded): inserted, then replaced.
--- A job deleted meanwhile has no row to log for: nothing is written.
-INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
-SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM forge_nb_jobs WHERE id = $1)
-ON CONFLICT (job_id, attempt) DO UPDATE SET
-    text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
-    updated_at = excluded.updated_at
-
--- job_logs --
-SELECT attempt, text, lines, dropped, updated_at FROM forge_nb_job_logs
-WHERE job_id = $1 ORDER BY attempt
-
--- run_now --
--- A pending job scheduled for later becomes due now (the Scheduled view's "run now").
-UPDATE forge_nb_jobs SET scheduled_at = $2
-WHERE id = $1 AND status = 'pending' AND scheduled_at > $2
-RETURNING queue
-
 -- payload_search_term --
 -- A job filter's payload search ({p}: the ILIKE pattern). COLLATE "C": fold ASCII case only,
 -- whatever the database locale (as SQLite's LIKE).
 (payload COLLATE "C") ILIKE {p} ESCAPE '\'
-
--- set_queue_knobs --
--- Change a queue's settings ({sets}: "knob = <parameter>" for each knob given, names
--- checked against the known knobs; the queue's name is the first parameter).
-UPDATE forge_nb_queues SET {sets} WHERE name = $1
 
 -- dependency_statuses --
 -- The statuses of new jobs' dependencies, share-locked in id order: a dependency cannot
@@ -605,29 +454,6 @@ FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::text[], $6::floa
     AS u (id, dependencies, waiting_on, status, error, finished_at)
 WHERE j.id = u.id
 
--- dependency_results --
-SELECT d.depends_on, j.result
-FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS j ON j.id = d.depends_on
-WHERE d.job_id = $1
-
--- dependencies_of --
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
-FROM forge_nb_jobs
-WHERE id IN (SELECT depends_on FROM forge_nb_job_deps WHERE job_id = $1)
-ORDER BY id LIMIT $2
-
--- dependents_of --
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
-FROM forge_nb_jobs
-WHERE id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = $1)
-ORDER BY id LIMIT $2
-
 -- graph_edges --
 -- Edges touching any of these jobs, both directions.
 SELECT job_id, depends_on FROM forge_nb_job_deps
@@ -644,99 +470,6 @@ WHERE id = ANY ($1::bigint[]) ORDER BY id
 SELECT job_id, error FROM forge_nb_dead_parents ORDER BY job_id LIMIT $1
 FOR UPDATE SKIP LOCKED
 
--- kill_waiting_dependents --
--- Up to $4 waiting dependents of $1 end dead with $2 (the cascade of a dead dependency).
-UPDATE forge_nb_jobs
-SET status = 'dead', last_error = $2, last_traceback = NULL, finished_at = $3
-WHERE status = 'waiting' AND id IN (
-    SELECT d.job_id FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS j ON j.id = d.job_id
-    WHERE d.depends_on = $1 AND j.status = 'waiting'
-    ORDER BY d.job_id LIMIT $4
-)
-RETURNING id, attempts
-
--- forget_dead_parent --
-DELETE FROM forge_nb_dead_parents WHERE job_id = $1
-
--- revive_dependents --
--- A retried job's dependents that its death killed (error $2) wait again, unless another of
--- their dependencies is dead too; they never ran.
-UPDATE forge_nb_jobs
-SET status = 'waiting', last_error = NULL, last_traceback = NULL, finished_at = NULL,
-    waiting_on = (
-        SELECT count(*) FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
-        WHERE d.job_id = forge_nb_jobs.id AND p.status <> 'done'
-    )
-WHERE status = 'dead' AND last_error = $2
-  AND id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = $1)
-  AND NOT EXISTS (
-      SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
-      WHERE d.job_id = forge_nb_jobs.id AND p.status = 'dead'
-  )
-RETURNING id, EXISTS (SELECT 1 FROM forge_nb_job_deps AS e WHERE e.depends_on = forge_nb_jobs.id)
-
--- dead_dependency --
--- One dead dependency of a job, if any (a job cannot be retried while one is dead).
-SELECT d.depends_on FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
-WHERE d.job_id = $1 AND p.status = 'dead'
-LIMIT 1
-
--- settle_retried_dependent --
--- A retried job with dependencies waits for those not done (pending when all are).
-UPDATE forge_nb_jobs
-SET waiting_on = (
-        SELECT count(*) FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
-        WHERE d.job_id = $1 AND p.status <> 'done'
-    ),
-    status = CASE WHEN EXISTS (
-        SELECT 1 FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS p ON p.id = d.depends_on
-        WHERE d.job_id = $1 AND p.status <> 'done'
-    ) THEN 'waiting' ELSE status END
-WHERE id = $1 AND dependencies > 0 AND status IN ('pending', 'waiting')  -- waiting: held
-
-
--- unique_hold --
--- The job that last took unique key $1 with a window (unique_for), its status, when it
--- finished and the window: while that job is live or finished less than the window ago, the
--- key is taken.
-SELECT h.job_id, j.status, j.finished_at, h.hold_seconds
-FROM forge_nb_unique_holds AS h JOIN forge_nb_jobs AS j ON j.id = h.job_id
-WHERE h.unique_key = $1
-
--- unique_holds_exist --
--- Whether any key was ever taken with a window (else plain unique enqueues need not look).
-SELECT EXISTS (SELECT 1 FROM forge_nb_unique_holds)
-
--- set_unique_hold --
-INSERT INTO forge_nb_unique_holds (unique_key, job_id, hold_seconds) VALUES ($1, $2, $3)
-ON CONFLICT (unique_key) DO UPDATE SET job_id = excluded.job_id, hold_seconds = excluded.hold_seconds
-
--- set_job_flow --
--- A new job's flow columns (the enqueue statements stay those of plain jobs).
-UPDATE forge_nb_jobs SET expires_at = $2, concurrency_key = $3 WHERE id = $1
-
--- ensure_key_slot --
--- A concurrency key's slot row (an existing row is left alone: not even locked, so an
--- enqueue never waits for a claim or finish of the key, nor they for it).
-INSERT INTO forge_nb_key_slots (key, key_limit) VALUES ($1, $2)
-ON CONFLICT (key) DO NOTHING
-
--- retune_key_slot --
--- A changed limit applies from the next start (the row is written only when it changes;
--- a raised one promotes held jobs: promote_held).
-UPDATE forge_nb_key_slots SET key_limit = $2 WHERE key = $1 AND key_limit <> $2
-RETURNING key
-
--- admit_key --
--- A new keyed job takes one of its key's places ($1), if one is free (Postgres: the
--- enqueue locked the batch's key rows first, in key order). No row: the job is held.
-UPDATE forge_nb_key_slots SET active = active + 1 WHERE key = $1 AND active < key_limit
-RETURNING key
-
--- hold_job --
--- A new keyed job whose key has no free place waits out of the claimable set ("held").
-UPDATE forge_nb_jobs SET status = 'waiting' WHERE id = $1 AND status = 'pending'
-
 -- promote_held --
 -- Held jobs of key $1, in claim order, take the places its raised limit freed (a promotion
 -- is not counted by the trigger: count_promoted adds them).
@@ -751,18 +484,6 @@ UPDATE forge_nb_jobs AS j SET status = 'pending'
 FROM picked
 WHERE j.id = picked.id AND j.status = 'waiting' AND j.waiting_on = 0
 RETURNING j.id
-
--- count_promoted --
--- $2 held jobs of key $1 took places (promote_held).
-UPDATE forge_nb_key_slots SET active = active + $2 WHERE key = $1
-
--- replace_pending --
--- on_conflict="replace": the pending holder of a key takes the new payload and run time
--- (a keyed job held behind its key's limit is pending in all but name).
-UPDATE forge_nb_jobs SET payload = $2, scheduled_at = $3
-WHERE id = $1 AND (status = 'pending'
-                  OR (status = 'waiting' AND waiting_on = 0 AND concurrency_key IS NOT NULL))
-RETURNING id
 
 -- expire_jobs --
 -- Jobs not started by their expires_at (at most $2, the earliest first): dead, "expired".
@@ -783,49 +504,11 @@ WHERE j.id = picked.id
 RETURNING j.id, j.queue
 
 
--- ensure_rate_limit_template --
-INSERT INTO forge_nb_rate_limit_templates (pattern, capacity, refill_per_second)
-VALUES ($1, $2, $3)
-ON CONFLICT (pattern) DO UPDATE SET
-    capacity = excluded.capacity, refill_per_second = excluded.refill_per_second
-RETURNING pattern, capacity, refill_per_second
-
 -- retune_template_buckets --
 -- The live buckets made from template $1 take its new settings (tokens capped).
 UPDATE forge_nb_rate_limits
 SET capacity = $2, refill_per_second = $3, tokens = least(tokens, $2)
 WHERE template = $1
-
--- rate_limit_templates --
-SELECT pattern, capacity, refill_per_second FROM forge_nb_rate_limit_templates ORDER BY pattern
-
--- make_templated_bucket --
--- Scope $1's bucket, full, made from template $5 (a concurrent maker may have won).
-INSERT INTO forge_nb_rate_limits (scope, capacity, refill_per_second, tokens, updated_at, template)
-VALUES ($1, $2, $3, $2, $4, $5)
-ON CONFLICT (scope) DO NOTHING
-
--- sweep_template_buckets --
--- Buckets made from templates, untouched since $2 and full again at $1 (at most $3):
--- deleted, as a bucket made anew starts full. The conditions are re-checked on the row
--- deleted, so a take that lands meanwhile keeps its bucket.
-DELETE FROM forge_nb_rate_limits
-WHERE template IS NOT NULL AND updated_at < $2 AND held_until <= $1
-  AND tokens + ($1 - updated_at) * refill_per_second >= capacity
-  AND scope IN (
-      SELECT scope FROM forge_nb_rate_limits
-      WHERE template IS NOT NULL AND updated_at < $2 AND held_until <= $1
-        AND tokens + ($1 - updated_at) * refill_per_second >= capacity
-      LIMIT $3
-  )
-RETURNING scope
-
--- busiest_template_buckets --
--- The live buckets made from templates that were used last (at most $1).
-SELECT scope, capacity, refill_per_second, tokens, updated_at, held_until, template
-FROM forge_nb_rate_limits WHERE template IS NOT NULL
-ORDER BY updated_at DESC
-LIMIT $1
 
 -- ensure_queue_slots --
 -- Slot rows 0 … $2-1 of queue $1 (global_limit).
@@ -833,35 +516,6 @@ WITH RECURSIVE s (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n + 1 < $2
 INSERT INTO forge_nb_queue_slots (queue, slot)
 SELECT $1, n FROM s
 ON CONFLICT DO NOTHING
-
--- drop_extra_queue_slots --
--- Free slot rows at or above the limit $2 (it went down).
-DELETE FROM forge_nb_queue_slots WHERE queue = $1 AND slot >= $2 AND holder IS NULL
-
--- free_dead_queue_slots --
--- Slots of processes with no slot row heartbeating since $2, once none of their jobs of
--- the queue is running any more (the reaper took them back): free for the living.
-UPDATE forge_nb_queue_slots
-SET holder = NULL
-WHERE queue = $1 AND holder IS NOT NULL
-  AND NOT EXISTS (
-      SELECT 1 FROM forge_nb_processes AS p
-      WHERE p.host_id = forge_nb_queue_slots.holder AND p.last_heartbeat >= $2)
-  AND NOT EXISTS (
-      SELECT 1 FROM forge_nb_jobs AS j
-      WHERE j.status = 'running' AND j.claimed_by = forge_nb_queue_slots.holder
-        AND j.queue = $1)
-
--- live_queue_hosts --
--- The processes working queue $1 that heartbeated since $2: who shares its slots.
-SELECT DISTINCT host_id FROM forge_nb_processes
-WHERE queue = $1 AND last_heartbeat >= $2
-ORDER BY host_id
-
--- held_queue_slots --
--- How many of queue $1's slots process $2 holds: all, and those under the limit $3.
-SELECT count(*), coalesce(sum(CASE WHEN slot < $3 THEN 1 ELSE 0 END), 0)
-FROM forge_nb_queue_slots WHERE queue = $1 AND holder = $2
 
 -- release_queue_slots --
 -- Process $2 gives back $3 of its slots of queue $1, the highest first.

@@ -4,7 +4,8 @@
 -- count row per queue and status, claims many kinds through a JSON list when one
 -- compound SELECT cannot hold an arm per kind, and promotes the dependents of a finish batch
 -- in its own code (Postgres's statement trigger does it there).
--- queries.sql holds the statements both dialects share, under the same names.
+-- queries.sql holds the statements both dialects have in their own words, under the same
+-- names; ../common.sql those written alike in both.
 
 -- count_pending --
 -- New jobs of one queue added to the live counts, once per enqueue batch (no insert trigger).
