@@ -2,9 +2,12 @@
 
 ``App(url, ship_code=True)`` cloudpickles each handler it registers *by value* (a notebook
 cell's function, or one from a module the workers do not have) and publishes it as a
-``forge_nb_code`` row. The row's version is a content hash of kind and code, and its
-signature an HMAC-SHA256 under ``FORGE_NB_CODE_KEY`` over every field of the row. Jobs
-record the version current when they were enqueued.
+``forge_nb_code`` row, with the options the running side applies (timeout, executor, the
+kind's ``retry_on``/``backoff``/key policy, ``redact``) pickled and signed alongside, so a
+worker without the code runs the kind as its publisher declared it. The row's version is a
+content hash of kind, code and options (a new policy is a new version), and its signature
+an HMAC-SHA256 under ``FORGE_NB_CODE_KEY`` over every field of the row. Jobs record the
+version current when they were enqueued.
 
 ``forge-nb worker --shipped-code`` runs those versions. Trust model: unpickling runs
 arbitrary code, so a worker verifies the signature and the Python minor version *before*
@@ -18,6 +21,7 @@ with the first, workers accept any.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import linecache
@@ -42,10 +46,18 @@ ENV_CODE_KEY = "FORGE_NB_CODE_KEY"
 #: Hex digits of the content hash kept as the version (64 bits: no collision in practice
 #: among a database's versions, short enough to show in tables).
 VERSION_HEX = 16
-#: Format tag of the pickled bundle; a worker refuses formats it does not know.
+#: Format tag of the pickled bundle; a worker refuses formats it does not know. Also the
+#: prefix of the signed bytes (kept, so rows signed before format 2 still verify).
 BUNDLE_FORMAT = "forge-nb-code/1"
+#: A bundle that also carries the kind's policy and redactions. Only such bundles use it,
+#: so a worker too old to apply them refuses the row (its jobs wait) instead of running the
+#: kind without them, while plain kinds keep format 1 and their versions.
+BUNDLE_FORMAT_POLICY = "forge-nb-code/2"
+BUNDLE_FORMATS = (BUNDLE_FORMAT, BUNDLE_FORMAT_POLICY)
 #: Handler options that travel with the code (how the publisher decorated it).
 OPTIONS = ("queue", "max_attempts", "concurrency", "timeout", "priority", "executor")
+#: Options of format 2: `KindPolicy` (retry_on, backoff, concurrency key) and ``redact``.
+POLICY_OPTIONS = ("policy", "redact")
 
 
 class CodeKeyError(ForgeError, RuntimeError):
@@ -110,6 +122,10 @@ def pack_handler(handler: Handler) -> bytes:
     else:
         raise TypeError(f"handler {handler.kind!r} has no function or object to ship")
     options = {name: getattr(handler, name) for name in OPTIONS}
+    fmt = BUNDLE_FORMAT
+    if handler.policy is not None or handler.redact:
+        options.update({name: getattr(handler, name) for name in POLICY_OPTIONS})
+        fmt = BUNDLE_FORMAT_POLICY
     spec = (form, obj, options)
     import cloudpickle
 
@@ -128,9 +144,7 @@ def pack_handler(handler: Handler) -> bytes:
     finally:
         if by_value and module is not None:
             cloudpickle.unregister_pickle_by_value(module)
-    return pickle.dumps(
-        (BUNDLE_FORMAT, code, sorted(sources.items())), protocol=pickle.HIGHEST_PROTOCOL
-    )
+    return pickle.dumps((fmt, code, sorted(sources.items())), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _ships_by_value(module_name: str) -> bool:
@@ -179,17 +193,22 @@ def load_handler(code: ShippedCode) -> Handler:
     """Unpickle a row's handler. Call only after `verifies` and the Python check."""
     assert code.code is not None
     fmt, payload, sources = pickle.loads(code.code)
-    if fmt != BUNDLE_FORMAT:
+    if fmt not in BUNDLE_FORMATS:
         raise ValueError(f"unknown code format {fmt!r}")
     for filename, lines in sources:
         linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
     form, obj, options = pickle.loads(payload)
     kwargs = {k: v for k, v in options.items() if k in OPTIONS}
+    handler: Handler
     if form == "function":
-        return handler_for_function(obj, kind=code.kind, **kwargs)
-    kwargs.pop("executor", None)
-    kwargs.pop("priority", None)
-    return handler_for_object(obj, kind=code.kind, **kwargs)
+        handler = handler_for_function(obj, kind=code.kind, **kwargs)
+    else:
+        kwargs.pop("executor", None)
+        kwargs.pop("priority", None)
+        handler = handler_for_object(obj, kind=code.kind, **kwargs)
+    # Format 2: the policy and redactions the publisher declared (format 1 has none).
+    extra = {k: options[k] for k in POLICY_OPTIONS if k in options}
+    return dataclasses.replace(handler, **extra) if extra else handler
 
 
 class ShippedCatalogue:

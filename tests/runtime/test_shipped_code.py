@@ -9,12 +9,15 @@ module, which the workers cannot import either: both travel by value.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -24,7 +27,8 @@ import pytest
 
 import forge_nb as fnb
 from forge_nb.config import parse_url
-from forge_nb.runtime import shipped_code
+from forge_nb.runtime import process_ship, shipped_code
+from forge_nb.runtime.flow import kind_policy
 from forge_nb.runtime.handlers import handler_for_function
 from forge_nb.runtime.shipped_code import ENV_CODE_KEY, CodeKeyError
 
@@ -447,3 +451,170 @@ async def test_a_job_without_a_version_runs_the_newest_shipped_one(db_url: str) 
             assert await ref.wait(timeout=30) == 20
         finally:
             await worker.close()
+
+
+# -- the kind's policy travels with the code (issue 20: retry_on and backoff on the worker) ---
+
+#: What `slow_backoff` asks for after attempt n: far from any queue curve's first retry.
+BACKOFF_S = 1234.0
+
+
+class Dropped(Exception):
+    """An exception type defined here: it travels by value with the policy."""
+
+
+def picky(error: str) -> None:
+    raise {"key": KeyError, "value": ValueError, "dropped": Dropped}[error](error)
+
+
+def slow_backoff(attempt: int) -> float:
+    return BACKOFF_S * attempt
+
+
+def tells_its_token(token: str) -> str:
+    print("token is", token)
+    return "told"
+
+
+async def settled(app: fnb.App, job_id: str) -> Any:
+    job = await app.job(job_id)
+    return job if job is not None and job.status in ("failed", "dead", "done") else None
+
+
+async def test_a_remote_worker_applies_the_shipped_retry_on_and_backoff(
+    db_url: str, shipped: Shipped
+) -> None:
+    async with fnb.App(db_url, ship_code=True, **FAST) as app:
+        await app.ensure_queue("default", workers=2)
+        job = app.job(
+            kind="picky",
+            queue="default",
+            max_attempts=5,
+            retry_on=(KeyError, Dropped),
+            backoff=slow_backoff,
+        )(picky)
+        told = app.job(kind="told", queue="default", redact=["token"])(tells_its_token)
+        value, key, dropped = [await job.enqueue(e) for e in ("value", "key", "dropped")]
+        secret = await told.enqueue("s3cr3t-t0ken")
+        started = time.time()
+        worker = shipped.spawn(db_url)
+        # Not in retry_on: dead after its one attempt, on the worker that has no code of it.
+        dead = await eventually(lambda: settled(app, value.id), 60)
+        assert (dead.status, dead.attempts) == ("dead", 1)
+        assert "ValueError" in (dead.last_error or "")
+        # In retry_on (a builtin type, and one shipped by value): retried, at the shipped
+        # backoff's delay (the queue's curve would retry within seconds).
+        for ref in (key, dropped):
+            failed = await eventually(lambda ref=ref: settled(app, ref.id), 60)
+            seen = time.time()
+            assert (failed.status, failed.attempts) == ("failed", 1)
+            retry_at = failed.scheduled_at.timestamp()
+            assert started + BACKOFF_S - 60 < retry_at < seen + BACKOFF_S + 60, retry_at - seen
+        # redact= travels too: the worker masks the field's value in the job's log.
+        assert await secret.wait(timeout=60) == "told"
+        logs = await eventually(lambda: app.job_logs(secret.id), 30)
+        text = "".join(entry.text for entry in logs)
+        assert "token is [redacted]" in text and "s3cr3t-t0ken" not in text
+    assert shipped.stop() == {worker.pid: 0}
+
+
+def test_a_policy_change_is_a_new_version_and_loads_with_its_handler() -> None:
+    def handler(**policy: Any) -> Any:
+        return handler_for_function(
+            picky,
+            kind="picky",
+            queue=None,
+            max_attempts=3,
+            concurrency=None,
+            timeout=None,
+            priority=0,
+            policy=kind_policy(**policy),
+        )
+
+    plain = shipped_code.build(handler(), b"k", "0.1.0", now=1.0)
+    on_key = shipped_code.build(handler(retry_on=(KeyError,)), b"k", "0.1.0", now=1.0)
+    on_value = shipped_code.build(handler(retry_on=(ValueError,)), b"k", "0.1.0", now=1.0)
+    backing = shipped_code.build(
+        handler(retry_on=(KeyError,), backoff=slow_backoff), b"k", "0.1.0", now=1.0
+    )
+    again = shipped_code.build(handler(retry_on=(KeyError,)), b"k", "0.1.0", now=1.0)
+    versions = [r.version for r in (plain, on_key, on_value, backing)]
+    assert len(set(versions)) == 4, "each policy is its own version"
+    assert again.version == on_key.version, "the same policy, the same version"
+    redacted = shipped_code.build(
+        dataclasses.replace(handler(), redact=("error",)), b"k", "0.1.0", now=1.0
+    )
+    assert redacted.version not in versions
+    # The policy is inside the signed bytes: altering them breaks the signature.
+    assert backing.code is not None and shipped_code.verifies([b"k"], backing)
+    loaded = shipped_code.load_handler(backing)
+    assert loaded.policy is not None and loaded.policy.retry_on == (KeyError,)
+    assert loaded.policy.backoff is not None and loaded.policy.backoff(2) == 2 * BACKOFF_S
+    assert shipped_code.load_handler(redacted).redact == ("error",)
+    # A kind without a policy keeps the format-1 bundle (and the versions it had).
+    assert plain.code is not None
+    assert pickle.loads(plain.code)[0] == shipped_code.BUNDLE_FORMAT
+    assert pickle.loads(backing.code)[0] == shipped_code.BUNDLE_FORMAT_POLICY
+    assert shipped_code.load_handler(plain).policy is None
+
+
+async def test_redecorating_with_another_policy_ships_a_new_version(db_url: str) -> None:
+    async with fnb.App(db_url, ship_code=True) as app:
+        app.job(kind="picky", queue="default", retry_on=KeyError)(picky)
+        first = app.code_version("picky")
+        app.job(kind="picky", queue="default", retry_on=KeyError)(picky)
+        assert app.code_version("picky") == first
+        app.job(kind="picky", queue="default", retry_on=ValueError)(picky)
+        second = app.code_version("picky")
+        app.job(kind="picky", queue="default", retry_on=ValueError, backoff=slow_backoff)(picky)
+        third = app.code_version("picky")
+        assert len({first, second, third}) == 3
+        assert await app.publish_code() == [third]  # the kind's current version
+
+
+def old_row(kind: str, fn: Any, options: dict[str, Any], key: bytes) -> shipped_code.ShippedCode:
+    """A row as forge-nb wrote it before policies shipped: format 1, the six options only."""
+    import cloudpickle
+
+    module = sys.modules[fn.__module__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        code, sources = process_ship.dump_by_value(("function", fn, options))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    blob = pickle.dumps(("forge-nb-code/1", code, sorted(sources.items())))
+    unsigned = shipped_code.ShippedCode(
+        version=shipped_code.content_version(kind, blob),
+        kind=kind,
+        python=shipped_code.python_minor(),
+        forge_nb_version="0.1.0",
+        signature="",
+        created_at=1.0,
+        code=blob,
+    )
+    return dataclasses.replace(unsigned, signature=shipped_code.sign(key, unsigned, blob))
+
+
+async def test_an_old_row_without_a_policy_still_runs_on_a_remote_worker(
+    db_url: str, shipped: Shipped
+) -> None:
+    options = {
+        "queue": "default",
+        "max_attempts": 2,
+        "concurrency": None,
+        "timeout": None,
+        "priority": 0,
+        "executor": "thread",
+    }
+    row = old_row("old_triple", triple, options, KEY.encode())
+    loaded = shipped_code.load_handler(row)
+    assert loaded.policy is None and loaded.redact == () and loaded.executor == "thread"
+    async with fnb.App(db_url, **FAST) as app:
+        await app.ensure_queue("default", workers=1)
+        await (await app.storage()).publish_code(row)
+        ref = await app.enqueue(fnb.EnqueueRequest(kind="old_triple", payload={"n": 7}))
+        worker = shipped.spawn(db_url)
+        assert await ref.wait(timeout=60) == 21
+        job = await app.job(ref.id)
+        assert job is not None and job.attempts == 1
+    assert shipped.stop() == {worker.pid: 0}
