@@ -99,7 +99,9 @@ async def test_shared_bucket_holds_its_budget_across_processes(
             assert j - i + 1 <= capacity + refill * window + 1, (i, j, window)
 
 
-async def test_metrics_add_up_across_processes(db_url: str, spawn_worker: Spawn) -> None:
+async def test_metrics_add_up_across_processes(
+    db_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
     async with fnb.App(db_url) as app:
         await app.ensure_queue("default")
         a, b = spawn_worker(db_url), spawn_worker(db_url)
@@ -111,6 +113,8 @@ async def test_metrics_add_up_across_processes(db_url: str, spawn_worker: Spawn)
             worker.send_signal(signal.SIGTERM)  # a clean stop flushes the last metrics
         await asyncio.to_thread(a.wait, 30)
         await asyncio.to_thread(b.wait, 30)
+        logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("worker-*.log")))
+        assert (a.returncode, b.returncode) == (0, 0), logs  # a clean stop, its flush included
         points = await app.metrics()
         counts = (await app.counts())["default"]
     totals = {k: sum(p[k] for p in points) for k in ("enqueued", "started", "completed", "dead")}
@@ -119,7 +123,7 @@ async def test_metrics_add_up_across_processes(db_url: str, spawn_worker: Spawn)
         "started": 200,
         "completed": counts["done"],
         "dead": counts["dead"],
-    }
+    }, (points, logs)
     assert counts["done"] == 150 and counts["dead"] == 50
 
 
