@@ -146,29 +146,14 @@ class PostgresStorage(SqlCore):
         return StorageError(f"Postgres error on {self.safe_url}: {reason}")
 
     @contextlib.asynccontextmanager
-    async def _connection(self, *, transaction: bool) -> AsyncIterator[Any]:
-        """A pooled connection (optionally in a transaction) with driver errors translated."""
+    async def _connection(self, *, transaction: bool, lane: bool = False) -> AsyncIterator[Any]:
+        """A pooled connection (optionally in a transaction) with driver errors translated;
+        ``lane``: the enqueue lane's kept connection when it is free (`postgres_lane`)."""
         pool = self._pool
         if pool is None:
             raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
         try:
-            async with pool.acquire() as conn:
-                if transaction:
-                    async with conn.transaction():
-                        yield conn
-                else:
-                    yield conn
-        except ANY_DATABASE_ERROR as exc:
-            raise self._translate(exc) from exc
-
-    @contextlib.asynccontextmanager
-    async def _enqueue_connection(self, *, transaction: bool) -> AsyncIterator[Any]:
-        """`_connection` on the enqueue lane's kept connection when it is free."""
-        pool = self._pool
-        if pool is None:
-            raise StorageError(f"storage for {self.safe_url} is not open (call open() first)")
-        try:
-            async with self._lane.connection(pool) as conn:
+            async with self._lane.connection(pool) if lane else pool.acquire() as conn:
                 if transaction:
                     async with conn.transaction():
                         yield conn
@@ -342,7 +327,7 @@ class PostgresStorage(SqlCore):
         self._listener = listener
 
     async def _notify(self, queues: list[str]) -> None:
-        async with self._enqueue_connection(transaction=False) as conn:  # no pool round
+        async with self._connection(transaction=False, lane=True) as conn:  # no pool round
             await conn.execute(Q["notify_queues"], NOTIFY_CHANNEL, queues)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
@@ -369,13 +354,13 @@ class PostgresStorage(SqlCore):
             results = await self._enqueue_linked(prepared, links, now, more)
         elif all(row[6] is None for row in prepared):
             if len(prepared) >= COPY_MIN_ROWS:
-                async with self._enqueue_connection(transaction=True) as conn:
+                async with self._connection(transaction=True, lane=True) as conn:
                     results = await statements.copy_plain(conn, prepared, now)
             elif len(prepared) == 1:
                 return [await self._insert_one(prepared[0], now)]
             else:
                 # One statement, so no explicit transaction: a single round trip.
-                async with self._enqueue_connection(transaction=False) as conn:
+                async with self._connection(transaction=False, lane=True) as conn:
                     results = await statements.insert_plain(conn, prepared, now)
         else:
             async with self._tx() as conn:

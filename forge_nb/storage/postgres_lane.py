@@ -45,9 +45,7 @@ class Lane:
             except BaseException:
                 await self._drop()  # the pool rolls back or replaces it
                 raise
-            self._uses += 1
-            if self._uses >= RENEW_AFTER or self._closing:
-                await self._drop()
+            await self._used()
         finally:
             self._busy = False
 
@@ -69,9 +67,7 @@ class Lane:
             except BaseException:
                 await self._drop()  # the pool rolls back or replaces it
                 raise
-            self._uses += 1
-            if self._uses >= RENEW_AFTER or self._closing:
-                await self._drop()
+            await self._used()
             return value
         finally:
             self._busy = False
@@ -81,6 +77,13 @@ class Lane:
         if self._conn is None or self._pool is not pool:
             await self._drop()
             self._conn, self._pool, self._uses = await pool.acquire(), pool, 0
+
+    async def _used(self) -> None:
+        """One more statement on the kept connection: hand it back when due for renewal or
+        when the lane is closing."""
+        self._uses += 1
+        if self._uses >= RENEW_AFTER or self._closing:
+            await self._drop()
 
     async def _drop(self) -> None:
         self._prepared = {}
