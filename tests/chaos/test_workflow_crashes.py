@@ -31,8 +31,11 @@ async def test_kill_9_a_worker_every_second_during_a_fan_out_and_fan_in(
     db_url: str, workers: Workers, tmp_path: Path
 ) -> None:
     async with fnb.App(db_url) as app:
+        # Two slots per process: 2,000 naps of 15 ms on average then take at least 5 s on
+        # the 6 slots, so the run lasts several kill intervals however fast the machine is
+        # (with 10 slots per process it once drained in 2 s, before the third kill).
         await app.ensure_queue(
-            "default", workers=10, backoff_base_seconds=0.05, backoff_max_seconds=0.2
+            "default", workers=2, backoff_base_seconds=0.05, backoff_max_seconds=0.2
         )
         stable = [workers.spawn(db_url, *WORKER_FLAGS, heartbeat=0.5) for _ in range(2)]
         victim = workers.spawn(db_url, *WORKER_FLAGS, heartbeat=0.5)
