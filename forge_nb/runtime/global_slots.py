@@ -37,7 +37,8 @@ async def rebalance(pool: QueuePool) -> None:
         # Above its share: claim no more than the share from now on (first here, then in
         # the database), and give back the slots no running job uses.
         pool.global_cap = min(usable, share)
-        keep = max(share, len(pool.running) + pool.unsettled)
+        # A claim in flight may be about to start jobs in the slots it counted on.
+        keep = max(share, len(pool.running) + pool.unsettled + pool.claiming)
         if held > keep:
             await storage.release_queue_slots(pool.name, host, held - keep)
             held, usable = await storage.held_queue_slots(pool.name, host, limit)

@@ -88,6 +88,8 @@ class QueuePool:
         #: Runs that ended here but whose finish is not committed yet: under a global_limit
         #: they still hold their slot (the database counts them running until then).
         self.unsettled = 0
+        #: Jobs a claim now in flight may bring: a rebalance must not give their slots away.
+        self.claiming = 0
 
     # -- slots ------------------------------------------------------------------
     def running_job(self, job: ClaimedJob, slot: int) -> RunningJob:
@@ -220,6 +222,7 @@ class QueuePool:
             jobs: list[ClaimedJob] = []
             if size > 0 and kinds:
                 now = time.time()
+                self.claiming = size
                 try:
                     jobs = await self.handle.storage.claim(
                         self.name,
@@ -234,6 +237,8 @@ class QueuePool:
                     self.handle.health.failed(f"claim from {self.name}", exc)
                     await _wait(self._wake, ERROR_RETRY_S)
                     continue
+                finally:
+                    self.claiming = 0
                 self.handle.health.ok()
                 for job in jobs:
                     self._start(job)

@@ -352,7 +352,7 @@ async def test_cancel_kills_a_child_that_ignores_it_within_2_s(
 
     await app.start()
     ref = await stubborn.enqueue(str(pid_file))
-    await eventually(lambda: _exists(pid_file), timeout=30)
+    await eventually(lambda: _written(pid_file), timeout=30)
     pid = int(pid_file.read_text())
     started = time.monotonic()
     await ref.cancel()
@@ -422,7 +422,7 @@ async def test_timeout_kills_the_child(app: fnb.App, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     ref = await process.enqueue(str(pid_file))
     thread_ref = await thread.enqueue(str(pid_file))
-    await eventually(lambda: _exists(pid_file), timeout=30)
+    await eventually(lambda: _written(pid_file), timeout=30)
     pid = int(pid_file.read_text())
     with pytest.raises(fnb.JobDead) as info:
         await ref.wait(timeout=20)
@@ -442,6 +442,11 @@ async def test_timeout_kills_the_child(app: fnb.App, tmp_path: Path) -> None:
 
 async def _exists(path: Path) -> bool:
     return path.exists()
+
+
+async def _written(path: Path) -> bool:
+    """Whether the file holds text (it exists, empty, between its creation and the write)."""
+    return path.exists() and path.read_text() != ""
 
 
 # -- pool lifecycle -----------------------------------------------------------------------------
