@@ -28,7 +28,11 @@ def latest_version(backend: str) -> int:
     return migrations[-1][0] if migrations else 0
 
 
-QUERY_HEADER = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
+QUERY_HEADER = re.compile(r"^-- ([a-z0-9_]+|\{[a-z0-9_]+\}) --$", re.MULTILINE)
+#: A part several statements share, written once under a header in braces (``-- {name} --``)
+#: and filled in wherever a statement (or another part) names it as ``{name}`` when the file
+#: is read. Other ``{markers}`` are left for the code to fill in at run time.
+FRAGMENT_MARK = re.compile(r"\{([a-z0-9_]+)\}")
 #: Statements whose text is the same in both dialects (``sql/common.sql``), written with
 #: Postgres's ``$n`` parameters; SQLite reads them as ``?n``.
 COMMON_QUERIES = "common.sql"
@@ -43,9 +47,11 @@ def load_queries(backend: str) -> dict[str, str]:
     """Named queries (procrastinate-style ``-- name --``) for ``backend``: those written once
     for both dialects (``sql/common.sql``), those both have in their own words
     (``sql/<backend>/queries.sql``) and this dialect's own (``sql/<backend>/dialect.sql``)."""
-    queries = read_common_queries(backend)
-    for file in SHARED_QUERIES, DIALECT_QUERIES:
-        for name, body in read_query_file(backend, file).items():
+    files = _read_files(backend)
+    parts = _fragments(files)
+    queries: dict[str, str] = {}
+    for entries in files.values():
+        for name, body in _statements(entries, parts).items():
             if name in queries:
                 raise RuntimeError(f"query {name!r} is named twice in sql/ for {backend}")
             queries[name] = body
@@ -54,18 +60,64 @@ def load_queries(backend: str) -> dict[str, str]:
 
 def read_common_queries(backend: str) -> dict[str, str]:
     """The statements of ``sql/common.sql``, with SQLite's ``?n`` for ``$n`` on SQLite."""
-    queries = _parse(_sql_text(COMMON_QUERIES))
-    if backend == "sqlite":
-        queries = {name: _DOLLAR_PARAM.sub(r"?\1", body) for name, body in queries.items()}
-    return queries
+    return read_query_file(backend, COMMON_QUERIES)
+
+
+def read_query_file(backend: str, file: str) -> dict[str, str]:
+    """The named queries of one file ``backend`` reads (its ``{parts}`` filled in)."""
+    files = _read_files(backend)
+    return _statements(files[file], _fragments(files))
+
+
+def fragments(backend: str) -> dict[str, str]:
+    """The ``{parts}`` ``backend``'s statements share, by name (without the braces)."""
+    return _fragments(_read_files(backend))
 
 
 _DOLLAR_PARAM = re.compile(r"\$(\d+)")
 
 
-def read_query_file(backend: str, file: str) -> dict[str, str]:
-    """The named queries of one file of ``sql/<backend>/``."""
-    return _parse(_sql_text(backend, file))
+def _read_files(backend: str) -> dict[str, dict[str, str]]:
+    """Every entry (statements and ``{parts}``) of the three files ``backend`` reads, by file."""
+    common = _parse(_sql_text(COMMON_QUERIES))
+    if backend == "sqlite":
+        common = {name: _DOLLAR_PARAM.sub(r"?\1", body) for name, body in common.items()}
+    files = {COMMON_QUERIES: common}
+    for file in SHARED_QUERIES, DIALECT_QUERIES:
+        files[file] = _parse(_sql_text(backend, file))
+    return files
+
+
+def _fragments(files: dict[str, dict[str, str]]) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for entries in files.values():
+        for name, body in entries.items():
+            if name.startswith("{"):
+                if name[1:-1] in parts:
+                    raise RuntimeError(f"part {name} is written twice in sql/")
+                # It may name parts written before it (in file order): no cycles.
+                parts[name[1:-1]] = _fill(body, parts)
+    return parts
+
+
+def _statements(entries: dict[str, str], parts: dict[str, str]) -> dict[str, str]:
+    return {name: _fill(body, parts) for name, body in entries.items() if not name.startswith("{")}
+
+
+def _fill(body: str, parts: dict[str, str]) -> str:
+    """``body`` with each ``{part}`` it names written out, its lines indented as the line
+    naming it (so a logged statement reads as if written whole)."""
+
+    def part(match: re.Match[str]) -> str:
+        text = parts.get(match.group(1))
+        if text is None:
+            return match.group(0)
+        line_start = body.rfind("\n", 0, match.start()) + 1
+        line = body[line_start : match.start()]
+        indent = line[: len(line) - len(line.lstrip())]
+        return text.replace("\n", "\n" + indent)
+
+    return FRAGMENT_MARK.sub(part, body)
 
 
 def _sql_text(*path: str) -> str:

@@ -16,6 +16,7 @@ from forge_nb.storage.schema import (
     COMMON_QUERIES,
     DIALECT_QUERIES,
     SHARED_QUERIES,
+    fragments,
     load_queries,
     read_common_queries,
     read_query_file,
@@ -73,3 +74,23 @@ def test_every_statement_is_used_by_the_code(backend: str) -> None:
     code = "\n".join(p.read_text() for p in STORAGE.glob("*.py"))
     unused = [name for name in load_queries(backend) if f'"{name}"' not in code]
     assert not unused, f"{backend}: statements no code runs: {unused}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_shared_parts_are_written_out_where_named_and_each_is_used(backend: str) -> None:
+    """A ``-- {part} --`` is text several statements share: each statement that names it reads
+    it whole (so the database never sees a ``{part}`` marker), and a part nothing names is
+    dead text."""
+    parts = fragments(backend)
+    assert {"job_columns", "runnable", "metric_columns"} <= parts.keys()
+    queries = load_queries(backend)
+    for name, text in queries.items():
+        assert not [p for p in parts if "{" + p + "}" in text], name
+    files = [STORAGE / "sql" / COMMON_QUERIES]
+    files += [STORAGE / "sql" / backend / f for f in (SHARED_QUERIES, DIALECT_QUERIES)]
+    source = "\n".join(f.read_text() for f in files)
+    unused = [p for p in parts if source.count("{" + p + "}") < 2]  # its header, then a use
+    assert not unused, f"{backend}: parts no statement names: {unused}"
+    columns = " ".join(parts["job_columns"].split())
+    for name in ("get_job", "list_jobs", "dependents_of"):
+        assert " ".join(queries[name].split()).startswith(f"SELECT {columns} FROM")

@@ -3,6 +3,27 @@
 -- as ?n. What differs between the dialects lives in sql/<dialect>/queries.sql (the same
 -- names in both) and sql/<dialect>/dialect.sql (one dialect's own).
 
+-- {job_columns} --
+-- A job row's columns, in the order of `rows.job_record` (every statement that reads whole
+-- jobs names this part, so a new column is added here once).
+id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
+last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
+started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
+waiting_on, expires_at, concurrency_key
+
+-- {runnable} --
+-- A job a claim may take at $2: waiting its turn, due, not expired, and its concurrency
+-- key (if any) has a free place.
+status IN ('pending', 'failed') AND scheduled_at <= $2
+AND (expires_at IS NULL OR expires_at > $2)
+AND (concurrency_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM forge_nb_key_slots AS s
+    WHERE s.key = concurrency_key AND s.running >= s.key_limit))
+
+-- {metric_columns} --
+-- A metric row's counters and histograms, in `MetricRow` order after its key columns.
+enqueued, started, completed, failed, retried, throttled, dead, processing_hist, e2e_hist
+
 -- job_events --
 SELECT job_id, at, event, attempt, message FROM forge_nb_job_events WHERE job_id = $1 ORDER BY id
 
@@ -84,37 +105,25 @@ SELECT version, kind, python, forge_nb_version, signature, created_at, code
 FROM forge_nb_code WHERE version = $1
 
 -- get_job --
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
+SELECT {job_columns}
 FROM forge_nb_jobs WHERE id = $1
 
 -- list_jobs --
 -- A page of jobs newest first; {where}: the filter's terms (bound parameters), {limit}: the
 -- page size's parameter.
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
+SELECT {job_columns}
 FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
 
 -- list_scheduled_jobs --
 -- list_jobs for the Scheduled view: soonest first.
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
+SELECT {job_columns}
 FROM forge_nb_jobs WHERE {where} ORDER BY scheduled_at, id LIMIT {limit}
 
 -- list_tagged_jobs --
 -- list_jobs for one tag ($1): its range of the tags' primary key read newest first, each job
 -- joined by id, so a page stops after {limit} matches at any table size. {where}: the other
 -- terms (job_id for the cursor).
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
+SELECT {job_columns}
 FROM forge_nb_job_tags JOIN forge_nb_jobs ON id = job_id
 WHERE tag = {tag} AND {where} ORDER BY job_id DESC LIMIT {limit}
 
@@ -160,19 +169,13 @@ FROM forge_nb_job_deps AS d JOIN forge_nb_jobs AS j ON j.id = d.depends_on
 WHERE d.job_id = $1
 
 -- dependencies_of --
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
+SELECT {job_columns}
 FROM forge_nb_jobs
 WHERE id IN (SELECT depends_on FROM forge_nb_job_deps WHERE job_id = $1)
 ORDER BY id LIMIT $2
 
 -- dependents_of --
-SELECT id, kind, queue, status, priority, attempts, max_attempts, payload, result, last_error,
-       last_traceback, progress, progress_message, unique_key, created_at, scheduled_at,
-       started_at, finished_at, claimed_by, cancel_requested_at, code_version, dependencies,
-       waiting_on, expires_at, concurrency_key
+SELECT {job_columns}
 FROM forge_nb_jobs
 WHERE id IN (SELECT job_id FROM forge_nb_job_deps WHERE depends_on = $1)
 ORDER BY id LIMIT $2

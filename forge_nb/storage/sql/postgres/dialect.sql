@@ -55,34 +55,13 @@ WITH new_queues AS (
     INSERT INTO forge_nb_queues (name) SELECT unnest($10::text[]) ON CONFLICT DO NOTHING
 ),
 inserted AS (
-    INSERT INTO forge_nb_jobs
-        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
-         created_at)
-    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
-           $9
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
-                $7::text[], $8::text[])
-         WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
-                               unique_key, code_version, ord)
-    ORDER BY ord
+    {insert_job_rows}
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND status IN ('waiting', 'pending', 'running', 'failed')
     DO NOTHING
     RETURNING id, unique_key, queue
 ),
-counted AS (
-    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    SELECT $11, queue, '*' || pg_backend_pid(), count(*)
-    FROM inserted GROUP BY queue ORDER BY queue
-    ON CONFLICT (minute, queue, host_id)
-    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
-),
-counted_jobs AS (  -- the pending counts (migration 8: inserts count themselves)
-    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
-    SELECT queue, 'pending', pg_backend_pid(), count(*)
-    FROM inserted GROUP BY queue ORDER BY queue
-    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
-)
+{count_inserted}
 SELECT id, unique_key FROM inserted
 
 -- live_jobs_by_unique_keys --
@@ -268,15 +247,11 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
 -- list_jobs for a queue ($1) alone: the page newest first below id $2, read from the
 -- (queue, status, id) index one status range at a time ($4: every status), each range
 -- backwards and stopped after $3 rows, the ranges' rows merged (at most $3 per status).
-SELECT j.id, j.kind, j.queue, j.status, j.priority, j.attempts, j.max_attempts, j.payload,
-       j.result, j.last_error, j.last_traceback, j.progress, j.progress_message, j.unique_key,
-       j.created_at, j.scheduled_at, j.started_at, j.finished_at, j.claimed_by,
-       j.cancel_requested_at, j.code_version, j.dependencies, j.waiting_on, j.expires_at,
-       j.concurrency_key
-FROM unnest($4::text[]) AS s (status)
+SELECT {job_columns}
+FROM unnest($4::text[]) AS s (wanted)
 CROSS JOIN LATERAL (
     SELECT * FROM forge_nb_jobs
-    WHERE queue = $1 AND status = s.status AND id < $2
+    WHERE queue = $1 AND status = s.wanted AND id < $2
     ORDER BY id DESC LIMIT $3
 ) AS j
 ORDER BY j.id DESC LIMIT $3

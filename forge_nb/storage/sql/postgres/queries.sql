@@ -1,29 +1,26 @@
 -- Statements both backends have, under the same names (dialect.sql: Postgres's own).
 -- Parameters are numbered ($n); batches travel as arrays expanded with unnest().
 
--- insert_jobs --
--- A whole batch in one statement: create the missing queues ($10, sorted), insert the rows in
--- input order (ORDER BY ord: identities rise with it), add them to the minute's ($11)
--- ``enqueued`` metric (queues in order so concurrent enqueuers cannot deadlock). The row's
--- host is '*' plus the connection's backend pid: concurrent enqueuers on other connections
--- update other rows instead of queueing behind one row lock until each other's commit.
--- The new ids come back as one sorted array (one value to decode, not a row per job).
-WITH new_queues AS (
-    INSERT INTO forge_nb_queues (name) SELECT unnest($10::text[]) ON CONFLICT DO NOTHING
-),
-inserted AS (
-    INSERT INTO forge_nb_jobs
-        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
-         created_at)
-    SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
-           $9
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
-                $7::text[], $8::text[])
-         WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
-                               unique_key, code_version, ord)
-    ORDER BY ord
-    RETURNING id, unique_key, queue
-),
+-- {insert_job_rows} --
+-- A batch of jobs from the arrays $1 … $8 (created at $9), inserted in input order
+-- (ORDER BY ord: identities rise with it); the statement says what it returns.
+INSERT INTO forge_nb_jobs
+    (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+     created_at)
+SELECT kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+       $9
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
+            $7::text[], $8::text[])
+     WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
+                           unique_key, code_version, ord)
+ORDER BY ord
+
+-- {count_inserted} --
+-- The rows of ``inserted`` (id, unique_key, queue) added to the minute's ($11) ``enqueued``
+-- metric and to the pending counts (migration 8: inserts count themselves), queues in order
+-- so concurrent enqueuers cannot deadlock. The row's host is '*' plus the connection's
+-- backend pid: concurrent enqueuers on other connections update other rows instead of
+-- queueing behind one row lock until each other's commit.
 counted AS (
     INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
     SELECT $11, queue, '*' || pg_backend_pid(), count(*)
@@ -37,6 +34,31 @@ counted_jobs AS (  -- the pending counts (migration 8: inserts count themselves)
     FROM inserted GROUP BY queue ORDER BY queue
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
 )
+
+-- {take_picked} --
+-- A claim takes the rows of ``picked`` (claimer $4, now $2) and returns them as
+-- `rows.claimed_job` reads them.
+UPDATE forge_nb_jobs j
+SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at = $2,
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
+          j.created_at, j.scheduled_at, j.code_version, j.dependencies
+
+-- insert_jobs --
+-- A whole batch in one statement: create the missing queues ($10, sorted), insert the rows
+-- and count them ({insert_job_rows}, {count_inserted}). The new ids come back as one sorted
+-- array (one value to decode, not a row per job).
+WITH new_queues AS (
+    INSERT INTO forge_nb_queues (name) SELECT unnest($10::text[]) ON CONFLICT DO NOTHING
+),
+inserted AS (
+    {insert_job_rows}
+    RETURNING id, unique_key, queue
+),
+{count_inserted}
 SELECT array_agg(id ORDER BY id) FROM inserted
 
 -- count_enqueued --
@@ -73,24 +95,13 @@ WHERE unique_key = $1 AND status IN ('waiting', 'pending', 'running', 'failed')
 -- leads with (queue, kind), so this sorts the queue's runnable jobs: slow on a big backlog.
 WITH picked AS (
     SELECT id FROM forge_nb_jobs
-    WHERE queue = $1 AND status IN ('pending', 'failed') AND scheduled_at <= $2
-      AND (expires_at IS NULL OR expires_at > $2)
-      AND (concurrency_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM forge_nb_key_slots AS s
-          WHERE s.key = concurrency_key AND s.running >= s.key_limit))
+    WHERE queue = $1 AND {runnable}
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = $1 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-UPDATE forge_nb_jobs j
-SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at = $2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
-    expires_at = NULL
-FROM picked
-WHERE j.id = picked.id
-RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
-          j.created_at, j.scheduled_at, j.code_version, j.dependencies
+{take_picked}
 
 -- claim_kinds --
 -- The claim of a process: the best runnable jobs of one queue ($1) among the kinds it runs.
@@ -121,24 +132,13 @@ WITH picked AS (
     WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = $1 AND q.paused)
     LIMIT $3
 )
-UPDATE forge_nb_jobs j
-SET status = 'running', attempts = j.attempts + 1, claimed_by = $4, started_at = $2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
-    expires_at = NULL
-FROM picked
-WHERE j.id = picked.id
-RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priority,
-          j.created_at, j.scheduled_at, j.code_version, j.dependencies
+{take_picked}
 
 -- claim_arm --
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
 -- Its own ORDER BY and LIMIT keep it an ordered index range under the merge.
 (SELECT ctid AS tid, id, priority, scheduled_at FROM forge_nb_jobs
- WHERE queue = $1 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= $2
-   AND (expires_at IS NULL OR expires_at > $2)
-   AND (concurrency_key IS NULL OR NOT EXISTS (
-       SELECT 1 FROM forge_nb_key_slots AS s
-       WHERE s.key = concurrency_key AND s.running >= s.key_limit))
+ WHERE queue = $1 AND kind = {kind} AND {runnable}
  ORDER BY priority DESC, scheduled_at, id
  LIMIT $5)
 
@@ -146,11 +146,7 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.attempts, j.max_attempts, j.priori
 -- claim_arm less the shipped code versions this process cannot run ({excluded}: an array):
 -- their jobs stay pending for a process that can. Only when there are such versions.
 (SELECT ctid AS tid, id, priority, scheduled_at FROM forge_nb_jobs
- WHERE queue = $1 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= $2
-   AND (expires_at IS NULL OR expires_at > $2)
-   AND (concurrency_key IS NULL OR NOT EXISTS (
-       SELECT 1 FROM forge_nb_key_slots AS s
-       WHERE s.key = concurrency_key AND s.running >= s.key_limit))
+ WHERE queue = $1 AND kind = {kind} AND {runnable}
    AND (code_version IS NULL OR code_version <> ALL ({excluded}::text[]))
  ORDER BY priority DESC, scheduled_at, id
  LIMIT $5)
@@ -308,20 +304,22 @@ WHERE scope = $1 AND held_until <= $3 AND $2 > 0 AND $2 <= capacity
   AND least(capacity, tokens + greatest(0.0, $3 - updated_at) * refill_per_second) >= $2
 RETURNING scope
 
+-- {metric_values_from_excluded} --
+-- An upsert of a metric row replaces all its counters and histograms.
+enqueued = EXCLUDED.enqueued, started = EXCLUDED.started, completed = EXCLUDED.completed,
+failed = EXCLUDED.failed, retried = EXCLUDED.retried, throttled = EXCLUDED.throttled,
+dead = EXCLUDED.dead, processing_hist = EXCLUDED.processing_hist,
+e2e_hist = EXCLUDED.e2e_hist
+
 -- write_metrics --
 INSERT INTO forge_nb_metrics
-    (minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
-     processing_hist, e2e_hist)
+    (minute, queue, host_id, {metric_columns})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (minute, queue, host_id) DO UPDATE SET
-    enqueued = EXCLUDED.enqueued, started = EXCLUDED.started, completed = EXCLUDED.completed,
-    failed = EXCLUDED.failed, retried = EXCLUDED.retried, throttled = EXCLUDED.throttled,
-    dead = EXCLUDED.dead, processing_hist = EXCLUDED.processing_hist,
-    e2e_hist = EXCLUDED.e2e_hist
+    {metric_values_from_excluded}
 
 -- read_metrics --
-SELECT minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
-       processing_hist, e2e_hist
+SELECT minute, queue, host_id, {metric_columns}
 FROM forge_nb_metrics
 WHERE minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR queue = $3)
 ORDER BY minute, queue, host_id
@@ -374,22 +372,17 @@ SELECT count(*) FROM gone
 
 -- write_rollup --
 INSERT INTO forge_nb_metric_rollups
-    (step, minute, queue, enqueued, started, completed, failed, retried, throttled, dead,
-     processing_hist, e2e_hist)
+    (step, minute, queue, {metric_columns})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (step, minute, queue) DO UPDATE SET
-    enqueued = EXCLUDED.enqueued, started = EXCLUDED.started, completed = EXCLUDED.completed,
-    failed = EXCLUDED.failed, retried = EXCLUDED.retried, throttled = EXCLUDED.throttled,
-    dead = EXCLUDED.dead, processing_hist = EXCLUDED.processing_hist,
-    e2e_hist = EXCLUDED.e2e_hist
+    {metric_values_from_excluded}
 
 -- write_rollup_mark --
 INSERT INTO forge_nb_rollup_marks (step, through) VALUES ($1, $2)
 ON CONFLICT (step) DO UPDATE SET through = EXCLUDED.through
 
 -- read_rollups --
-SELECT minute, queue, '*', enqueued, started, completed, failed, retried, throttled, dead,
-       processing_hist, e2e_hist
+SELECT minute, queue, '*', {metric_columns}
 FROM forge_nb_metric_rollups
 WHERE step = $1 AND minute BETWEEN $2 AND $3 AND ($4::text IS NULL OR queue = $4)
 ORDER BY minute, queue

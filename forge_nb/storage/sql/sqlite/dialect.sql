@@ -15,25 +15,17 @@ UPDATE forge_nb_job_counts SET n = n + ? WHERE queue = ? AND status = 'pending'
 -- claim_kinds for more kinds than one compound SELECT may hold (?5: a JSON array of them;
 -- ?6: a JSON array of code versions not to claim):
 -- correct, but it sorts the queue's runnable jobs of those kinds.
-UPDATE forge_nb_jobs
-SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
-    expires_at = NULL
+{take_jobs}
 WHERE id IN (
     SELECT id FROM forge_nb_jobs
-    WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
-      AND (expires_at IS NULL OR expires_at > ?2)
-      AND (concurrency_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM forge_nb_key_slots AS s
-          WHERE s.key = concurrency_key AND s.running >= s.key_limit))
+    WHERE queue = ?3 AND {runnable}
       AND kind IN (SELECT value FROM json_each(?5))
       AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each(?6)))
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT ?4
 )
-RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-          code_version, dependencies
+RETURNING {claimed_columns}
 
 -- finish_done --
 -- Returns the job's concurrency key: a keyed job's end may promote its key's next held job.

@@ -2,6 +2,18 @@
 -- Parameters: numbered (?1, ?2, …) in the order of the Postgres twin wherever the SQL core
 -- (storage/core.py) runs the statement; positional (?) in the backend's own steps.
 
+-- {take_jobs} --
+-- A claim takes the jobs its WHERE picks (claimer ?1, now ?2).
+UPDATE forge_nb_jobs
+SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
+    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
+    expires_at = NULL
+
+-- {claimed_columns} --
+-- What a claim returns of each job it took, as `rows.claimed_job` reads it.
+id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
+code_version, dependencies
+
 -- ensure_queue_row --
 INSERT OR IGNORE INTO forge_nb_queues (name) VALUES (?)
 
@@ -29,23 +41,15 @@ WHERE unique_key = ? AND status IN ('waiting', 'pending', 'running', 'failed')
 -- Any kind (tools and tests; workers claim by kind with claim_kinds): the best runnable
 -- jobs of one queue to running in one statement. The claim index leads with (queue, kind),
 -- so this sorts the queue's runnable jobs: slow on a big backlog.
-UPDATE forge_nb_jobs
-SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
-    expires_at = NULL
+{take_jobs}
 WHERE id IN (
     SELECT id FROM forge_nb_jobs
-    WHERE queue = ?3 AND status IN ('pending', 'failed') AND scheduled_at <= ?2
-      AND (expires_at IS NULL OR expires_at > ?2)
-      AND (concurrency_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM forge_nb_key_slots AS s
-          WHERE s.key = concurrency_key AND s.running >= s.key_limit))
+    WHERE queue = ?3 AND {runnable}
       AND NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
     ORDER BY priority DESC, scheduled_at, id
     LIMIT ?4
 )
-RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-          code_version, dependencies
+RETURNING {claimed_columns}
 
 -- claim_kinds --
 -- The claim of a process: the best runnable jobs of one queue (?3) among the kinds it runs,
@@ -53,36 +57,24 @@ RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at
 -- UNION ALL: each reads its kind's range of the claim index in claim order and the compound
 -- ORDER BY merges them (MERGE (UNION ALL), no sort), stopping after ?4 rows. Jobs of other
 -- kinds are never read, however many wait ahead.
-UPDATE forge_nb_jobs
-SET status = 'running', attempts = attempts + 1, claimed_by = ?1, started_at = ?2,
-    cancel_requested_at = NULL, progress = NULL, progress_message = NULL,
-    expires_at = NULL
+{take_jobs}
 WHERE id IN (
     SELECT id FROM ({arms} ORDER BY priority DESC, scheduled_at, id LIMIT ?4)
     WHERE NOT EXISTS (SELECT 1 FROM forge_nb_queues q WHERE q.name = ?3 AND q.paused)
 )
-RETURNING id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-          code_version, dependencies
+RETURNING {claimed_columns}
 
 -- claim_arm --
 -- One kind's runnable jobs in claim order (the kind a parameter; NULL pads, matching none).
 SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
-WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
-  AND (expires_at IS NULL OR expires_at > ?2)
-  AND (concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM forge_nb_key_slots AS s
-      WHERE s.key = concurrency_key AND s.running >= s.key_limit))
+WHERE queue = ?3 AND kind = {kind} AND {runnable}
 
 -- claim_arm_versions --
 -- claim_arm less the shipped code versions this process cannot run ({excluded}: a JSON
 -- array): their jobs stay pending for a process that can. Only when there are such
 -- versions; it reads each row's code_version, which the index does not hold.
 SELECT id, priority, scheduled_at FROM forge_nb_jobs INDEXED BY forge_nb_jobs_claim_kind
-WHERE queue = ?3 AND kind = {kind} AND status IN ('pending', 'failed') AND scheduled_at <= ?2
-  AND (expires_at IS NULL OR expires_at > ?2)
-  AND (concurrency_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM forge_nb_key_slots AS s
-      WHERE s.key = concurrency_key AND s.running >= s.key_limit))
+WHERE queue = ?3 AND kind = {kind} AND {runnable}
   AND (code_version IS NULL OR code_version NOT IN (SELECT value FROM json_each({excluded})))
 
 -- release_claims --
@@ -226,13 +218,11 @@ RETURNING scope
 
 -- write_metrics --
 INSERT OR REPLACE INTO forge_nb_metrics
-    (minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
-     processing_hist, e2e_hist)
+    (minute, queue, host_id, {metric_columns})
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 
 -- read_metrics --
-SELECT minute, queue, host_id, enqueued, started, completed, failed, retried, throttled, dead,
-       processing_hist, e2e_hist
+SELECT minute, queue, host_id, {metric_columns}
 FROM forge_nb_metrics WHERE minute BETWEEN ?1 AND ?2 AND (?3 IS NULL OR queue = ?3)
 ORDER BY minute, queue, host_id
 
@@ -280,16 +270,14 @@ DELETE FROM forge_nb_metrics WHERE minute < ?
 
 -- write_rollup --
 INSERT OR REPLACE INTO forge_nb_metric_rollups
-    (step, minute, queue, enqueued, started, completed, failed, retried, throttled, dead,
-     processing_hist, e2e_hist)
+    (step, minute, queue, {metric_columns})
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 
 -- write_rollup_mark --
 INSERT OR REPLACE INTO forge_nb_rollup_marks (step, through) VALUES (?1, ?2)
 
 -- read_rollups --
-SELECT minute, queue, '*', enqueued, started, completed, failed, retried, throttled, dead,
-       processing_hist, e2e_hist
+SELECT minute, queue, '*', {metric_columns}
 FROM forge_nb_metric_rollups
 WHERE step = ?1 AND minute BETWEEN ?2 AND ?3 AND (?4 IS NULL OR queue = ?4)
 ORDER BY minute, queue
