@@ -19,10 +19,12 @@ from typing import Any, NamedTuple
 from forge_nb.errors import UnknownRateLimit
 from forge_nb.storage import extras, rows, rules
 from forge_nb.storage.flow_core import FlowCore
+from forge_nb.storage.flow_rules import Flow, prepare_flows
 from forge_nb.storage.kinds import claim_arms
 from forge_nb.storage.records import (
     STATUSES,
     ClaimedJob,
+    EnqueueResult,
     GraphNode,
     JobEvent,
     JobFilter,
@@ -46,6 +48,8 @@ from forge_nb.storage.validation import (
     check_bucket,
     check_filter,
     check_name,
+    check_queue_knobs,
+    dependency_links,
     dump_json,
     escape_like,
     prepare_jobs,
@@ -71,6 +75,17 @@ class ClaimRequest(NamedTuple):
     now: float
     arms: list[str | None] | None
     excluded: list[str]
+
+
+class EnqueueBatch(NamedTuple):
+    """A checked enqueue batch: each job's row (`validation.prepare_job`) and flow options
+    (None: none), the dependencies of those that have some (by index in the batch) and the
+    batch's tags and contexts."""
+
+    prepared: list[tuple[Any, ...]]
+    flows: list[Flow | None]
+    links: list[tuple[int, list[int]]]
+    extras: extras.Extras
 
 
 class SqlCore(FlowCore):
@@ -124,6 +139,16 @@ class SqlCore(FlowCore):
         """Delete up to ``limit`` such jobs and their events; how many went."""
         raise NotImplementedError
 
+    async def _insert(self, batch: EnqueueBatch, now: float) -> list[EnqueueResult]:
+        """Write a checked, non-empty enqueue batch in one transaction."""
+        raise NotImplementedError
+
+    async def _apply_queue_knobs(
+        self, name: str, knobs: Mapping[str, Any], create: bool
+    ) -> QueueConfig:
+        """Apply checked knobs to queue ``name`` (made first if ``create``); its settings."""
+        raise NotImplementedError
+
     # -- helpers --------------------------------------------------------------------------
     async def _select_one(self, name: str, *params: Any) -> Any:
         found = await self._select(name, *params)
@@ -153,6 +178,16 @@ class SqlCore(FlowCore):
         return where, [value for _, value in terms]
 
     # -- jobs ------------------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
+        """Check the whole batch (one bad job: nothing written), then insert it in one
+        transaction (see `Storage.enqueue`)."""
+        prepared = prepare_jobs(jobs, now)
+        if not prepared:
+            return []
+        flows = prepare_flows(jobs, now)
+        links = dependency_links(jobs)
+        return await self._insert(EnqueueBatch(prepared, flows, links, extras.extras_of(jobs)), now)
+
     async def claim(
         self,
         queue: str,
@@ -309,6 +344,15 @@ class SqlCore(FlowCore):
         return [str(r[0]) for r in await self._select("cancel_requests", host_id)]
 
     # -- queues and processes ------------------------------------------------------------------
+    async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
+        """Create if missing, then apply knobs."""
+        check_name(name, "queue")
+        return await self._apply_queue_knobs(name, check_queue_knobs(knobs), create=True)
+
+    async def update_queue(self, name: str, **knobs: Any) -> QueueConfig:
+        """Apply knobs to an existing queue."""
+        return await self._apply_queue_knobs(name, check_queue_knobs(knobs), create=False)
+
     async def queues(self) -> list[QueueConfig]:
         """Every queue's config."""
         return [rows.queue_config(r) for r in await self._select("queue_configs")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import asyncpg
@@ -30,9 +30,8 @@ from forge_nb.storage import postgres_flow as flow
 from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage import postgres_workflows as workflows
 from forge_nb.storage import rows
-from forge_nb.storage.core import MAX_PAGE, ClaimRequest, Params, SqlCore
-from forge_nb.storage.extras import Extras, extras_of
-from forge_nb.storage.flow_rules import prepare_flows
+from forge_nb.storage.core import MAX_PAGE, ClaimRequest, EnqueueBatch, Params, SqlCore
+from forge_nb.storage.extras import Extras
 from forge_nb.storage.postgres_lane import Lane
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
 from forge_nb.storage.postgres_statements import RACE_RETRIES, Q
@@ -43,19 +42,12 @@ from forge_nb.storage.records import (
     JobFilter,
     JobLog,
     JobPage,
-    NewJob,
     QueueConfig,
     ReapedJob,
     Status,
 )
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations
-from forge_nb.storage.validation import (
-    check_name,
-    check_queue_knobs,
-    dependency_links,
-    prepare_jobs,
-    retryable_statuses,
-)
+from forge_nb.storage.validation import retryable_statuses
 
 log = logging.getLogger("forge_nb.storage")
 #: Channel enqueues notify (after they commit) with the queue name.
@@ -335,14 +327,9 @@ class PostgresStorage(SqlCore):
             self._on_change(payload or None)
 
     # -- jobs: write path ----------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
-        """Insert a batch in one transaction (see `Storage.enqueue`), then wake workers."""
-        prepared = prepare_jobs(jobs, now)
-        if not prepared:
-            return []
-        flows = prepare_flows(jobs, now)
-        links = dependency_links(jobs)
-        more = extras_of(jobs)
+    async def _insert(self, batch: EnqueueBatch, now: float) -> list[EnqueueResult]:
+        """Insert a batch in one transaction, then wake workers."""
+        prepared, flows, links, more = batch
         if any(flows) or await self._held_keys_possible(prepared):
             async with self._tx() as conn:
                 results = await flow.enqueue(conn, prepared, flows, now)
@@ -584,19 +571,13 @@ class PostgresStorage(SqlCore):
             return cast("Status | None", status)
 
     # -- queues --------------------------------------------------------------------------
-    async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
-        """Create if missing, then apply knobs."""
-        check_name(name, "queue")
-        clean = check_queue_knobs(knobs)
+    async def _apply_queue_knobs(
+        self, name: str, knobs: Mapping[str, Any], create: bool
+    ) -> QueueConfig:
         async with self._tx() as conn:
-            await conn.execute(Q["ensure_queue_row"], name)
-            return await statements.apply_knobs(conn, name, clean)
-
-    async def update_queue(self, name: str, **knobs: Any) -> QueueConfig:
-        """Apply knobs to an existing queue."""
-        clean = check_queue_knobs(knobs)
-        async with self._tx() as conn:
-            return await statements.apply_knobs(conn, name, clean)
+            if create:
+                await conn.execute(Q["ensure_queue_row"], name)
+            return await statements.apply_knobs(conn, name, knobs)
 
     # -- processes -----------------------------------------------------------------------
     # -- shipped code ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import aiosqlite
@@ -30,26 +30,17 @@ from forge_nb.storage import sqlite_flow as flow
 from forge_nb.storage import sqlite_statements as statements
 from forge_nb.storage import sqlite_transactions as transactions
 from forge_nb.storage import sqlite_workflows as workflows
-from forge_nb.storage.core import ClaimRequest, Params, SqlCore
-from forge_nb.storage.extras import extras_of
-from forge_nb.storage.flow_rules import prepare_flows
+from forge_nb.storage.core import ClaimRequest, EnqueueBatch, Params, SqlCore
 from forge_nb.storage.records import (
     EnqueueResult,
     Finish,
     JobFilter,
-    NewJob,
     QueueConfig,
     ReapedJob,
     Status,
 )
 from forge_nb.storage.sqlite_statements import BUSY_TIMEOUT_S, Q
-from forge_nb.storage.validation import (
-    check_name,
-    check_queue_knobs,
-    dependency_links,
-    prepare_jobs,
-    retryable_statuses,
-)
+from forge_nb.storage.validation import retryable_statuses
 
 #: Most arms of one claim statement (SQLite allows 500 SELECTs in one compound): beyond,
 #: the claim filters by a JSON list of kinds instead (correct, but it sorts).
@@ -246,14 +237,8 @@ class SqliteStorage(SqlCore):
             await asyncio.sleep(WATCH_INTERVAL_S)
 
     # -- jobs: write path ----------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[EnqueueResult]:
-        """Insert a batch in one transaction (see `Storage.enqueue`)."""
-        prepared = prepare_jobs(jobs, now)
-        if not prepared:
-            return []
-        flows = prepare_flows(jobs, now)
-        links = dependency_links(jobs)
-        more = extras_of(jobs)
+    async def _insert(self, batch: EnqueueBatch, now: float) -> list[EnqueueResult]:
+        prepared, flows, links, more = batch
         queues = {row[1] for row in prepared}
         new_queues = queues - self._known_queues
         results = await self._write(flow.enqueue, prepared, flows, now, new_queues, links, more)
@@ -355,16 +340,10 @@ class SqliteStorage(SqlCore):
         return await self._write(statements.cancel, key, now)
 
     # -- queues --------------------------------------------------------------------------
-    async def ensure_queue(self, name: str, **knobs: Any) -> QueueConfig:
-        """Create if missing, then apply knobs."""
-        check_name(name, "queue")
-        clean = check_queue_knobs(knobs)
-        return await self._write(statements.upsert_queue, name, clean, True)
-
-    async def update_queue(self, name: str, **knobs: Any) -> QueueConfig:
-        """Apply knobs to an existing queue."""
-        clean = check_queue_knobs(knobs)
-        return await self._write(statements.upsert_queue, name, clean, False)
+    async def _apply_queue_knobs(
+        self, name: str, knobs: Mapping[str, Any], create: bool
+    ) -> QueueConfig:
+        return await self._write(statements.upsert_queue, name, knobs, create)
 
     # -- processes -----------------------------------------------------------------------
     # -- shipped code ------------------------------------------------------------------------
