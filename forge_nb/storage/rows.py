@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from forge_nb.storage.records import (
+    METRIC_COUNTERS,
     ClaimedJob,
     JobEvent,
     JobPage,
@@ -44,20 +46,8 @@ def load_json(text: str) -> Any:
 
 def claimed_job(row: Row) -> ClaimedJob:
     """(id, kind, queue, payload, attempts, max_attempts, priority, created_at, scheduled_at,
-    code_version, dependencies)."""
-    return ClaimedJob(
-        id=str(row[0]),
-        kind=row[1],
-        queue=row[2],
-        payload=load_json(row[3]),
-        attempt=row[4],
-        max_attempts=row[5],
-        priority=row[6],
-        created_at=row[7],
-        scheduled_at=row[8],
-        code_version=row[9],
-        dependencies=row[10],
-    )
+    code_version, dependencies): `ClaimedJob`'s field order."""
+    return ClaimedJob(str(row[0]), row[1], row[2], load_json(row[3]), *row[4:])
 
 
 def claim_order(job: ClaimedJob) -> tuple[int, float, int]:
@@ -105,18 +95,10 @@ def job_event(row: Row) -> JobEvent:
 
 
 def queue_config(row: Row) -> QueueConfig:
-    """Columns in `QueueConfig` field order."""
+    """Columns in `QueueConfig` field order (SQLite stores the flags as 0 and 1)."""
+    name, workers, paused, backoff, base, most, jitter, *retention_and_limit = row
     return QueueConfig(
-        name=row[0],
-        workers=row[1],
-        paused=bool(row[2]),
-        backoff_enabled=bool(row[3]),
-        backoff_base_seconds=row[4],
-        backoff_max_seconds=row[5],
-        backoff_jitter=bool(row[6]),
-        retain_done_seconds=row[7],
-        retain_dead_seconds=row[8],
-        global_limit=row[9],
+        name, workers, bool(paused), bool(backoff), base, most, bool(jitter), *retention_and_limit
     )
 
 
@@ -148,17 +130,8 @@ def stranded_kind(row: Row, count_up_to: int) -> StrandedKind:
 
 def schedule(row: Row) -> Schedule:
     """(name, cron, kind, payload, queue, enabled, tz, last_fire_at, next_fire_at)."""
-    return Schedule(
-        name=row[0],
-        cron=row[1],
-        kind=row[2],
-        payload=load_json(row[3]),
-        queue=row[4],
-        enabled=bool(row[5]),
-        tz=row[6],
-        last_fire_at=row[7],
-        next_fire_at=row[8],
-    )
+    name, cron, kind, payload, queue, enabled, *tz_and_fires = row
+    return Schedule(name, cron, kind, load_json(payload), queue, bool(enabled), *tz_and_fires)
 
 
 def lease(row: Row) -> Lease:
@@ -206,35 +179,20 @@ def metric_row(row: Row, histograms: bool = True) -> MetricRow:
 
     Decoding histograms is most of the cost of reading many rows: skip it for counters.
     """
-    return MetricRow(
-        minute=row[0],
-        queue=row[1],
-        host_id=row[2],
-        enqueued=row[3],
-        started=row[4],
-        completed=row[5],
-        failed=row[6],
-        retried=row[7],
-        throttled=row[8],
-        dead=row[9],
-        processing_hist=decode_histogram(row[10]) if histograms else {},
-        e2e_hist=decode_histogram(row[11]) if histograms else {},
-    )
+    hists = map(decode_histogram, row[10:12]) if histograms else ({}, {})
+    return MetricRow(*row[:10], *hists)
+
+
+_counters = operator.attrgetter(*METRIC_COUNTERS)
 
 
 def metric_params(row: MetricRow) -> tuple[Any, ...]:
-    """Parameters for the ``write_metrics`` statement."""
+    """Parameters for the ``write_metrics`` statement (columns in `MetricRow` field order)."""
     return (
         row.minute,
         row.queue,
         row.host_id,
-        row.enqueued,
-        row.started,
-        row.completed,
-        row.failed,
-        row.retried,
-        row.throttled,
-        row.dead,
+        *_counters(row),
         encode_histogram(row.processing_hist),
         encode_histogram(row.e2e_hist),
     )
@@ -317,16 +275,9 @@ def parse_scheduled_cursor(cursor: str) -> tuple[float, int]:
 
 
 def shipped_code(row: Row) -> ShippedCode:
-    """(version, kind, python, forge_nb_version, signature, created_at[, code])."""
-    return ShippedCode(
-        version=row[0],
-        kind=row[1],
-        python=row[2],
-        forge_nb_version=row[3],
-        signature=row[4],
-        created_at=row[5],
-        code=bytes(row[6]) if len(row) > 6 else None,
-    )
+    """(version, kind, python, forge_nb_version, signature, created_at[, code]): `ShippedCode`'s
+    field order."""
+    return ShippedCode(*row[:6], *map(bytes, row[6:7]))
 
 
 def code_params(code: ShippedCode) -> tuple[Any, ...]:

@@ -6,12 +6,21 @@ so adding a storage feature means writing it in both files, not in Python.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
 from forge_nb.storage import core
+from forge_nb.storage.records import (
+    METRIC_COUNTERS,
+    ClaimedJob,
+    MetricRow,
+    QueueConfig,
+    Schedule,
+    ShippedCode,
+)
 from forge_nb.storage.schema import (
     COMMON_QUERIES,
     DIALECT_QUERIES,
@@ -94,3 +103,28 @@ def test_shared_parts_are_written_out_where_named_and_each_is_used(backend: str)
     columns = " ".join(parts["job_columns"].split())
     for name in ("get_job", "list_jobs", "dependents_of"):
         assert " ".join(queries[name].split()).startswith(f"SELECT {columns} FROM")
+
+
+def _selected(sql: str) -> list[str]:
+    """The column names a ``SELECT … FROM`` (or a bare column list) reads, in order."""
+    columns = sql.split("SELECT", 1)[-1].split("FROM", 1)[0]
+    return [c.strip() for c in columns.split(",")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_records_built_by_position_have_their_fields_in_the_columns_order(backend: str) -> None:
+    """`rows` builds these records from a row by position: a column added to the statement
+    or a field added to the record in another place would shift every value after it."""
+    queries, parts = load_queries(backend), fragments(backend)
+
+    def names(record: type) -> list[str]:
+        return [f.name for f in dataclasses.fields(record)]
+
+    assert names(MetricRow)[3:] == _selected(parts["metric_columns"])
+    assert names(MetricRow)[3:10] == list(METRIC_COUNTERS)  # rows.metric_params
+    assert names(MetricRow) == _selected(queries["read_metrics"])
+    assert names(QueueConfig) == _selected(queries["queue_configs"])
+    assert names(Schedule) == _selected(queries["schedules"])
+    assert names(ShippedCode) == _selected(queries["code_row"])
+    claimed = _selected(queries["claim"].split("RETURNING")[-1].replace("j.", ""))
+    assert names(ClaimedJob) == [{"attempts": "attempt"}.get(c, c) for c in claimed]
