@@ -26,21 +26,9 @@ from typing import Any
 
 from forge_nb.errors import PayloadError
 from forge_nb.runtime import joblogs, process_ship, propagation
+from forge_nb.runtime import process_wire as wire
 from forge_nb.runtime.context import progress_fraction
 from forge_nb.runtime.outcomes import Dead, Throttled, error_chain, format_traceback
-from forge_nb.runtime.process_wire import (
-    DONE,
-    ERROR,
-    LOG,
-    MISSING,
-    NOT_JSON,
-    PROGRESS,
-    READY,
-    RUN,
-    THROTTLED,
-    encode,
-    read_frame,
-)
 from forge_nb.storage.validation import dump_json
 
 #: Functions a child keeps loaded; the parent re-sends one the child dropped.
@@ -109,7 +97,7 @@ class ProcessJobCtx:
 
     def progress_sync(self, fraction: float, message: str = "") -> None:
         """Report progress in [0, 1]; the worker stores it (batched) and widgets show it."""
-        self._child.send((PROGRESS, self.job_id, progress_fraction(fraction), str(message)))
+        self._child.send((wire.PROGRESS, self.job_id, progress_fraction(fraction), str(message)))
 
     async def progress(self, fraction: float, message: str = "") -> None:
         """`progress_sync` for async functions run in a child."""
@@ -157,7 +145,7 @@ class ChildLog:
         with self._lock:
             parts, self._parts, self._timer = self._parts, [], None
         if parts:
-            self._child.send((LOG, self._job_id, "".join(parts)))
+            self._child.send((wire.LOG, self._job_id, "".join(parts)))
 
     def close(self) -> None:
         timer = self._timer
@@ -177,17 +165,17 @@ class Child:
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Write one frame (progress may come from the job's own threads too)."""
-        frame = encode(message)
+        frame = wire.encode(message)
         with self._send_lock:
             self.sock.sendall(frame)
 
     def serve(self) -> None:
         """Run jobs until the parent closes the socket."""
         while True:
-            message = read_frame(self.sock)
+            message = wire.read_frame(self.sock)
             if message is None:
                 return
-            if message[0] == RUN:
+            if message[0] == wire.RUN:
                 self.send(self.run(*message[1:]))
 
     def run(
@@ -202,7 +190,7 @@ class Child:
         try:
             fn, takes_ctx = self._function(key, blob)
         except KeyError:
-            return (MISSING, job_id)
+            return (wire.MISSING, job_id)
         except Exception as exc:
             return _error_reply(job_id, exc, f"cannot load the job function {meta['kind']!r}")
         ctx = ProcessJobCtx(self, job_id, meta)
@@ -219,7 +207,7 @@ class Child:
         except _Terminated:
             raise
         except Throttled as exc:
-            return (THROTTLED, job_id, exc.retry_after, str(exc))
+            return (wire.THROTTLED, job_id, exc.retry_after, str(exc))
         except BaseException as exc:  # the child outlives any job error, as a thread does
             return _error_reply(job_id, exc)
         finally:
@@ -230,12 +218,12 @@ class Child:
                 output.close()
         try:
             return (
-                DONE,
+                wire.DONE,
                 job_id,
                 "null" if result is None else dump_json(result, what="the result"),
             )
         except PayloadError as exc:
-            return (NOT_JSON, job_id, str(exc))
+            return (wire.NOT_JSON, job_id, str(exc))
 
     def _function(self, key: str, blob: bytes | None) -> tuple[Callable[..., Any], bool]:
         found = self.functions.get(key)
@@ -267,7 +255,7 @@ def _error_reply(job_id: str, exc: BaseException, context: str | None = None) ->
         except Exception:
             blob = None
     return (
-        ERROR,
+        wire.ERROR,
         job_id,
         isinstance(exc, Dead),
         blob,
@@ -328,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     watcher.start()
     code = 0
     try:
-        child.send((READY, os.getpid()))
+        child.send((wire.READY, os.getpid()))
         child.serve()
     except _Terminated:
         code = -int(signal.SIGTERM)

@@ -38,21 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from forge_nb.errors import PayloadError
 from forge_nb.runtime import joblogs, process_ship, propagation
+from forge_nb.runtime import process_wire as wire
 from forge_nb.runtime.outcomes import Dead, RunnerError, Throttled
-from forge_nb.runtime.process_wire import (
-    DONE,
-    ERROR,
-    LOG,
-    MISSING,
-    NOT_JSON,
-    PROGRESS,
-    READY,
-    RENDERED_ATTR,
-    RUN,
-    THROTTLED,
-    FrameReader,
-    encode,
-)
 
 if TYPE_CHECKING:
     from forge_nb.runtime.context import JobCtx
@@ -157,7 +144,7 @@ class ChildProcess:
         self.tasks_done = 0
         self.starting = True
         self.finished: asyncio.Future[None] = pool.loop.create_future()
-        self._reader = FrameReader()
+        self._reader = wire.FrameReader()
         self._pending: deque[Any] = deque()
         self.thread = threading.Thread(
             target=self._main, name=f"forge-nb process child {serial}", daemon=True
@@ -232,7 +219,7 @@ class ChildProcess:
             message = self._next_message()
             if message is None:
                 raise ProcessDied(describe_exit(self._reap()) + " before it was ready")
-            if message[0] == READY:
+            if message[0] == wire.READY:
                 return
             if time.monotonic() > deadline:
                 raise ProcessDied(f"process executor: child not ready after {READY_TIMEOUT_S} s")
@@ -262,7 +249,8 @@ class ChildProcess:
         try:
             while reply is None:
                 blob = slot.blob if with_function else None
-                frame = encode((RUN, slot.job_id, slot.key, blob, slot.payload, slot.meta))
+                run = (wire.RUN, slot.job_id, slot.key, blob, slot.payload, slot.meta)
+                frame = wire.encode(run)
                 self.sock.sendall(frame)
                 self.sent.add(slot.key)
                 while True:
@@ -272,13 +260,13 @@ class ChildProcess:
                     tag = message[0]
                     if message[1] != slot.job_id:
                         continue
-                    if tag == PROGRESS:
+                    if tag == wire.PROGRESS:
                         if not slot.abandoned:
                             self.pool._post(self.pool.on_progress, *message[1:4])
-                    elif tag == LOG:
+                    elif tag == wire.LOG:
                         if slot.log is not None:
                             slot.log.write(message[2])
-                    elif tag == MISSING:
+                    elif tag == wire.MISSING:
                         with_function = True
                         break
                     else:
@@ -605,13 +593,13 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
 def _outcome(reply: tuple[Any, ...]) -> Any:
     """The job's result, or its exception raised as the thread path would see it."""
     tag = reply[0]
-    if tag == DONE:
+    if tag == wire.DONE:
         return json.loads(reply[2])
-    if tag == NOT_JSON:
+    if tag == wire.NOT_JSON:
         raise PayloadError(reply[2])
-    if tag == THROTTLED:
+    if tag == wire.THROTTLED:
         raise Throttled(retry_after=reply[2], message=reply[3])
-    if tag == ERROR:
+    if tag == wire.ERROR:
         raise _job_exception(*reply[2:])
     raise RuntimeError(f"process executor: unexpected reply {tag!r} from a child")
 
@@ -633,7 +621,7 @@ def _job_exception(
     if exc is None:
         exc = ProcessJobError(chain, type_name)
     exc.__cause__ = exc.__context__ = None
-    setattr(exc, RENDERED_ATTR, (chain, traceback))
+    setattr(exc, wire.RENDERED_ATTR, (chain, traceback))
     return exc
 
 
