@@ -2,6 +2,9 @@
 -- (storage/core.py). Written with Postgres's numbered parameters ($n); SQLite reads them
 -- as ?n. What differs between the dialects lives in sql/<dialect>/queries.sql (the same
 -- names in both) and sql/<dialect>/dialect.sql (one dialect's own).
+-- An entry named in braces (-- {part} --) is not a statement: it is text several statements
+-- share, written out wherever one names {part} when the files are read (storage/schema.py);
+-- parts written here serve both dialects' files.
 
 -- {job_columns} --
 -- A job row's columns, in the order of `rows.job_record` (every statement that reads whole

@@ -16,9 +16,8 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::
 ORDER BY ord
 
 -- {count_inserted} --
--- The rows of ``inserted`` (id, unique_key, queue) added to the minute's ($11) ``enqueued``
--- metric and to the pending counts (migration 8: inserts count themselves), queues in order
--- so concurrent enqueuers cannot deadlock. The row's host is '*' plus the connection's
+-- The rows of ``inserted`` added to the minute's ($11) ``enqueued`` metric and to the
+-- pending counts, a row per queue, queues in order so concurrent enqueuers cannot deadlock. The row's host is '*' plus the connection's
 -- backend pid: concurrent enqueuers on other connections update other rows instead of
 -- queueing behind one row lock until each other's commit.
 counted AS (
