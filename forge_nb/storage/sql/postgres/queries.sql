@@ -332,29 +332,30 @@ WHERE minute BETWEEN $2 AND $3 AND ($4::text IS NULL OR queue = $4)
 GROUP BY bucket, queue
 ORDER BY bucket, queue
 
--- sum_histograms_minutes --
--- Both latency histograms added up bucket by bucket (0 = processing, 1 = end-to-end).
+-- {sum_histograms} --
+-- Both latency histograms of the rows ``m`` added up bucket by bucket (0 = processing,
+-- 1 = end-to-end). ``m`` is NOT MATERIALIZED: each half reads the rows through its index.
 SELECT 0, h.key::int, SUM(h.value::bigint)::bigint
-FROM forge_nb_metrics AS m, jsonb_each_text(m.processing_hist::jsonb) AS h
-WHERE m.minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR m.queue = $3)
+FROM m, jsonb_each_text(m.processing_hist::jsonb) AS h
 GROUP BY 2
 UNION ALL
 SELECT 1, h.key::int, SUM(h.value::bigint)::bigint
-FROM forge_nb_metrics AS m, jsonb_each_text(m.e2e_hist::jsonb) AS h
-WHERE m.minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR m.queue = $3)
+FROM m, jsonb_each_text(m.e2e_hist::jsonb) AS h
 GROUP BY 2
 
+-- sum_histograms_minutes --
+WITH m AS NOT MATERIALIZED (
+    SELECT processing_hist, e2e_hist FROM forge_nb_metrics
+    WHERE minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR queue = $3)
+)
+{sum_histograms}
+
 -- sum_histograms_rollups --
--- Both latency histograms added up bucket by bucket (0 = processing, 1 = end-to-end).
-SELECT 0, h.key::int, SUM(h.value::bigint)::bigint
-FROM forge_nb_metric_rollups AS m, jsonb_each_text(m.processing_hist::jsonb) AS h
-WHERE m.minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR m.queue = $3) AND m.step = $4
-GROUP BY 2
-UNION ALL
-SELECT 1, h.key::int, SUM(h.value::bigint)::bigint
-FROM forge_nb_metric_rollups AS m, jsonb_each_text(m.e2e_hist::jsonb) AS h
-WHERE m.minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR m.queue = $3) AND m.step = $4
-GROUP BY 2
+WITH m AS NOT MATERIALIZED (
+    SELECT processing_hist, e2e_hist FROM forge_nb_metric_rollups
+    WHERE minute BETWEEN $1 AND $2 AND ($3::text IS NULL OR queue = $3) AND step = $4
+)
+{sum_histograms}
 
 -- purge_jobs --
 -- The outer status/finished_at test is re-checked on rows changed concurrently (a retry).
