@@ -277,7 +277,8 @@ def parse_scheduled_cursor(cursor: str) -> tuple[float, int]:
 def shipped_code(row: Row) -> ShippedCode:
     """(version, kind, python, forge_nb_version, signature, created_at[, code]): `ShippedCode`'s
     field order."""
-    return ShippedCode(*row[:6], *map(bytes, row[6:7]))
+    code = bytes(row[6]) if len(row) > 6 else None
+    return ShippedCode(*row[:6], code)
 
 
 def code_params(code: ShippedCode) -> tuple[Any, ...]:
