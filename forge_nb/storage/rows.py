@@ -277,8 +277,16 @@ def parse_scheduled_cursor(cursor: str) -> tuple[float, int]:
 def shipped_code(row: Row) -> ShippedCode:
     """(version, kind, python, forge_nb_version, signature, created_at[, code]): `ShippedCode`'s
     field order."""
-    code = bytes(row[6]) if len(row) > 6 else None
-    return ShippedCode(*row[:6], code)
+    version, kind, python, forge_nb_version, signature, created_at, *code = row
+    return ShippedCode(
+        version,
+        kind,
+        python,
+        forge_nb_version,
+        signature,
+        created_at,
+        bytes(code[0]) if code else None,
+    )
 
 
 def code_params(code: ShippedCode) -> tuple[Any, ...]:
