@@ -23,7 +23,6 @@ import logging
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -67,7 +66,9 @@ class AttemptLog:
         self.attempt = attempt
         #: Values of the job's redacted payload fields: masked in every line.
         self.secrets = tuple(secrets)
-        self.kept: deque[str] = deque()
+        #: A list, not a deque: most attempts keep one line, and a deque's first block is
+        #: half a kilobyte per attempt (trimming a long list costs only chatty jobs).
+        self.kept: list[str] = []
         self.bytes = 0
         self.total = 0
         self.dropped = 0
@@ -108,7 +109,7 @@ class AttemptLog:
         self.bytes += size
         self.total += 1
         while len(self.kept) > MAX_LINES or self.bytes > MAX_BYTES:
-            self.bytes -= _size(self.kept.popleft())
+            self.bytes -= _size(self.kept.pop(0))
             self.dropped += 1
 
     def snapshot(self, now: float) -> JobLog:
@@ -119,7 +120,7 @@ class AttemptLog:
             partial, total, dropped = self._partial, self.total, self.dropped
             if len(self.kept) == 1 and not partial and not dropped:  # the common case
                 return JobLog(self.job_id, self.attempt, self.kept[0], total, dropped, now)
-            lines = list(self.kept)
+            lines = self.kept.copy()
         if partial:
             lines.append(scrub(partial, self.secrets) if self.secrets else partial)
             total += 1
