@@ -32,6 +32,7 @@ from forge_nb.storage.records import Finish, ProcessRecord, QueueConfig
 
 if TYPE_CHECKING:
     from forge_nb.runtime.app import App
+    from forge_nb.runtime.handlers import Handler
     from forge_nb.storage.base import Storage
 
 log = logging.getLogger("forge_nb.runtime")
@@ -115,6 +116,18 @@ class QueueHandle:
     def running_of_kind(self, kind: str) -> int:
         """How many runs of ``kind`` are in flight here."""
         return self._kind_running[kind]
+
+    def limited_handlers(self) -> list[Handler]:
+        """Handlers with a per-process ``concurrency``: this process's own, and the newest
+        shipped version of each kind it runs only as shipped code."""
+        own = [h for h in self.app.handlers if h.concurrency is not None]
+        shipped = self.app.shipped if self.app.run_shipped_code else None
+        if shipped is None:
+            return own
+        mine = self.app.own_kinds()
+        return own + [
+            h for h in shipped.newest_handlers() if h.concurrency is not None and h.kind not in mine
+        ]
 
     def runnable_kinds(self) -> frozenset[str]:
         """The kinds this process can run, hence claims: its registered handlers, plus the

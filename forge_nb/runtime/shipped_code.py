@@ -273,13 +273,20 @@ class ShippedCatalogue:
         # Verify the versions new jobs most likely name (each kind's newest) before any
         # claim, so a version that does not verify is never claimed here. Older versions
         # are verified when a claim first meets them (then released if they fail).
+        # They are loaded too: their options (the per-process ``concurrency``) must hold from
+        # the first claim, which sees only kinds, not code.
         for code in new:
             if self._newest.get(code.kind) is code and code.version not in self._refused:
-                await self._verify(storage, code.kind, code.version)
+                await self.handler(storage, code.kind, code.version)
         changed = (self.kinds(), len(self._refused)) != before
         if changed:
             self.generation += 1
         return changed
+
+    def newest_handlers(self) -> list[Handler]:
+        """The loaded handler of each kind's newest version: whose options a claim obeys."""
+        found = (self._handlers.get(code.version) for code in self._newest.values())
+        return [handler for handler in found if handler is not None]
 
     async def handler(self, storage: Storage, kind: str, version: str | None) -> Handler | str:
         """The handler of ``version`` (None: the kind's newest), or why it cannot run."""

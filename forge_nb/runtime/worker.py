@@ -201,7 +201,7 @@ class QueuePool:
         )
         kinds = self.handle.runnable_kinds()
         excluded = []
-        for handler in self.handle.app.handlers:
+        for handler in self.handle.limited_handlers():
             if handler.concurrency is None or handler.queue not in (None, self.name):
                 continue
             room = handler.concurrency - self.handle.running_of_kind(handler.kind)

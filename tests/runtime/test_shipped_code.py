@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
 import pickle
@@ -618,3 +619,27 @@ async def test_an_old_row_without_a_policy_still_runs_on_a_remote_worker(
         job = await app.job(ref.id)
         assert job is not None and job.attempts == 1
     assert shipped.stop() == {worker.pid: 0}
+
+
+# -- per-process concurrency of a kind the worker has only as shipped code ------------------------
+
+
+def one_at_a_time(seconds: float) -> list[float]:
+    started = time.time()
+    time.sleep(seconds)
+    return [started, time.time()]
+
+
+async def test_a_remote_worker_holds_a_shipped_kind_to_its_concurrency(
+    db_url: str, shipped: Shipped
+) -> None:
+    async with fnb.App(db_url, ship_code=True, **FAST) as app:
+        await app.ensure_queue("default", workers=4)
+        job = app.job(kind="one_at_a_time", queue="default", concurrency=1)(one_at_a_time)
+        refs = await job.enqueue_many([(0.3,) for _ in range(5)])
+        worker = shipped.spawn(db_url)
+        spans = sorted([await ref.wait(timeout=60) for ref in refs])
+    assert shipped.stop() == {worker.pid: 0}
+    # Four slots, but concurrency=1 shipped with the code: one run at a time.
+    overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+    assert not overlaps, f"runs overlapped on the worker: {overlaps}"
