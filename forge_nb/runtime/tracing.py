@@ -10,6 +10,7 @@ the job opens its run span under it. Without, nothing is stored and nothing is o
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -26,11 +27,23 @@ TRACE_KEY = "forge_nb.trace"
 _SCOPE = "forge_nb"
 
 
+#: A provider named by the environment, which opentelemetry loads on first use.
+_ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
 def active() -> bool:
-    """Whether spans are recorded: opentelemetry installed and a provider set."""
+    """Whether spans are recorded: opentelemetry installed and a provider set.
+
+    Asked for every job run and enqueue: while no provider is set, the set one is read from
+    the module (what ``set_tracer_provider`` writes) rather than through
+    ``get_tracer_provider``, which then looks up the environment on each call."""
     if not INSTALLED:
         return False
-    provider = trace.get_tracer_provider()
+    provider = getattr(trace, "_TRACER_PROVIDER", None)
+    if provider is None:
+        if not _ENV_PROVIDER:
+            return False
+        provider = trace.get_tracer_provider()
     return not isinstance(provider, ProxyTracerProvider) and type(provider).__name__ != (
         "NoOpTracerProvider"
     )
