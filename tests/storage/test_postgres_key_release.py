@@ -8,7 +8,10 @@ for each promotion (quadratic in a key-by-key backlog).
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
+import pytest
 
 from forge_nb.storage import open_storage
 from forge_nb.storage.records import Finish, NewJob
@@ -59,4 +62,36 @@ async def test_a_hand_over_reads_the_held_index_when_statistics_say_nothing_wait
         assert [tuple(r) for r in slots] == [("a/x", 0, 1), ("a/y", 0, 1), ("a/z", 0, 1)]
     finally:
         await admin.close()
+        await storage.close()
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+async def test_a_held_job_another_transaction_holds_is_waited_for_then_rechecked(
+    pg_url: str, outcome: str
+) -> None:
+    """A finish whose key's next held job is being cancelled elsewhere waits for that
+    transaction: cancelled, the job after it takes the place; rolled back, the job does."""
+    storage = await open_storage(pg_url)
+    holder = await asyncpg.connect(pg_url)
+    try:
+        jobs = [NewJob(kind="a", queue="q", concurrency_key="x", key_limit=1) for _ in range(3)]
+        ids = [r.id for r in await storage.enqueue(jobs, NOW)]
+        [running] = await storage.claim("q", "h", 10, NOW)
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("UPDATE forge_nb_jobs SET status = 'dead' WHERE id = $1", int(ids[1]))
+        finishing = asyncio.create_task(storage.finish("h", [done(running.id, 1)], NOW))
+        await asyncio.sleep(0.5)
+        assert not finishing.done(), "the finish did not wait for the held row's lock"
+        await (tx.commit() if outcome == "commit" else tx.rollback())
+        assert await asyncio.wait_for(finishing, 10) == [running.id]
+        statuses = [(await storage.get_job(i)).status for i in ids]  # type: ignore[union-attr]
+        if outcome == "commit":
+            assert statuses == ["done", "dead", "pending"]
+        else:
+            assert statuses == ["done", "pending", "waiting"]
+        [slot] = await holder.fetch("SELECT running, active FROM forge_nb_key_slots")
+        assert tuple(slot) == (0, 1)
+    finally:
+        await holder.close()
         await storage.close()
