@@ -1,5 +1,6 @@
-"""Postgres's enqueue of jobs with flow options (SPEC §9.3), a row at a time in one
-transaction: unique windows, replace, expiry and per-key concurrency keys."""
+"""Postgres's enqueue of jobs with flow options (SPEC §9.3) in one transaction: a batch
+without unique keys (expiry, concurrency keys) in one statement, one with unique keys (unique
+windows, replace) a row at a time."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ async def enqueue(
     """Each job in turn (inside the caller's transaction), then the enqueue counts."""
     await conn.execute(Q["ensure_queue_rows"], sorted({row[1] for row in prepared}))
     await take_keys(conn, flows)
+    if all(row[6] is None for row in prepared):
+        return await insert_flow_jobs(conn, prepared, flows, now)
     results = [
         await enqueue_one(conn, row, flow, now) for row, flow in zip(prepared, flows, strict=True)
     ]
@@ -69,14 +72,28 @@ async def take_keys(conn: Any, flows: Sequence[Flow | None]) -> None:
     limits = {f.concurrency_key: f.key_limit for f in flows if f and f.concurrency_key}
     if not limits:
         return
-    for key in sorted(limits):
-        await conn.execute(Q["ensure_key_slot"], key, limits[key])
-    await conn.fetch(Q["lock_key_slots"], sorted(limits))
-    for key in sorted(limits):
-        if await conn.fetchval(Q["retune_key_slot"], key, limits[key]) is not None:
-            promoted = await conn.fetch(Q["promote_held"], key)
-            if promoted:
-                await conn.execute(Q["count_promoted"], key, len(promoted))
+    keys = sorted(limits)
+    await conn.execute(Q["ensure_key_slots"], keys, [limits[k] for k in keys])
+    await conn.fetch(Q["lock_key_slots"], keys)
+    for (key,) in await conn.fetch(Q["retune_key_slots"], keys, [limits[k] for k in keys]):
+        promoted = await conn.fetch(Q["promote_held"], key)
+        if promoted:
+            await conn.execute(Q["count_promoted"], key, len(promoted))
+
+
+async def insert_flow_jobs(
+    conn: Any, prepared: list[tuple[Any, ...]], flows: Sequence[Flow | None], now: float
+) -> list[EnqueueResult]:
+    """A batch without unique keys: one statement (its keys made and locked first). Each
+    job comes back "pending", held or not, as from the row-at-a-time path."""
+    ids = await conn.fetchval(
+        Q["insert_flow_jobs"],
+        *statements.job_arrays(prepared, now)[:9],
+        [f.expires_at if f else None for f in flows],
+        [f.concurrency_key if f else None for f in flows],
+        int(now // 60),
+    )
+    return [EnqueueResult(str(i), "created", "pending") for i in ids]
 
 
 async def apply_flow(conn: Any, job_id: int, key: str | None, flow: Flow) -> None:

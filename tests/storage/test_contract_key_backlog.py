@@ -36,6 +36,38 @@ async def test_a_key_by_key_backlog_runs_one_per_key_in_order(storage: Storage) 
     assert set(await statuses(storage, ids)) == {"done"}
 
 
+async def test_a_batch_takes_each_keys_free_places_in_input_order(storage: Storage) -> None:
+    """One enqueue of many keyed jobs admits, per key, as many as it has free places, in
+    input order (as the same jobs one by one would be); the others are held."""
+    [first] = await storage.enqueue([new_job(concurrency_key="a", key_limit=2)], NOW)
+    batch = [
+        new_job(concurrency_key="a", key_limit=2),
+        new_job(concurrency_key="b", key_limit=2, expires_in=60),
+        new_job(),
+        new_job(concurrency_key="a", key_limit=2, priority=9),
+        new_job(concurrency_key="b", key_limit=2),
+        new_job(concurrency_key="a", key_limit=2),
+        new_job(concurrency_key="b", key_limit=2),
+    ]
+    ids = [r.id for r in await storage.enqueue(batch, NOW)]
+    assert await statuses(storage, ids) == [
+        "pending",
+        "pending",
+        "pending",
+        "waiting",
+        "pending",
+        "waiting",
+        "waiting",
+    ]
+    assert (await get(storage, ids[1])).expires_at.timestamp() == NOW + 60  # type: ignore[union-attr]
+    counts = (await storage.counts())["q"]
+    assert (counts["pending"], counts["waiting"]) == (5, 3)
+    await storage.request_cancel(first.id, NOW)
+    assert await statuses(storage, ids[3:4]) == ["pending"], "a freed place: priority first"
+    await storage.request_cancel(ids[1], NOW)
+    assert await statuses(storage, ids[4:]) == ["pending", "waiting", "pending"]
+
+
 async def test_promotion_follows_priority_then_time_then_id(storage: Storage) -> None:
     first = new_job(payload={"n": 0}, concurrency_key="a", key_limit=1)
     low = new_job(payload={"n": 1}, concurrency_key="a", key_limit=1)

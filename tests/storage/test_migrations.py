@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -326,13 +327,45 @@ async def test_the_claim_by_kind_migration_keeps_waiting_jobs_and_processes(db_u
         await storage.close()
 
 
+def migration_sql(backend: str, version: int) -> str:
+    [path] = (MIGRATIONS / backend).glob(f"{version:04d}_*.sql")
+    return path.read_text(encoding="utf-8")
+
+
+def undo_cheaper_key_hand_over(backend: str) -> list[str]:
+    """Back from v17 to v16: v16's key triggers (places handed over a row at a time)."""
+    v16 = migration_sql(backend, 16)
+    if backend == "sqlite":
+        return [
+            "DROP TRIGGER forge_nb_jobs_key_admit",
+            "DROP TRIGGER forge_nb_jobs_key_release",
+            "DROP TRIGGER forge_nb_jobs_key_release_gone",
+            *re.findall(r"CREATE TRIGGER .*?\nEND;", v16, re.S),
+        ]
+    return [
+        "DROP TRIGGER forge_nb_jobs_key_release ON forge_nb_jobs",
+        "DROP TRIGGER forge_nb_jobs_key_release_gone ON forge_nb_jobs",
+        "DROP FUNCTION forge_nb_key_release",
+        "DROP FUNCTION forge_nb_next_held",
+        "DROP TRIGGER forge_nb_jobs_key_slot ON forge_nb_jobs",
+        "CREATE TRIGGER forge_nb_jobs_key_slot BEFORE UPDATE OF status ON forge_nb_jobs"
+        " FOR EACH ROW WHEN (NEW.concurrency_key IS NOT NULL)"
+        " EXECUTE FUNCTION forge_nb_key_slot()",
+        *re.findall(r"CREATE (?:OR REPLACE )?FUNCTION .*?\$\$;", v16, re.S),
+        *re.findall(r"CREATE TRIGGER .*?;", v16, re.S),
+    ]
+
+
 def undo_key_backlog(backend: str) -> list[str]:
-    """Back from v16: no held backlogs (held jobs pending again), no admitted counts."""
+    """Back from v16 (after v17): no held backlogs (held jobs pending again), no admitted
+    counts."""
+    undo = undo_cheaper_key_hand_over(backend)
     release = "UPDATE forge_nb_jobs SET status = 'pending' WHERE status = 'waiting'" + (
         " AND waiting_on = 0 AND concurrency_key IS NOT NULL"
     )
     if backend == "sqlite":
         return [
+            *undo,
             "DROP TRIGGER forge_nb_jobs_key_admit",
             "DROP TRIGGER forge_nb_jobs_key_release",
             "DROP TRIGGER forge_nb_jobs_key_release_gone",
@@ -341,6 +374,7 @@ def undo_key_backlog(backend: str) -> list[str]:
             "ALTER TABLE forge_nb_key_slots DROP COLUMN active",
         ]
     return [
+        *undo,
         "DROP TRIGGER forge_nb_jobs_key_release ON forge_nb_jobs",
         "DROP TRIGGER forge_nb_jobs_key_release_gone ON forge_nb_jobs",
         "DROP FUNCTION forge_nb_key_release",
@@ -561,6 +595,50 @@ async def test_the_key_backlog_migration_holds_each_keys_jobs_beyond_its_limit(
                 2.0,
             )
         assert sorted(order) == [(k, i) for k in "xy" for i in range(3)]
+    finally:
+        await storage.close()
+
+
+async def test_the_cheaper_key_hand_over_migration_keeps_running_and_held_jobs(
+    db_url: str,
+) -> None:
+    """Upgrading a v16 database mid-drain (each key with a running job and held ones): the
+    running jobs finish under v17's triggers, hand their places to the held jobs in order,
+    and the counts of running and admitted jobs end at zero."""
+    backend = backend_of(db_url)
+    storage = await open_storage(db_url)
+    jobs = [
+        NewJob(kind="a", queue="q", payload={"k": k, "i": i}, concurrency_key=k, key_limit=1)
+        for k in "xy"
+        for i in range(3)
+    ]
+    try:
+        await storage.enqueue(jobs, 1.0)
+        running = await storage.claim("q", "h", 10, 2.0)
+        assert len(running) == 2
+    finally:
+        await storage.close()
+    for statement in (
+        *undo_cheaper_key_hand_over(backend),
+        f"DELETE FROM {VERSION_TABLE} WHERE version >= 17",
+    ):
+        await query(db_url, statement)
+    storage = await open_storage(db_url)
+    try:
+        assert await recorded_versions(db_url) == migration_versions(backend)
+        slots = "SELECT key, running, active FROM forge_nb_key_slots ORDER BY key"
+        assert await query(db_url, slots) == [("a/x", 1, 1), ("a/y", 1, 1)]
+        order = [(j.payload["k"], j.payload["i"]) for j in running]
+        for _ in range(3):
+            await storage.finish(
+                "h",
+                [Finish(j.id, j.attempt, "done", "done", result_json="null") for j in running],
+                3.0,
+            )
+            running = await storage.claim("q", "h", 10, 3.0)
+            order += [(j.payload["k"], j.payload["i"]) for j in running]
+        assert order == [(k, i) for i in range(3) for k in "xy"]
+        assert await query(db_url, slots) == [("a/x", 0, 0), ("a/y", 0, 0)]
     finally:
         await storage.close()
 

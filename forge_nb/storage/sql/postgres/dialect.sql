@@ -73,6 +73,69 @@ WHERE unique_key = ANY ($1::text[]) AND status IN ('waiting', 'pending', 'runnin
 -- batches sharing keys cannot deadlock (finish locks them in the same order).
 SELECT key FROM forge_nb_key_slots WHERE key = ANY ($1::text[]) ORDER BY key FOR UPDATE
 
+-- ensure_key_slots --
+-- A flow enqueue's concurrency keys ($1, sorted) with their limits ($2): the missing slot
+-- rows (existing ones are left alone, as ensure_key_slot does), one statement for the batch.
+INSERT INTO forge_nb_key_slots (key, key_limit)
+SELECT key, key_limit FROM unnest($1::text[], $2::int[]) AS k (key, key_limit) ORDER BY key
+ON CONFLICT (key) DO NOTHING
+
+-- retune_key_slots --
+-- The batch's keys ($1) whose limit ($2) changed (their rows locked: lock_key_slots); a
+-- raised one promotes held jobs (promote_held).
+UPDATE forge_nb_key_slots AS s SET key_limit = k.key_limit
+FROM unnest($1::text[], $2::int[]) AS k (key, key_limit)
+WHERE s.key = k.key AND s.key_limit <> k.key_limit
+RETURNING s.key
+
+-- insert_flow_jobs --
+-- A batch with flow options but no unique key (expiry, concurrency keys) in one statement,
+-- after its keys were made and locked (take_keys). $1-$8 and $9 (created_at) as insert_jobs,
+-- $10 expires_at and $11 concurrency keys per row, $12 the metric minute. In input order,
+-- each key's jobs take its free places (pending) and the rest are held ('waiting'), as the
+-- same jobs enqueued one by one would be; the keys' admitted counts, the enqueued metric
+-- and the live counts are added in the same statement. Ids and statuses in input order.
+WITH t AS (
+    SELECT t.*, row_number() OVER (PARTITION BY t.concurrency_key ORDER BY t.ord) AS place
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
+                $7::text[], $8::text[], $10::float8[], $11::text[])
+         WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
+                               unique_key, code_version, expires_at, concurrency_key, ord)
+),
+inserted AS (
+    INSERT INTO forge_nb_jobs
+        (kind, queue, payload, priority, scheduled_at, max_attempts, unique_key, code_version,
+         created_at, expires_at, concurrency_key, status)
+    SELECT t.kind, t.queue, t.payload, t.priority, t.scheduled_at, t.max_attempts,
+           t.unique_key, t.code_version, $9, t.expires_at, t.concurrency_key,
+           CASE WHEN t.concurrency_key IS NULL OR t.place <= s.key_limit - s.active
+                THEN 'pending' ELSE 'waiting' END
+    FROM t LEFT JOIN forge_nb_key_slots AS s ON s.key = t.concurrency_key
+    ORDER BY t.ord
+    RETURNING id, queue, status, concurrency_key
+),
+admitted AS (
+    UPDATE forge_nb_key_slots AS s SET active = s.active + a.n
+    FROM (SELECT concurrency_key AS key, count(*) AS n FROM inserted
+          WHERE concurrency_key IS NOT NULL AND status = 'pending'
+          GROUP BY concurrency_key) AS a
+    WHERE s.key = a.key
+),
+counted AS (
+    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
+    SELECT $12, queue, '*' || pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue ORDER BY queue
+    ON CONFLICT (minute, queue, host_id)
+    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
+),
+counted_jobs AS (  -- the live counts (migration 8: inserts count themselves)
+    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
+    SELECT queue, status, pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue, status ORDER BY queue, status
+    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
+)
+SELECT array_agg(id ORDER BY id) FROM inserted
+
 -- finish --
 -- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
 -- write the history events of the non-done ones, return the finalized ids. The concurrency
