@@ -104,3 +104,68 @@ async def test_two_processes_finishing_shared_keys_in_opposite_orders_never_dead
         assert counts["done"] == KEYS * PER_KEY
     finally:
         await storage.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_expiring_a_keys_jobs_while_a_process_finishes_that_key_never_deadlocks(
+    pg_url: str,
+) -> None:
+    """expire_jobs ends admitted jobs of keys while a finish of the same keys hands their
+    places to held jobs: it locks the keys first, in key order, as finish does (without that,
+    Postgres broke a deadlock here; delete_many takes the keys the same way)."""
+    keys, per_key, rounds = 40, 40, 8
+    storage = await open_storage(pg_url)
+    try:
+        finished = ended = 0
+        seen: list[tuple[int, int]] = []
+        for _ in range(rounds):  # the race is not hit every time: a few rounds
+            jobs = [
+                NewJob(
+                    kind="w",
+                    queue="q",
+                    payload={"k": f"{k:02d}"},
+                    concurrency_key=f"{k:02d}",
+                    key_limit=2,
+                    # each key's jobs expire in their queue order: its first one before the
+                    # finisher's claims (their clock is NOW + 1), so only the expiry ends those
+                    expires_in=float(1 + n),
+                )
+                for n in range(per_key)
+                for k in range(keys)
+            ]
+            await storage.enqueue(jobs, NOW)
+            finisher = subprocess.Popen(
+                [sys.executable, "-c", FINISHER, pg_url, "h0", "0"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+            )
+            assert finisher.stdout is not None and finisher.stdout.readline().strip() == "ready"
+            assert finisher.stdin is not None
+            finisher.stdin.write("go\n")
+            finisher.stdin.flush()
+            expired = deadlocks = 0
+            at = NOW
+            while finisher.poll() is None or at < NOW + per_key + 1:
+                at += 0.5  # back to back, a clock creeping on: a key's next jobs, now and then
+                try:
+                    expired += await storage.expire_jobs(at, limit=keys)
+                except Exception as exc:
+                    if "deadlock" not in str(exc).lower():
+                        raise
+                    deadlocks += 1
+            out, err = finisher.communicate(timeout=240)
+            assert finisher.returncode == 0, err
+            report = json.loads(out.strip().splitlines()[-1])
+            finished += report["finished"]
+            seen.append((report["deadlocks"], deadlocks))
+            ended += expired
+        counts = (await storage.counts())["q"]
+        assert (counts["done"], counts["dead"]) == (finished, ended)
+        assert finished + ended == rounds * keys * per_key, (finished, ended, counts)
+        assert seen == [(0, 0)] * rounds, "deadlocks (finisher, expiry) per round"
+    finally:
+        await storage.close()

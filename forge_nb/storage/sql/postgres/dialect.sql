@@ -288,8 +288,19 @@ SELECT (SELECT count(*) FROM retried), ARRAY(SELECT id FROM retried WHERE in_wor
 
 -- delete_where --
 -- delete_many: every matching non-running job ({where}: the filter's terms) and its history.
-WITH gone AS (
-    DELETE FROM forge_nb_jobs WHERE {where} AND status <> 'running' RETURNING id
+-- Their concurrency keys are locked first, in key order (as expire_jobs and reap do), so a
+-- finish that holds a key and promotes its next held job cannot deadlock with this.
+WITH keys AS (
+    SELECT s.key FROM forge_nb_key_slots AS s
+    WHERE s.key IN (SELECT concurrency_key FROM forge_nb_jobs
+                    WHERE {where} AND status <> 'running' AND concurrency_key IS NOT NULL)
+    ORDER BY s.key
+    FOR UPDATE OF s
+),
+gone AS (
+    DELETE FROM forge_nb_jobs
+    WHERE {where} AND status <> 'running' AND (SELECT count(*) FROM keys) >= 0
+    RETURNING id
 ),
 events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone))
 SELECT count(*) FROM gone

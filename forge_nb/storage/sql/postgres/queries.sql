@@ -480,14 +480,29 @@ RETURNING j.id
 
 -- expire_jobs --
 -- Jobs not started by their expires_at (at most $2, the earliest first): dead, "expired".
--- Rows a claimer holds are skipped (it re-checks and leaves them).
-WITH picked AS (
-    SELECT id FROM forge_nb_jobs
+-- Rows a claimer holds are skipped (it re-checks and leaves them). The candidates'
+-- concurrency keys are locked first, in key order, before any job row (as finish and reap
+-- do): a batch holding a key's held and admitted jobs cannot deadlock with a finish of
+-- that key, which holds the key and then takes its next held job.
+WITH candidates AS (
+    SELECT id, concurrency_key FROM forge_nb_jobs
     WHERE expires_at IS NOT NULL AND expires_at <= $1
       AND status IN ('waiting', 'pending', 'failed')
     ORDER BY expires_at
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+),
+keys AS (
+    SELECT s.key FROM forge_nb_key_slots AS s
+    WHERE s.key IN (SELECT concurrency_key FROM candidates WHERE concurrency_key IS NOT NULL)
+    ORDER BY s.key
+    FOR UPDATE OF s
+),
+picked AS (
+    SELECT j.id FROM forge_nb_jobs AS j JOIN candidates AS c ON c.id = j.id
+    WHERE j.expires_at IS NOT NULL AND j.expires_at <= $1
+      AND j.status IN ('waiting', 'pending', 'failed')
+      AND (SELECT count(*) FROM keys) >= 0
+    FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE forge_nb_jobs AS j
 SET status = 'dead', last_error = 'expired', last_traceback = NULL, finished_at = $1,
