@@ -220,19 +220,25 @@ def fmt(key: str, value: float | None) -> str:
     return f"{value:,.0f}/s"
 
 
+#: Each forge-nb backend is measured against the peers on the same database.
+PEERS_OF = {"forge_nb_sqlite": ("huey",), "forge_nb_postgres": ("pgqueuer", "procrastinate")}
+
+
 def ratio_cell(rows: dict[str, Result], key: str, higher_better: bool) -> str:
-    """forge-nb (each backend) divided by the best peer in this column."""
-    peers = [r[key] for k, r in rows.items() if k not in FORGE_NB and r.get(key) is not None]
-    if not peers:
-        return "—"
-    best = max(peers) if higher_better else min(peers)
+    """forge-nb (each backend) divided by the best peer on its database in this column."""
     parts = []
     for label, row_key in (("SQLite", "forge_nb_sqlite"), ("PG", "forge_nb_postgres")):
-        if row_key in rows:
-            mine = rows[row_key].get(key)
-            parts.append(
-                f"{label} {mine / best:.2f}×" if mine is not None and best else f"{label} —"
-            )
+        if row_key not in rows:
+            continue
+        peers = [
+            rows[p][key] for p in PEERS_OF[row_key] if p in rows and rows[p].get(key) is not None
+        ]
+        mine = rows[row_key].get(key)
+        if not peers or mine is None:
+            parts.append(f"{label} —")
+            continue
+        best = max(peers) if higher_better else min(peers)
+        parts.append(f"{label} {mine / best:.2f}×" if best else f"{label} —")
     return " · ".join(parts) or "—"
 
 
@@ -251,7 +257,7 @@ def table(rows: dict[str, Result]) -> str:
             cells = [fmt(col, row.get(col)) for col, _, _ in COLUMNS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(
-        "| **forge-nb / best peer** | "
+        "| **forge-nb / best peer on its database** | "
         + " | ".join(ratio_cell(rows, col, hi) for col, _, hi in COLUMNS)
         + " |"
     )
@@ -268,7 +274,8 @@ def footnotes(rows: dict[str, Result], args: argparse.Namespace) -> str:
         f"Medians of {args.repeat} run(s); {args.enqueue_one:,} jobs enqueued one at a time, "
         f"{args.jobs:,} for bulk (batches of {min(BATCH, args.jobs):,}) and drain, "
         f"{args.latency_jobs} for latency (enqueue→handler start, worker in the same process).",
-        "Ratio: throughput columns >1× means forge-nb is faster than the best peer; "
+        "Ratio: forge-nb on SQLite against huey, on Postgres against the best of pgqueuer and "
+        "procrastinate; throughput columns >1× means forge-nb is faster than that peer; "
         "latency columns <1× means forge-nb starts jobs sooner. — = the peer has no such "
         "operation (huey has no bulk enqueue).",
         ", ".join(
