@@ -198,18 +198,18 @@ def finish(
     """Apply outcomes: the ids finalized, and whether dependents of the done ones were
     promoted in this transaction (the caller wakes its workers)."""
     done, events = [], []
-    finished: list[int] = []
-    keyed = False  # a keyed job ended: its key's next held job may be pending now
+    finished: list[int] = []  # done: their dependents may be ready
+    ended: list[int] = []  # any outcome: a keyed one frees its key's place
     for f in finishes:
         key = int(f.job_id)
         if f.status == "done":
-            found = c.execute(
+            changed = c.execute(
                 Q["finish_done"], (f.result_json, now, key, host_id, f.attempt)
-            ).fetchone()
-            if found is not None:
+            ).rowcount
+            if changed:
                 finished.append(key)
         else:
-            found = c.execute(
+            changed = c.execute(
                 Q["finish_other"],
                 (
                     f.status,
@@ -222,9 +222,9 @@ def finish(
                     host_id,
                     f.attempt,
                 ),
-            ).fetchone()
-        if found is not None:
-            keyed = keyed or found[0] is not None
+            ).rowcount
+        if changed:
+            ended.append(key)
             done.append(f.job_id)
             if f.event != "done":
                 events.append((key, now, f.event, f.attempt, f.error))
@@ -233,6 +233,7 @@ def finish(
     promoted = 0
     if finished and c.execute(Q["workflows_exist"]).fetchone()[0]:
         promoted = c.execute(Q["promote_dependents"], (json.dumps(finished),)).rowcount
+    keyed = bool(ended) and bool(c.execute(Q["keyed_among"], (json.dumps(ended),)).fetchone()[0])
     return done, promoted > 0 or keyed
 
 
