@@ -29,6 +29,10 @@ _SCOPE = "forge_nb"
 
 #: A provider named by the environment, which opentelemetry loads on first use.
 _ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+#: opentelemetry-api keeps the provider ``set_tracer_provider`` set in this module global (a
+#: private name: without it, every check goes through ``get_tracer_provider``).
+_GLOBAL = "_TRACER_PROVIDER"
+_READ_GLOBAL = INSTALLED and hasattr(trace, _GLOBAL)
 
 
 def active() -> bool:
@@ -39,9 +43,9 @@ def active() -> bool:
     ``get_tracer_provider``, which then looks up the environment on each call."""
     if not INSTALLED:
         return False
-    provider = getattr(trace, "_TRACER_PROVIDER", None)
+    provider = getattr(trace, _GLOBAL) if _READ_GLOBAL else None
     if provider is None:
-        if not _ENV_PROVIDER:
+        if _READ_GLOBAL and not _ENV_PROVIDER:
             return False
         provider = trace.get_tracer_provider()
     return not isinstance(provider, ProxyTracerProvider) and type(provider).__name__ != (

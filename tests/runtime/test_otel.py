@@ -47,3 +47,20 @@ async def test_the_run_span_is_a_child_of_the_enqueue_span_across_processes(
     [run] = [s for s in spans if s["name"] == "forge_nb.run" and s["job_id"] == traced.id]
     assert run["trace_id"] == enqueue["trace_id"]
     assert run["parent_id"] == enqueue["span_id"]
+
+
+def test_the_private_provider_global_active_reads_is_still_there() -> None:
+    """`tracing.active()` reads opentelemetry's provider global instead of calling
+    get_tracer_provider() per job: a release that renames it must fail here, not make every
+    check take the slow path unnoticed."""
+    assert tracing._READ_GLOBAL, "opentelemetry.trace._TRACER_PROVIDER is gone"
+    code = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from forge_nb.runtime import tracing\n"
+        "before = tracing.active()\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+        "print(before, tracing.active())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
