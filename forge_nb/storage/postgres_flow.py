@@ -10,7 +10,7 @@ from typing import Any
 from forge_nb.errors import StorageError
 from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage.flow_rules import Flow, held
-from forge_nb.storage.records import EnqueueResult
+from forge_nb.storage.records import EnqueueResult, Status
 from forge_nb.storage.schema import load_queries
 
 Q = load_queries("postgres")
@@ -48,9 +48,8 @@ async def enqueue_one(
     for _ in range(RACE_RETRIES):
         new_id = await conn.fetchval(Q["insert_unique_job"], *row, now)
         if new_id is not None:
-            if flow is not None:
-                await apply_flow(conn, new_id, key, flow)
-            return EnqueueResult(str(new_id), "created", "pending")
+            status = "pending" if flow is None else await apply_flow(conn, new_id, key, flow)
+            return EnqueueResult(str(new_id), "created", status)
         holder = await conn.fetchrow(Q["live_job_by_unique_key"], key)
         if holder is None:
             continue  # the holder finished between the statements: the key is free again
@@ -84,21 +83,22 @@ async def take_keys(conn: Any, flows: Sequence[Flow | None]) -> None:
 async def insert_flow_jobs(
     conn: Any, prepared: list[tuple[Any, ...]], flows: Sequence[Flow | None], now: float
 ) -> list[EnqueueResult]:
-    """A batch without unique keys: one statement (its keys made and locked first). Each
-    job comes back "pending", held or not, as from the row-at-a-time path."""
-    ids = await conn.fetchval(
+    """A batch without unique keys: one statement (its keys made and locked first). A job
+    held behind its key's limit comes back "waiting", as `app.job` then shows it."""
+    ids, statuses = await conn.fetchrow(
         Q["insert_flow_jobs"],
         *statements.job_arrays(prepared, now)[:9],
         [f.expires_at if f else None for f in flows],
-        [f.concurrency_key if f else None for f in flows],
         int(now // 60),
+        [f.concurrency_key if f else None for f in flows],
     )
-    return [EnqueueResult(str(i), "created", "pending") for i in ids]
+    return [EnqueueResult(str(i), "created", s) for i, s in zip(ids, statuses, strict=True)]
 
 
-async def apply_flow(conn: Any, job_id: int, key: str | None, flow: Flow) -> None:
+async def apply_flow(conn: Any, job_id: int, key: str | None, flow: Flow) -> Status:
     """A new job's expiry, concurrency key (a place of its key, else held) and unique
-    window."""
+    window; its status: "waiting" when held behind its key's limit, else "pending"."""
+    status: Status = "pending"
     if flow.expires_at is not None or flow.concurrency_key is not None:
         await conn.execute(Q["set_job_flow"], job_id, flow.expires_at, flow.concurrency_key)
     if (
@@ -106,5 +106,7 @@ async def apply_flow(conn: Any, job_id: int, key: str | None, flow: Flow) -> Non
         and await conn.fetchval(Q["admit_key"], flow.concurrency_key) is None
     ):
         await conn.execute(Q["hold_job"], job_id)
+        status = "waiting"
     if flow.unique_for is not None:
         await conn.execute(Q["set_unique_hold"], key, job_id, flow.unique_for)
+    return status

@@ -11,7 +11,7 @@ from forge_nb.storage import sqlite_statements as statements
 from forge_nb.storage import sqlite_workflows as workflows
 from forge_nb.storage.extras import Extras
 from forge_nb.storage.flow_rules import Flow, held
-from forge_nb.storage.records import EnqueueResult
+from forge_nb.storage.records import EnqueueResult, Status
 from forge_nb.storage.schema import load_queries
 
 Q = load_queries("sqlite")
@@ -54,9 +54,8 @@ def enqueue_one(
     cursor = c.execute(Q["insert_unique_job"], (*row, now))
     if cursor.rowcount == 1:
         new_id = cursor.lastrowid
-        if flow is not None:
-            apply_flow(c, new_id, key, flow)
-        return EnqueueResult(str(new_id), "created", "pending")
+        status = "pending" if flow is None else apply_flow(c, new_id, key, flow)
+        return EnqueueResult(str(new_id), "created", status)
     holder = c.execute(Q["live_job_by_unique_key"], (key,)).fetchone()
     if (
         flow is not None
@@ -80,9 +79,10 @@ def take_keys(c: sqlite3.Connection, flows: Sequence[Flow | None]) -> None:
                 c.execute(Q["count_promoted"], (key, len(promoted)))
 
 
-def apply_flow(c: sqlite3.Connection, job_id: Any, key: str | None, flow: Flow) -> None:
+def apply_flow(c: sqlite3.Connection, job_id: Any, key: str | None, flow: Flow) -> Status:
     """A new job's expiry, concurrency key (a place of its key, else held) and unique
-    window."""
+    window; its status: "waiting" when held behind its key's limit, else "pending"."""
+    status: Status = "pending"
     if flow.expires_at is not None or flow.concurrency_key is not None:
         c.execute(Q["set_job_flow"], (job_id, flow.expires_at, flow.concurrency_key))
     if (
@@ -90,5 +90,7 @@ def apply_flow(c: sqlite3.Connection, job_id: Any, key: str | None, flow: Flow) 
         and c.execute(Q["admit_key"], (flow.concurrency_key,)).fetchone() is None
     ):
         c.execute(Q["hold_job"], (job_id,))
+        status = "waiting"
     if flow.unique_for is not None:
         c.execute(Q["set_unique_hold"], (key, job_id, flow.unique_for))
+    return status

@@ -195,8 +195,9 @@ def count_enqueued(c: sqlite3.Connection, queues: list[str], now: float) -> None
 def finish(
     c: sqlite3.Connection, host_id: str, finishes: Sequence[Finish], now: float
 ) -> tuple[list[str], bool]:
-    """Apply outcomes: the ids finalized, and whether dependents of the done ones were
-    promoted in this transaction (the caller wakes its workers)."""
+    """Apply outcomes: the ids finalized, and whether a job may have become claimable in
+    this transaction (a done job's dependents, or a keyed job's held successor): the caller
+    wakes its workers."""
     done, events = [], []
     finished: list[int] = []  # done: their dependents may be ready
     ended: list[int] = []  # any outcome: a keyed one frees its key's place

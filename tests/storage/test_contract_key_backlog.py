@@ -49,7 +49,8 @@ async def test_a_batch_takes_each_keys_free_places_in_input_order(storage: Stora
         new_job(concurrency_key="a", key_limit=2),
         new_job(concurrency_key="b", key_limit=2),
     ]
-    ids = [r.id for r in await storage.enqueue(batch, NOW)]
+    results = await storage.enqueue(batch, NOW)
+    ids = [r.id for r in results]
     assert await statuses(storage, ids) == [
         "pending",
         "pending",
@@ -59,6 +60,7 @@ async def test_a_batch_takes_each_keys_free_places_in_input_order(storage: Stora
         "waiting",
         "waiting",
     ]
+    assert [r.status for r in results] == await statuses(storage, ids), "results tell held jobs"
     assert (await get(storage, ids[1])).expires_at.timestamp() == NOW + 60  # type: ignore[union-attr]
     counts = (await storage.counts())["q"]
     assert (counts["pending"], counts["waiting"]) == (5, 3)
@@ -66,6 +68,9 @@ async def test_a_batch_takes_each_keys_free_places_in_input_order(storage: Stora
     assert await statuses(storage, ids[3:4]) == ["pending"], "a freed place: priority first"
     await storage.request_cancel(ids[1], NOW)
     assert await statuses(storage, ids[4:]) == ["pending", "waiting", "pending"]
+    # One at a time (the row path on both backends), a held job's result says so too.
+    [alone] = await storage.enqueue([new_job(concurrency_key="a", key_limit=2)], NOW)
+    assert alone.status == "waiting" == (await statuses(storage, [alone.id]))[0]
 
 
 async def test_promotion_follows_priority_then_time_then_id(storage: Storage) -> None:
@@ -126,7 +131,8 @@ async def test_a_raised_limit_promotes_held_jobs(storage: Storage) -> None:
 async def test_a_lowered_limit_holds_new_jobs_and_caps_running(storage: Storage) -> None:
     await storage.enqueue([new_job(concurrency_key="a", key_limit=3) for _ in range(3)], NOW)
     [late] = await storage.enqueue([new_job(concurrency_key="a", key_limit=1)], NOW)
-    assert late.status == "pending" and (await get(storage, late.id)).status == "waiting"
+    # Held behind the lowered limit, and its enqueue result says so (it said "pending").
+    assert late.status == "waiting" and (await get(storage, late.id)).status == "waiting"
     assert len(await storage.claim("q", HOST, 10, NOW)) == 1, "running stays within the limit"
 
 

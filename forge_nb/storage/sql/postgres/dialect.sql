@@ -59,7 +59,7 @@ inserted AS (
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL AND status IN ('waiting', 'pending', 'running', 'failed')
     DO NOTHING
-    RETURNING id, unique_key, queue
+    RETURNING id, unique_key, queue, status
 ),
 {count_inserted}
 SELECT id, unique_key FROM inserted
@@ -90,15 +90,15 @@ RETURNING s.key
 
 -- insert_flow_jobs --
 -- A batch with flow options but no unique key (expiry, concurrency keys) in one statement,
--- after its keys were made and locked (take_keys). $1-$8 and $9 (created_at) as insert_jobs,
--- $10 expires_at and $11 concurrency keys per row, $12 the metric minute. In input order,
+-- after its keys were made and locked (take_keys). $1-$9 and $11 (the metric minute) as
+-- insert_jobs, $10 expires_at and $12 concurrency keys per row. In input order,
 -- each key's jobs take its free places (pending) and the rest are held ('waiting'), as the
 -- same jobs enqueued one by one would be; the keys' admitted counts, the enqueued metric
 -- and the live counts are added in the same statement. Ids and statuses in input order.
 WITH t AS (
     SELECT t.*, row_number() OVER (PARTITION BY t.concurrency_key ORDER BY t.ord) AS place
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::bigint[],
-                $7::text[], $8::text[], $10::float8[], $11::text[])
+                $7::text[], $8::text[], $10::float8[], $12::text[])
          WITH ORDINALITY AS t (kind, queue, payload, priority, scheduled_at, max_attempts,
                                unique_key, code_version, expires_at, concurrency_key, ord)
 ),
@@ -121,20 +121,8 @@ admitted AS (
           GROUP BY concurrency_key) AS a
     WHERE s.key = a.key
 ),
-counted AS (
-    INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
-    SELECT $12, queue, '*' || pg_backend_pid(), count(*)
-    FROM inserted GROUP BY queue ORDER BY queue
-    ON CONFLICT (minute, queue, host_id)
-    DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
-),
-counted_jobs AS (  -- the live counts (migration 8: inserts count themselves)
-    INSERT INTO forge_nb_job_counts (queue, status, shard, n)
-    SELECT queue, status, pg_backend_pid(), count(*)
-    FROM inserted GROUP BY queue, status ORDER BY queue, status
-    ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
-)
-SELECT array_agg(id ORDER BY id) FROM inserted
+{count_inserted}
+SELECT array_agg(id ORDER BY id), array_agg(status ORDER BY id) FROM inserted
 
 -- finish --
 -- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,

@@ -16,10 +16,11 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::
 ORDER BY ord
 
 -- {count_inserted} --
--- The rows of ``inserted`` added to the minute's ($11) ``enqueued`` metric and to the
--- pending counts, a row per queue, queues in order so concurrent enqueuers cannot deadlock. The row's host is '*' plus the connection's
--- backend pid: concurrent enqueuers on other connections update other rows instead of
--- queueing behind one row lock until each other's commit.
+-- The rows of ``inserted`` (id, queue, status) added to the minute's ($11) ``enqueued``
+-- metric and to the live counts, queues in order so concurrent enqueuers cannot deadlock.
+-- The rows' host and shard are the connection's backend pid: concurrent enqueuers on other
+-- connections update other rows instead of queueing behind one row lock until each other's
+-- commit.
 counted AS (
     INSERT INTO forge_nb_metrics (minute, queue, host_id, enqueued)
     SELECT $11, queue, '*' || pg_backend_pid(), count(*)
@@ -27,10 +28,10 @@ counted AS (
     ON CONFLICT (minute, queue, host_id)
     DO UPDATE SET enqueued = forge_nb_metrics.enqueued + EXCLUDED.enqueued
 ),
-counted_jobs AS (  -- the pending counts (migration 8: inserts count themselves)
+counted_jobs AS (  -- migration 8: inserts count themselves
     INSERT INTO forge_nb_job_counts (queue, status, shard, n)
-    SELECT queue, 'pending', pg_backend_pid(), count(*)
-    FROM inserted GROUP BY queue ORDER BY queue
+    SELECT queue, status, pg_backend_pid(), count(*)
+    FROM inserted GROUP BY queue, status ORDER BY queue, status
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
 )
 
@@ -55,7 +56,7 @@ WITH new_queues AS (
 ),
 inserted AS (
     {insert_job_rows}
-    RETURNING id, unique_key, queue
+    RETURNING id, unique_key, queue, status
 ),
 {count_inserted}
 SELECT array_agg(id ORDER BY id) FROM inserted
