@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -57,6 +58,33 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] == "1"))
 """
 
 
+def ready_finisher(pg_url: str, host: str, descending: bool) -> subprocess.Popen[str]:
+    """A FINISHER process, connected and waiting for `go`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FINISHER, pg_url, host, "1" if descending else "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def go(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+
+
+def report_of(proc: subprocess.Popen[str]) -> dict[str, int]:
+    """The finisher's last line: how many it finished and how many deadlocks it met."""
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    return cast("dict[str, int]", json.loads(out.strip().splitlines()[-1]))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_two_processes_finishing_shared_keys_in_opposite_orders_never_deadlock(
@@ -76,28 +104,10 @@ async def test_two_processes_finishing_shared_keys_in_opposite_orders_never_dead
             for k in range(KEYS)
         ]
         await storage.enqueue(jobs, NOW)
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", FINISHER, pg_url, f"h{i}", str(i)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=REPO,
-            )
-            for i in range(2)
-        ]
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        procs = [ready_finisher(pg_url, f"h{i}", descending=i == 1) for i in range(2)]
         for proc in procs:  # both start together
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        reports = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=240)
-            assert proc.returncode == 0, err
-            reports.append(json.loads(out.strip().splitlines()[-1]))
+            go(proc)
+        reports = [report_of(proc) for proc in procs]
         assert sum(r["finished"] for r in reports) == KEYS * PER_KEY
         assert [r["deadlocks"] for r in reports] == [0, 0], reports
         counts = (await storage.counts())["q"]
@@ -135,18 +145,8 @@ async def test_expiring_a_keys_jobs_while_a_process_finishes_that_key_never_dead
                 for k in range(keys)
             ]
             await storage.enqueue(jobs, NOW)
-            finisher = subprocess.Popen(
-                [sys.executable, "-c", FINISHER, pg_url, "h0", "0"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=REPO,
-            )
-            assert finisher.stdout is not None and finisher.stdout.readline().strip() == "ready"
-            assert finisher.stdin is not None
-            finisher.stdin.write("go\n")
-            finisher.stdin.flush()
+            finisher = ready_finisher(pg_url, "h0", descending=False)
+            go(finisher)
             expired = deadlocks = 0
             at = NOW
             while finisher.poll() is None or at < NOW + per_key + 1:
@@ -157,9 +157,7 @@ async def test_expiring_a_keys_jobs_while_a_process_finishes_that_key_never_dead
                     if "deadlock" not in str(exc).lower():
                         raise
                     deadlocks += 1
-            out, err = finisher.communicate(timeout=240)
-            assert finisher.returncode == 0, err
-            report = json.loads(out.strip().splitlines()[-1])
+            report = report_of(finisher)
             finished += report["finished"]
             seen.append((report["deadlocks"], deadlocks))
             ended += expired

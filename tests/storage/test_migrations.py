@@ -557,6 +557,15 @@ async def test_the_shipped_code_migration_keeps_waiting_jobs(db_url: str) -> Non
         await storage.close()
 
 
+def keyed_backlog() -> list[NewJob]:
+    """Three jobs for each of two keys, one running at a time."""
+    return [
+        NewJob(kind="a", queue="q", payload={"k": k, "i": i}, concurrency_key=k, key_limit=1)
+        for k in "xy"
+        for i in range(3)
+    ]
+
+
 async def test_the_key_backlog_migration_holds_each_keys_jobs_beyond_its_limit(
     db_url: str,
 ) -> None:
@@ -564,11 +573,7 @@ async def test_the_key_backlog_migration_holds_each_keys_jobs_beyond_its_limit(
     and the rest of its pending ones are held, then promoted one by one in order."""
     backend = backend_of(db_url)
     storage = await open_storage(db_url)
-    jobs = [
-        NewJob(kind="a", queue="q", payload={"k": k, "i": i}, concurrency_key=k, key_limit=1)
-        for k in "xy"
-        for i in range(3)
-    ]
+    jobs = keyed_backlog()
     try:
         ids = [r.id for r in await storage.enqueue(jobs, 1.0)]
     finally:
@@ -607,11 +612,7 @@ async def test_the_cheaper_key_hand_over_migration_keeps_running_and_held_jobs(
     and the counts of running and admitted jobs end at zero."""
     backend = backend_of(db_url)
     storage = await open_storage(db_url)
-    jobs = [
-        NewJob(kind="a", queue="q", payload={"k": k, "i": i}, concurrency_key=k, key_limit=1)
-        for k in "xy"
-        for i in range(3)
-    ]
+    jobs = keyed_backlog()
     try:
         await storage.enqueue(jobs, 1.0)
         running = await storage.claim("q", "h", 10, 2.0)
