@@ -206,12 +206,7 @@ WITH candidates AS (
                           WHERE p.host_id = j.claimed_by
                             AND p.last_heartbeat >= coalesce($1 - p.stale_after, $2)))
 ),
-keys AS (
-    SELECT s.key FROM forge_nb_key_slots AS s
-    WHERE s.key IN (SELECT concurrency_key FROM candidates WHERE concurrency_key IS NOT NULL)
-    ORDER BY s.key
-    FOR UPDATE OF s
-),
+{lock_candidate_keys}
 stale AS (
     SELECT j.id, j.claimed_by FROM forge_nb_jobs j JOIN candidates AS c ON c.id = j.id
     WHERE j.status = 'running' AND j.claimed_by IS NOT DISTINCT FROM c.claimed_by
@@ -276,18 +271,15 @@ SELECT (SELECT count(*) FROM retried), ARRAY(SELECT id FROM retried WHERE in_wor
 
 -- delete_where --
 -- delete_many: every matching non-running job ({where}: the filter's terms) and its history.
--- Their concurrency keys are locked first, in key order (as expire_jobs and reap do), so a
--- finish that holds a key and promotes its next held job cannot deadlock with this.
-WITH keys AS (
-    SELECT s.key FROM forge_nb_key_slots AS s
-    WHERE s.key IN (SELECT concurrency_key FROM forge_nb_jobs
-                    WHERE {where} AND status <> 'running' AND concurrency_key IS NOT NULL)
-    ORDER BY s.key
-    FOR UPDATE OF s
+-- Their concurrency keys are locked first, in key order, as reap and expire_jobs do.
+WITH candidates AS (
+    SELECT id, concurrency_key FROM forge_nb_jobs WHERE {where} AND status <> 'running'
 ),
+{lock_candidate_keys}
 gone AS (
     DELETE FROM forge_nb_jobs
-    WHERE {where} AND status <> 'running' AND (SELECT count(*) FROM keys) >= 0
+    WHERE id IN (SELECT id FROM candidates) AND status <> 'running'
+      AND (SELECT count(*) FROM keys) >= 0
     RETURNING id
 ),
 events AS (DELETE FROM forge_nb_job_events WHERE job_id IN (SELECT id FROM gone))

@@ -35,6 +35,18 @@ counted_jobs AS (  -- migration 8: inserts count themselves
     ON CONFLICT (queue, status, shard) DO UPDATE SET n = forge_nb_job_counts.n + EXCLUDED.n
 )
 
+-- {lock_candidate_keys} --
+-- The concurrency keys of the jobs in ``candidates`` locked in key order, before the
+-- statement locks any of those jobs (it joins ``(SELECT count(*) FROM keys) >= 0`` to its
+-- job lock, so this runs first). Finish takes a key and then its next held job: a statement
+-- ending several jobs that locked them first could deadlock with it (reap, expiry, delete).
+keys AS (
+    SELECT s.key FROM forge_nb_key_slots AS s
+    WHERE s.key IN (SELECT concurrency_key FROM candidates WHERE concurrency_key IS NOT NULL)
+    ORDER BY s.key
+    FOR UPDATE OF s
+),
+
 -- {take_picked} --
 -- A claim takes the rows of ``picked`` (claimer $4, now $2) and returns them as
 -- `rows.claimed_job` reads them.
@@ -492,12 +504,7 @@ WITH candidates AS (
     ORDER BY expires_at
     LIMIT $2
 ),
-keys AS (
-    SELECT s.key FROM forge_nb_key_slots AS s
-    WHERE s.key IN (SELECT concurrency_key FROM candidates WHERE concurrency_key IS NOT NULL)
-    ORDER BY s.key
-    FOR UPDATE OF s
-),
+{lock_candidate_keys}
 picked AS (
     SELECT j.id FROM forge_nb_jobs AS j JOIN candidates AS c ON c.id = j.id
     WHERE j.expires_at IS NOT NULL AND j.expires_at <= $1
