@@ -28,6 +28,13 @@ pytestmark = pytest.mark.timeout(300)
 SCREENSHOT = REPO / "docs" / "screenshots" / "widget.png"
 #: Output of cells can take a while on a cold machine (kernel start, 300 jobs).
 LONG_MS = 90_000
+#: An upstream BokehJS race, as far as we can tell: its deserializer makes a new model, then decodes
+#: that model's attributes; a change to an already-known model met in between reaches
+#: views that read the new model's still-unset properties. Seen once in about ten full
+#: runs, on a table joining a notebook output; the tables are checked for rows instead.
+BOKEH_BUILD_RACE = re.compile(
+    r"panel\.models\.tabulator\.DataTabulator\([0-9a-f-]+\)\.\w+ is unset"
+)
 
 
 @pytest.fixture
@@ -200,6 +207,8 @@ def test_dashboard_notebook_renders_inline_offline_and_serves_from_the_kernel(
     for title in ("Queues", "Processes", "Cron", "Resources", "Overview"):
         output.get_by_text(title, exact=True).first.click()
         page.wait_for_timeout(2_500)
+        if title in ("Processes", "Overview"):  # their tables show this kernel's process
+            expect(output.locator(".tabulator-row").first).to_be_visible(timeout=LONG_MS)
     page.wait_for_timeout(3_000)  # a few ticks: each pane's first restyle
     # Offline: scripts and Panel's stylesheets came with the notebook; nothing else asked.
     assert left_the_machine == []
@@ -213,7 +222,7 @@ def test_dashboard_notebook_renders_inline_offline_and_serves_from_the_kernel(
         expect(served.get_by_text("Dead", exact=True).first).to_be_visible()
     finally:
         served.close()
-    assert page.errors == []
+    assert [e for e in page.errors if not BOKEH_BUILD_RACE.fullmatch(e)] == []
 
 
 EVIL = '<img src=x onerror="window.__pwned=1">'
