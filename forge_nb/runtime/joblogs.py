@@ -37,16 +37,27 @@ MAX_LINES = 1000
 MAX_BYTES = 64 * 1024
 #: Longest wait before what a running job logged is stored.
 FLUSH_S = 0.5
+#: Text an attempt may pile up unsplit (characters, writes) before it is cut into lines.
+COMPACT_CHARS = 2 * MAX_BYTES
+COMPACT_WRITES = 2 * MAX_LINES
 
 log = logging.getLogger("forge_nb.joblogs")
 
 
 class AttemptLog:
-    """What one attempt wrote, bounded to its last lines (thread-safe: thread jobs write)."""
+    """What one attempt wrote, bounded to its last lines (thread-safe: thread jobs write).
+
+    A write only appends the raw text (a print is two writes: its text, then its newline);
+    splitting into lines and the bounds wait for the next snapshot, or for enough text to
+    pile up (`COMPACT_CHARS`, `COMPACT_WRITES`). Most attempts write a line or two and end
+    before a flush, so their text is joined once and never split.
+    """
 
     __slots__ = (
+        "_chunks",
         "_lock",
         "_partial",
+        "_pending",
         "_queued",
         "attempt",
         "bytes",
@@ -66,12 +77,17 @@ class AttemptLog:
         self.attempt = attempt
         #: Values of the job's redacted payload fields: masked in every line.
         self.secrets = tuple(secrets)
+        #: Text written since the last compaction, as written, and its length.
+        self._chunks: list[str] = []
+        self._pending = 0
+        #: Complete lines kept so far (bounded), their bytes, all lines seen, lines dropped.
         #: A list, not a deque: most attempts keep one line, and a deque's first block is
         #: half a kilobyte per attempt (trimming a long list costs only chatty jobs).
         self.kept: list[str] = []
         self.bytes = 0
         self.total = 0
         self.dropped = 0
+        #: The start of a line whose end was not written yet.
         self._partial = ""
         self._lock = threading.Lock()
         #: Already waiting in its sink for the next flush (no need to tell it again).
@@ -79,24 +95,36 @@ class AttemptLog:
 
     def write(self, text: str) -> None:
         """Add output (complete lines are kept; a partial line waits for its end)."""
-        if not text:
-            return
-        with self._lock:
-            if text == "\n":  # print() ends each line with a write of its own
-                self._keep(self._partial)
-                self._partial = ""
-            elif "\n" not in text:
-                self._partial += text
-            else:
-                *complete, self._partial = (self._partial + text).split("\n")
-                for line in complete:
-                    self._keep(line)
-            if len(self._partial) > MAX_BYTES:  # a huge line without an end: keep it now
-                self._keep(self._partial)
-                self._partial = ""
-            queued, self._queued = self._queued, True
+        lock = self._lock
+        lock.acquire()  # not `with`: this runs for every write of every job
+        try:
+            self._chunks.append(text)
+            self._pending += len(text)
+            if self._pending > COMPACT_CHARS or len(self._chunks) > COMPACT_WRITES:
+                self._compact()
+            queued = self._queued
+            self._queued = True
+        finally:
+            lock.release()
         if not queued and self.sink is not None:
             self.sink.changed(self)
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether it wrote since its last snapshot (nothing stored has those lines yet)."""
+        return self._queued
+
+    def _compact(self) -> None:
+        """Split the pending text into kept lines, within the bounds (lock held)."""
+        text = self._partial + "".join(self._chunks)
+        self._chunks.clear()
+        self._pending = 0
+        *complete, self._partial = text.split("\n")
+        for line in complete:
+            self._keep(line)
+        if len(self._partial) > MAX_BYTES:  # a huge line without an end: keep it now
+            self._keep(self._partial)
+            self._partial = ""
 
     def _keep(self, line: str) -> None:
         if self.secrets:
@@ -117,9 +145,14 @@ class AttemptLog:
         dropped)."""
         with self._lock:
             self._queued = False  # a write from now on queues it again
+            if not self.kept and not self._partial and not self.secrets:
+                text = "".join(self._chunks)  # the common case: a few whole lines, no more
+                if text.endswith("\n") and len(text) <= MAX_BYTES and text.isascii():
+                    count = text.count("\n")
+                    if count <= MAX_LINES:
+                        return _job_log((self.job_id, self.attempt, text[:-1], count, 0, now))
+            self._compact()
             partial, total, dropped = self._partial, self.total, self.dropped
-            if len(self.kept) == 1 and not partial and not dropped:  # the common case
-                return JobLog(self.job_id, self.attempt, self.kept[0], total, dropped, now)
             lines = self.kept.copy()
         if partial:
             lines.append(scrub(partial, self.secrets) if self.secrets else partial)
@@ -131,6 +164,12 @@ class AttemptLog:
                 f"or {MAX_BYTES // 1024} KiB per attempt",
             )
         return JobLog(self.job_id, self.attempt, "\n".join(lines), total, dropped, now)
+
+
+def _job_log(fields: tuple[str, int, str, int, int, float]) -> JobLog:
+    """``JobLog(*fields)`` without the named tuple's Python-level ``__new__`` (a job that
+    logs makes one as it ends: the worker's hot path)."""
+    return tuple.__new__(JobLog, fields)
 
 
 def _size(line: str) -> int:
@@ -149,14 +188,26 @@ class LogSink:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._dirty: dict[tuple[str, int], AttemptLog] = {}
+        self._dirty: set[AttemptLog] = set()
         self._lock = threading.Lock()
         self._last = 0.0
 
     def changed(self, attempt: AttemptLog) -> None:
         """An attempt wrote: store it with the next flush."""
         with self._lock:
-            self._dirty[(attempt.job_id, attempt.attempt)] = attempt
+            self._dirty.add(attempt)
+
+    def ended(self, attempt: AttemptLog) -> JobLog | None:
+        """The attempt's run ended: what it logged and no flush stored yet, for its outcome
+        to store (None: nothing). The sink lets go of it at once, so a busy worker does not
+        keep a flush interval's worth of ended attempts alive (garbage collection scans
+        every one of them, again and again). A write after this is flushed as before."""
+        if not attempt.unsaved:
+            return None
+        # Before the snapshot, so a write in between is in it. No lock: a flush swaps the
+        # set on this thread, and a thread's add is one step against this one.
+        self._dirty.discard(attempt)
+        return attempt.snapshot(time.time())
 
     @property
     def pending(self) -> bool:
@@ -174,14 +225,13 @@ class LogSink:
             return
         self._last = time.monotonic()
         with self._lock:
-            dirty, self._dirty = self._dirty, {}
+            dirty, self._dirty = self._dirty, set()
         try:
             now = time.time()
-            await self.storage.write_job_logs([a.snapshot(now) for a in dirty.values()])
+            await self.storage.write_job_logs([a.snapshot(now) for a in dirty])
         except Exception:
             with self._lock:  # try again with the next flush
-                for key, attempt in dirty.items():
-                    self._dirty.setdefault(key, attempt)
+                self._dirty |= dirty
             raise
 
 

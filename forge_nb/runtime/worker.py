@@ -361,17 +361,30 @@ class Runner:
             loop=self.handle.loop,
             dependency_results=dependency_results,
         )
+        if not app.capture_logs:
+            return await self._attempt(pool, rj, handler, ctx, None)
+        output = joblogs.AttemptLog(
+            self.handle.logs,
+            job.id,
+            job.attempt,
+            secrets_in(job.payload, handler.redact) if handler.redact else (),
+        )
+        finish = await self._attempt(pool, rj, handler, ctx, output)
+        if output.unsaved:  # what it logged goes with its outcome, in one transaction
+            finish.log = self.handle.logs.ended(output)
+        return finish
+
+    async def _attempt(
+        self,
+        pool: QueuePool,
+        rj: RunningJob,
+        handler: Handler,
+        ctx: JobCtx,
+        output: joblogs.AttemptLog | None,
+    ) -> Finish:
+        """Run the handler with its output going to ``output``; how the run ended."""
+        job = rj.job
         try:
-            output = (
-                joblogs.AttemptLog(
-                    self.handle.logs,
-                    job.id,
-                    job.attempt,
-                    secrets_in(job.payload, handler.redact) if handler.redact else (),
-                )
-                if app.capture_logs
-                else None
-            )
             log_token = joblogs.CURRENT.set(output)  # its print and logging go to its log
             try:
                 if self.handle.app._propagated or tracing.active():

@@ -193,16 +193,7 @@ class PostgresStorage(SqlCore):
         found = [(rows.parse_job_id(log.job_id), log) for log in logs]
         kept = [(key, log) for key, log in found if key is not None]
         if kept:
-            async with self._connection(transaction=False) as conn:
-                await conn.execute(
-                    Q["write_job_logs_batch"],
-                    [key for key, _ in kept],
-                    [log.attempt for _, log in kept],
-                    [log.text for _, log in kept],
-                    [log.lines for _, log in kept],
-                    [log.dropped for _, log in kept],
-                    [log.updated_at for _, log in kept],
-                )
+            await self._execute(Q["write_job_logs_batch"], *statements.log_arrays(kept))
 
     def _list_param(self, values: Sequence[str]) -> Any:
         return list(values)
@@ -445,7 +436,13 @@ class PostgresStorage(SqlCore):
         if not batch:
             return []
         params = statements.finish_arrays(batch)
-        found = await self._fetch(Q["finish"], host_id, *params, now)
+        logs = [(key, f.log) for key, f in batch.items() if f.log is not None]
+        if not logs:
+            found = await self._fetch(Q["finish"], host_id, *params, now)
+        else:  # the attempts' logs go in the outcomes' transaction
+            async with self._tx() as conn:
+                found = await conn.fetch(Q["finish"], host_id, *params, now)
+                await conn.execute(Q["write_job_logs_batch"], *statements.log_arrays(logs))
         finalized = {r[0] for r in found}
         return [f.job_id for key, f in batch.items() if key in finalized]
 

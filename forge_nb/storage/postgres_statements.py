@@ -20,6 +20,7 @@ from forge_nb.storage.kinds import build_claim
 from forge_nb.storage.records import (
     EnqueueResult,
     Finish,
+    JobLog,
     QueueConfig,
 )
 from forge_nb.storage.schema import load_queries
@@ -230,3 +231,15 @@ async def insert_extras(conn: Any, results: list[EnqueueResult], more: Extras) -
     if contexts:
         keys, texts = zip(*contexts, strict=True)
         await conn.execute(Q["insert_job_context"], list(keys), list(texts))
+
+
+def log_arrays(logs: Sequence[tuple[int, JobLog]]) -> tuple[list[Any], ...]:
+    """write_job_logs_batch's arrays (job ids, attempts, texts, lines, dropped, times)."""
+    return (
+        [key for key, _ in logs],
+        [log.attempt for _, log in logs],
+        [log.text for _, log in logs],
+        [log.lines for _, log in logs],
+        [log.dropped for _, log in logs],
+        [log.updated_at for _, log in logs],
+    )

@@ -100,7 +100,7 @@ class ClaimedJob:
 FinishStatus = Literal["done", "failed", "dead", "pending"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finish:
     """How one claimed run ended.
 
@@ -108,6 +108,8 @@ class Finish:
     (``done``, ``failed``, ``dead``, ``throttled``, ``cancelled``, ``released``).
     ``refund_attempt`` gives the run's attempt back (throttled, graceful release,
     cancellation). ``scheduled_at`` is the next run time for ``failed``/``pending``.
+    ``log`` is what the attempt logged and had not stored yet: written in the outcome's
+    transaction (not frozen: the worker attaches it once the run has ended).
     """
 
     job_id: str
@@ -119,6 +121,7 @@ class Finish:
     traceback: str | None = None
     scheduled_at: float | None = None
     refund_attempt: bool = False
+    log: JobLog | None = None
 
 
 @dataclass(frozen=True, slots=True)

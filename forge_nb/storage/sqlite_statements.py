@@ -201,6 +201,8 @@ def finish(
     done, events = [], []
     finished: list[int] = []  # done: their dependents may be ready
     ended: list[int] = []  # any outcome: a keyed one frees its key's place
+    logs: list[tuple[Any, ...]] = []  # ended attempts' logs, of jobs finalized here
+    stray_logs: list[tuple[Any, ...]] = []  # of runs taken back (reaped, deleted) meanwhile
     for f in finishes:
         key = int(f.job_id)
         if f.status == "done":
@@ -229,8 +231,14 @@ def finish(
             done.append(f.job_id)
             if f.event != "done":
                 events.append((key, now, f.event, f.attempt, f.error))
+        if f.log is not None:
+            (logs if changed else stray_logs).append((key, *f.log[1:]))
     if events:
         c.executemany(Q["insert_event"], events)
+    if logs:
+        c.executemany(Q["write_finished_log"], logs)
+    if stray_logs:
+        c.executemany(Q["write_job_log"], stray_logs)
     promoted = 0
     if finished and c.execute(Q["workflows_exist"]).fetchone()[0]:
         promoted = c.execute(Q["promote_dependents"], (json.dumps(finished),)).rowcount

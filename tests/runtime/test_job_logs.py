@@ -8,6 +8,8 @@ import logging
 import sys
 import threading
 
+import pytest
+
 import forge_nb as fnb
 from forge_nb.runtime import joblogs
 
@@ -129,6 +131,30 @@ async def test_a_running_job_is_flushed_live(db_url: str) -> None:
                 break
             await asyncio.sleep(0.1)
         assert (await app.job_logs(ref))[0].text == "started\nfinished"
+    finally:
+        await app.close(timeout=2)
+
+
+async def test_a_finished_jobs_log_is_there_as_soon_as_its_outcome(db_url: str) -> None:
+    """The ended attempt's lines are written with its outcome, not by a later flush."""
+    app = fnb.App(db_url, replace=False, **FAST)
+    try:
+
+        @app.job(kind="says", max_attempts=1)
+        def says(ctx: fnb.JobCtx, n: int) -> None:
+            print(f"job {n} says hello")
+            if n % 2:
+                raise ValueError(f"job {n} fails")
+
+        await app.start()
+        for n in range(12):
+            ref = await says.enqueue(n)
+            if n % 2:
+                with pytest.raises(fnb.JobDead):
+                    await ref.wait(timeout=10)
+            else:
+                await ref.wait(timeout=10)
+            assert [g.text for g in await app.job_logs(ref)] == [f"job {n} says hello"]
     finally:
         await app.close(timeout=2)
 

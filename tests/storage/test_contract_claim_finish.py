@@ -7,6 +7,7 @@ import pytest
 from forge_nb.storage import Storage
 from forge_nb.storage.records import (
     Finish,
+    JobLog,
 )
 from tests.storage.contract_support import (
     HOST,
@@ -360,6 +361,52 @@ async def test_finish_batch_returns_only_the_runs_it_applied(storage: Storage) -
 
 async def test_finish_of_nothing_does_nothing(storage: Storage) -> None:
     assert await storage.finish(HOST, [], NOW) == []
+
+
+# -- logs stored with outcomes ---------------------------------------------------------------------
+
+
+def logged(finish: Finish, text: str, at_time: float) -> Finish:
+    finish.log = JobLog(finish.job_id, finish.attempt, text, text.count("\n") + 1, 0, at_time)
+    return finish
+
+
+async def test_an_outcome_stores_its_attempts_log_in_the_same_batch(storage: Storage) -> None:
+    a, b, silent = await run_job(storage), await run_job(storage), await run_job(storage)
+    finishes = [
+        logged(done(a), "a: one\na: two", NOW + 1),
+        logged(failed(b, retry_at=NOW + 5), "b: boom", NOW + 1),
+        done(silent),
+    ]
+    assert sorted(await storage.finish(HOST, finishes, NOW + 1)) == sorted([a.id, b.id, silent.id])
+    [log_a] = await storage.job_logs(a.id)
+    assert (log_a.attempt, log_a.text, log_a.lines) == (1, "a: one\na: two", 2)
+    assert [g.text for g in await storage.job_logs(b.id)] == ["b: boom"]
+    assert await storage.job_logs(silent.id) == []
+
+
+async def test_an_outcomes_log_does_not_replace_a_newer_one(storage: Storage) -> None:
+    """A line written after the run ended (a stray thread) was flushed first: it stays."""
+    job = await run_job(storage)
+    await storage.write_job_logs([JobLog(job.id, 1, "end\nstray", 2, 0, NOW + 2)])
+    assert await storage.finish(HOST, [logged(done(job), "end", NOW + 1)], NOW + 1) == [job.id]
+    assert [g.text for g in await storage.job_logs(job.id)] == ["end\nstray"]
+    await storage.write_job_logs([JobLog(job.id, 1, "end\nstray\nlater", 3, 0, NOW + 3)])
+    assert [g.text for g in await storage.job_logs(job.id)] == ["end\nstray\nlater"]
+
+
+async def test_a_run_taken_back_keeps_its_log_and_a_deleted_jobs_is_dropped(
+    storage: Storage,
+) -> None:
+    job = await run_job(storage)
+    gone = await run_job(storage)
+    await storage.reap(NOW + 1, stale_before=NOW, host_ids=[HOST])
+    assert await storage.delete(gone.id)
+    finishes = [logged(done(job), "late but true", NOW + 2), logged(done(gone), "lost", NOW + 2)]
+    assert await storage.finish(HOST, finishes, NOW + 2) == []
+    assert [g.text for g in await storage.job_logs(job.id)] == ["late but true"]
+    assert (await get(storage, job.id)).status == "failed"  # the outcome itself was not applied
+    assert await storage.job_logs(gone.id) == []
 
 
 # -- progress --------------------------------------------------------------------------------------

@@ -147,9 +147,22 @@ SELECT kind, fields FROM forge_nb_redactions
 -- A job deleted meanwhile has no row to log for: nothing is written.
 INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
 SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM forge_nb_jobs WHERE id = $1)
+{log_upsert}
+
+-- write_finished_log --
+-- write_job_log for an attempt whose outcome this transaction just applied: its job's row
+-- is there, no need to look.
+INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+{log_upsert}
+
+-- {log_upsert} --
+-- An attempt's log replaces the stored one unless that is newer: a copy flushed after a line
+-- written past the attempt's end must not be overwritten by its outcome's, written later.
 ON CONFLICT (job_id, attempt) DO UPDATE SET
     text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
     updated_at = excluded.updated_at
+WHERE excluded.updated_at >= forge_nb_job_logs.updated_at
 
 -- job_logs --
 SELECT attempt, text, lines, dropped, updated_at FROM forge_nb_job_logs

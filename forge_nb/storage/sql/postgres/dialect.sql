@@ -293,9 +293,7 @@ SELECT u.job_id, u.attempt, u.text, u.lines, u.dropped, u.updated_at
 FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::integer[], $5::integer[],
             $6::double precision[]) AS u (job_id, attempt, text, lines, dropped, updated_at)
 JOIN forge_nb_jobs AS j ON j.id = u.job_id
-ON CONFLICT (job_id, attempt) DO UPDATE SET
-    text = excluded.text, lines = excluded.lines, dropped = excluded.dropped,
-    updated_at = excluded.updated_at
+{log_upsert}
 
 -- list_queue_jobs --
 -- list_jobs for a queue ($1) alone: the page newest first below id $2, read from the
