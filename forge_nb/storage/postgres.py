@@ -439,10 +439,9 @@ class PostgresStorage(SqlCore):
         logs = [(key, f.log) for key, f in batch.items() if f.log is not None]
         if not logs:
             found = await self._fetch(Q["finish"], host_id, *params, now)
-        else:  # the attempts' logs go in the outcomes' transaction
-            async with self._tx() as conn:
-                found = await conn.fetch(Q["finish"], host_id, *params, now)
-                await conn.execute(Q["write_job_logs_batch"], *statements.log_arrays(logs))
+        else:  # the attempts' logs go in the same statement
+            log_params = statements.log_arrays(logs)
+            found = await self._fetch(Q["finish_logged"], host_id, *params, now, *log_params)
         finalized = {r[0] for r in found}
         return [f.job_id for key, f in batch.items() if key in finalized]
 

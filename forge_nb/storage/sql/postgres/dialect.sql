@@ -124,13 +124,13 @@ admitted AS (
 {count_inserted}
 SELECT array_agg(id ORDER BY id), array_agg(status ORDER BY id) FROM inserted
 
--- finish --
+-- {finish_runs} --
 -- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
 -- write the history events of the non-done ones, return the finalized ids. The concurrency
 -- keys of the batch's jobs are locked first, in key order (the InitPlan runs before the
 -- first row is updated): the key triggers then find them held, and two batches that share
 -- keys cannot lock them in opposite orders (a deadlock). No keys anywhere: one probe.
-WITH f AS (
+f AS (
     SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::float8[], $10::int[])
         AS f (id, attempt, status, event, result, error, traceback, scheduled_at, refund)
@@ -168,6 +168,25 @@ finished AS (
 events AS (
     INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message)
     SELECT id, $11, event, attempt, error FROM finished WHERE event <> 'done'
+)
+
+-- finish --
+-- {finish_runs} of a batch of outcomes; the ids finalized.
+WITH {finish_runs}
+SELECT id FROM finished
+
+-- finish_logged --
+-- finish, and in the same statement the ended attempts' logs ($12-$17: the arrays of
+-- write_job_logs_batch), each stored while its job exists (a run taken back included).
+WITH {finish_runs},
+u AS (
+    SELECT * FROM unnest($12::bigint[], $13::integer[], $14::text[], $15::integer[],
+                         $16::integer[], $17::double precision[])
+        AS u (job_id, attempt, text, lines, dropped, updated_at)
+),
+logged AS (
+    {insert_logs_from_u}
+    {log_upsert}
 )
 SELECT id FROM finished
 
@@ -288,12 +307,19 @@ SELECT count(*) FROM gone
 -- write_job_logs_batch --
 -- write_job_log for many attempts in one statement (arrays, pairwise: job ids, attempts,
 -- texts, lines, dropped, times); attempts of jobs deleted meanwhile are left out.
+WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::integer[],
+                         $5::integer[], $6::double precision[])
+        AS u (job_id, attempt, text, lines, dropped, updated_at)
+)
+{insert_logs_from_u}
+{log_upsert}
+
+-- {insert_logs_from_u} --
+-- Attempts' logs from the rows of u, for jobs that exist.
 INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
 SELECT u.job_id, u.attempt, u.text, u.lines, u.dropped, u.updated_at
-FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::integer[], $5::integer[],
-            $6::double precision[]) AS u (job_id, attempt, text, lines, dropped, updated_at)
-JOIN forge_nb_jobs AS j ON j.id = u.job_id
-{log_upsert}
+FROM u JOIN forge_nb_jobs AS j ON j.id = u.job_id
 
 -- list_queue_jobs --
 -- list_jobs for a queue ($1) alone: the page newest first below id $2, read from the
