@@ -7,6 +7,7 @@ import pytest
 from forge_nb.storage import Storage
 from forge_nb.storage.records import (
     Finish,
+    JobFilter,
     JobLog,
 )
 from tests.storage.contract_support import (
@@ -393,6 +394,19 @@ async def test_an_outcomes_log_does_not_replace_a_newer_one(storage: Storage) ->
     assert [g.text for g in await storage.job_logs(job.id)] == ["end\nstray"]
     await storage.write_job_logs([JobLog(job.id, 1, "end\nstray\nlater", 3, 0, NOW + 3)])
     assert [g.text for g in await storage.job_logs(job.id)] == ["end\nstray\nlater"]
+
+
+async def test_logs_go_with_their_job_by_every_way_jobs_are_deleted(storage: Storage) -> None:
+    one, many, old = [await run_job(storage, queue=q) for q in ("one", "many", "old")]
+    kept = await run_job(storage, queue="kept")
+    finishes = [logged(done(j), f"log of {j.queue}", NOW + 1) for j in (one, many, old, kept)]
+    await storage.finish(HOST, finishes, NOW + 1)
+    assert await storage.delete(one.id) == "done"
+    assert await storage.delete_many(JobFilter(queue="many")) == 1
+    assert await storage.purge("old", "done", NOW + 2, 100) == 1
+    for gone in (one, many, old):
+        assert await storage.job_logs(gone.id) == []
+    assert [g.text for g in await storage.job_logs(kept.id)] == ["log of kept"]
 
 
 async def test_a_run_taken_back_keeps_its_log_and_a_deleted_jobs_is_dropped(

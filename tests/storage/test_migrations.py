@@ -451,6 +451,7 @@ def undo_observe(backend: str) -> list[str]:
         ]
     return [
         *later,
+        "DROP TRIGGER IF EXISTS forge_nb_jobs_logs_gone ON forge_nb_jobs",  # v18's
         "DROP TABLE forge_nb_job_logs",
         "DROP TABLE forge_nb_job_tags",
         "DROP TABLE forge_nb_redactions",
