@@ -74,7 +74,16 @@ def data_version(c: sqlite3.Connection) -> int:
     return int(c.execute("PRAGMA data_version").fetchone()[0])
 
 
+#: Bytes per database page, for files created from now on (SQLite keeps an existing file's).
+#: Each commit writes every page it changed to the WAL whole, and an enqueue changes about
+#: ten (the row, five indexes, the counts, the minute's metrics, the id sequence): smaller
+#: pages make each commit cheaper. Half the default: a row of up to about 2 KB (payload
+#: included) still fits in its page, and scans read twice as many, smaller, pages.
+PAGE_SIZE = 2048
+
+
 def set_pragmas(c: sqlite3.Connection) -> None:
+    c.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before WAL: a new file takes it from here
     c.execute("PRAGMA journal_mode = WAL")
     c.execute("PRAGMA synchronous = NORMAL")
     c.execute("PRAGMA wal_autocheckpoint = 0")  # `_Checkpointer` does it, off the loop
