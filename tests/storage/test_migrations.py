@@ -28,7 +28,7 @@ from forge_nb.errors import (
     StorageError,
 )
 from forge_nb.storage import Storage, open_storage
-from forge_nb.storage.records import Finish, JobFilter, NewJob, ProcessRecord
+from forge_nb.storage.records import Finish, JobFilter, JobLog, NewJob, ProcessRecord
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = Path(forge_nb.storage.__file__).parent / "migrations"
@@ -641,6 +641,38 @@ async def test_the_cheaper_key_hand_over_migration_keeps_running_and_held_jobs(
             order += [(j.payload["k"], j.payload["i"]) for j in running]
         assert order == [(k, i) for i in range(3) for k in "xy"]
         assert await query(db_url, slots) == [("a/x", 0, 0), ("a/y", 0, 0)]
+    finally:
+        await storage.close()
+
+
+async def test_the_log_trigger_migration_keeps_logs_and_still_sweeps_them(pg_url: str) -> None:
+    """Upgrading a v17 Postgres database (logs tied to their job by a foreign key): the logs
+    stay, the key is gone, and deleting a job still deletes its logs."""
+    storage = await open_storage(pg_url)
+    try:
+        kept, swept = await storage.enqueue([NewJob(kind="k", queue="q")] * 2, 1.0)
+        await storage.write_job_logs(
+            [JobLog(kept.id, 1, "kept", 1, 0, 2.0), JobLog(swept.id, 1, "swept", 1, 0, 2.0)]
+        )
+    finally:
+        await storage.close()
+    for statement in (
+        "DROP TRIGGER forge_nb_jobs_logs_gone ON forge_nb_jobs",
+        "DROP FUNCTION forge_nb_job_logs_gone",
+        "ALTER TABLE forge_nb_job_logs ADD FOREIGN KEY (job_id)"
+        " REFERENCES forge_nb_jobs (id) ON DELETE CASCADE",
+        f"DELETE FROM {VERSION_TABLE} WHERE version >= 18",
+    ):
+        await query(pg_url, statement)
+    storage = await open_storage(pg_url)
+    try:
+        assert await recorded_versions(pg_url) == migration_versions("postgres")
+        keys = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'forge_nb_job_logs'::regclass"
+        assert await query(pg_url, keys + " AND contype = 'f'") == [(0,)]
+        assert [g.text for g in await storage.job_logs(kept.id)] == ["kept"]
+        assert await storage.delete(swept.id) == "pending"
+        assert await storage.job_logs(swept.id) == []
+        assert [g.text for g in await storage.job_logs(kept.id)] == ["kept"]
     finally:
         await storage.close()
 
