@@ -95,6 +95,8 @@ class AttemptLog:
 
     def write(self, text: str) -> None:
         """Add output (complete lines are kept; a partial line waits for its end)."""
+        if not text:  # nothing written: nothing to store
+            return
         lock = self._lock
         lock.acquire()  # not `with`: this runs for every write of every job
         try:

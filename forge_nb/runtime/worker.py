@@ -371,7 +371,10 @@ class Runner:
         )
         finish = await self._attempt(pool, rj, handler, ctx, output)
         if output.unsaved:  # what it logged goes with its outcome, in one transaction
-            finish.log = self.handle.logs.ended(output)
+            try:
+                finish.log = self.handle.logs.ended(output)
+            except Exception:  # its log must never cost the outcome
+                log.exception("job %s: its log could not be taken", job.id)
         return finish
 
     async def _attempt(

@@ -95,6 +95,8 @@ async def test_logs_are_per_attempt_bounded_and_redacted(db_url: str) -> None:
 
 def test_the_bytes_bound_and_partial_lines() -> None:
     log = joblogs.AttemptLog(None, "1", 1)
+    log.write("")  # an empty write is no output: nothing to store
+    assert not log.unsaved
     log.write("a")
     log.write("b\nc")
     assert log.snapshot(0.0).text == "ab\nc"
@@ -103,6 +105,18 @@ def test_the_bytes_bound_and_partial_lines() -> None:
     snap = log.snapshot(0.0)
     assert len(snap.text.encode()) <= joblogs.MAX_BYTES + 200 and snap.dropped > 30
     assert snap.text.startswith("… ")
+
+
+def test_a_chatty_attempt_holds_bounded_text_between_snapshots() -> None:
+    """Writes only append; enough of them are cut into lines and trimmed at once, not at
+    the next flush (a job may print a lot within one)."""
+    log = joblogs.AttemptLog(None, "1", 1)
+    for i in range(20_000):
+        log.write(f"line {i:05d} " + "x" * 50 + "\n")
+        assert len(log._chunks) <= joblogs.COMPACT_WRITES
+        assert len(log.kept) <= joblogs.MAX_LINES and log.bytes <= joblogs.MAX_BYTES
+    snap = log.snapshot(0.0)
+    assert snap.lines == 20_000 and snap.text.endswith("line 19999 " + "x" * 50)
 
 
 async def test_a_running_job_is_flushed_live(db_url: str) -> None:
