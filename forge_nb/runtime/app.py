@@ -24,7 +24,7 @@ from forge_nb.runtime.app_scheduling import Scheduling
 from forge_nb.runtime.app_shipping import CodeShipping
 from forge_nb.runtime.app_testing import Testing
 from forge_nb.runtime.app_workflows import Workflows
-from forge_nb.runtime.flow import flow_fields, kind_policy
+from forge_nb.runtime.flow import kind_policy, set_flow_fields
 from forge_nb.runtime.handlers import (
     Handler,
     HandlerRegistry,
@@ -507,21 +507,26 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
             priority = handler.priority if handler else 0
         if self.inline:
             delay = scheduled_at = None  # inline: every job runs in its enqueue call
-        return NewJob(
-            kind=request.kind,
-            queue=queue,
-            payload=payload,
-            priority=priority,
-            delay=0.0 if delay is None else delay,
-            scheduled_at=scheduled_at,
-            max_attempts=max_attempts,
-            unique_key=request.unique_key,
-            code_version=self._shipped_versions.get(request.kind),
-            depends_on=dependency_ids(request.depends_on),
-            **flow_fields(request, handler, payload),
-            tags=request.tags,
-            context=context,
+        # By position, in NewJob's field order: keywords cost more than the rest of this
+        # method (a bulk enqueue makes one per job). The rarer fields are set only when used.
+        job = NewJob(
+            request.kind,
+            queue,
+            payload,
+            priority,
+            0.0 if delay is None else delay,
+            scheduled_at,
+            max_attempts,
+            request.unique_key,
+            self._shipped_versions.get(request.kind),
+            dependency_ids(request.depends_on),
         )
+        set_flow_fields(job, request, handler, payload)
+        if request.tags != ():  # anything else, even empty or wrong, goes on to be checked
+            job.tags = request.tags
+        if context is not None:
+            job.context = context
+        return job
 
     # -- in-process plumbing used by refs, ctx and the runtime ------------------------------
     def _completion_waiter(self, job_id: str) -> asyncio.Event:

@@ -14,6 +14,7 @@ from forge_nb.storage.flow_rules import MAX_KEY_LIMIT
 if TYPE_CHECKING:
     from forge_nb.runtime.handlers import Handler
     from forge_nb.runtime.refs import EnqueueRequest
+    from forge_nb.storage.records import NewJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,24 +94,22 @@ def key_of(policy: KindPolicy, payload: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
-def flow_fields(
-    request: EnqueueRequest, handler: Handler | None, payload: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The `NewJob` fields of flow control for one request (empty for a plain job)."""
-    fields: dict[str, Any] = {}
+def set_flow_fields(
+    job: NewJob, request: EnqueueRequest, handler: Handler | None, payload: Mapping[str, Any]
+) -> None:
+    """Set ``job``'s flow-control fields from its request and kind (none for a plain job)."""
     if request.expires_in is not None:
-        fields["expires_in"] = _seconds(request.expires_in)
+        job.expires_in = _seconds(request.expires_in)
     if request.unique_for is not None:
-        fields["unique_for"] = _seconds(request.unique_for)
+        job.unique_for = _seconds(request.unique_for)
     if request.on_conflict != "ignore":
-        fields["on_conflict"] = request.on_conflict
+        job.on_conflict = request.on_conflict
     policy = handler.policy if handler is not None else None
     if policy is not None and policy.concurrency_key is not None:
         key = key_of(policy, payload)
         if key is not None:
-            fields["concurrency_key"] = key
-            fields["key_limit"] = policy.key_limit
-    return fields
+            job.concurrency_key = key
+            job.key_limit = policy.key_limit
 
 
 def _seconds(value: Any) -> Any:

@@ -102,6 +102,35 @@ async def test_options_and_enqueue_many(app: fnb.App) -> None:
     assert len(await app.jobs(limit=100)) == 7
 
 
+async def test_every_enqueue_option_reaches_the_stored_job(app: fnb.App) -> None:
+    """Each option lands in its own field (the runtime builds the storage's record by
+    position, for speed: a shifted field would store one option as another)."""
+
+    @app.job(kind="all", concurrency_key="customer", key_limit=2)
+    async def every(ctx: fnb.JobCtx, customer: str) -> None:
+        pass
+
+    dep = await every.enqueue("c0")
+    before = datetime.now(UTC)
+    ref = await every.options(
+        queue="q9",
+        priority=7,
+        delay=60,
+        max_attempts=9,
+        unique_key="u9",
+        depends_on=[dep],
+        expires_in=600,
+        tags=["t9"],
+    ).enqueue("c9")
+    job = await app.job(ref.id)
+    assert (job.kind, job.queue, job.payload, job.priority) == ("all", "q9", {"customer": "c9"}, 7)
+    assert (job.max_attempts, job.unique_key, job.tags) == (9, "u9", ("t9",))
+    assert job.dependencies == 1 and job.concurrency_key is not None
+    assert "c9" in job.concurrency_key
+    assert before + timedelta(seconds=59) <= job.scheduled_at <= before + timedelta(seconds=70)
+    assert job.expires_at is not None and job.expires_at > job.scheduled_at
+
+
 async def test_routers_pick_queues(db_url: str) -> None:
     router = fnb.KindPrefixRouter({"slack.": "slack", "slack.dm.": "dm", "gh.": "github"})
     async with fnb.App(db_url, router=router) as app:
