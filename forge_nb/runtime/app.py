@@ -18,7 +18,7 @@ from forge_nb.errors import UnknownQueue
 from forge_nb.runtime import rerun, tracing
 from forge_nb.runtime.app_bulk import Bulk
 from forge_nb.runtime.app_context import Propagation
-from forge_nb.runtime.app_reading import Reading, epoch_seconds
+from forge_nb.runtime.app_reading import Reading
 from forge_nb.runtime.app_redact import Redacting
 from forge_nb.runtime.app_scheduling import Scheduling
 from forge_nb.runtime.app_shipping import CodeShipping
@@ -43,9 +43,6 @@ from forge_nb.storage import create_storage
 from forge_nb.storage.base import Storage
 from forge_nb.storage.records import (
     DEFAULT_MAX_ATTEMPTS,
-    JobEvent,
-    JobFilter,
-    JobPage,
     JobRecord,
     NewJob,
     ProcessRecord,
@@ -554,70 +551,6 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
         """One job by id, or None."""
         job = await (await self.storage()).get_job(str(job_id))
         return None if job is None else (await self._redacted([job]))[0]
-
-    async def jobs(
-        self,
-        status: Status | None = None,
-        queue: str | None = None,
-        kind: str | None = None,
-        search: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        tag: str | None = None,
-    ) -> list[JobRecord]:
-        """Jobs newest first (``tag``: only those carrying it); pass the last id as ``cursor``
-        for the next page. Up to ``limit`` matches: a payload search reads as many windows
-        as it takes.
-        """
-        found: list[JobRecord] = []
-        while True:
-            page = await self.jobs_page(
-                status, queue, kind, search, limit - len(found), cursor, tag=tag
-            )
-            found += page.jobs
-            if len(found) >= limit or page.next_cursor is None:
-                return found
-            cursor = page.next_cursor
-
-    async def jobs_page(
-        self,
-        status: Status | None = None,
-        queue: str | None = None,
-        kind: str | None = None,
-        search: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        scheduled_after: datetime | float | None = None,
-        tag: str | None = None,
-    ) -> JobPage:
-        """One keyset page plus ``next_cursor``, for tables that page.
-
-        Newest first. A payload ``search`` scans a window of 50,000 job ids per page,
-        so its page may hold fewer than ``limit`` jobs yet have a ``next_cursor``
-        (more windows below): every page stays fast at any table size. With
-        ``scheduled_after`` (e.g. now), the pending jobs due after it, soonest first —
-        the Scheduled view.
-        """
-        after = None if scheduled_after is None else epoch_seconds(scheduled_after, 0.0)
-        page = await (await self.storage()).list_jobs(
-            JobFilter(status, queue, kind, search, after, tag), limit, cursor
-        )
-        return await self._redacted_page(page, search)
-
-    async def job_history(self, job_id: str) -> list[JobEvent]:
-        """A job's timeline: enqueued, each stored event, started and finished."""
-        storage = await self.storage()
-        job = await storage.get_job(str(job_id))
-        if job is None:
-            return []
-        events = [JobEvent(job.id, job.created_at.timestamp(), "enqueued", 0)]
-        events += await storage.job_events(job.id)
-        if job.started_at is not None:
-            events.append(JobEvent(job.id, job.started_at.timestamp(), "started", job.attempts))
-        if job.status == "done" and job.finished_at is not None:
-            # Failures, throttles and dead ends are stored events; success is only on the row.
-            events.append(JobEvent(job.id, job.finished_at.timestamp(), "done", job.attempts))
-        return sorted(events, key=lambda e: e.at)
 
     async def counts(self) -> dict[str, dict[Status, int]]:
         """``{queue: {status: n}}`` with every status present."""

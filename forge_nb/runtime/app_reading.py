@@ -1,5 +1,6 @@
-"""What an `App` reads and shows: metrics, latency, per-process samples, DataFrames, and the
-notebook views. A mixin of `App` (kept apart so app.py holds jobs, workers and admin)."""
+"""What an `App` reads and shows: job pages and histories, metrics, latency, per-process
+samples, DataFrames, and the notebook views. A mixin of `App` (kept apart so app.py holds
+enqueue, workers and admin)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from forge_nb.runtime import rollup, views
 from forge_nb.runtime.metrics import percentile
-from forge_nb.storage.records import METRIC_COUNTERS, JobFilter, JobRecord, MetricRow, Status
+from forge_nb.storage.records import (
+    METRIC_COUNTERS,
+    JobEvent,
+    JobFilter,
+    JobPage,
+    JobRecord,
+    MetricRow,
+    Status,
+)
 from forge_nb.storage.validation import MAX_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -22,6 +31,73 @@ class Reading:
     if TYPE_CHECKING:
 
         async def storage(self) -> Storage: ...
+
+        async def _redacted_page(self, page: JobPage, search: str | None = None) -> JobPage: ...
+
+    # -- jobs --------------------------------------------------------------------------------------
+    async def jobs(
+        self,
+        status: Status | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        tag: str | None = None,
+    ) -> list[JobRecord]:
+        """Jobs newest first (``tag``: only those carrying it); pass the last id as ``cursor``
+        for the next page. Up to ``limit`` matches: a payload search reads as many windows
+        as it takes.
+        """
+        found: list[JobRecord] = []
+        while True:
+            page = await self.jobs_page(
+                status, queue, kind, search, limit - len(found), cursor, tag=tag
+            )
+            found += page.jobs
+            if len(found) >= limit or page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+    async def jobs_page(
+        self,
+        status: Status | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        scheduled_after: datetime | float | None = None,
+        tag: str | None = None,
+    ) -> JobPage:
+        """One keyset page plus ``next_cursor``, for tables that page.
+
+        Newest first. A payload ``search`` scans a window of 50,000 job ids per page,
+        so its page may hold fewer than ``limit`` jobs yet have a ``next_cursor``
+        (more windows below): every page stays fast at any table size. With
+        ``scheduled_after`` (e.g. now), the pending jobs due after it, soonest first —
+        the Scheduled view.
+        """
+        after = None if scheduled_after is None else epoch_seconds(scheduled_after, 0.0)
+        page = await (await self.storage()).list_jobs(
+            JobFilter(status, queue, kind, search, after, tag), limit, cursor
+        )
+        return await self._redacted_page(page, search)
+
+    async def job_history(self, job_id: str) -> list[JobEvent]:
+        """A job's timeline: enqueued, each stored event, started and finished."""
+        storage = await self.storage()
+        job = await storage.get_job(str(job_id))
+        if job is None:
+            return []
+        events = [JobEvent(job.id, job.created_at.timestamp(), "enqueued", 0)]
+        events += await storage.job_events(job.id)
+        if job.started_at is not None:
+            events.append(JobEvent(job.id, job.started_at.timestamp(), "started", job.attempts))
+        if job.status == "done" and job.finished_at is not None:
+            # Failures, throttles and dead ends are stored events; success is only on the row.
+            events.append(JobEvent(job.id, job.finished_at.timestamp(), "done", job.attempts))
+        return sorted(events, key=lambda e: e.at)
 
     # -- metrics -----------------------------------------------------------------------------------
     async def metrics(
