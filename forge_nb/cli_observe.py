@@ -6,7 +6,6 @@ import argparse
 import asyncio
 from typing import Any
 
-from forge_nb.runtime import joblogs
 from forge_nb.runtime.app import App
 from forge_nb.storage.records import JobLog
 
@@ -39,13 +38,10 @@ async def run_logs(args: argparse.Namespace) -> int:
         if await app.job(args.id) is None:
             raise LookupError(f"unknown job id {args.id!r}")
         printed: dict[int, int] = {}
-        ended = False
         while True:
             job = await app.job(args.id)
-            if job is None or job.status in ("done", "dead"):
-                if args.follow:  # its last lines land within FLUSH_S of the outcome
-                    await asyncio.sleep(joblogs.FLUSH_S)
-                ended = True
+            # An ended run's last lines were stored with its outcome: this read has them all.
+            ended = job is None or job.status in ("done", "dead")
             for log in await app.job_logs(args.id):
                 if log.attempt not in printed:
                     print(f"--- attempt {log.attempt} ---", flush=True)

@@ -110,7 +110,6 @@ async def _record(
     handle: QueueHandle, batch: list[tuple[Finish, RunningJob | None]], counts: Counter[str]
 ) -> None:
     """Write a batch's outcomes as the worker's finalizer does, and count them."""
-    await handle.logs.flush_due()
     finished = set(await handle.storage.finish(handle.host_id, [f for f, _ in batch], time.time()))
     handle.outcomes_recorded(batch, finished)
     for finish, _ in batch:

@@ -10,10 +10,10 @@ configuration. Process children capture their run the same way and send the line
 their socket (`forge_nb.runtime.process_child`).
 
 An attempt keeps its last `MAX_LINES` lines and at most `MAX_BYTES` of text; earlier lines
-are dropped and a marker says how many. A `LogSink` writes the attempts that changed, all
-in one statement, every `FLUSH_S` (so a finished job's last lines land at most that long
-after its outcome, and many outcome batches share one write); a job that logs nothing
-writes nothing.
+are dropped and a marker says how many. While jobs run, a `LogSink` writes the attempts
+that changed, all in one statement, every `FLUSH_S`; when a run ends, what it wrote since
+goes with its outcome (`LogSink.ended`, `Finish.log`), in the same transaction. A job that
+logs nothing writes nothing.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class AttemptLog:
         "_lock",
         "_partial",
         "_pending",
-        "_queued",
+        "_unsaved",
         "attempt",
         "bytes",
         "dropped",
@@ -90,8 +90,8 @@ class AttemptLog:
         #: The start of a line whose end was not written yet.
         self._partial = ""
         self._lock = threading.Lock()
-        #: Already waiting in its sink for the next flush (no need to tell it again).
-        self._queued = False
+        #: Written since its last snapshot (its sink was told at the first such write).
+        self._unsaved = False
 
     def write(self, text: str) -> None:
         """Add output (complete lines are kept; a partial line waits for its end)."""
@@ -104,17 +104,17 @@ class AttemptLog:
             self._pending += len(text)
             if self._pending > COMPACT_CHARS or len(self._chunks) > COMPACT_WRITES:
                 self._compact()
-            queued = self._queued
-            self._queued = True
+            told = self._unsaved
+            self._unsaved = True
         finally:
             lock.release()
-        if not queued and self.sink is not None:
+        if not told and self.sink is not None:
             self.sink.changed(self)
 
     @property
     def unsaved(self) -> bool:
         """Whether it wrote since its last snapshot (nothing stored has those lines yet)."""
-        return self._queued
+        return self._unsaved
 
     def _compact(self) -> None:
         """Split the pending text into kept lines, within the bounds (lock held)."""
@@ -146,13 +146,13 @@ class AttemptLog:
         """The attempt's log as it stands at ``now`` (the truncation marker first when lines
         dropped)."""
         with self._lock:
-            self._queued = False  # a write from now on queues it again
+            self._unsaved = False  # a write from now on tells the sink again
             if not self.kept and not self._partial and not self.secrets:
                 text = "".join(self._chunks)  # the common case: a few whole lines, no more
                 if text.endswith("\n") and len(text) <= MAX_BYTES and text.isascii():
                     count = text.count("\n")
                     if count <= MAX_LINES:
-                        return _job_log((self.job_id, self.attempt, text[:-1], count, 0, now))
+                        return JobLog(self.job_id, self.attempt, text[:-1], count, 0, now)
             self._compact()
             partial, total, dropped = self._partial, self.total, self.dropped
             lines = self.kept.copy()
@@ -166,12 +166,6 @@ class AttemptLog:
                 f"or {MAX_BYTES // 1024} KiB per attempt",
             )
         return JobLog(self.job_id, self.attempt, "\n".join(lines), total, dropped, now)
-
-
-def _job_log(fields: tuple[str, int, str, int, int, float]) -> JobLog:
-    """``JobLog(*fields)`` without the named tuple's Python-level ``__new__`` (a job that
-    logs makes one as it ends: the worker's hot path)."""
-    return tuple.__new__(JobLog, fields)
 
 
 def _size(line: str) -> int:
@@ -192,7 +186,6 @@ class LogSink:
         self.storage = storage
         self._dirty: set[AttemptLog] = set()
         self._lock = threading.Lock()
-        self._last = 0.0
 
     def changed(self, attempt: AttemptLog) -> None:
         """An attempt wrote: store it with the next flush."""
@@ -216,16 +209,10 @@ class LogSink:
         """Whether some attempt logged since the last flush."""
         return bool(self._dirty)
 
-    async def flush_due(self) -> None:
-        """`flush` if the last one is `FLUSH_S` old: many outcome batches share a write."""
-        if self._dirty and time.monotonic() - self._last >= FLUSH_S:
-            await self.flush()
-
     async def flush(self) -> None:
         """Write every attempt that changed (nothing to do, nothing written)."""
         if not self._dirty:
             return
-        self._last = time.monotonic()
         with self._lock:
             dirty, self._dirty = self._dirty, set()
         try:

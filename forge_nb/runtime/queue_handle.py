@@ -58,7 +58,8 @@ class QueueHandle:
         self.pools: dict[str, QueuePool] = {}
         self.runner = Runner(self)
         self.finalizer = Finalizer(self)
-        #: What running jobs logged, stored every `joblogs.FLUSH_S` and before outcomes.
+        #: What running jobs logged, stored every `joblogs.FLUSH_S` (an ended run's lines go
+        #: with its outcome).
         self.logs = joblogs.LogSink(storage)
         self.metrics: MetricsRecorder = app.metrics_recorder
         self.executor = ThreadPoolExecutor(

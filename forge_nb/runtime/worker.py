@@ -370,11 +370,10 @@ class Runner:
             secrets_in(job.payload, handler.redact) if handler.redact else (),
         )
         finish = await self._attempt(pool, rj, handler, ctx, output)
-        if output.unsaved:  # what it logged goes with its outcome, in one transaction
-            try:
-                finish.log = self.handle.logs.ended(output)
-            except Exception:  # its log must never cost the outcome
-                log.exception("job %s: its log could not be taken", job.id)
+        try:  # what it logged and no flush stored goes with its outcome, in one transaction
+            finish.log = self.handle.logs.ended(output)
+        except Exception:  # its log must never cost the outcome
+            log.exception("job %s: its log could not be taken", job.id)
         return finish
 
     async def _attempt(
@@ -533,7 +532,6 @@ class Finalizer:
         while self._buffer:
             batch, self._buffer = self._buffer, []
             try:
-                await self.handle.logs.flush_due()  # at most every FLUSH_S, with outcomes
                 finished = await self.handle.storage.finish(
                     self.handle.host_id, [f for f, _ in batch], time.time()
                 )
