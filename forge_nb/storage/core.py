@@ -401,7 +401,7 @@ class SqlCore(FlowCore):
         for log in logs:
             key = rows.parse_job_id(log.job_id)
             if key is not None:
-                params.append((key, log.attempt, log.text, log.lines, log.dropped, log.updated_at))
+                params.append(rows.log_params(key, log))
         if params:
             await self._change_all([("write_job_log", params)])
 

@@ -11,6 +11,7 @@ from forge_nb.storage.records import (
     METRIC_COUNTERS,
     ClaimedJob,
     JobEvent,
+    JobLog,
     JobPage,
     JobRecord,
     Lease,
@@ -228,6 +229,11 @@ def job_page(found: Sequence[Row], limit: int, scheduled: bool, floor: int | Non
     if len(jobs) == limit:
         return JobPage(jobs, scheduled_cursor(found[-1]) if scheduled else jobs[-1].id)
     return JobPage(jobs, None if floor is None else str(floor))
+
+
+def log_params(key: int, log: JobLog) -> tuple[Any, ...]:
+    """write_job_log's parameters for one attempt's log of job ``key``."""
+    return (key, log.attempt, log.text, log.lines, log.dropped, log.updated_at)
 
 
 def rollup_params(step: int, row: MetricRow) -> tuple[Any, ...]:

@@ -241,7 +241,7 @@ def finish(
             if f.event != "done":
                 events.append((key, now, f.event, f.attempt, f.error))
         if f.log is not None:
-            (logs if changed else stray_logs).append((key, *f.log[1:]))
+            (logs if changed else stray_logs).append(rows.log_params(key, f.log))
     if events:
         c.executemany(Q["insert_event"], events)
     if logs:

@@ -58,6 +58,23 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] == "1"))
 """
 
 
+def keyed_jobs(keys: int, per_key: int, key_limit: int, expiring: bool = False) -> list[NewJob]:
+    """``per_key`` jobs of each of ``keys`` keys, the keys interleaved; ``expiring``: the
+    n-th job of each key expires ``1 + n`` s after enqueue."""
+    return [
+        NewJob(
+            kind="w",
+            queue="q",
+            payload={"k": f"{k:02d}"},
+            concurrency_key=f"{k:02d}",
+            key_limit=key_limit,
+            expires_in=float(1 + n) if expiring else None,
+        )
+        for n in range(per_key)
+        for k in range(keys)
+    ]
+
+
 def ready_finisher(pg_url: str, host: str, descending: bool) -> subprocess.Popen[str]:
     """A FINISHER process, connected and waiting for `go`."""
     proc = subprocess.Popen(
@@ -92,18 +109,7 @@ async def test_two_processes_finishing_shared_keys_in_opposite_orders_never_dead
 ) -> None:
     storage = await open_storage(pg_url)
     try:
-        jobs = [
-            NewJob(
-                kind="w",
-                queue="q",
-                payload={"k": f"{k:02d}"},
-                concurrency_key=f"{k:02d}",
-                key_limit=1000,
-            )
-            for _ in range(PER_KEY)
-            for k in range(KEYS)
-        ]
-        await storage.enqueue(jobs, NOW)
+        await storage.enqueue(keyed_jobs(KEYS, PER_KEY, key_limit=1000), NOW)
         procs = [ready_finisher(pg_url, f"h{i}", descending=i == 1) for i in range(2)]
         for proc in procs:  # both start together
             go(proc)
@@ -130,21 +136,9 @@ async def test_expiring_a_keys_jobs_while_a_process_finishes_that_key_never_dead
         finished = ended = 0
         seen: list[tuple[int, int]] = []
         for _ in range(rounds):  # the race is not hit every time: a few rounds
-            jobs = [
-                NewJob(
-                    kind="w",
-                    queue="q",
-                    payload={"k": f"{k:02d}"},
-                    concurrency_key=f"{k:02d}",
-                    key_limit=2,
-                    # each key's jobs expire in their queue order: its first one before the
-                    # finisher's claims (their clock is NOW + 1), so only the expiry ends those
-                    expires_in=float(1 + n),
-                )
-                for n in range(per_key)
-                for k in range(keys)
-            ]
-            await storage.enqueue(jobs, NOW)
+            # each key's jobs expire in their queue order: its first one before the finisher's
+            # claims (their clock is NOW + 1), so only the expiry ends those
+            await storage.enqueue(keyed_jobs(keys, per_key, key_limit=2, expiring=True), NOW)
             finisher = ready_finisher(pg_url, "h0", descending=False)
             go(finisher)
             expired = deadlocks = 0
