@@ -423,6 +423,44 @@ async def test_a_run_taken_back_keeps_its_log_and_a_deleted_jobs_is_dropped(
     assert await storage.job_logs(gone.id) == []
 
 
+async def test_every_attempts_log_is_kept_through_retries_and_a_retry_by_hand(
+    storage: Storage,
+) -> None:
+    """A job's attempts each keep their own log; after a retry by hand (attempts counted
+    afresh) a new first attempt's log replaces the old first one, and the rest stay."""
+    job = await run_job(storage)
+    await storage.finish(HOST, [logged(failed(job, retry_at=NOW + 1), "first", NOW + 1)], NOW + 1)
+    again = await claim_one(storage, now=NOW + 2)
+    assert again.attempt == 2
+    await storage.finish(HOST, [logged(failed(again, retry_at=NOW), "second", NOW + 3)], NOW + 3)
+    third = await claim_one(storage, now=NOW + 4)
+    await storage.finish(HOST, [logged(done(third), "third", NOW + 5)], NOW + 5)
+    logs = await storage.job_logs(job.id)
+    assert [(g.attempt, g.text) for g in logs] == [(1, "first"), (2, "second"), (3, "third")]
+
+    assert await storage.delete(job.id) == "done"  # the queue holds the next job alone
+    job = await run_job(storage, now=NOW + 7)
+    await storage.finish(HOST, [logged(failed(job, retry_at=NOW + 8), "a", NOW + 8)], NOW + 8)
+    again = await claim_one(storage, now=NOW + 9)
+    await storage.finish(HOST, [logged(failed(again, retry_at=NOW), "b", NOW + 9)], NOW + 9)
+    assert await storage.retry(job.id, NOW + 10) == "failed"
+    fresh = await claim_one(storage, now=NOW + 10)
+    assert fresh.attempt == 1
+    await storage.finish(HOST, [logged(done(fresh), "a again", NOW + 11)], NOW + 11)
+    logs = await storage.job_logs(job.id)
+    assert [(g.attempt, g.text) for g in logs] == [(1, "a again"), (2, "b")]
+
+
+async def test_a_log_flushed_while_running_is_replaced_by_its_outcomes(storage: Storage) -> None:
+    """The live copy and the outcome's make one log: the outcome's."""
+    job = await run_job(storage)
+    await storage.write_job_logs([JobLog(job.id, 1, "working", 1, 0, NOW + 1)])
+    finish = logged(done(job), "working\nend", NOW + 2)
+    assert await storage.finish(HOST, [finish], NOW + 2) == [job.id]
+    [log] = await storage.job_logs(job.id)
+    assert (log.attempt, log.text, log.lines) == (1, "working\nend", 2)
+
+
 # -- progress --------------------------------------------------------------------------------------
 
 
