@@ -227,6 +227,10 @@ class SqlCore(FlowCore):
         scheduled = filter.scheduled_after is not None
         tagged = filter.tag is not None and not scheduled
         where, params = self.filter_terms(filter, with_tag=not tagged)
+        if filter.queue is not None and not (
+            scheduled or tagged or filter.status or filter.kind is not None or filter.search
+        ):
+            return await self._queue_page(filter.queue, limit, cursor)
         id_column = "job_id" if tagged else "id"  # a tag's page is read in its index's order
 
         def term(sql: str, *values: Any) -> None:
@@ -265,6 +269,17 @@ class SqlCore(FlowCore):
             "{limit}", self._placeholder(len(params) - tagged)
         )
         page = rows.job_page(await self._select_sql(sql, params), limit, scheduled, floor)
+        return JobPage(await self.with_tags(page.jobs), page.next_cursor)
+
+    async def _queue_page(self, queue: str, limit: int, cursor: str | None) -> JobPage:
+        """A page of one queue's jobs, no other filter: its (queue, status, id) index read a
+        status at a time and merged (``list_queue_jobs``), so that every enqueue need not
+        write a (queue, id) index as well."""
+        below = rows.parse_job_id(cursor) if cursor is not None else 2**63 - 1
+        if below is None:
+            raise ValueError(f"invalid cursor {cursor!r}")
+        found = await self._select("list_queue_jobs", queue, below, limit)
+        page = rows.job_page(found, limit, False, None)
         return JobPage(await self.with_tags(page.jobs), page.next_cursor)
 
     async def with_tags(self, jobs: list[JobRecord]) -> list[JobRecord]:

@@ -30,7 +30,7 @@ from forge_nb.storage import postgres_flow as flow
 from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage import postgres_workflows as workflows
 from forge_nb.storage import rows
-from forge_nb.storage.core import MAX_PAGE, ClaimRequest, EnqueueBatch, Params, SqlCore
+from forge_nb.storage.core import ClaimRequest, EnqueueBatch, Params, SqlCore
 from forge_nb.storage.extras import Extras
 from forge_nb.storage.postgres_lane import Lane
 from forge_nb.storage.postgres_notify import CONNECT_TIMEOUT_S, Notifier
@@ -41,7 +41,6 @@ from forge_nb.storage.records import (
     Finish,
     JobFilter,
     JobLog,
-    JobPage,
     QueueConfig,
     ReapedJob,
     Status,
@@ -460,25 +459,6 @@ class PostgresStorage(SqlCore):
                 [latest[k][0] for k in ids],
                 [latest[k][1] for k in ids],
             )
-
-    async def list_jobs(
-        self, filter: JobFilter, limit: int = 50, cursor: str | None = None
-    ) -> JobPage:
-        """`SqlCore.list_jobs`; a queue's page (no other filter) reads the (queue, status,
-        id) index a status at a time (migration 15 dropped the (queue, id) one)."""
-        if filter.queue is None or any(
-            (filter.status, filter.kind, filter.search, filter.tag, filter.scheduled_after)
-        ):
-            return await super().list_jobs(filter, limit, cursor)
-        self.filter_terms(filter)  # the same checks as any other page
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
-        below = rows.parse_job_id(cursor) if cursor is not None else 2**63 - 1
-        if below is None:
-            raise ValueError(f"invalid cursor {cursor!r}")
-        found = await self._fetch(Q["list_queue_jobs"], filter.queue, below, limit, list(STATUSES))
-        page = rows.job_page(found, limit, False, None)
-        return JobPage(await self.with_tags(page.jobs), page.next_cursor)
 
     # -- jobs: admin ---------------------------------------------------------------------
     async def counts(self) -> dict[str, dict[Status, int]]:

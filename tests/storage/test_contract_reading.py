@@ -9,6 +9,7 @@ import pytest
 
 from forge_nb.storage import Storage, open_storage, rows
 from forge_nb.storage.records import (
+    STATUSES,
     JobFilter,
 )
 from tests.storage.contract_support import (
@@ -175,12 +176,19 @@ async def test_pagination_with_a_filter(storage: Storage) -> None:
 
 
 async def test_a_queues_pages_interleave_its_statuses_newest_first(storage: Storage) -> None:
-    """A queue's page alone (Postgres reads it one status at a time: migration 15)."""
-    statuses = ["running", "done", "failed", "dead", "running", "done"] + ["pending"] * 4
-    made = []
+    """A queue's page alone, a job of every status in it (both backends read it a status
+    at a time: Postgres's migration 15, SQLite's 19)."""
+    statuses = ["done", "running", "failed", "dead", "dead", "done"] + ["pending"] * 4
+    wanted = []
     for i, status in enumerate(statuses):  # pending last: job_in_status claims the others
-        made.append(await job_in_status(storage, status, queue="q" if i % 3 else "other"))
-    wanted = sorted((m for i, m in enumerate(made) if i % 3), key=int, reverse=True)
+        made = await job_in_status(storage, status, queue="q" if i % 3 else "other")
+        wanted += [made] if i % 3 else []
+    for _ in range(3):  # waiting for a pending job
+        [held] = await storage.enqueue([new_job(queue="q", depends_on=[wanted[-1]])], NOW)
+        wanted.append(held.id)
+    await enqueue_one(storage, queue="other")
+    wanted.sort(key=int, reverse=True)
+    assert {(await get(storage, m)).status for m in wanted} == set(STATUSES)
     for limit in (1, 2, 3, 7, 50):
         assert await collect_pages(storage, JobFilter(queue="q"), limit) == wanted, limit
     with pytest.raises(ValueError, match="cursor"):

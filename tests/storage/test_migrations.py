@@ -332,11 +332,17 @@ def migration_sql(backend: str, version: int) -> str:
     return path.read_text(encoding="utf-8")
 
 
+#: Back from v19 to v18 (SQLite): the (queue, id) index again.
+UNDO_ONE_INDEX_FEWER = ["CREATE INDEX forge_nb_jobs_queue ON forge_nb_jobs (queue, id)"]
+
+
 def undo_cheaper_key_hand_over(backend: str) -> list[str]:
-    """Back from v17 to v16: v16's key triggers (places handed over a row at a time)."""
+    """Back from v17 to v16 (after SQLite's v19): v16's key triggers (places handed over a
+    row at a time)."""
     v16 = migration_sql(backend, 16)
     if backend == "sqlite":
         return [
+            *UNDO_ONE_INDEX_FEWER,
             "DROP TRIGGER forge_nb_jobs_key_admit",
             "DROP TRIGGER forge_nb_jobs_key_release",
             "DROP TRIGGER forge_nb_jobs_key_release_gone",
@@ -673,6 +679,33 @@ async def test_the_log_trigger_migration_keeps_logs_and_still_sweeps_them(pg_url
         assert await storage.delete(swept.id) == "pending"
         assert await storage.job_logs(swept.id) == []
         assert [g.text for g in await storage.job_logs(kept.id)] == ["kept"]
+    finally:
+        await storage.close()
+
+
+async def test_the_sqlite_index_migration_drops_queue_id_and_keeps_queue_pages(
+    sqlite_url: str,
+) -> None:
+    """Upgrading a v17 SQLite database: the (queue, id) index is gone, and a queue's pages
+    (now read a status at a time) are the same."""
+    storage = await open_storage(sqlite_url)
+    try:
+        made = await storage.enqueue([NewJob(kind="k", queue=q) for q in "abab"], 1.0)
+        await storage.claim("a", "h", 1, 2.0)
+    finally:
+        await storage.close()
+    for statement in (*UNDO_ONE_INDEX_FEWER, f"DELETE FROM {VERSION_TABLE} WHERE version >= 19"):
+        await query(sqlite_url, statement)
+    storage = await open_storage(sqlite_url)
+    try:
+        assert await recorded_versions(sqlite_url) == migration_versions("sqlite")
+        index = "SELECT name FROM sqlite_master WHERE name = 'forge_nb_jobs_queue'"
+        assert await query(sqlite_url, index) == []
+        page = await storage.list_jobs(JobFilter(queue="a"), limit=10)
+        assert [(j.id, j.status) for j in page.jobs] == [
+            (made[2].id, "pending"),
+            (made[0].id, "running"),
+        ]
     finally:
         await storage.close()
 

@@ -320,16 +320,3 @@ WITH u AS (
 INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
 SELECT u.job_id, u.attempt, u.text, u.lines, u.dropped, u.updated_at
 FROM u JOIN forge_nb_jobs AS j ON j.id = u.job_id
-
--- list_queue_jobs --
--- list_jobs for a queue ($1) alone: the page newest first below id $2, read from the
--- (queue, status, id) index one status range at a time ($4: every status), each range
--- backwards and stopped after $3 rows, the ranges' rows merged (at most $3 per status).
-SELECT {job_columns}
-FROM unnest($4::text[]) AS s (wanted)
-CROSS JOIN LATERAL (
-    SELECT * FROM forge_nb_jobs
-    WHERE queue = $1 AND status = s.wanted AND id < $2
-    ORDER BY id DESC LIMIT $3
-) AS j
-ORDER BY j.id DESC LIMIT $3
