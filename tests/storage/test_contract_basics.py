@@ -118,6 +118,8 @@ async def test_scheduled_view_lists_future_pending_jobs_soonest_first(storage: S
     assert seen == expected  # soonest first, ties by id, each exactly once, no due job
     only_q2 = await storage.list_jobs(JobFilter(queue="q2", scheduled_after=now))
     assert [j.id for j in only_q2.jobs] == [r.id for r in made[10:]]
+    from_zero = await storage.list_jobs(JobFilter(queue="q", scheduled_after=0.0), limit=50)
+    assert [j.id for j in from_zero.jobs] == [r.id for r in reversed(made[3:10])]  # not due
     with pytest.raises(ValueError):
         await storage.list_jobs(JobFilter(status="dead", scheduled_after=now))
     with pytest.raises(ValueError):
