@@ -561,18 +561,3 @@ SET holder = $2
 FROM picked
 WHERE s.queue = $1 AND s.slot = picked.slot AND s.holder IS NULL
 RETURNING s.slot
-
--- list_queue_jobs --
--- list_jobs for a queue ($1) alone: the page newest first below id $2, read from the
--- (queue, status, id) index one status range at a time, each range backwards and stopped
--- after $3 rows, the ranges' rows merged (at most $3 per status). So no (queue, id) index
--- has to be written by every enqueue (migration 15). The statuses are every one a job has
--- (records.STATUSES; a contract test lists a job of each).
-SELECT {job_columns}
-FROM unnest(ARRAY['waiting', 'pending', 'running', 'failed', 'done', 'dead']) AS s (wanted)
-CROSS JOIN LATERAL (
-    SELECT * FROM forge_nb_jobs
-    WHERE queue = $1 AND status = s.wanted AND id < $2
-    ORDER BY id DESC LIMIT $3
-) AS j
-ORDER BY j.id DESC LIMIT $3

@@ -400,30 +400,3 @@ WHERE queue = ?1 AND holder IS NULL AND slot < ?4 AND slot IN (
     LIMIT ?3
 )
 RETURNING slot
-
--- list_queue_jobs --
--- list_jobs for a queue (?1) alone: the page newest first below id ?2, read from the
--- (queue, status, id) index one status range at a time, each range backwards and stopped
--- after ?3 rows, the ranges' rows merged (at most ?3 per status). So no (queue, id) index
--- has to be written by every enqueue (migration 19). The statuses are every one a job has
--- (records.STATUSES; a contract test lists a job of each).
-SELECT {job_columns} FROM (
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'waiting' AND id < ?2 ORDER BY id DESC LIMIT ?3)
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'pending' AND id < ?2 ORDER BY id DESC LIMIT ?3)
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'running' AND id < ?2 ORDER BY id DESC LIMIT ?3)
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'failed' AND id < ?2 ORDER BY id DESC LIMIT ?3)
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'done' AND id < ?2 ORDER BY id DESC LIMIT ?3)
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'dead' AND id < ?2 ORDER BY id DESC LIMIT ?3)
-)
-ORDER BY id DESC LIMIT ?3
