@@ -117,41 +117,6 @@ FROM forge_nb_jobs WHERE id = $1
 SELECT {job_columns}
 FROM forge_nb_jobs WHERE {where} ORDER BY id DESC LIMIT {limit}
 
--- list_queue_jobs --
--- list_jobs for a queue ($1) alone: the page newest first below id $2, read one status at a
--- time from the (queue, status, id) index, each range backwards and stopped after $3 rows,
--- the ranges merged (at most $3 rows each). So no (queue, id) index has to be written by
--- every enqueue (Postgres's migration 15, SQLite's 19). A status each, written out: given
--- the status as a value (a LATERAL over a list), Postgres could not tell an empty status
--- from a full one and walked the primary key back through the whole table for each empty
--- one. The statuses are all a job has (records.STATUSES; a contract test lists each).
-SELECT {job_columns} FROM (
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status = 'waiting' AND id < $2
-                   ORDER BY id DESC LIMIT $3) AS waiting
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status = 'pending' AND id < $2
-                   ORDER BY id DESC LIMIT $3) AS pending
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status = 'running' AND id < $2
-                   ORDER BY id DESC LIMIT $3) AS running
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status = 'failed' AND id < $2
-                   ORDER BY id DESC LIMIT $3) AS failed
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status = 'done' AND id < $2
-                   ORDER BY id DESC LIMIT $3) AS done
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status = 'dead' AND id < $2
-                   ORDER BY id DESC LIMIT $3) AS dead
-) AS j
-ORDER BY id DESC LIMIT $3
-
 -- list_scheduled_jobs --
 -- list_jobs for the Scheduled view: soonest first.
 SELECT {job_columns}

@@ -561,3 +561,42 @@ SET holder = $2
 FROM picked
 WHERE s.queue = $1 AND s.slot = picked.slot AND s.holder IS NULL
 RETURNING s.slot
+
+-- list_queue_jobs --
+-- list_jobs for a queue ($1) alone: the page newest first below id $2, read one status at a
+-- time from the (queue, status, id) index, each range backwards and stopped after $3 rows,
+-- the ranges merged (at most $3 rows each). So no (queue, id) index has to be written by
+-- every enqueue (migration 15). A status each, written out: given the status as a value (a
+-- LATERAL over a list), the planner could not tell an empty status from a full one and
+-- walked the primary key back through the whole table for each empty one. Each status is
+-- a one-value range, ordered by (status, id): only that index gives the order, so each arm
+-- reads it. With status = '...', the planner could still walk the primary key back,
+-- expecting the queue's jobs spread evenly through the table. (SQLite's twin uses =: with
+-- a range it would sort each status's whole range.) The statuses are all a job has
+-- (records.STATUSES; a contract test lists each).
+SELECT {job_columns} FROM (
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = $1 AND status BETWEEN 'waiting' AND 'waiting' AND id < $2
+                   ORDER BY status DESC, id DESC LIMIT $3) AS waiting
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = $1 AND status BETWEEN 'pending' AND 'pending' AND id < $2
+                   ORDER BY status DESC, id DESC LIMIT $3) AS pending
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = $1 AND status BETWEEN 'running' AND 'running' AND id < $2
+                   ORDER BY status DESC, id DESC LIMIT $3) AS running
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = $1 AND status BETWEEN 'failed' AND 'failed' AND id < $2
+                   ORDER BY status DESC, id DESC LIMIT $3) AS failed
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = $1 AND status BETWEEN 'done' AND 'done' AND id < $2
+                   ORDER BY status DESC, id DESC LIMIT $3) AS done
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = $1 AND status BETWEEN 'dead' AND 'dead' AND id < $2
+                   ORDER BY status DESC, id DESC LIMIT $3) AS dead
+) AS j
+ORDER BY id DESC LIMIT $3

@@ -400,3 +400,36 @@ WHERE queue = ?1 AND holder IS NULL AND slot < ?4 AND slot IN (
     LIMIT ?3
 )
 RETURNING slot
+
+-- list_queue_jobs --
+-- list_jobs for a queue (?1) alone: the page newest first below id ?2, read one status at a
+-- time from the (queue, status, id) index, each range backwards and stopped after ?3 rows,
+-- the ranges merged (at most ?3 rows each). So no (queue, id) index has to be written by
+-- every enqueue (migration 19). SQLite has no LATERAL: a status each, written out. The
+-- statuses are all a job has (records.STATUSES; a contract test lists each).
+SELECT {job_columns} FROM (
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = ?1 AND status = 'waiting' AND id < ?2
+                   ORDER BY id DESC LIMIT ?3) AS waiting
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = ?1 AND status = 'pending' AND id < ?2
+                   ORDER BY id DESC LIMIT ?3) AS pending
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = ?1 AND status = 'running' AND id < ?2
+                   ORDER BY id DESC LIMIT ?3) AS running
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = ?1 AND status = 'failed' AND id < ?2
+                   ORDER BY id DESC LIMIT ?3) AS failed
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = ?1 AND status = 'done' AND id < ?2
+                   ORDER BY id DESC LIMIT ?3) AS done
+    UNION ALL
+    SELECT * FROM (SELECT * FROM forge_nb_jobs
+                   WHERE queue = ?1 AND status = 'dead' AND id < ?2
+                   ORDER BY id DESC LIMIT ?3) AS dead
+) AS j
+ORDER BY id DESC LIMIT ?3
