@@ -1,0 +1,77 @@
+"""A queue's Jobs page reads the (queue, status, id) index, one status at a time, on both
+backends: never the whole table. The pages' results are in the contract tests; this guards
+their cost, which a planner's choice can lose without any result changing (Postgres once
+walked the primary key back through every job for each status a queue had none of)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+
+import asyncpg
+
+from forge_nb.config import parse_url
+from forge_nb.storage import open_storage
+from forge_nb.storage.postgres_statements import Q as POSTGRES
+from forge_nb.storage.records import NewJob
+from forge_nb.storage.sqlite_statements import Q as SQLITE
+
+QUEUES = 20
+PER_QUEUE = 1000
+PAGE = (2**63 - 1, 50)  # below the newest id, 50 rows
+
+
+async def fill_in_queue_order(url: str) -> None:
+    """Each queue's jobs together in one stretch of ids, all pending (the other statuses
+    empty): what a burst of enqueues per queue leaves."""
+    storage = await open_storage(url)
+    try:
+        for q in range(QUEUES):
+            await storage.enqueue([NewJob(kind="k", queue=f"q{q}")] * PER_QUEUE, 1.0)
+    finally:
+        await storage.close()
+
+
+async def test_postgres_reads_each_status_from_the_queue_index(pg_url: str) -> None:
+    await fill_in_queue_order(pg_url)
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("ANALYZE forge_nb_jobs")
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) " + POSTGRES["list_queue_jobs"], "q3", *PAGE
+        )
+    finally:
+        await conn.close()
+    scans = [n for n in nodes(plan) if "Relation Name" in n]
+    assert len(scans) == 6  # one per status
+    assert {n.get("Index Name") for n in scans} == {"forge_nb_jobs_queue_status"}, scans
+
+
+async def test_sqlite_reads_each_status_from_the_queue_index(sqlite_url: str) -> None:
+    await fill_in_queue_order(sqlite_url)
+    path = parse_url(sqlite_url).path
+    assert path is not None
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("ANALYZE")
+        plan = [
+            r[3]
+            for r in conn.execute("EXPLAIN QUERY PLAN " + SQLITE["list_queue_jobs"], ("q3", *PAGE))
+        ]
+    reads = [step for step in plan if "forge_nb_jobs" in step]
+    assert len(reads) == 6, plan
+    assert all(
+        "INDEX forge_nb_jobs_queue_status (queue=? AND status=? AND id<?)" in r for r in reads
+    ), plan
+
+
+def nodes(plan: object) -> list[dict[str, object]]:
+    """Every node of a Postgres JSON plan (as asyncpg returns it: text or parsed)."""
+    tree = json.loads(plan) if isinstance(plan, str) else plan
+    found: list[dict[str, object]] = []
+    stack = [tree[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(node.get("Plans", []))
+    return found
