@@ -28,12 +28,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from compare import create_database  # noqa: E402
 from run import throwaway_postgres  # noqa: E402
 
 import forge_nb as fnb  # noqa: E402
@@ -107,12 +106,7 @@ async def main() -> None:
                 with throwaway_postgres() as dsn:
 
                     async def postgres_database(k: str, dsn: str = dsn) -> str:
-                        admin = await asyncpg.connect(dsn)
-                        try:
-                            await admin.execute(f"CREATE DATABASE logs_{k}")
-                        finally:
-                            await admin.close()
-                        return f"{dsn.rsplit('/', 1)[0]}/logs_{k}"
+                        return await create_database(dsn, f"logs_{k}")
 
                     rates = await run(postgres_database, args.jobs, args.repeat)
         finally:

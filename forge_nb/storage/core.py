@@ -226,7 +226,7 @@ class SqlCore(FlowCore):
             raise ValueError(f"limit must be an int between 1 and {MAX_PAGE}, got {limit!r}")
         scheduled = filter.scheduled_after is not None
         tagged = filter.tag is not None and not scheduled
-        where, params = self.filter_terms(filter, with_tag=not tagged)
+        where, params = self.filter_terms(filter, with_tag=not tagged)  # checks them, too
         if filter.queue is not None and not (
             scheduled or tagged or filter.status or filter.kind is not None or filter.search
         ):

@@ -58,10 +58,14 @@ async def test_sqlite_reads_each_status_from_the_queue_index(sqlite_url: str) ->
             r[3]
             for r in conn.execute("EXPLAIN QUERY PLAN " + SQLITE["list_queue_jobs"], ("q3", *PAGE))
         ]
-    reads = [step for step in plan if "forge_nb_jobs" in step]
-    assert len(reads) == 6, plan
+    reads = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
+    assert "SCAN s VIRTUAL TABLE INDEX 1:" in reads, plan  # the statuses, one at a time
+    by_status = "INDEX forge_nb_jobs_queue_status (queue=? AND status=? AND id<?)"
+    assert any(by_status in r for r in reads), plan
     assert all(
-        "INDEX forge_nb_jobs_queue_status (queue=? AND status=? AND id<?)" in r for r in reads
+        by_status in r or r == "SEARCH j USING INTEGER PRIMARY KEY (rowid=?)"
+        for r in reads
+        if "VIRTUAL TABLE" not in r
     ), plan
 
 

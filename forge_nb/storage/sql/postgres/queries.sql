@@ -571,9 +571,10 @@ RETURNING s.slot
 -- walked the primary key back through the whole table for each empty one. Each status is
 -- a one-value range, ordered by (status, id): only that index gives the order, so each arm
 -- reads it. With status = '...', the planner could still walk the primary key back,
--- expecting the queue's jobs spread evenly through the table. (SQLite's twin uses =: with
--- a range it would sort each status's whole range.) The statuses are all a job has
--- (records.STATUSES; a contract test lists each).
+-- expecting the queue's jobs spread evenly through the table. One LATERAL arm with the range
+-- (status BETWEEN s.wanted AND s.wanted) is no answer: not knowing the status, the planner
+-- guessed a few rows and read the status's whole range into a sort. The statuses are all
+-- a job has (records.STATUSES; a contract test lists each).
 SELECT {job_columns} FROM (
     SELECT * FROM (SELECT * FROM forge_nb_jobs
                    WHERE queue = $1 AND status BETWEEN 'waiting' AND 'waiting' AND id < $2

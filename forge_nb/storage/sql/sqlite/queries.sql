@@ -402,34 +402,16 @@ WHERE queue = ?1 AND holder IS NULL AND slot < ?4 AND slot IN (
 RETURNING slot
 
 -- list_queue_jobs --
--- list_jobs for a queue (?1) alone: the page newest first below id ?2, read one status at a
--- time from the (queue, status, id) index, each range backwards and stopped after ?3 rows,
--- the ranges merged (at most ?3 rows each). So no (queue, id) index has to be written by
--- every enqueue (migration 19). SQLite has no LATERAL: a status each, written out. The
--- statuses are all a job has (records.STATUSES; a contract test lists each).
+-- list_jobs for a queue (?1) alone: the page newest first below id ?2. For each status, its
+-- newest ?3 ids below ?2 are read backwards from the (queue, status, id) index (a correlated
+-- subquery per status, stopped after ?3), each row fetched by its id, and the statuses'
+-- rows merged. So no (queue, id) index has to be written by every enqueue (migration 19).
+-- The statuses are all a job has (records.STATUSES; a contract test lists each).
 SELECT {job_columns} FROM (
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'waiting' AND id < ?2
-                   ORDER BY id DESC LIMIT ?3) AS waiting
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'pending' AND id < ?2
-                   ORDER BY id DESC LIMIT ?3) AS pending
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'running' AND id < ?2
-                   ORDER BY id DESC LIMIT ?3) AS running
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'failed' AND id < ?2
-                   ORDER BY id DESC LIMIT ?3) AS failed
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'done' AND id < ?2
-                   ORDER BY id DESC LIMIT ?3) AS done
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = ?1 AND status = 'dead' AND id < ?2
-                   ORDER BY id DESC LIMIT ?3) AS dead
-) AS j
+    SELECT j.* FROM json_each('["waiting", "pending", "running", "failed", "done", "dead"]') AS s
+    JOIN forge_nb_jobs AS j ON j.id IN (
+        SELECT id FROM forge_nb_jobs
+        WHERE queue = ?1 AND status = s.value AND id < ?2
+        ORDER BY id DESC LIMIT ?3)
+)
 ORDER BY id DESC LIMIT ?3
