@@ -244,7 +244,11 @@ async def test_many_jobs_in_flight_send_one_small_update_per_refresh(app: fnb.Ap
         async def fifty_running() -> bool:
             return (await app.counts())["default"]["running"] == 50
 
+        async def first_update_sent() -> bool:
+            return bool(widget.queues)  # the widget's own first read, begun at creation
+
         await eventually(fifty_running)
+        await eventually(first_update_sent)  # else it may land after sent.clear() below
         sent.clear()
         await widget.refresh()
         # One batched state message, not one per job (the liveness beat may tick meanwhile).
