@@ -435,11 +435,10 @@ class PostgresStorage(SqlCore):
         if not batch:
             return []
         params = statements.finish_arrays(batch)
-        logs = [(key, f.log) for key, f in batch.items() if f.log is not None]
-        if not logs:
+        if all(f.log is None for f in batch.values()):
             found = await self._fetch(Q["finish"], host_id, *params, now)
         else:  # the attempts' logs go in the same statement
-            log_params = statements.log_arrays(logs)
+            log_params = statements.outcome_log_arrays(batch.values())
             found = await self._fetch(Q["finish_logged"], host_id, *params, now, *log_params)
         finalized = {r[0] for r in found}
         return [f.job_id for key, f in batch.items() if key in finalized]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -231,6 +231,18 @@ async def insert_extras(conn: Any, results: list[EnqueueResult], more: Extras) -
     if contexts:
         keys, texts = zip(*contexts, strict=True)
         await conn.execute(Q["insert_job_context"], list(keys), list(texts))
+
+
+def outcome_log_arrays(finishes: Iterable[Finish]) -> tuple[list[Any], ...]:
+    """finish_logged's log arrays, one entry per outcome (texts, lines, dropped, times;
+    None where the run has no log to store)."""
+    logs = [f.log for f in finishes]
+    return (
+        [None if log is None else log.text for log in logs],
+        [None if log is None else log.lines for log in logs],
+        [None if log is None else log.dropped for log in logs],
+        [None if log is None else log.updated_at for log in logs],
+    )
 
 
 def log_arrays(logs: Sequence[tuple[int, JobLog]]) -> tuple[list[Any], ...]:

@@ -176,16 +176,17 @@ WITH {finish_runs}
 SELECT id FROM finished
 
 -- finish_logged --
--- finish, and in the same statement the ended attempts' logs ($12-$17: the arrays of
--- write_job_logs_batch), each stored while its job exists (a run taken back included).
+-- finish, and in the same statement the ended attempts' logs, each stored while its job
+-- exists (a run taken back included). The logs' arrays run alongside the outcomes' ($2, $3):
+-- $12 texts (NULL: that run logged nothing new), $13 lines, $14 dropped, $15 times. Four
+-- arrays, not write_job_logs_batch's six: the job ids and attempts are already sent.
 WITH {finish_runs},
-u AS (
-    SELECT * FROM unnest($12::bigint[], $13::integer[], $14::text[], $15::integer[],
-                         $16::integer[], $17::double precision[])
-        AS u (job_id, attempt, text, lines, dropped, updated_at)
-),
 logged AS (
-    {insert_logs_from_u}
+    INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
+    SELECT u.job_id, u.attempt, u.text, u.lines, u.dropped, u.updated_at
+    FROM unnest($2::bigint[], $3::integer[], $12::text[], $13::integer[], $14::integer[],
+                $15::double precision[]) AS u (job_id, attempt, text, lines, dropped, updated_at)
+    WHERE u.text IS NOT NULL AND EXISTS (SELECT 1 FROM forge_nb_jobs AS j WHERE j.id = u.job_id)
     {log_upsert}
 )
 SELECT id FROM finished
