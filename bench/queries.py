@@ -120,6 +120,7 @@ async def measure(url: str, n: int, only: str | None = None) -> dict[str, float]
             "jobs page 1": lambda: app.jobs_page(limit=50),
             "jobs page 2 (cursor)": lambda: app.jobs_page(limit=50, cursor=page.next_cursor),
             "jobs by status=dead": lambda: app.jobs_page(status="dead", limit=50),
+            "jobs by status=done": lambda: app.jobs_page(status="done", limit=50),
             "jobs by queue": lambda: app.jobs_page(queue="queue-07", limit=50),
             "jobs by kind": lambda: app.jobs_page(kind="kind.33", limit=50),
             "jobs by queue+status": lambda: app.jobs_page(

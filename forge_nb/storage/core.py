@@ -227,10 +227,11 @@ class SqlCore(FlowCore):
         scheduled = filter.scheduled_after is not None
         tagged = filter.tag is not None and not scheduled
         where, params = self.filter_terms(filter, with_tag=not tagged)  # checks them, too
-        if filter.queue is not None and not (
-            scheduled or tagged or filter.status or filter.kind is not None or filter.search
-        ):
-            return await self._queue_page(filter.queue, limit, cursor)
+        alone = not (scheduled or tagged or filter.kind is not None or filter.search)
+        if alone and filter.queue is not None and filter.status is None:
+            return await self._merged_page("list_queue_jobs", filter.queue, limit, cursor)
+        if alone and filter.queue is None and filter.status and "list_status_jobs" in self.Q:
+            return await self._merged_page("list_status_jobs", filter.status, limit, cursor)
         id_column = "job_id" if tagged else "id"  # a tag's page is read in its index's order
 
         def term(sql: str, *values: Any) -> None:
@@ -271,14 +272,15 @@ class SqlCore(FlowCore):
         page = rows.job_page(await self._select_sql(sql, params), limit, scheduled, floor)
         return JobPage(await self.with_tags(page.jobs), page.next_cursor)
 
-    async def _queue_page(self, queue: str, limit: int, cursor: str | None) -> JobPage:
-        """A page of one queue's jobs, no other filter: its (queue, status, id) index read a
-        status at a time and merged (``list_queue_jobs``), so that every enqueue need not
-        write a (queue, id) index as well."""
+    async def _merged_page(self, query: str, value: str, limit: int, cursor: str | None) -> JobPage:
+        """A page of one queue's jobs (``list_queue_jobs``), or on SQLite of one status's
+        (``list_status_jobs``), no other filter: the (queue, status, id) index read a range at
+        a time (a status of the queue; a queue with the status) and merged, so that claims,
+        finishes and enqueues need not write a (queue, id) or (status, id) index as well."""
         below = rows.parse_job_id(cursor) if cursor is not None else 2**63 - 1
         if below is None:
             raise ValueError(f"invalid cursor {cursor!r}")
-        found = await self._select("list_queue_jobs", queue, below, limit)
+        found = await self._select(query, value, below, limit)
         page = rows.job_page(found, limit, False, None)
         return JobPage(await self.with_tags(page.jobs), page.next_cursor)
 

@@ -314,9 +314,11 @@ class SqliteStorage(SqlCore):
         """Retry every dead/failed job matching the filter (unique-key clashes skipped)."""
         statuses = retryable_statuses(filter)
         where, params = self.filter_terms(JobFilter(None, filter.queue, filter.kind, filter.search))
-        marks = [self._placeholder(len(params) + i) for i in range(1, len(statuses) + 1)]
+        marks = ", ".join(self._placeholder(len(params) + i) for i in range(1, len(statuses) + 1))
         params.extend(statuses)
-        where.append(f"status IN ({', '.join(marks)})")
+        where.append(f"status IN ({marks})")
+        if filter.queue is None:
+            where.append(Q["status_queues_term"].replace("{statuses}", marks))
         return await self._write(statements.retry_where, " AND ".join(where), params, now)
 
     async def delete(self, job_id: str) -> Status | None:
@@ -330,6 +332,8 @@ class SqliteStorage(SqlCore):
         """Delete every non-running job matching the filter."""
         where, params = self.filter_terms(filter)
         where.append("status <> 'running'")
+        if filter.status is not None and filter.queue is None:  # its mark is the first
+            where.append(Q["status_queues_term"].replace("{statuses}", self._placeholder(1)))
         return await self._write(statements.delete_where, " AND ".join(where), params)
 
     async def request_cancel(self, job_id: str, now: float) -> Status | None:

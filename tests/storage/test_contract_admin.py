@@ -133,6 +133,15 @@ async def test_delete_many_never_deletes_running_jobs(storage: Storage) -> None:
     assert (await get(storage, kept)).status == "pending"
 
 
+async def test_delete_many_by_status_takes_it_from_every_queue(storage: Storage) -> None:
+    dead = [await job_in_status(storage, "dead", queue=q) for q in ("q1", "q2", "q3")]
+    kept = [await job_in_status(storage, s, queue="q2") for s in ("done", "failed", "pending")]
+    assert await storage.delete_many(JobFilter(status="dead")) == 3
+    for job_id in dead:
+        assert await storage.get_job(job_id) is None
+    assert set(await ids_of(storage)) == set(kept)
+
+
 async def test_delete_many_by_status_and_search(storage: Storage) -> None:
     gone = await job_in_status(storage, "dead", payload={"x": "drop me"})
     kept_dead = await job_in_status(storage, "dead", payload={"x": "keep me"})

@@ -334,6 +334,7 @@ def migration_sql(backend: str, version: int) -> str:
 
 #: Back from v19 to v18 (SQLite): the (queue, id) index again.
 UNDO_ONE_INDEX_FEWER = ["CREATE INDEX forge_nb_jobs_queue ON forge_nb_jobs (queue, id)"]
+UNDO_STATUSES_BY_QUEUE = ["CREATE INDEX forge_nb_jobs_status ON forge_nb_jobs (status, id)"]
 
 
 def undo_cheaper_key_hand_over(backend: str) -> list[str]:
@@ -706,6 +707,37 @@ async def test_the_sqlite_index_migration_drops_queue_id_and_keeps_queue_pages(
             (made[2].id, "pending"),
             (made[0].id, "running"),
         ]
+    finally:
+        await storage.close()
+
+
+async def test_the_sqlite_status_index_migration_keeps_status_pages_and_bulk_actions(
+    sqlite_url: str,
+) -> None:
+    """Upgrading a v19 SQLite database: the (status, id) index is gone; a status's pages (now
+    read a queue at a time), and retry and delete by status, find the same jobs."""
+    storage = await open_storage(sqlite_url)
+    try:
+        made = await storage.enqueue([NewJob(kind="k", queue=q) for q in "abcab"], 1.0)
+        for queue in "ab":
+            [job] = await storage.claim(queue, "h", 1, 2.0)
+            await storage.finish("h", [Finish(job.id, job.attempt, "dead", "dead")], 3.0)
+    finally:
+        await storage.close()
+    for statement in (*UNDO_STATUSES_BY_QUEUE, f"DELETE FROM {VERSION_TABLE} WHERE version >= 20"):
+        await query(sqlite_url, statement)
+    storage = await open_storage(sqlite_url)
+    try:
+        assert await recorded_versions(sqlite_url) == migration_versions("sqlite")
+        index = "SELECT name FROM sqlite_master WHERE name = 'forge_nb_jobs_status'"
+        assert await query(sqlite_url, index) == []
+        dead = await storage.list_jobs(JobFilter(status="dead"), limit=10)
+        assert [j.id for j in dead.jobs] == [made[1].id, made[0].id]
+        pending = await storage.list_jobs(JobFilter(status="pending"), limit=2)
+        assert [j.id for j in pending.jobs] == [made[4].id, made[3].id]
+        assert await storage.retry_many(JobFilter(status="dead"), 4.0) == 2
+        assert await storage.delete_many(JobFilter(status="pending")) == 5
+        assert [n for c in (await storage.counts()).values() for n in c.values() if n] == []
     finally:
         await storage.close()
 

@@ -79,3 +79,43 @@ def nodes(plan: object) -> list[dict[str, object]]:
         found.append(node)
         stack.extend(node.get("Plans", []))
     return found
+
+
+async def test_sqlite_reads_a_status_queue_by_queue_from_the_queue_index(
+    sqlite_url: str,
+) -> None:
+    """No (status, id) index on SQLite (migration 20): a status's page, and retry and delete
+    by status, read (queue, status, id), one queue at a time; never the whole table."""
+    await fill_in_queue_order(sqlite_url)
+    path = parse_url(sqlite_url).path
+    assert path is not None
+    by_status = "INDEX forge_nb_jobs_queue_status (queue=? AND status=?"
+    statuses_term = SQLITE["status_queues_term"].replace("{statuses}", "'dead', 'failed'")
+    bulk = f"SELECT id FROM forge_nb_jobs WHERE status IN ('dead', 'failed') AND {statuses_term}"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("ANALYZE")
+        assert (
+            conn.execute(
+                "SELECT name FROM sqlite_master WHERE name = ?", ("forge_nb_jobs_status",)
+            ).fetchall()
+            == []
+        )
+        page = [
+            r[3]
+            for r in conn.execute(
+                "EXPLAIN QUERY PLAN " + SQLITE["list_status_jobs"], ("pending", *PAGE)
+            )
+        ]
+        ids = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + bulk)]
+    page_reads = [step for step in page if step.startswith(("SCAN", "SEARCH"))]
+    assert any(r.startswith("SCAN c") or "forge_nb_job_counts" in r for r in page_reads), page
+    assert any(by_status + " AND id<?)" in r for r in page_reads), page
+    assert all(
+        by_status in r
+        or "forge_nb_job_counts" in r
+        or r.startswith("SCAN c")
+        or r == "SEARCH j USING INTEGER PRIMARY KEY (rowid=?)"
+        for r in page_reads
+    ), page
+    job_reads = [r for r in ids if "forge_nb_jobs " in r + " " and "job_counts" not in r]
+    assert job_reads and all(by_status in r for r in job_reads), ids
