@@ -83,6 +83,7 @@ class SqliteStorage(SqlCore):
         pending._thread.daemon = True
         conn = await pending
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        await self._call(conn, statements.limit_variables)
         return conn
 
     async def _call(self, conn: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any) -> T:

