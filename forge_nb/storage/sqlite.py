@@ -181,6 +181,7 @@ class SqliteStorage(SqlCore):
             self._writer = None
             raise StorageError(f"cannot open SQLite database {self.safe_url}: {exc}") from exc
         try:
+            await self._call(self._writer, statements.check_build)
             await self._call(self._writer, statements.check_ownership)
             await self._call(self._writer, statements.set_pragmas)
             await self._writer.execute("PRAGMA busy_timeout = 0")  # see `_write`

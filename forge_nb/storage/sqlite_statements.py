@@ -18,6 +18,7 @@ from forge_nb.errors import (
     DeadDependency,
     NotAForgeDatabase,
     SchemaTooNew,
+    StorageError,
     UnknownQueue,
 )
 from forge_nb.storage import extras, rows, rules
@@ -67,6 +68,37 @@ def limit_variables(c: sqlite3.Connection) -> None:
 def insert_sql(rows: int) -> str:
     """``insert_jobs`` for ``rows`` rows in one statement."""
     return Q["insert_jobs"].replace("{rows}", ",".join([INSERT_ROW] * rows))
+
+
+#: The oldest SQLite whose SQL forge-nb writes: ``RETURNING`` came in 3.35.0.
+MIN_SQLITE = (3, 35, 0)
+
+
+def check_build(c: sqlite3.Connection) -> None:
+    """Refuse an SQLite too old for forge-nb's SQL, or built without JSON, with what to do
+    (else the first statement that needs it fails with a bare syntax error)."""
+    version = c.execute("SELECT sqlite_version()").fetchone()[0]
+    check_version(version)
+    try:
+        c.execute("SELECT json_valid('[]')")
+    except sqlite3.OperationalError:
+        raise StorageError(
+            f"this Python's SQLite {version} was built without its JSON functions, which "
+            "forge-nb needs; use a Python built with a standard SQLite, or Postgres"
+        ) from None
+
+
+def check_version(version: str) -> None:
+    """``version`` (as ``sqlite_version()`` gives it) is at least `MIN_SQLITE`, else a
+    StorageError that says so."""
+    found = tuple(int(part) for part in version.split(".")[:3])
+    if found < MIN_SQLITE:
+        needed = ".".join(map(str, MIN_SQLITE))
+        raise StorageError(
+            f"forge-nb needs SQLite {needed} or newer, and this Python's sqlite3 module links "
+            f"SQLite {version} (Ubuntu 20.04's, for one). Use a Python built with a newer "
+            "SQLite (python.org's installers, pyenv and conda bring their own), or Postgres"
+        )
 
 
 def check_ownership(c: sqlite3.Connection) -> None:

@@ -1,6 +1,7 @@
-"""SQLite builds older than 3.32 take at most 999 bound variables per statement (some
-distributions' Pythons still link one). The storage holds every connection to that limit,
-so the whole suite runs as on such a build; these check it directly."""
+"""What the SQLite build under Python must give: 3.35 or newer (``RETURNING``), and at most
+999 bound variables per statement are used (the default of builds before 3.32, which a
+build may still set). The storage holds every connection to that limit, so the whole suite
+runs as on such a build."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from forge_nb.errors import StorageError
 from forge_nb.storage import open_storage
 from forge_nb.storage.records import NewJob
-from forge_nb.storage.sqlite_statements import VARIABLE_LIMIT, insert_batch
+from forge_nb.storage.sqlite_statements import VARIABLE_LIMIT, check_version, insert_batch
 from forge_nb.storage.validation import prepare_jobs
 
 
@@ -42,3 +43,16 @@ async def test_the_storage_holds_its_connections_to_the_old_limit(tmp_path: Path
         assert (await storage.counts())["q"]["pending"] == 500
     finally:
         await storage.close()
+
+
+@pytest.mark.parametrize("version", ["3.31.1", "3.34.1", "2.8.17"])
+def test_an_sqlite_too_old_for_returning_is_refused_with_what_to_do(version: str) -> None:
+    with pytest.raises(
+        StorageError, match=rf"needs SQLite 3\.35\.0 or newer.*links SQLite {version}"
+    ):
+        check_version(version)
+
+
+@pytest.mark.parametrize("version", ["3.35.0", "3.40.1", "3.50.4"])
+def test_sqlite_3_35_and_newer_is_taken(version: str) -> None:
+    check_version(version)
