@@ -42,9 +42,9 @@ from forge_nb.storage.schema import (
 
 Q = load_queries("sqlite")
 BUSY_TIMEOUT_S = 30.0
-#: Bound variables one statement may take: the limit of SQLite builds before 3.32, which
-#: some distributions' Pythons still link. Every connection is held to it (`limit_variables`),
-#: so every build behaves, and is tested, as the oldest.
+#: Bound variables one statement may take: SQLite's default before 3.32, which a build may
+#: still set (SQLITE_MAX_VARIABLE_NUMBER). Every connection is held to it
+#: (`limit_variables`), so every build behaves, and is tested, as such a one.
 VARIABLE_LIMIT = 999
 #: Rows per multi-row INSERT: one statement step per chunk costs much less than
 #: executemany's step per row. ``INSERT_ROW`` holds one row's parameters; a chunk's stay
