@@ -59,12 +59,12 @@ WAL_RESTART_WAIT_MS = 250
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
-@functools.cache
 def limit_variables(c: sqlite3.Connection) -> None:
     """Hold ``c`` to `VARIABLE_LIMIT` bound variables per statement, whatever its build."""
     c.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, VARIABLE_LIMIT)
 
 
+@functools.cache
 def insert_sql(rows: int) -> str:
     """``insert_jobs`` for ``rows`` rows in one statement."""
     return Q["insert_jobs"].replace("{rows}", ",".join([INSERT_ROW] * rows))
