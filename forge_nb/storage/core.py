@@ -230,7 +230,7 @@ class SqlCore(FlowCore):
         alone = not (scheduled or tagged or filter.kind is not None or filter.search)
         if alone and filter.queue is not None and filter.status is None:
             return await self._merged_page("list_queue_jobs", filter.queue, limit, cursor)
-        if alone and filter.queue is None and filter.status and "list_status_jobs" in self.Q:
+        if alone and filter.queue is None and filter.status is not None:
             return await self._merged_page("list_status_jobs", filter.status, limit, cursor)
         id_column = "job_id" if tagged else "id"  # a tag's page is read in its index's order
 
@@ -273,10 +273,11 @@ class SqlCore(FlowCore):
         return JobPage(await self.with_tags(page.jobs), page.next_cursor)
 
     async def _merged_page(self, query: str, value: str, limit: int, cursor: str | None) -> JobPage:
-        """A page of one queue's jobs (``list_queue_jobs``), or on SQLite of one status's
-        (``list_status_jobs``), no other filter: the (queue, status, id) index read a range at
-        a time (a status of the queue; a queue with the status) and merged, so that claims,
-        finishes and enqueues need not write a (queue, id) or (status, id) index as well."""
+        """A page of one queue's jobs (``list_queue_jobs``) or of one status's
+        (``list_status_jobs``), no other filter, newest first below ``cursor``. The queue's
+        page reads (queue, status, id) a status at a time and merges them, so that enqueues
+        need not write a (queue, id) index as well; on SQLite the status's page does the same
+        queue by queue, so that claims and finishes need not rewrite a (status, id) one."""
         below = rows.parse_job_id(cursor) if cursor is not None else 2**63 - 1
         if below is None:
             raise ValueError(f"invalid cursor {cursor!r}")

@@ -18,6 +18,7 @@ from forge_nb.storage import rows, rules
 from forge_nb.storage.extras import Extras, context_rows, created_tag_rows
 from forge_nb.storage.kinds import build_claim
 from forge_nb.storage.records import (
+    STATUSES,
     EnqueueResult,
     Finish,
     JobLog,
@@ -26,6 +27,11 @@ from forge_nb.storage.records import (
 from forge_nb.storage.schema import load_queries
 
 Q = load_queries("postgres")
+#: A queue's page reads each status in an arm of its own (see ``list_queue_jobs``).
+Q["list_queue_jobs"] = Q["list_queue_jobs"].replace(
+    "{status_arms}",
+    "\nUNION ALL\n".join(Q["list_queue_status_arm"].replace("{status}", s) for s in STATUSES),
+)
 log = logging.getLogger("forge_nb.storage")
 #: A prepared job (`validation.prepare_job`) is kind, queue, payload, priority, scheduled_at,
 #: max_attempts, unique_key, code_version: the first ``NAMED`` are written as they are, in

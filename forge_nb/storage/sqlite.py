@@ -334,8 +334,10 @@ class SqliteStorage(SqlCore):
         """Delete every non-running job matching the filter."""
         where, params = self.filter_terms(filter)
         where.append("status <> 'running'")
-        if filter.status is not None and filter.queue is None:  # its mark is the first
-            where.append(Q["status_queues_term"].replace("{statuses}", self._placeholder(1)))
+        if filter.status is not None and filter.queue is None:
+            params.append(filter.status)
+            mark = self._placeholder(len(params))
+            where.append(Q["status_queues_term"].replace("{statuses}", mark))
         return await self._write(statements.delete_where, " AND ".join(where), params)
 
     async def request_cancel(self, job_id: str, now: float) -> Status | None:

@@ -41,6 +41,8 @@ from forge_nb.storage.schema import (
 )
 
 Q = load_queries("sqlite")
+#: A queue's page reads the statuses one at a time (see ``list_queue_jobs``).
+Q["list_queue_jobs"] = Q["list_queue_jobs"].replace("{statuses}", json.dumps(STATUSES))
 BUSY_TIMEOUT_S = 30.0
 #: Bound variables one statement may take: SQLite's default before 3.32, which a build may
 #: still set (SQLITE_MAX_VARIABLE_NUMBER). Every connection is held to it

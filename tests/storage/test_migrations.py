@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,17 @@ async def query(url: str, sql: str) -> list[Any]:
             conn.commit()
             return rows
     return await pg_fetch(url, sql)
+
+
+async def undo_from(url: str, version: int, undo: Sequence[str]) -> None:
+    """Back to the schema before ``version``: run ``undo`` and forget that migration and any
+    later one, so the next open runs them again."""
+    for statement in (*undo, f"DELETE FROM {VERSION_TABLE} WHERE version >= {version}"):
+        await query(url, statement)
+
+
+async def sqlite_index_exists(url: str, name: str) -> bool:
+    return bool(await query(url, f"SELECT 1 FROM sqlite_master WHERE name = '{name}'"))
 
 
 async def recorded_versions(url: str) -> list[int]:
@@ -513,8 +525,7 @@ async def test_the_workflows_migration_keeps_jobs_counts_and_ids(db_url: str) ->
         expected = await storage.counts()
     finally:
         await storage.close()
-    for statement in (*undo_workflows(backend), f"DELETE FROM {VERSION_TABLE} WHERE version >= 11"):
-        await query(db_url, statement)
+    await undo_from(db_url, 11, undo_workflows(backend))
     storage = await open_storage(db_url)
     try:
         assert await recorded_versions(db_url) == migration_versions(backend)
@@ -549,8 +560,7 @@ async def test_the_shipped_code_migration_keeps_waiting_jobs(db_url: str) -> Non
     finally:
         await storage.close()
     undo = (*undo_workflows(backend), *UNDO_SHIPPED_CODE)
-    for statement in (*undo, f"DELETE FROM {VERSION_TABLE} WHERE version >= 10"):
-        await query(db_url, statement)
+    await undo_from(db_url, 10, undo)
     storage = await open_storage(db_url)
     try:
         assert await recorded_versions(db_url) == migration_versions(backend)
@@ -695,13 +705,11 @@ async def test_the_sqlite_index_migration_drops_queue_id_and_keeps_queue_pages(
         await storage.claim("a", "h", 1, 2.0)
     finally:
         await storage.close()
-    for statement in (*UNDO_ONE_INDEX_FEWER, f"DELETE FROM {VERSION_TABLE} WHERE version >= 19"):
-        await query(sqlite_url, statement)
+    await undo_from(sqlite_url, 19, UNDO_ONE_INDEX_FEWER)
     storage = await open_storage(sqlite_url)
     try:
         assert await recorded_versions(sqlite_url) == migration_versions("sqlite")
-        index = "SELECT name FROM sqlite_master WHERE name = 'forge_nb_jobs_queue'"
-        assert await query(sqlite_url, index) == []
+        assert not await sqlite_index_exists(sqlite_url, "forge_nb_jobs_queue")
         page = await storage.list_jobs(JobFilter(queue="a"), limit=10)
         assert [(j.id, j.status) for j in page.jobs] == [
             (made[2].id, "pending"),
@@ -724,13 +732,11 @@ async def test_the_sqlite_status_index_migration_keeps_status_pages_and_bulk_act
             await storage.finish("h", [Finish(job.id, job.attempt, "dead", "dead")], 3.0)
     finally:
         await storage.close()
-    for statement in (*UNDO_STATUSES_BY_QUEUE, f"DELETE FROM {VERSION_TABLE} WHERE version >= 20"):
-        await query(sqlite_url, statement)
+    await undo_from(sqlite_url, 20, UNDO_STATUSES_BY_QUEUE)
     storage = await open_storage(sqlite_url)
     try:
         assert await recorded_versions(sqlite_url) == migration_versions("sqlite")
-        index = "SELECT name FROM sqlite_master WHERE name = 'forge_nb_jobs_status'"
-        assert await query(sqlite_url, index) == []
+        assert not await sqlite_index_exists(sqlite_url, "forge_nb_jobs_status")
         dead = await storage.list_jobs(JobFilter(status="dead"), limit=10)
         assert [j.id for j in dead.jobs] == [made[1].id, made[0].id]
         pending = await storage.list_jobs(JobFilter(status="pending"), limit=2)
@@ -751,9 +757,7 @@ async def test_the_flow_control_migration_keeps_jobs_and_their_unique_keys(db_ur
         [old] = await storage.enqueue([NewJob(kind="a", queue="q", unique_key="k")], 1.0)
     finally:
         await storage.close()
-    undo = (*undo_flow_control(backend), f"DELETE FROM {VERSION_TABLE} WHERE version >= 12")
-    for statement in undo:
-        await query(db_url, statement)
+    await undo_from(db_url, 12, undo_flow_control(backend))
     storage = await open_storage(db_url)
     try:
         assert await recorded_versions(db_url) == migration_versions(backend)

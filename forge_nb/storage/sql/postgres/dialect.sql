@@ -321,3 +321,12 @@ WITH u AS (
 INSERT INTO forge_nb_job_logs (job_id, attempt, text, lines, dropped, updated_at)
 SELECT u.job_id, u.attempt, u.text, u.lines, u.dropped, u.updated_at
 FROM u JOIN forge_nb_jobs AS j ON j.id = u.job_id
+
+-- list_queue_status_arm --
+-- One arm of list_queue_jobs: the queue's newest $3 jobs of one status below id $2. The status
+-- as a one-value range, ordered by (status, id): only the (queue, status, id) index gives
+-- that order, so the arm reads it (with status = '...', the planner could walk the primary
+-- key back, expecting the queue's jobs spread evenly through the table).
+SELECT * FROM (SELECT * FROM forge_nb_jobs
+               WHERE queue = $1 AND status BETWEEN '{status}' AND '{status}' AND id < $2
+               ORDER BY status DESC, id DESC LIMIT $3) AS {status}

@@ -566,38 +566,18 @@ RETURNING s.slot
 -- list_jobs for a queue ($1) alone: the page newest first below id $2, read one status at a
 -- time from the (queue, status, id) index, each range backwards and stopped after $3 rows,
 -- the ranges merged (at most $3 rows each). So no (queue, id) index has to be written by
--- every enqueue (migration 15). A status each, written out: given the status as a value (a
--- LATERAL over a list), the planner could not tell an empty status from a full one and
--- walked the primary key back through the whole table for each empty one. Each status is
--- a one-value range, ordered by (status, id): only that index gives the order, so each arm
--- reads it. With status = '...', the planner could still walk the primary key back,
--- expecting the queue's jobs spread evenly through the table. One LATERAL arm with the range
--- (status BETWEEN s.wanted AND s.wanted) is no answer: not knowing the status, the planner
--- guessed a few rows and read the status's whole range into a sort. The statuses are all
--- a job has (records.STATUSES; a contract test lists each).
-SELECT {job_columns} FROM (
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status BETWEEN 'waiting' AND 'waiting' AND id < $2
-                   ORDER BY status DESC, id DESC LIMIT $3) AS waiting
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status BETWEEN 'pending' AND 'pending' AND id < $2
-                   ORDER BY status DESC, id DESC LIMIT $3) AS pending
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status BETWEEN 'running' AND 'running' AND id < $2
-                   ORDER BY status DESC, id DESC LIMIT $3) AS running
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status BETWEEN 'failed' AND 'failed' AND id < $2
-                   ORDER BY status DESC, id DESC LIMIT $3) AS failed
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status BETWEEN 'done' AND 'done' AND id < $2
-                   ORDER BY status DESC, id DESC LIMIT $3) AS done
-    UNION ALL
-    SELECT * FROM (SELECT * FROM forge_nb_jobs
-                   WHERE queue = $1 AND status BETWEEN 'dead' AND 'dead' AND id < $2
-                   ORDER BY status DESC, id DESC LIMIT $3) AS dead
-) AS j
+-- every enqueue (migration 15). The arms, one list_queue_status_arm per status of
+-- records.STATUSES, are written in by `postgres_statements`. Each status is its own: given
+-- the status as a value (a LATERAL over a list), the planner could not tell an empty status
+-- from a full one and walked the primary key back through the whole table for each empty
+-- one; one LATERAL arm with the range below was no answer either (not knowing the status,
+-- it guessed a few rows and read the status's whole range into a sort).
+SELECT {job_columns} FROM ({status_arms}) AS j
+ORDER BY id DESC LIMIT $3
+
+-- list_status_jobs --
+-- list_jobs for a status ($1) alone: the page newest first below id $2, read backwards from
+-- the (status, id) index (SQLite, without that index, reads it queue by queue).
+SELECT {job_columns} FROM forge_nb_jobs
+WHERE status = $1 AND id < $2
 ORDER BY id DESC LIMIT $3

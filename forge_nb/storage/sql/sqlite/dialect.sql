@@ -99,22 +99,6 @@ WHERE status = 'waiting' AND id IN (SELECT job_id FROM met)
 -- Whether any job waits or waited for another (else a finish has no dependents to promote).
 SELECT EXISTS (SELECT 1 FROM forge_nb_job_deps)
 
--- list_status_jobs --
--- list_jobs for a status (?1) alone: the page newest first below id ?2. There is no (status,
--- id) index (migration 20): for each queue, its newest ?3 ids of the status below ?2 are read
--- backwards from (queue, status, id) (a correlated subquery per queue, stopped after ?3),
--- each row fetched by its id, and the queues' rows merged. The queues are those with count
--- rows: every queue a job was ever enqueued to has them (its queue row makes them).
-SELECT {job_columns} FROM (
-    SELECT j.* FROM forge_nb_job_counts AS c
-    JOIN forge_nb_jobs AS j ON j.id IN (
-        SELECT id FROM forge_nb_jobs
-        WHERE queue = c.queue AND status = ?1 AND id < ?2
-        ORDER BY id DESC LIMIT ?3)
-    WHERE c.status = ?1
-)
-ORDER BY id DESC LIMIT ?3
-
 -- status_queues_term --
 -- A job filter's statuses ({statuses}: their parameters) read queue by queue from (queue,
 -- status, id), for retry_many and delete_many with no queue given: there is no (status, id)

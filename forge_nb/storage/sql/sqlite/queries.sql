@@ -406,12 +406,28 @@ RETURNING slot
 -- newest ?3 ids below ?2 are read backwards from the (queue, status, id) index (a correlated
 -- subquery per status, stopped after ?3), each row fetched by its id, and the statuses'
 -- rows merged. So no (queue, id) index has to be written by every enqueue (migration 19).
--- The statuses are all a job has (records.STATUSES; a contract test lists each).
+-- The statuses, json_each's array, are records.STATUSES, written in by `sqlite_statements`.
 SELECT {job_columns} FROM (
-    SELECT j.* FROM json_each('["waiting", "pending", "running", "failed", "done", "dead"]') AS s
+    SELECT j.* FROM json_each('{statuses}') AS s
     JOIN forge_nb_jobs AS j ON j.id IN (
         SELECT id FROM forge_nb_jobs
         WHERE queue = ?1 AND status = s.value AND id < ?2
         ORDER BY id DESC LIMIT ?3)
+)
+ORDER BY id DESC LIMIT ?3
+
+-- list_status_jobs --
+-- list_jobs for a status (?1) alone: the page newest first below id ?2. There is no (status,
+-- id) index (migration 20): for each queue, its newest ?3 ids of the status below ?2 are read
+-- backwards from (queue, status, id) (a correlated subquery per queue, stopped after ?3),
+-- each row fetched by its id, and the queues' rows merged. The queues are those with count
+-- rows: every queue a job was ever enqueued to has them (its queue row makes them).
+SELECT {job_columns} FROM (
+    SELECT j.* FROM forge_nb_job_counts AS c
+    JOIN forge_nb_jobs AS j ON j.id IN (
+        SELECT id FROM forge_nb_jobs
+        WHERE queue = c.queue AND status = ?1 AND id < ?2
+        ORDER BY id DESC LIMIT ?3)
+    WHERE c.status = ?1
 )
 ORDER BY id DESC LIMIT ?3
