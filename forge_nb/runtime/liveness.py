@@ -25,15 +25,21 @@ async def heartbeat(handle: QueueHandle) -> None:
     current: dict[str, str | None] = {}
     for pool in handle.pools.values():
         current.update(pool.current_jobs())
-    await handle.storage.heartbeat(handle.host_id, time.time(), current)
+    beat = time.time()
+    await handle.storage.heartbeat(handle.host_id, beat, current)
     for job_id in await handle.storage.cancel_requests(handle.host_id):
         handle.cancel_local(job_id)
-    await reap(handle)
+    # Judged at our own beat: a loop blocked while the beat was written (a blocking call
+    # in an async handler) must not find this very process stale and take its jobs back.
+    await reap(handle, judged_at=beat)
 
 
-async def reap(handle: QueueHandle, host_ids: list[str] | None = None) -> None:
-    """Take back the running jobs of silent processes (and of ``host_ids`` at once)."""
-    now = time.time()
+async def reap(
+    handle: QueueHandle, host_ids: list[str] | None = None, judged_at: float | None = None
+) -> None:
+    """Take back the running jobs of processes silent at ``judged_at`` (default: now), and
+    of ``host_ids`` at once."""
+    now = time.time() if judged_at is None else judged_at
     reaped = await handle.storage.reap(now, now - handle.app.stale_after, host_ids or [])
     if reaped:
         log.warning(reaped_summary(reaped))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -69,6 +70,39 @@ async def test_an_async_handler_that_blocks_is_named_with_its_job(
     [warning] = [w for w in blocked_warnings(caplog) if ref.id in w]
     assert f"by job 'sleepy' ({ref.id}), an async handler, at " in warning, warning
     assert "(`time.sleep(0.8)" in warning and "plain def" in warning, warning
+
+
+async def test_a_loop_blocked_while_its_heartbeat_is_written_keeps_its_own_job(
+    app: fnb.App, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loop blocks past stale_after while a heartbeat is being written: the same beat's
+    reaper must not find this very process stale and run its job a second time."""
+    go = asyncio.Event()
+    runs: list[int] = []
+
+    @app.job(kind="stuck", max_attempts=3)
+    async def stuck(ctx: fnb.JobCtx) -> None:
+        runs.append(ctx.attempt)
+        await go.wait()
+        time.sleep(1.2)  # twice stale_after (0.6 s), blocking the loop
+        await asyncio.sleep(0.5)  # still running when the delayed heartbeat returns
+
+    await app.start()
+    ref = await stuck.enqueue()
+    while await ref.status() != "running":
+        await asyncio.sleep(0.02)
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # the next heartbeat's write waits for this lock
+    await asyncio.sleep(0.5)
+    threading.Timer(0.3, holder.rollback).start()  # let it land while the loop is blocked
+    with caplog.at_level("WARNING", logger="forge_nb.runtime"):
+        go.set()
+        await ref.wait(10)
+        await asyncio.sleep(0.5)
+    holder.close()
+    assert runs == [1]
+    assert (await ref.record()).attempts == 1
+    assert not [r for r in caplog.records if "dead workers" in r.getMessage()]
 
 
 def test_the_message_for_each_cause() -> None:
