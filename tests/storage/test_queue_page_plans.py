@@ -1,7 +1,8 @@
 """A queue's Jobs page reads the (queue, status, id) index, one status at a time, on both
-backends: never the whole table. The pages' results are in the contract tests; this guards
-their cost, which a planner's choice can lose without any result changing (Postgres once
-walked the primary key back through every job for each status a queue had none of)."""
+backends: never the whole table; and a Postgres finish finds its jobs by primary key. The
+results are in the contract tests; this guards their cost, which a planner's choice can
+lose without any result changing (Postgres once walked the primary key back through every
+job for each status a queue had none of)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import asyncpg
 from forge_nb.config import parse_url
 from forge_nb.storage import open_storage
 from forge_nb.storage.postgres_statements import Q as POSTGRES
-from forge_nb.storage.records import NewJob
+from forge_nb.storage.postgres_statements import finish_arrays
+from forge_nb.storage.records import Finish, NewJob
 from forge_nb.storage.sqlite_statements import Q as SQLITE
 
 QUEUES = 20
@@ -126,3 +128,30 @@ def plan_reads(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -
     """The table and index reads of SQLite's plan for ``sql``."""
     plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
     return [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
+
+
+async def test_postgres_finds_each_finished_job_by_its_key(pg_url: str) -> None:
+    """A finish batch of 600 on a table never analyzed (a fresh database's first drain) looks
+    each job up by its primary key: no scan of the jobs (a join once re-read the batch for
+    every running job, quadratic; a plain ``=`` let the planner hash the whole table)."""
+    await fill_in_queue_order(pg_url)
+    storage = await open_storage(pg_url)
+    try:
+        claimed = await storage.claim("q3", "host-a", 600, 2.0)
+    finally:
+        await storage.close()
+    assert len(claimed) == 600
+    batch = {int(j.id): Finish(j.id, j.attempt, "done", "done", "null") for j in claimed}
+    conn = await asyncpg.connect(pg_url)
+    try:
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) " + POSTGRES["finish"], "host-a", *finish_arrays(batch), 3.0
+        )
+    finally:
+        await conn.close()
+    reads = [
+        (n["Node Type"], n.get("Index Name"))
+        for n in nodes(plan)
+        if n.get("Relation Name") == "forge_nb_jobs" and n["Node Type"] != "ModifyTable"
+    ]
+    assert reads and all(r == ("Index Scan", "forge_nb_jobs_pkey") for r in reads), reads

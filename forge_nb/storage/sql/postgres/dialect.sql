@@ -128,8 +128,17 @@ SELECT array_agg(id ORDER BY id), array_agg(status ORDER BY id) FROM inserted
 -- Apply a batch of outcomes to runs still owned by $1 with the same attempt count,
 -- write the history events of the non-done ones, return the finalized ids. The concurrency
 -- keys of the batch's jobs are locked first, in key order (the InitPlan runs before the
--- first row is updated): the key triggers then find them held, and two batches that share
+-- first job is locked): the key triggers then find them held, and two batches that share
 -- keys cannot lock them in opposite orders (a deadlock). No keys anywhere: one probe.
+-- Every job is found by its primary key, one lookup per outcome, whatever the statistics
+-- say (from a never-analyzed table's estimate of one running row, a plain join scanned the
+-- jobs and re-read the outcomes for each: quadratic in the batch):
+-- - ``owned`` locks each run through a LATERAL subquery, which the lock keeps from being
+--   merged into a join; (status || '') keeps it off the running-jobs index, which holds
+--   every running job of this process;
+-- - the UPDATE matches ``j.id = ANY (ARRAY[f.id])``, which no hash or merge join can use,
+--   so the planner cannot trade the lookups for a scan of every job (a plain ``=`` let it
+--   hash the whole table for each batch).
 f AS (
     SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::float8[], $10::int[])
@@ -138,12 +147,24 @@ f AS (
 keys AS (
     SELECT s.key FROM forge_nb_key_slots AS s
     WHERE EXISTS (SELECT 1 FROM forge_nb_key_slots)
-      AND s.key IN (  -- LATERAL: one primary-key lookup per id, whatever the statistics say
+      AND s.key IN (
           SELECT j.concurrency_key FROM unnest($2::bigint[]) AS u (id)
-          CROSS JOIN LATERAL (SELECT concurrency_key FROM forge_nb_jobs WHERE id = u.id) AS j
+          CROSS JOIN LATERAL (
+              SELECT concurrency_key FROM forge_nb_jobs WHERE id = u.id OFFSET 0
+          ) AS j
           WHERE j.concurrency_key IS NOT NULL)
     ORDER BY s.key
     FOR UPDATE OF s
+),
+owned AS MATERIALIZED (  -- locked in id order, as the reaper locks
+    SELECT f.* FROM (SELECT * FROM f ORDER BY id) AS f
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM forge_nb_jobs AS j
+        WHERE j.id = f.id AND (j.status || '') = 'running' AND j.claimed_by = $1
+          AND j.attempts = f.attempt
+        FOR NO KEY UPDATE
+    ) AS run
+    WHERE (SELECT count(*) FROM keys) >= 0
 ),
 finished AS (
     UPDATE forge_nb_jobs j SET
@@ -156,13 +177,8 @@ finished AS (
                             ELSE coalesce(f.scheduled_at, j.scheduled_at) END,
         attempts = CASE WHEN f.status = 'done' THEN j.attempts ELSE j.attempts - f.refund END,
         finished_at = $11
-    FROM f
-    -- (status || '') keeps the planner off the running-jobs index: from stale statistics
-    -- it expects one running row, scans every entry of this process (dead ones too) and
-    -- re-reads f for each: quadratic, seconds per batch in a long drain. Each job is
-    -- found by its primary key instead.
-    WHERE j.id = f.id AND (j.status || '') = 'running' AND j.claimed_by = $1
-      AND j.attempts = f.attempt AND (SELECT count(*) FROM keys) >= 0
+    FROM owned AS f
+    WHERE j.id = ANY (ARRAY[f.id])  -- locked above: still this run's
     RETURNING j.id, f.event, f.attempt, f.error
 ),
 events AS (
