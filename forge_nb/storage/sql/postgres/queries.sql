@@ -453,12 +453,13 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[])
 
 -- settle_new_dependent --
 -- A new job with dependencies: waiting for the unmet ones, or dead at once (a dead one).
+-- Each by its primary key: ``= ANY (ARRAY[u.id])`` keeps a hash join over every job out.
 UPDATE forge_nb_jobs AS j
 SET dependencies = u.dependencies, waiting_on = u.waiting_on, status = u.status,
     last_error = u.error, finished_at = u.finished_at
 FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[], $5::text[], $6::float8[])
     AS u (id, dependencies, waiting_on, status, error, finished_at)
-WHERE j.id = u.id
+WHERE j.id = ANY (ARRAY[u.id])
 
 -- graph_edges --
 -- Edges touching any of these jobs, both directions.
