@@ -130,10 +130,11 @@ def plan_reads(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -
     return [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
 
 
-async def test_postgres_finds_each_finished_job_by_its_key(pg_url: str) -> None:
-    """A finish batch of 600 on a table never analyzed (a fresh database's first drain) looks
-    each job up by its primary key: no scan of the jobs (a join once re-read the batch for
-    every running job, quadratic; a plain ``=`` let the planner hash the whole table)."""
+async def test_postgres_finish_and_progress_find_each_job_by_its_key(pg_url: str) -> None:
+    """A finish batch of 600, and a progress batch, on a table never analyzed (a fresh
+    database's first drain) look each job up by its primary key: no scan of the jobs (a join
+    once re-read the batch for every running job, quadratic; a plain ``=`` let the planner
+    hash the whole table)."""
     await fill_in_queue_order(pg_url)
     storage = await open_storage(pg_url)
     try:
@@ -142,16 +143,24 @@ async def test_postgres_finds_each_finished_job_by_its_key(pg_url: str) -> None:
         await storage.close()
     assert len(claimed) == 600
     batch = {int(j.id): Finish(j.id, j.attempt, "done", "done", "null") for j in claimed}
+    ids = list(batch)
     conn = await asyncpg.connect(pg_url)
     try:
-        plan = await conn.fetchval(
+        finish = await conn.fetchval(
             "EXPLAIN (FORMAT JSON) " + POSTGRES["finish"], "host-a", *finish_arrays(batch), 3.0
+        )
+        progress = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) " + POSTGRES["update_progress"],
+            ids,
+            [0.5] * len(ids),
+            ["half"] * len(ids),
         )
     finally:
         await conn.close()
-    reads = [
-        (n["Node Type"], n.get("Index Name"))
-        for n in nodes(plan)
-        if n.get("Relation Name") == "forge_nb_jobs" and n["Node Type"] != "ModifyTable"
-    ]
-    assert reads and all(r == ("Index Scan", "forge_nb_jobs_pkey") for r in reads), reads
+    for plan in (finish, progress):
+        reads = [
+            (n["Node Type"], n.get("Index Name"))
+            for n in nodes(plan)
+            if n.get("Relation Name") == "forge_nb_jobs" and n["Node Type"] != "ModifyTable"
+        ]
+        assert reads and all(r == ("Index Scan", "forge_nb_jobs_pkey") for r in reads), reads

@@ -173,9 +173,21 @@ WHERE status = 'running' AND queue = $1 AND claimed_by = $2
 RETURNING id
 
 -- update_progress --
+-- Each running job found by its primary key and locked in id order, as finish finds its
+-- runs (see {finish_runs}): no plan reads the whole table or re-reads the batch per job.
+WITH running AS MATERIALIZED (
+    SELECT u.* FROM (
+        SELECT * FROM unnest($1::bigint[], $2::float8[], $3::text[]) ORDER BY 1
+    ) AS u (id, progress, message)
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM forge_nb_jobs AS j
+        WHERE j.id = u.id AND (j.status || '') = 'running'
+        FOR NO KEY UPDATE
+    ) AS run
+)
 UPDATE forge_nb_jobs j SET progress = u.progress, progress_message = u.message
-FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS u (id, progress, message)
-WHERE j.id = u.id AND (j.status || '') = 'running'  -- by primary key: see finish
+FROM running AS u
+WHERE j.id = ANY (ARRAY[u.id])
 
 -- insert_event --
 INSERT INTO forge_nb_job_events (job_id, at, event, attempt, message) VALUES ($1, $2, $3, $4, $5)
