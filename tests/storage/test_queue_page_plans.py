@@ -37,15 +37,8 @@ async def fill_in_queue_order(url: str) -> None:
 
 async def test_postgres_reads_each_status_from_the_queue_index(pg_url: str) -> None:
     await fill_in_queue_order(pg_url)
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute("ANALYZE forge_nb_jobs")
-        plan = await conn.fetchval(
-            "EXPLAIN (FORMAT JSON) " + POSTGRES["list_queue_jobs"], "q3", *PAGE
-        )
-    finally:
-        await conn.close()
-    scans = [n for n in nodes(plan) if "Relation Name" in n]
+    plan = await postgres_plan(pg_url, POSTGRES["list_queue_jobs"], "q3", *PAGE)
+    scans = [n for n in plan if "Relation Name" in n]
     assert len(scans) == 6  # one per status
     assert {n.get("Index Name") for n in scans} == {"forge_nb_jobs_queue_status"}, scans
 
@@ -69,6 +62,20 @@ async def test_sqlite_reads_each_status_from_the_queue_index(sqlite_url: str) ->
         for r in reads
         if "VIRTUAL TABLE" not in r
     ), plan
+
+
+async def postgres_plan(
+    url: str, sql: str, *args: object, analyze: bool = True
+) -> list[dict[str, object]]:
+    """Every node of Postgres's plan for ``sql`` with ``args``; the jobs analyzed first,
+    unless ``analyze`` is False (a fresh database's first statements)."""
+    conn = await asyncpg.connect(url)
+    try:
+        if analyze:
+            await conn.execute("ANALYZE forge_nb_jobs")
+        return nodes(await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args))
+    finally:
+        await conn.close()
 
 
 def nodes(plan: object) -> list[dict[str, object]]:
@@ -112,15 +119,8 @@ async def test_postgres_reads_a_rare_status_from_its_index(pg_url: str) -> None:
     """The Dead tab with no dead job among 20,000 does not walk the table back (a status
     every job has may: the first 50 rows by id are then the page)."""
     await fill_in_queue_order(pg_url)
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute("ANALYZE forge_nb_jobs")
-        plan = await conn.fetchval(
-            "EXPLAIN (FORMAT JSON) " + POSTGRES["list_status_jobs"], "dead", *PAGE
-        )
-    finally:
-        await conn.close()
-    scans = [n for n in nodes(plan) if "Relation Name" in n]
+    plan = await postgres_plan(pg_url, POSTGRES["list_status_jobs"], "dead", *PAGE)
+    scans = [n for n in plan if "Relation Name" in n]
     assert [n.get("Index Name") for n in scans] == ["forge_nb_jobs_status"], scans
 
 
@@ -144,23 +144,14 @@ async def test_postgres_finish_and_progress_find_each_job_by_its_key(pg_url: str
     assert len(claimed) == 600
     batch = {int(j.id): Finish(j.id, j.attempt, "done", "done", "null") for j in claimed}
     ids = list(batch)
-    conn = await asyncpg.connect(pg_url)
-    try:
-        finish = await conn.fetchval(
-            "EXPLAIN (FORMAT JSON) " + POSTGRES["finish"], "host-a", *finish_arrays(batch), 3.0
-        )
-        progress = await conn.fetchval(
-            "EXPLAIN (FORMAT JSON) " + POSTGRES["update_progress"],
-            ids,
-            [0.5] * len(ids),
-            ["half"] * len(ids),
-        )
-    finally:
-        await conn.close()
+    args = ("host-a", *finish_arrays(batch), 3.0)
+    finish = await postgres_plan(pg_url, POSTGRES["finish"], *args, analyze=False)
+    args = (ids, [0.5] * len(ids), ["half"] * len(ids))
+    progress = await postgres_plan(pg_url, POSTGRES["update_progress"], *args, analyze=False)
     for plan in (finish, progress):
         reads = [
             (n["Node Type"], n.get("Index Name"))
-            for n in nodes(plan)
+            for n in plan
             if n.get("Relation Name") == "forge_nb_jobs" and n["Node Type"] != "ModifyTable"
         ]
         assert reads and all(r == ("Index Scan", "forge_nb_jobs_pkey") for r in reads), reads

@@ -177,8 +177,9 @@ RETURNING id
 -- runs (see {finish_runs}): no plan reads the whole table or re-reads the batch per job.
 WITH running AS MATERIALIZED (
     SELECT u.* FROM (
-        SELECT * FROM unnest($1::bigint[], $2::float8[], $3::text[]) ORDER BY 1
-    ) AS u (id, progress, message)
+        SELECT * FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS u (id, progress, message)
+        ORDER BY id
+    ) AS u
     CROSS JOIN LATERAL (
         SELECT 1 FROM forge_nb_jobs AS j
         WHERE j.id = u.id AND (j.status || '') = 'running'
