@@ -489,10 +489,10 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
         queue = request.queue or (handler.queue if handler else None)
         queue = queue or self.router.route(request.kind)
         delay = request.delay
-        if isinstance(delay, timedelta):
+        if delay is not None and isinstance(delay, timedelta):
             delay = delay.total_seconds()
         scheduled_at = request.scheduled_at
-        if isinstance(scheduled_at, datetime):
+        if scheduled_at is not None and isinstance(scheduled_at, datetime):
             if scheduled_at.tzinfo is None:
                 raise ValueError("scheduled_at must be timezone-aware (e.g. datetime.now(UTC))")
             scheduled_at = scheduled_at.timestamp()
@@ -505,7 +505,9 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
         if self.inline:
             delay = scheduled_at = None  # inline: every job runs in its enqueue call
         # By position, in NewJob's field order: keywords cost more than the rest of this
-        # method (a bulk enqueue makes one per job). The rarer fields are set only when used.
+        # method (a bulk enqueue makes one per job). The rarer fields are set only when used,
+        # and their helpers called only then.
+        depends_on = request.depends_on
         job = NewJob(
             request.kind,
             queue,
@@ -516,9 +518,15 @@ class App(CodeShipping, Scheduling, Reading, Workflows, Testing, Bulk, Redacting
             max_attempts,
             request.unique_key,
             self._shipped_versions.get(request.kind),
-            dependency_ids(request.depends_on),
+            () if type(depends_on) is tuple and not depends_on else dependency_ids(depends_on),
         )
-        set_flow_fields(job, request, handler, payload)
+        if (
+            handler is not None
+            or request.expires_in is not None
+            or request.unique_for is not None
+            or request.on_conflict != "ignore"
+        ):
+            set_flow_fields(job, request, handler, payload)
         if request.tags != ():  # anything else, even empty or wrong, goes on to be checked
             job.tags = request.tags
         if context is not None:

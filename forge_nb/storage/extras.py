@@ -46,8 +46,11 @@ def tag_links(jobs: Sequence[NewJob]) -> list[tuple[int, tuple[str, ...]]]:
     """(index in the batch, tags) of each job that has tags; checks them all first."""
     links = []
     for index, job in enumerate(jobs):
+        tags = job.tags
+        if type(tags) is tuple and not tags:  # the default: not even a call (once per job)
+            continue
         try:
-            tags = check_tags(job.tags)
+            tags = check_tags(tags)
         except ValueError as exc:
             if len(jobs) == 1:
                 raise

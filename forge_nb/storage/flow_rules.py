@@ -71,14 +71,14 @@ def prepare_flow(job: NewJob, now: float) -> Flow | None:
 
 def prepare_flows(jobs: Sequence[NewJob], now: float) -> list[Flow | None]:
     """Every job's flow options (one bad job: a ValueError naming it, nothing written)."""
-    flows = []
-    for index, job in enumerate(jobs):
-        try:
+    flows: list[Flow | None] = []
+    try:
+        for job in jobs:
             flows.append(prepare_flow(job, now))
-        except ValueError as exc:
-            if len(jobs) == 1:
-                raise
-            raise type(exc)(f"job {index} of {len(jobs)}: {exc}") from None
+    except ValueError as exc:
+        if len(jobs) == 1:
+            raise
+        raise type(exc)(f"job {len(flows)} of {len(jobs)}: {exc}") from None
     return flows
 
 

@@ -46,7 +46,7 @@ from forge_nb.storage.records import (
     Status,
 )
 from forge_nb.storage.schema import VERSION_TABLE, latest_version, load_migrations
-from forge_nb.storage.validation import retryable_statuses
+from forge_nb.storage.validation import has_unique_keys, retryable_statuses
 
 log = logging.getLogger("forge_nb.storage")
 #: Channel enqueues notify (after they commit) with the queue name.
@@ -329,7 +329,7 @@ class PostgresStorage(SqlCore):
                     results = await workflows.link_dependencies(conn, results, links, now)
         elif links or more:
             results = await self._enqueue_linked(prepared, links, now, more)
-        elif all(row[6] is None for row in prepared):
+        elif not has_unique_keys(prepared):
             if len(prepared) >= COPY_MIN_ROWS:
                 async with self._connection(transaction=True, lane=True) as conn:
                     results = await statements.copy_plain(conn, prepared, now)
@@ -373,8 +373,8 @@ class PostgresStorage(SqlCore):
     async def _held_keys_possible(self, prepared: list[tuple[Any, ...]]) -> bool:
         """Whether a unique key of the batch may be held by a window (`unique_for`): only
         once some key was taken with one (the table only grows, so yes is kept)."""
-        if self._windows_seen or all(row[6] is None for row in prepared):
-            return self._windows_seen and any(row[6] is not None for row in prepared)
+        if self._windows_seen or not has_unique_keys(prepared):
+            return self._windows_seen and has_unique_keys(prepared)
         self._windows_seen = bool(await self._fetchval(Q["unique_holds_exist"]))
         return self._windows_seen
 
@@ -390,7 +390,7 @@ class PostgresStorage(SqlCore):
         for _ in range(RACE_RETRIES):
             try:
                 async with self._tx() as conn:
-                    if all(row[6] is None for row in prepared):
+                    if not has_unique_keys(prepared):
                         results = await statements.insert_plain(conn, prepared, now)
                     else:
                         results = await statements.insert_with_keys(conn, prepared, now)

@@ -12,6 +12,7 @@ from forge_nb.storage import postgres_statements as statements
 from forge_nb.storage.flow_rules import Flow, held
 from forge_nb.storage.records import EnqueueResult, Status
 from forge_nb.storage.schema import load_queries
+from forge_nb.storage.validation import has_unique_keys
 
 Q = load_queries("postgres")
 LIVE = ("waiting", "pending", "running", "failed")
@@ -24,7 +25,7 @@ async def enqueue(
     """Each job in turn (inside the caller's transaction), then the enqueue counts."""
     await conn.execute(Q["ensure_queue_rows"], sorted({row[1] for row in prepared}))
     await take_keys(conn, flows)
-    if all(row[6] is None for row in prepared):
+    if not has_unique_keys(prepared):
         return await insert_flow_jobs(conn, prepared, flows, now)
     results = [
         await enqueue_one(conn, row, flow, now) for row, flow in zip(prepared, flows, strict=True)

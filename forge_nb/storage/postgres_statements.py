@@ -23,6 +23,7 @@ from forge_nb.storage.records import (
     Finish,
     JobLog,
     QueueConfig,
+    created_results,
 )
 from forge_nb.storage.schema import load_queries
 
@@ -85,7 +86,7 @@ async def insert_plain(
 ) -> list[EnqueueResult]:
     """A batch without unique keys: one INSERT … SELECT FROM unnest."""
     ids = await conn.fetchval(Q["insert_jobs"], *job_arrays(prepared, now))
-    return [EnqueueResult(str(i), "created", "pending") for i in ids]
+    return created_results(ids)
 
 
 def insert_one_args(
@@ -108,7 +109,7 @@ async def copy_plain(conn: Any, prepared: list[tuple[Any, ...]], now: float) -> 
         columns=COPY_COLUMNS,
     )
     await count_enqueued(conn, [row[1] for row in prepared], now)
-    return [EnqueueResult(str(i), "created", "pending") for i in ids]
+    return created_results(ids)
 
 
 async def count_enqueued(conn: Any, queues: list[str], now: float) -> None:

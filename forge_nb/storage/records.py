@@ -8,7 +8,7 @@ so notebook users and the dashboard get something readable.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
@@ -77,6 +77,14 @@ class EnqueueResult(NamedTuple):
     id: str
     outcome: Literal["created", "duplicate", "replaced"]
     status: Status
+
+
+def created_results(ids: Iterable[int]) -> list[EnqueueResult]:
+    """The results of new pending jobs with these ids, in order. Built by ``tuple.__new__``:
+    a bulk enqueue makes one per job, and the named tuple's own ``__new__`` (Python code)
+    costs half as much again."""
+    new = tuple.__new__
+    return [new(EnqueueResult, (str(i), "created", "pending")) for i in ids]
 
 
 @dataclass(frozen=True, slots=True)

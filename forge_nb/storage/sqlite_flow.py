@@ -13,6 +13,7 @@ from forge_nb.storage.extras import Extras
 from forge_nb.storage.flow_rules import Flow, held
 from forge_nb.storage.records import EnqueueResult, Status
 from forge_nb.storage.schema import load_queries
+from forge_nb.storage.validation import has_unique_keys
 
 Q = load_queries("sqlite")
 LIVE = ("waiting", "pending", "running", "failed")
@@ -28,7 +29,7 @@ def enqueue(
     more: Extras | None = None,
 ) -> list[EnqueueResult]:
     """The plain enqueue unless a job has flow options or a key may be held by a window."""
-    keyed = any(row[6] is not None for row in prepared)
+    keyed = has_unique_keys(prepared)
     if not any(flows) and not (keyed and c.execute(Q["unique_holds_exist"]).fetchone()[0]):
         return statements.enqueue(c, prepared, now, new_queues, links, more)
     for queue in sorted(new_queues):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import json.encoder
 import math
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -99,7 +100,19 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
                 f"payload must be a JSON object (dict), got {type(payload).__name__}"
             )
         payload = dict(payload)
-    text = dump_json(payload, what="payload")
+    if _C_ENCODE is None:
+        text = dump_json(payload, what="payload")
+    else:
+        # `dump_json` inlined: a bulk enqueue encodes one payload per job, and the calls
+        # cost as much as the encoding of a small payload.
+        try:
+            text = "".join(_C_ENCODE(payload, 0))
+        except (TypeError, ValueError, RecursionError):
+            text = dump_json(payload, what="payload")  # raises the same clear error
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and json_depth_over(
+            text, MAX_JSON_DEPTH
+        ):
+            raise PayloadError(f"payload is nested more than {MAX_JSON_DEPTH} levels deep")
     if text.isascii():  # the common case: one byte per character, nothing to re-encode
         if len(text) > MAX_PAYLOAD_BYTES:
             raise PayloadError(
@@ -199,24 +212,31 @@ def prepare_job(
         check_name(job.queue, "queue")
         if names is not None:
             names.add(pair)
-    if not _int_in(job.priority, PRIORITY_MIN, PRIORITY_MAX):
+    # Each check's common case inline, its helper only for the rest: a bulk enqueue runs
+    # these once per job, and three calls cost as much as the checks.
+    priority, delay, max_attempts = job.priority, job.delay, job.max_attempts
+    if not (type(priority) is int and PRIORITY_MIN <= priority <= PRIORITY_MAX) and not _int_in(
+        priority, PRIORITY_MIN, PRIORITY_MAX
+    ):
         raise ValueError(
-            f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX}, got {job.priority!r}"
+            f"priority must be an int from {PRIORITY_MIN} to {PRIORITY_MAX}, got {priority!r}"
         )
-    if not _number_in(job.delay, 0, MAX_DELAY_S):
+    if not (type(delay) is float and 0 <= delay <= MAX_DELAY_S) and not _number_in(
+        delay, 0, MAX_DELAY_S
+    ):
+        raise ValueError(f"delay must be a number of seconds from 0 to 100 years, got {delay!r}")
+    if not (type(max_attempts) is int and 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT) and not _int_in(
+        max_attempts, 1, MAX_ATTEMPTS_LIMIT
+    ):
         raise ValueError(
-            f"delay must be a number of seconds from 0 to 100 years, got {job.delay!r}"
-        )
-    if not _int_in(job.max_attempts, 1, MAX_ATTEMPTS_LIMIT):
-        raise ValueError(
-            f"max_attempts must be an int from 1 to {MAX_ATTEMPTS_LIMIT}, got {job.max_attempts!r}"
+            f"max_attempts must be an int from 1 to {MAX_ATTEMPTS_LIMIT}, got {max_attempts!r}"
         )
     if job.unique_key is not None:
         check_name(job.unique_key, "unique_key")
     if job.code_version is not None:
         check_code_version(job.code_version)
     if job.scheduled_at is None:
-        scheduled_at = now + float(job.delay)
+        scheduled_at = now + float(delay)
     elif _number_in(job.scheduled_at, 0, MAX_TIMESTAMP):
         scheduled_at = float(job.scheduled_at)
     else:
@@ -227,9 +247,9 @@ def prepare_job(
         job.kind,
         job.queue,
         encode_payload(job.payload),
-        job.priority,
+        priority,
         scheduled_at,
-        job.max_attempts,
+        max_attempts,
         job.unique_key,
         job.code_version,
     )
@@ -274,6 +294,15 @@ def dependency_keys(depends_on: object) -> list[int]:
     return list(keys)
 
 
+_UNIQUE_KEY = operator.itemgetter(6)
+
+
+def has_unique_keys(prepared: Sequence[tuple[Any, ...]]) -> bool:
+    """Whether a job of a prepared batch has a unique key (a checked key is never empty, so
+    its truth says; one C-speed pass)."""
+    return any(map(_UNIQUE_KEY, prepared))
+
+
 def dependency_links(jobs: Sequence[NewJob]) -> list[tuple[int, list[int]]]:
     """(index in the batch, dependency ids) of each job that has dependencies."""
     return [(i, dependency_keys(job.depends_on)) for i, job in enumerate(jobs) if job.depends_on]
@@ -281,15 +310,15 @@ def dependency_links(jobs: Sequence[NewJob]) -> list[tuple[int, list[int]]]:
 
 def prepare_jobs(jobs: Sequence[NewJob], now: float) -> list[tuple[Any, ...]]:
     """Validate a whole batch first, so one bad job means nothing is written."""
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     names: set[tuple[str, str]] = set()
-    for index, job in enumerate(jobs):
-        try:
+    try:
+        for job in jobs:
             rows.append(prepare_job(job, now, names))
-        except ValueError as exc:
-            if len(jobs) == 1:
-                raise
-            raise type(exc)(f"job {index} of {len(jobs)}: {exc}") from None
+    except ValueError as exc:
+        if len(jobs) == 1:
+            raise
+        raise type(exc)(f"job {len(rows)} of {len(jobs)}: {exc}") from None
     return rows
 
 

@@ -163,8 +163,9 @@ async def test_one_bad_job_in_a_batch_stores_none_of_the_batch(
     storage: Storage, bad: dict[str, Any], message: str
 ) -> None:
     batch = [new_job(payload={"i": 0}), new_job(**bad), new_job(payload={"i": 2})]
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as refused:
         await storage.enqueue(batch, NOW)
+    assert str(refused.value).startswith("job 1 of 3: ")  # the error names the bad job
     await assert_nothing_stored(storage)
 
 

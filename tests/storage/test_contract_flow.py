@@ -166,8 +166,9 @@ BAD_FLOW = [
 async def test_bad_flow_options_are_clear_errors_that_write_nothing(
     storage: Storage, flow: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as refused:
         await storage.enqueue([new_job(), new_job(**flow)], NOW)
+    assert str(refused.value).startswith("job 1 of 2: ")  # the error names the bad job
     await assert_nothing_stored(storage)
 
 
