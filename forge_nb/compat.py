@@ -10,7 +10,9 @@ the internal. Panel and Bokeh are imported lazily: importing this module is chea
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -216,6 +218,73 @@ def documents_showing(viewable: Any) -> list[Any]:
 
     views = _attr(state, "_views", "panel.io.state.state._views")
     return [doc for view, _root, doc, _comm in list(views.values()) if view is viewable and doc]
+
+
+@_internal("panel.viewable.Renderable._models / pyviz_comms.Comm._comm")
+def _probe_output_comms() -> bool:
+    import panel as pn
+    from pyviz_comms import Comm  # type: ignore[import-untyped]
+
+    return isinstance(getattr(pn.Column(), "_models", None), dict) and Comm()._comm is None
+
+
+def outputs_connected(viewable: Any) -> bool:
+    """Whether every notebook output showing ``viewable`` has its comm open (True when it is
+    shown in none).
+
+    Why: until the browser has rendered an output and opened its comm, Panel keeps each
+    message pushed to it on a timer of its own (0.1 s, again and again), so a message
+    pushed just after the comm opens overtakes the ones kept: BokehJS then meets models
+    it does not know yet, and a table stays blank.
+    """
+    from panel.io.state import state
+
+    views = _attr(state, "_views", "panel.io.state.state._views")
+    for ref in list(_attr(viewable, "_models", "panel.viewable.Renderable._models")):
+        view = views.get(ref)
+        comm = view[3] if view is not None else None
+        if comm is not None and not _attr(comm, "_comm", "pyviz_comms.Comm._comm"):
+            return False
+    return True
+
+
+@_internal("panel.viewable.Renderable._comms / pyviz_comms.Comm._on_msg")
+def _probe_client_comms() -> bool:
+    import panel as pn
+    from pyviz_comms import Comm
+
+    return isinstance(getattr(pn.Column(), "_comms", None), dict) and hasattr(Comm(), "_on_msg")
+
+
+def handle_messages_on(viewable: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Handle the browser's messages to ``viewable``'s notebook outputs on ``loop``, in order.
+
+    Why: ipykernel 7 may deliver comm messages on a subshell's thread (JupyterLab sends
+    them there so that widgets answer while a cell runs). Panel then changes an output's
+    models, and runs its callbacks, on that thread and that thread's loop, while the
+    kernel's loop changes the same models in the dashboard's ticks and owns the App's
+    connections: the same models sent twice, tables left blank, storage used from two
+    loops. Every message goes through ``loop``'s queue, even one that arrives on its own
+    thread, so none overtakes another.
+    """
+    outputs = _attr(viewable, "_comms", "panel.viewable.Renderable._comms")
+    for _comm, client in list(outputs.values()):
+        handler = _attr(client, "_on_msg", "pyviz_comms.Comm._on_msg")
+        if handler is None or getattr(handler, "forge_nb_loop", None) is loop:
+            continue
+
+        def handle(msg: Any, handler: Callable[[Any], None] = handler) -> None:
+            loop.call_soon_threadsafe(_handle_logged, handler, msg)
+
+        handle.forge_nb_loop = loop  # type: ignore[attr-defined]
+        client._on_msg = handle
+
+
+def _handle_logged(handler: Callable[[Any], None], msg: Any) -> None:
+    try:
+        handler(msg)
+    except Exception:  # the browser is not told any more (its reply went out): log it
+        logging.getLogger("forge_nb.notebook").exception("a notebook output's message failed")
 
 
 @_internal("panel.io.resources.CDN_DIST")

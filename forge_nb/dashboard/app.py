@@ -42,6 +42,12 @@ log = logging.getLogger("forge_nb.dashboard")
 TICK_MS = 1500
 #: Ticks after a page is shown that change its structure (see `Dashboard._batched`).
 SETTLING_TICKS = 1
+#: Seconds a notebook output's ticks wait after its browser opened the output's comm: Panel
+#: sends what it kept for the output before then, each message on its own 0.1 s timer
+#: (see `compat.outputs_connected`), and the first tick's changes must come after them.
+OUTPUT_SETTLE_S = 0.5
+#: Seconds between two looks at whether a notebook output's browser has opened its comm.
+OUTPUT_POLL_S = 0.2
 #: A new session's Overview starts from the newest snapshot another session's tick read,
 #: if it is at most this old (seconds); its own first tick follows at once.
 PREFILL_MAX_AGE_S = 10.0
@@ -154,6 +160,9 @@ class Dashboard:
         self._doc = doc
         #: The notebook output's document, once shown (see `shown_in`).
         self._output_doc: Any = None
+        #: When the notebook outputs' comms were all found open (None: not yet, or one closed).
+        self._outputs_open_at: float | None = None
+        self._output_look: Any = None  # the pending timer of `_outputs_ready`
         self._callback: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         if self._served:
@@ -282,10 +291,48 @@ class Dashboard:
 
     def _connected(self) -> bool:
         """False once a served session's browser has gone (a reload leaves the old session
-        ticking until Bokeh expires it, ~15-30 s later: that work would only slow the rest)."""
-        if not self._served or self._doc is None or self._doc.session_context is None:
+        ticking until Bokeh expires it, ~15-30 s later: that work would only slow the rest),
+        and while a notebook output waits for its browser (`_outputs_ready`)."""
+        if not self._served:
+            return self._outputs_ready()
+        if self._doc is None or self._doc.session_context is None:
             return True
         return compat.connection_count(self._doc) > 0
+
+    def _outputs_ready(self) -> bool:
+        """Whether the notebook outputs showing the dashboard may get changes: their comms
+        open for `OUTPUT_SETTLE_S` (see `compat.outputs_connected`). A change pushed earlier
+        could reach BokehJS ahead of the models it refers to: the Overview's table stayed
+        blank (about one notebook in ten, on a busy machine). Until then ticks are skipped
+        and a timer looks again, so the first tick follows soon after."""
+        if not compat.outputs_connected(self.layout):
+            self._outputs_open_at = None
+            self._look_again(OUTPUT_POLL_S)
+            return False
+        now = time.monotonic()
+        if self._outputs_open_at is None:
+            self._outputs_open_at = now
+        wait = self._outputs_open_at + OUTPUT_SETTLE_S - now
+        if wait > 0:
+            # A timer, not a task: the loop runs due timers in time order, so every message
+            # Panel kept (each on an earlier timer) is sent before this tick's changes.
+            self._look_again(wait)
+            return False
+        return True
+
+    def _look_again(self, delay: float) -> None:
+        if self._output_look is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def look() -> None:
+            self._output_look = None
+            self.refresh()
+
+        self._output_look = loop.call_later(delay, look)
 
     async def _tick_inner(self) -> None:
         t0 = time.perf_counter()

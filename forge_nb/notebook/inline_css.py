@@ -17,6 +17,7 @@ from typing import Any
 import panel as pn
 
 from forge_nb import compat
+from forge_nb.notebook.loop import current_loop
 
 
 class InlineCSSCache(dict[str, Any]):
@@ -63,7 +64,9 @@ class InlineOutput(pn.Column):
     goes in right after it: the first render is already inline (Panel does that one),
     and every later lookup finds the inline cache. ``on_shown(document)`` then tells the
     content which document it lives in (updates from a timer have no current document
-    in a notebook, and Panel finds a document's shared stylesheets through it).
+    in a notebook, and Panel finds a document's shared stylesheets through it). The
+    browser's messages to the output are handled on the loop the output was made on (see
+    `compat.handle_messages_on`).
     """
 
     def __init__(
@@ -72,9 +75,13 @@ class InlineOutput(pn.Column):
         params.setdefault("sizing_mode", "stretch_width")
         super().__init__(*objects, **params)
         self._on_shown = on_shown
+        #: The loop the content lives on (the kernel's): the browser's messages go there.
+        self._home = current_loop()
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         bundle = super()._repr_mimebundle_(include, exclude)
+        if self._home is not None:
+            compat.handle_messages_on(self, self._home)
         for document in compat.documents_showing(self):
             install_inline_css_cache(document)
             if self._on_shown is not None:
