@@ -228,9 +228,9 @@ def _probe_output_comms() -> bool:
     return isinstance(getattr(pn.Column(), "_models", None), dict) and Comm()._comm is None
 
 
-def outputs_connected(viewable: Any) -> bool:
-    """Whether every notebook output showing ``viewable`` has its comm open (True when it is
-    shown in none).
+def output_comms_open(viewable: Any) -> list[bool]:
+    """For each notebook output showing ``viewable``: whether its comm is open (the browser
+    rendered it). Empty when it is shown in none.
 
     Why: until the browser has rendered an output and opened its comm, Panel keeps each
     message pushed to it on a timer of its own (0.1 s, again and again), so a message
@@ -240,12 +240,13 @@ def outputs_connected(viewable: Any) -> bool:
     from panel.io.state import state
 
     views = _attr(state, "_views", "panel.io.state.state._views")
+    flags = []
     for ref in list(_attr(viewable, "_models", "panel.viewable.Renderable._models")):
         view = views.get(ref)
         comm = view[3] if view is not None else None
-        if comm is not None and not _attr(comm, "_comm", "pyviz_comms.Comm._comm"):
-            return False
-    return True
+        if comm is not None:
+            flags.append(bool(_attr(comm, "_comm", "pyviz_comms.Comm._comm")))
+    return flags
 
 
 @_internal("panel.viewable.Renderable._comms / pyviz_comms.Comm._on_msg")

@@ -44,10 +44,13 @@ TICK_MS = 1500
 SETTLING_TICKS = 1
 #: Seconds a notebook output's ticks wait after its browser opened the output's comm: Panel
 #: sends what it kept for the output before then, each message on its own 0.1 s timer
-#: (see `compat.outputs_connected`), and the first tick's changes must come after them.
+#: (see `compat.output_comms_open`), and the first tick's changes must come after them.
 OUTPUT_SETTLE_S = 0.5
 #: Seconds between two looks at whether a notebook output's browser has opened its comm.
 OUTPUT_POLL_S = 0.2
+#: Longest wait for a browser to open an output's comm before ticking anyway: an output
+#: no browser ever draws (cleared first, run headless) must not stop the others for good.
+OUTPUT_WAIT_MAX_S = 30.0
 #: A new session's Overview starts from the newest snapshot another session's tick read,
 #: if it is at most this old (seconds); its own first tick follows at once.
 PREFILL_MAX_AGE_S = 10.0
@@ -162,6 +165,8 @@ class Dashboard:
         self._output_doc: Any = None
         #: When the notebook outputs' comms were all found open (None: not yet, or one closed).
         self._outputs_open_at: float | None = None
+        #: Since when an output's comm has been found closed (None: none is).
+        self._outputs_closed_at: float | None = None
         self._output_look: Any = None  # the pending timer of `_outputs_ready`
         self._callback: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -301,15 +306,23 @@ class Dashboard:
 
     def _outputs_ready(self) -> bool:
         """Whether the notebook outputs showing the dashboard may get changes: their comms
-        open for `OUTPUT_SETTLE_S` (see `compat.outputs_connected`). A change pushed earlier
+        open for `OUTPUT_SETTLE_S` (see `compat.output_comms_open`). A change pushed earlier
         could reach BokehJS ahead of the models it refers to: the Overview's table stayed
         blank (about one notebook in ten, on a busy machine). Until then ticks are skipped
-        and a timer looks again, so the first tick follows soon after."""
-        if not compat.outputs_connected(self.layout):
-            self._outputs_open_at = None
-            self._look_again(OUTPUT_POLL_S)
-            return False
+        and a timer looks again, so the first tick follows soon after. Shown nowhere: ready."""
+        comms = compat.output_comms_open(self.layout)
         now = time.monotonic()
+        if not all(comms):
+            self._outputs_open_at = None
+            if self._outputs_closed_at is None:
+                self._outputs_closed_at = now
+            if now - self._outputs_closed_at < OUTPUT_WAIT_MAX_S:
+                self._look_again(OUTPUT_POLL_S)
+                return False
+            return True  # a browser that never came: tick for the others
+        self._outputs_closed_at = None
+        if not comms:
+            return True
         if self._outputs_open_at is None:
             self._outputs_open_at = now
         wait = self._outputs_open_at + OUTPUT_SETTLE_S - now
@@ -364,6 +377,8 @@ class Dashboard:
         finally:
             self._read_s = time.perf_counter() - t0
         self.ctx.source.remember(snap)
+        if not self._served and not self._outputs_ready():
+            return  # shown again, in an output whose browser connected during the read
         if page is not self.slots[self.tabs.active].page:
             # The tab changed while this tick read: that page is hidden now, and a change
             # of structure there (a chart's first lines and legend) has no view in the

@@ -34,7 +34,10 @@ async def test_an_output_whose_browser_has_not_connected_is_not_updated(tmp_path
     output._repr_mimebundle_()  # rendered as a notebook output: its comm waits for a browser
     hidden = Dashboard(app)  # shown nowhere: its ticks have no output to wait for
     try:
-        assert not compat.outputs_connected(shown.layout)
+        assert compat.output_comms_open(shown.layout) == [False]
+        assert compat.output_comms_open(hidden.layout) == []
+        assert hidden._outputs_ready(), "shown nowhere: nothing to wait for"
+        assert not shown._outputs_ready()
         await asyncio.sleep(2 * TICK_MS / 1000)  # the first tick and a periodic one
         assert "live" in hidden.header.object, "a dashboard shown nowhere ticks"
         assert "live" not in shown.header.object, "the waiting output got a tick's changes"
