@@ -97,7 +97,10 @@ def key_of(policy: KindPolicy, payload: Mapping[str, Any]) -> str | None:
 def set_flow_fields(
     job: NewJob, request: EnqueueRequest, handler: Handler | None, payload: Mapping[str, Any]
 ) -> None:
-    """Set ``job``'s flow-control fields from its request and kind (none for a plain job)."""
+    """Set ``job``'s flow-control fields from its request and kind (none for a plain job).
+
+    `App._new_job` skips the call when none of what is read here is set (a bulk enqueue
+    makes one job per request): a new option read here belongs in its test too."""
     if request.expires_in is not None:
         job.expires_in = _seconds(request.expires_in)
     if request.unique_for is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forge_nb.storage.records import EnqueueResult, NewJob
-from forge_nb.storage.validation import dump_json, is_unicode
+from forge_nb.storage.validation import dump_json, in_batch, is_unicode
 
 #: At most this many tags per job, each at most this many characters.
 MAX_TAGS = 16
@@ -52,9 +52,7 @@ def tag_links(jobs: Sequence[NewJob]) -> list[tuple[int, tuple[str, ...]]]:
         try:
             tags = check_tags(tags)
         except ValueError as exc:
-            if len(jobs) == 1:
-                raise
-            raise ValueError(f"job {index} of {len(jobs)}: {exc}") from None
+            raise in_batch(exc, index, len(jobs)) from None
         if tags:
             links.append((index, tags))
     return links
@@ -102,9 +100,7 @@ def extras_of(jobs: Sequence[NewJob]) -> Extras:
             try:
                 contexts.append((index, dump_json(dict(job.context), what="the job's context")))
             except ValueError as exc:
-                if len(jobs) == 1:
-                    raise
-                raise type(exc)(f"job {index} of {len(jobs)}: {exc}") from None
+                raise in_batch(exc, index, len(jobs)) from None
     return Extras(tag_links(jobs), contexts)
 
 

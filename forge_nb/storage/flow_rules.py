@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from forge_nb.storage.records import NewJob
-from forge_nb.storage.validation import MAX_DELAY_S, check_name
+from forge_nb.storage.validation import MAX_DELAY_S, check_name, in_batch
 
 ON_CONFLICT = ("ignore", "replace")
 #: The most jobs of one key that may run at once.
@@ -76,9 +76,7 @@ def prepare_flows(jobs: Sequence[NewJob], now: float) -> list[Flow | None]:
         for job in jobs:
             flows.append(prepare_flow(job, now))
     except ValueError as exc:
-        if len(jobs) == 1:
-            raise
-        raise type(exc)(f"job {len(flows)} of {len(jobs)}: {exc}") from None
+        raise in_batch(exc, len(flows), len(jobs)) from None
     return flows
 
 

@@ -320,7 +320,8 @@ class PostgresStorage(SqlCore):
     async def _insert(self, batch: EnqueueBatch, now: float) -> list[EnqueueResult]:
         """Insert a batch in one transaction, then wake workers."""
         prepared, flows, links, more = batch
-        if any(flows) or await self._held_keys_possible(prepared):
+        keyed = has_unique_keys(prepared)
+        if any(flows) or (keyed and await self._held_keys_possible()):
             async with self._tx() as conn:
                 results = await flow.enqueue(conn, prepared, flows, now)
                 if more:
@@ -328,8 +329,8 @@ class PostgresStorage(SqlCore):
                 if links:
                     results = await workflows.link_dependencies(conn, results, links, now)
         elif links or more:
-            results = await self._enqueue_linked(prepared, links, now, more)
-        elif not has_unique_keys(prepared):
+            results = await self._enqueue_linked(prepared, links, now, more, keyed)
+        elif not keyed:
             if len(prepared) >= COPY_MIN_ROWS:
                 async with self._connection(transaction=True, lane=True) as conn:
                     results = await statements.copy_plain(conn, prepared, now)
@@ -370,12 +371,11 @@ class PostgresStorage(SqlCore):
             self._notifier.send({queue})
         return EnqueueResult(str(new_id), "created", "pending")
 
-    async def _held_keys_possible(self, prepared: list[tuple[Any, ...]]) -> bool:
-        """Whether a unique key of the batch may be held by a window (`unique_for`): only
-        once some key was taken with one (the table only grows, so yes is kept)."""
-        if self._windows_seen or not has_unique_keys(prepared):
-            return self._windows_seen and has_unique_keys(prepared)
-        self._windows_seen = bool(await self._fetchval(Q["unique_holds_exist"]))
+    async def _held_keys_possible(self) -> bool:
+        """Whether a unique key may be held by a window (`unique_for`): only once some key
+        was taken with one (the table only grows, so yes is kept)."""
+        if not self._windows_seen:
+            self._windows_seen = bool(await self._fetchval(Q["unique_holds_exist"]))
         return self._windows_seen
 
     async def _enqueue_linked(
@@ -383,14 +383,15 @@ class PostgresStorage(SqlCore):
         prepared: list[tuple[Any, ...]],
         links: list[tuple[int, list[int]]],
         now: float,
-        more: Extras | None = None,
+        more: Extras | None,
+        keyed: bool,
     ) -> list[EnqueueResult]:
         """A batch with dependencies: inserted and linked in one transaction, tried again
         when it deadlocks with a dependency's finish (each waits on the other's row locks)."""
         for _ in range(RACE_RETRIES):
             try:
                 async with self._tx() as conn:
-                    if not has_unique_keys(prepared):
+                    if not keyed:
                         results = await statements.insert_plain(conn, prepared, now)
                     else:
                         results = await statements.insert_with_keys(conn, prepared, now)

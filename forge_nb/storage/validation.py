@@ -308,6 +308,12 @@ def dependency_links(jobs: Sequence[NewJob]) -> list[tuple[int, list[int]]]:
     return [(i, dependency_keys(job.depends_on)) for i, job in enumerate(jobs) if job.depends_on]
 
 
+def in_batch(exc: ValueError, index: int, count: int) -> ValueError:
+    """``exc`` naming the job of a batch it is about (``job 1 of 3: …``); a batch of one
+    needs no name."""
+    return exc if count == 1 else type(exc)(f"job {index} of {count}: {exc}")
+
+
 def prepare_jobs(jobs: Sequence[NewJob], now: float) -> list[tuple[Any, ...]]:
     """Validate a whole batch first, so one bad job means nothing is written."""
     rows: list[tuple[Any, ...]] = []
@@ -316,9 +322,7 @@ def prepare_jobs(jobs: Sequence[NewJob], now: float) -> list[tuple[Any, ...]]:
         for job in jobs:
             rows.append(prepare_job(job, now, names))
     except ValueError as exc:
-        if len(jobs) == 1:
-            raise
-        raise type(exc)(f"job {len(rows)} of {len(jobs)}: {exc}") from None
+        raise in_batch(exc, len(rows), len(jobs)) from None
     return rows
 
 
